@@ -1,0 +1,135 @@
+//! The vocabulary of the resource manager and the trait contracts every other crate speaks
+//! through.
+//!
+//! # Where it sits
+//! `rm-model` is the bottom layer: the middle crates (`rm-reserve`, `rm-validate`,
+//! `rm-policy`, `rm-contention`, `rm-pool`, `rm-scale`, `rm-monitor`) depend on it and never on
+//! each other, and `rm-facade` wires them together through the traits defined here. It knows
+//! nothing of dashmap, crossbeam or metrics: its only dependencies are std, serde and
+//! thiserror, so a new backend or policy needs nothing else to implement a contract.
+//!
+//! # Main types
+//! - Amounts: [`Quantity`] (exact integer thousandths, Kubernetes quantity syntax) and
+//!   [`Unit`] (exact conversion within a [`Dimension`]).
+//! - Resources: [`ResourceType`], [`ResourceCapacity`], [`ResourceSpecification`] with typed
+//!   [`CapabilityValue`]s, [`Labels`], and [`Resource`] (one capacity per type, so a host is
+//!   one multi-dimensional resource).
+//! - Requests: [`ResourceRequirement`] with hard [`Constraint`]s, weighted [`Preference`]s,
+//!   [`AffinityTerm`]s and a [`ColocationGroup`]; [`ReservationRequest`] (a gang, all or
+//!   nothing) with [`RequesterId`], [`Priority`] and [`ReservationStrategy`].
+//! - Holds: [`Reservation`], [`ReservationId`], [`ReservationState`] and its legal
+//!   transitions, [`FencingToken`].
+//! - Time and events: [`Clock`] ([`SystemClock`], [`ManualClock`]), [`Event`], [`EventKind`].
+//!
+//! # Contracts
+//! Each trait documents its contract; errors that are part of a contract sit beside it.
+//!
+//! | trait | what it does | contract errors |
+//! |---|---|---|
+//! | [`ReservationLedger`] | holds, all-or-nothing, idempotent by id | [`LedgerError`] (definite vs indeterminate) |
+//! | [`AllocationPolicy`] | admission and queue order | [`Refusal`] with a [`RefusalReason`] |
+//! | [`PlacementScorer`] | ranks candidate resources | none (`None` = does not fit) |
+//! | [`ContentionResolver`] | what to do when a request does not fit | [`Resolution`] |
+//! | [`ScaleTarget`] | something whose size can change | [`ScaleError`] |
+//! | [`Validator`] | every problem, with field paths | [`ValidationErrors`] |
+//! | [`EventSink`] | receives events, never blocks | none |
+//! | [`Clock`] | monotonic time | none |
+//!
+//! All are object-safe, `Send + Sync`, take `&self`, and are implemented for `&T`, `Box<T>`
+//! and `Arc<T>`, so `Arc<dyn ReservationLedger>` is a ledger.
+//!
+//! # Design decisions
+//! - **No floats in accounting.** Quantities are `i64` thousandths; conversions that would lose
+//!   precision are errors. Floats appear only in reporting helpers (`ratio_of`, `utilization`).
+//! - **Scores are integers** (parts per million), so placement is deterministic.
+//! - **Time is a trait.** Timestamps are monotonic readings of a [`Clock`]; the ledger contract
+//!   speaks in durations, so a remote store can use its own clock.
+//! - **Names are checked newtypes** that clone by reference count; generated reservation ids
+//!   are inline 128-bit values, so generating one does not allocate.
+//!
+//! # Concurrency
+//! Every type is `Send + Sync`. Values are immutable once built (builders take `self`);
+//! [`ManualClock`] is the one type with interior mutability (an atomic).
+//!
+//! # Errors and panics
+//! Malformed input is a typed error naming what is wrong ([`QuantityError`], [`UnitError`],
+//! [`NameError`], [`CapacityError`], …; [`ModelError`] gathers them for `?`). Nothing in this
+//! crate panics on input.
+//!
+//! # Metrics
+//! None: this crate emits nothing. Metric names and emission live in the crates that do work.
+//!
+//! # Example
+//! The seed's "Resource Definition", then a requirement it satisfies:
+//!
+//! ```
+//! use rm_model::{Constraint, Resource, ResourceCapacity, ResourceRequirement,
+//!     ResourceSpecification, ResourceType, Unit};
+//!
+//! // Create a compute resource
+//! let compute_resource = Resource::new(
+//!     "compute-node-1",
+//!     ResourceType::Compute,
+//!     ResourceCapacity::new(0, 100, Unit::CORES)?,
+//! )?
+//! .with_specification(
+//!     ResourceSpecification::new(ResourceType::Compute)
+//!         .with("cores", 32)?
+//!         .with("memory", 128)?
+//!         .with("arch", "x86_64")?,
+//! );
+//!
+//! let compute_requirement = ResourceRequirement::new(ResourceType::Compute, 50, Unit::CORES)
+//!     .with_constraint(Constraint::capability("arch")?.eq("x86_64"));
+//! assert!(compute_requirement.admits(&compute_resource));
+//! assert_eq!(compute_resource.capacity().available(), "100".parse()?);
+//! # Ok::<(), rm_model::ModelError>(())
+//! ```
+
+mod clock;
+mod contention;
+mod error;
+mod event;
+mod ledger;
+mod name;
+pub mod placement;
+mod policy;
+mod quantity;
+mod requirement;
+mod reservation;
+mod resource;
+mod scale;
+mod unit;
+mod validate;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use contention::{
+    ContentionAction, ContentionResolver, ContentionStrategy, Resolution, ResolutionOutcome,
+};
+pub use error::ModelError;
+pub use event::{DiscardEvents, Event, EventKind, EventSink};
+pub use ledger::{
+    AuditReport, AuditViolation, CapacityUsage, LedgerError, LedgerSnapshot, ReservationLedger,
+    Shortfall,
+};
+pub use name::{CapabilityName, ColocationGroup, LabelKey, NameError, RequesterId, ResourceName};
+pub use placement::{DimensionFit, PlacementCandidate, PlacementScorer};
+pub use policy::{
+    Admission, AllocationPolicy, AllocationResult, PendingRequest, Refusal, RefusalReason,
+};
+pub use quantity::{MILLI_PER_UNIT, Quantity, QuantityError, QuantityFormat};
+pub use requirement::{
+    AffinityKind, AffinityTerm, Constraint, ConstraintBuilder, ConstraintError, ConstraintKey,
+    Operator, Preference, ResourceRequirement, Selector, Topology,
+};
+pub use reservation::{
+    FencingToken, PreemptionPolicy, Priority, PriorityClass, Reservation, ReservationId,
+    ReservationItem, ReservationRequest, ReservationState, ReservationStrategy, TransitionError,
+};
+pub use resource::{
+    CapabilityValue, CapacityError, Labels, Resource, ResourceCapacity, ResourceError,
+    ResourceSpecification, ResourceType,
+};
+pub use scale::{ScaleError, ScaleStatus, ScaleTarget};
+pub use unit::{Dimension, Unit, UnitError};
+pub use validate::{ValidationErrors, Validator, Violation};

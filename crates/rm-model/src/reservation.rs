@@ -1,0 +1,578 @@
+//! Reservations: requests for resources, the holds granted for them, and their life cycle.
+//!
+//! A [`ReservationRequest`] is a gang of requirements granted all together or not at all. The
+//! granted [`Reservation`] moves through [`ReservationState`]s
+//! (`Pending → Confirmed → Released`, `Pending → Expired`, `Pending|Confirmed → Preempted`,
+//! `Pending → Cancelled`) and carries a [`FencingToken`] that grows with every grant.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::clock::Timestamp;
+use crate::name::{NameError, RequesterId, ResourceName, check_name};
+use crate::quantity::Quantity;
+use crate::requirement::ResourceRequirement;
+use crate::resource::{Labels, ResourceType};
+use crate::unit::Unit;
+use crate::validate::Violation;
+
+/// How important a request is: higher wins (as Kubernetes' pod priority).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Priority(pub i32);
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Whether a request may displace lower-priority holds to make room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreemptionPolicy {
+    /// It may preempt preemptible holds of lower priority.
+    #[default]
+    PreemptLowerPriority,
+    /// It never preempts, whatever its priority (Kubernetes' `Never`).
+    Never,
+}
+
+/// A named priority level with its preemption policy (`batch-low`, `interactive`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityClass {
+    /// The class name.
+    pub name: String,
+    /// The priority it gives.
+    pub priority: Priority,
+    /// Whether its requests may preempt.
+    #[serde(default)]
+    pub preemption: PreemptionPolicy,
+}
+
+/// The id of a reservation: chosen by the caller (so a retry can name it) or generated.
+///
+/// Generated ids are 128 random bits held inline, so generating one does not allocate; they
+/// print as `r-` followed by 32 hex digits, and that text parses back to the same id.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(IdRepr);
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum IdRepr {
+    Generated(u128),
+    Named(Arc<str>),
+}
+
+impl ReservationId {
+    /// A caller-chosen id, checked against the name rule (at most 253 characters).
+    pub fn new(id: &str) -> Result<ReservationId, NameError> {
+        if let Some(value) = parse_generated(id) {
+            return Ok(ReservationId(IdRepr::Generated(value)));
+        }
+        check_name("reservation id", id, 253)?;
+        Ok(ReservationId(IdRepr::Named(Arc::from(id))))
+    }
+
+    /// A fresh id, unique with overwhelming probability across processes and hosts.
+    pub fn generate() -> ReservationId {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            // Seeded from the operating system's randomness by the standard library.
+            static KEYS: (std::collections::hash_map::RandomState, std::collections::hash_map::RandomState) =
+                (Default::default(), Default::default());
+        }
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let (high, low) = KEYS.with(|(a, b)| {
+            let mut h = a.build_hasher();
+            h.write_u64(count);
+            let mut l = b.build_hasher();
+            l.write_u64(count);
+            (h.finish(), l.finish())
+        });
+        ReservationId(IdRepr::Generated(
+            (u128::from(high) << 64) | u128::from(low),
+        ))
+    }
+
+    /// Whether the id was generated rather than chosen.
+    pub fn is_generated(&self) -> bool {
+        matches!(self.0, IdRepr::Generated(_))
+    }
+}
+
+fn parse_generated(id: &str) -> Option<u128> {
+    let hex = id.strip_prefix("r-")?;
+    if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u128::from_str_radix(hex, 16).ok()
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            IdRepr::Generated(value) => write!(f, "r-{value:032x}"),
+            IdRepr::Named(name) => f.write_str(name),
+        }
+    }
+}
+
+impl fmt::Debug for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReservationId({self})")
+    }
+}
+
+impl FromStr for ReservationId {
+    type Err = NameError;
+    fn from_str(id: &str) -> Result<ReservationId, NameError> {
+        ReservationId::new(id)
+    }
+}
+
+impl Serialize for ReservationId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReservationId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ReservationId, D::Error> {
+        let id = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ReservationId::new(&id).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A number that grows with every grant of a ledger, so that a holder whose lease was
+/// reclaimed (expired, preempted) can be told apart from the current holder of the capacity.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct FencingToken(pub u64);
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How a ledger chooses among resources that could hold a requirement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ReservationStrategy {
+    /// First fit: the first registered resource that can hold it.
+    #[serde(alias = "first-fit")]
+    Greedy,
+    /// Least allocated: spreads load, keeping the most headroom everywhere.
+    #[default]
+    #[serde(alias = "least-allocated")]
+    Balanced,
+    /// Most allocated that still fits: packs tightly, keeping whole resources free.
+    #[serde(alias = "most-allocated", alias = "best-fit")]
+    BinPack,
+    /// Multi-dimensional alignment: prefers resources whose free capacity has the shape of
+    /// the request (Tetris), for co-located requirements over several types.
+    Aligned,
+}
+
+impl ReservationStrategy {
+    /// The strategy's name in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStrategy::Greedy => "greedy",
+            ReservationStrategy::Balanced => "balanced",
+            ReservationStrategy::BinPack => "bin-pack",
+            ReservationStrategy::Aligned => "aligned",
+        }
+    }
+}
+
+/// A request for resources: a gang of requirements granted all together or not at all.
+///
+/// ```
+/// use std::time::Duration;
+/// use rm_model::{Priority, RequesterId, ReservationRequest, ReservationStrategy,
+///     ResourceRequirement, ResourceType, Unit};
+///
+/// let request = ReservationRequest::new(
+///     RequesterId::new("task-1")?,
+///     vec![
+///         ResourceRequirement::new(ResourceType::Compute, 4, Unit::CORES),
+///         ResourceRequirement::new(ResourceType::Memory, 16, Unit::GIB),
+///     ],
+/// )
+/// .with_strategy(ReservationStrategy::BinPack)
+/// .with_priority(Priority(10))
+/// .with_ttl(Duration::from_secs(30));
+/// assert!(request.violations().is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRequest {
+    /// The id to use; a retry with the same id and the same request returns the same
+    /// reservation. Generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<ReservationId>,
+    /// Who asks.
+    pub requester: RequesterId,
+    /// How important it is.
+    #[serde(default)]
+    pub priority: Priority,
+    /// What is needed, all or nothing.
+    pub requirements: Vec<ResourceRequirement>,
+    /// How resources are chosen.
+    #[serde(default)]
+    pub strategy: ReservationStrategy,
+    /// How long the hold stays pending before it expires unless confirmed; the ledger's
+    /// default when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::clock::opt_duration_ms"
+    )]
+    pub ttl: Option<Duration>,
+    /// Labels of the request, which other requests' affinity selectors match.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// Whether a higher-priority request may preempt the hold.
+    #[serde(default = "yes")]
+    pub preemptible: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ReservationRequest {
+    /// A request by `requester` for `requirements`, with default priority, the balanced
+    /// strategy, the ledger's default TTL, no labels, preemptible.
+    pub fn new(
+        requester: RequesterId,
+        requirements: Vec<ResourceRequirement>,
+    ) -> ReservationRequest {
+        ReservationRequest {
+            id: None,
+            requester,
+            priority: Priority::default(),
+            requirements,
+            strategy: ReservationStrategy::default(),
+            ttl: None,
+            labels: Labels::new(),
+            preemptible: true,
+        }
+    }
+
+    /// Names the reservation, so that retries are idempotent.
+    pub fn with_id(mut self, id: ReservationId) -> ReservationRequest {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the priority.
+    pub fn with_priority(mut self, priority: Priority) -> ReservationRequest {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the placement strategy.
+    pub fn with_strategy(mut self, strategy: ReservationStrategy) -> ReservationRequest {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Sets the pending TTL.
+    pub fn with_ttl(mut self, ttl: Duration) -> ReservationRequest {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the request's labels.
+    pub fn with_labels(mut self, labels: Labels) -> ReservationRequest {
+        self.labels = labels;
+        self
+    }
+
+    /// Sets whether the hold may be preempted.
+    pub fn preemptible(mut self, preemptible: bool) -> ReservationRequest {
+        self.preemptible = preemptible;
+        self
+    }
+
+    /// Whether `other` asks for the same thing, ignoring the id: the test for an idempotent
+    /// retry.
+    pub fn same_request_as(&self, other: &ReservationRequest) -> bool {
+        self.requester == other.requester
+            && self.priority == other.priority
+            && self.requirements == other.requirements
+            && self.strategy == other.strategy
+            && self.ttl == other.ttl
+            && self.labels == other.labels
+            && self.preemptible == other.preemptible
+    }
+
+    /// Structural problems with their field paths: no requirements, a zero TTL, and each
+    /// requirement's own (see [`ResourceRequirement::violations`]).
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        if self.requirements.is_empty() {
+            out.push(Violation::new("requirements", "must not be empty"));
+        }
+        if self.ttl == Some(Duration::ZERO) {
+            out.push(Violation::new("ttl", "must be positive"));
+        }
+        for (i, requirement) in self.requirements.iter().enumerate() {
+            requirement.violations(&format!("requirements[{i}]"), &mut out);
+        }
+        out
+    }
+}
+
+/// One granted piece of a reservation: an amount of one type on one resource.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReservationItem {
+    /// Which requirement of the request this item grants (its index).
+    pub requirement: usize,
+    /// Where.
+    pub resource: ResourceName,
+    /// Which of the resource's capacities.
+    pub resource_type: ResourceType,
+    /// How much, in the resource's unit.
+    pub amount: Quantity,
+    /// The resource's unit.
+    pub unit: Unit,
+}
+
+/// Where a reservation is in its life cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReservationState {
+    /// Granted and held, expiring at the end of its TTL unless confirmed.
+    Pending,
+    /// Confirmed by the holder: held until released or preempted.
+    Confirmed,
+    /// Given back by the holder after use.
+    Released,
+    /// Not confirmed within its TTL; the capacity went back.
+    Expired,
+    /// Taken away for a higher-priority request.
+    Preempted,
+    /// Withdrawn before confirmation.
+    Cancelled,
+}
+
+/// A state change that the life cycle does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("move a reservation from {from:?} to {to:?}: the life cycle does not allow it")]
+pub struct TransitionError {
+    /// The current state.
+    pub from: ReservationState,
+    /// The state asked for.
+    pub to: ReservationState,
+}
+
+impl ReservationState {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Pending => "pending",
+            ReservationState::Confirmed => "confirmed",
+            ReservationState::Released => "released",
+            ReservationState::Expired => "expired",
+            ReservationState::Preempted => "preempted",
+            ReservationState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the reservation holds capacity in this state.
+    pub fn holds_capacity(self) -> bool {
+        matches!(
+            self,
+            ReservationState::Pending | ReservationState::Confirmed
+        )
+    }
+
+    /// Whether no further transition is possible.
+    pub fn is_terminal(self) -> bool {
+        !self.holds_capacity()
+    }
+
+    /// Whether the life cycle allows moving to `next`.
+    pub fn can_transition_to(self, next: ReservationState) -> bool {
+        use ReservationState::*;
+        matches!(
+            (self, next),
+            (Pending, Confirmed | Expired | Preempted | Cancelled)
+                | (Confirmed, Released | Preempted)
+        )
+    }
+
+    /// `next` when the life cycle allows it, an error otherwise.
+    pub fn transition(self, next: ReservationState) -> Result<ReservationState, TransitionError> {
+        if self.can_transition_to(next) {
+            Ok(next)
+        } else {
+            Err(TransitionError {
+                from: self,
+                to: next,
+            })
+        }
+    }
+}
+
+impl fmt::Display for ReservationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A granted reservation as a ledger reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The id.
+    pub id: ReservationId,
+    /// Who holds it.
+    pub requester: RequesterId,
+    /// Its priority.
+    pub priority: Priority,
+    /// Where it is in its life cycle.
+    pub state: ReservationState,
+    /// What was granted, one item per requirement, in requirement order.
+    pub items: Vec<ReservationItem>,
+    /// The grant's fencing token.
+    pub fencing_token: FencingToken,
+    /// When it was granted, by the ledger's clock.
+    pub created_at: Timestamp,
+    /// When it last changed state or was renewed, by the ledger's clock.
+    pub updated_at: Timestamp,
+    /// When it expires while pending, by the ledger's clock.
+    pub expires_at: Option<Timestamp>,
+    /// The request's labels.
+    pub labels: Labels,
+    /// Whether it may be preempted.
+    pub preemptible: bool,
+}
+
+impl Reservation {
+    /// Whether it holds capacity now.
+    pub fn is_active(&self) -> bool {
+        self.state.holds_capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn life_cycle_transitions() {
+        use ReservationState::*;
+        let all = [Pending, Confirmed, Released, Expired, Preempted, Cancelled];
+        let allowed = [
+            (Pending, Confirmed),
+            (Pending, Expired),
+            (Pending, Preempted),
+            (Pending, Cancelled),
+            (Confirmed, Released),
+            (Confirmed, Preempted),
+        ];
+        for from in all {
+            for to in all {
+                let expected = allowed.contains(&(from, to));
+                assert_eq!(from.can_transition_to(to), expected, "{from} -> {to}");
+                assert_eq!(from.transition(to).is_ok(), expected);
+            }
+            assert_eq!(from.holds_capacity(), matches!(from, Pending | Confirmed));
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_unique_and_round_trip() {
+        let ids: std::collections::HashSet<_> =
+            (0..10_000).map(|_| ReservationId::generate()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(10) {
+            let text = id.to_string();
+            assert!(text.starts_with("r-") && text.len() == 34, "{text}");
+            let parsed: ReservationId = text.parse().unwrap();
+            assert_eq!(&parsed, id);
+            assert!(parsed.is_generated());
+        }
+        let named = ReservationId::new("job-7/step-2").unwrap();
+        assert!(!named.is_generated());
+        assert_eq!(named.to_string(), "job-7/step-2");
+        assert!(ReservationId::new("").is_err());
+    }
+
+    #[test]
+    fn request_structure_is_checked_with_paths() {
+        use crate::{Constraint, ResourceRequirement, ResourceType, Unit};
+        let requester = RequesterId::new("t").unwrap();
+        let empty = ReservationRequest::new(requester.clone(), vec![]).with_ttl(Duration::ZERO);
+        let paths: Vec<_> = empty.violations().into_iter().map(|v| v.path).collect();
+        assert_eq!(paths, ["requirements", "ttl"]);
+
+        let bad = ReservationRequest::new(
+            requester,
+            vec![
+                ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES),
+                ResourceRequirement::new(ResourceType::Memory, 0, Unit::CORES)
+                    .with_constraint(Constraint::capability("arch").unwrap().gt("x86"))
+                    .with_preference(
+                        0,
+                        Constraint::label("zone").unwrap().is_in(Vec::<&str>::new()),
+                    ),
+            ],
+        );
+        let paths: Vec<_> = bad.violations().into_iter().map(|v| v.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "requirements[1].amount",
+                "requirements[1].unit",
+                "requirements[1].constraints[0].value",
+                "requirements[1].preferences[0].weight",
+                "requirements[1].preferences[0].constraint.values",
+            ]
+        );
+    }
+
+    #[test]
+    fn retries_compare_everything_but_the_id() {
+        use crate::{ResourceRequirement, ResourceType, Unit};
+        let base = ReservationRequest::new(
+            RequesterId::new("t").unwrap(),
+            vec![ResourceRequirement::new(
+                ResourceType::Compute,
+                1,
+                Unit::CORES,
+            )],
+        );
+        let named = base.clone().with_id(ReservationId::new("x").unwrap());
+        assert!(named.same_request_as(&base));
+        assert!(!named.same_request_as(&base.clone().with_priority(Priority(1))));
+        assert!(!named.same_request_as(&base.clone().preemptible(false)));
+    }
+
+    #[test]
+    fn strategies_read_their_aliases() {
+        let read =
+            |s: &str| serde_json::from_str::<ReservationStrategy>(&format!("\"{s}\"")).unwrap();
+        assert_eq!(read("first-fit"), ReservationStrategy::Greedy);
+        assert_eq!(read("least-allocated"), ReservationStrategy::Balanced);
+        assert_eq!(read("most-allocated"), ReservationStrategy::BinPack);
+        assert_eq!(read("bin-pack"), ReservationStrategy::BinPack);
+        assert_eq!(read("aligned"), ReservationStrategy::Aligned);
+    }
+}

@@ -1,0 +1,141 @@
+//! The validator contract: checks of resources, requests and granted reservations that report
+//! every problem with the path of the offending field.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reservation::{Reservation, ReservationRequest};
+use crate::resource::Resource;
+
+/// One problem found by validation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Violation {
+    /// The path of the offending field (`requirements[1].amount`, `capacity.maximum`).
+    pub path: String,
+    /// What is wrong, in lower case, without a final period.
+    pub message: String,
+}
+
+impl Violation {
+    /// A violation at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Violation {
+        Violation {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same violation under a parent path (`resources[3]` + `name`).
+    pub fn under(mut self, parent: &str) -> Violation {
+        self.path = if self.path.is_empty() {
+            parent.to_owned()
+        } else if self.path.starts_with('[') {
+            format!("{parent}{}", self.path)
+        } else {
+            format!("{parent}.{}", self.path)
+        };
+        self
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem validation found; never empty.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("validate {subject}: {}", list(.violations))]
+pub struct ValidationErrors {
+    /// What was validated (`resource node-1`, `request by task-1`).
+    pub subject: String,
+    /// The problems, in field order.
+    pub violations: Vec<Violation>,
+}
+
+fn list(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ValidationErrors {
+    /// `Ok` when `violations` is empty, the error otherwise.
+    pub fn check(
+        subject: impl Into<String>,
+        violations: Vec<Violation>,
+    ) -> Result<(), ValidationErrors> {
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors {
+                subject: subject.into(),
+                violations,
+            })
+        }
+    }
+}
+
+/// Checks resources, requests and grants against the constraints of the system.
+///
+/// Contract:
+/// - Each method reports *every* violation it finds, each with a field path, not just the
+///   first; `Ok(())` means none.
+/// - Validation has no side effects: it never changes the inputs or any ledger.
+/// - `registered` is the set of resources currently registered (for uniqueness and
+///   satisfiability checks); it may be empty.
+pub trait Validator: Send + Sync {
+    /// Checks a resource before it is registered or updated: capacities, units against the
+    /// type, name well-formed and unique among `registered` (an update of the resource with the
+    /// same name is not a duplicate).
+    fn validate_resource(
+        &self,
+        resource: &Resource,
+        registered: &[Resource],
+    ) -> Result<(), ValidationErrors>;
+
+    /// Checks a request at admission: amounts, types, units, constraint operators, limit
+    /// ranges, and that some registered resource could hold each requirement at its maximum
+    /// (otherwise it would wait forever).
+    fn validate_request(
+        &self,
+        request: &ReservationRequest,
+        registered: &[Resource],
+    ) -> Result<(), ValidationErrors>;
+
+    /// Checks a granted reservation against its request: every item satisfies its
+    /// requirement's hard constraints, affinity rules and co-location.
+    fn validate_reservation(
+        &self,
+        reservation: &Reservation,
+        request: &ReservationRequest,
+        registered: &[Resource],
+    ) -> Result<(), ValidationErrors>;
+}
+
+macro_rules! forward_validator {
+    ($($ptr:ty),*) => {$(
+        impl<T: Validator + ?Sized> Validator for $ptr {
+            fn validate_resource(&self, resource: &Resource, registered: &[Resource]) -> Result<(), ValidationErrors> {
+                (**self).validate_resource(resource, registered)
+            }
+            fn validate_request(&self, request: &ReservationRequest, registered: &[Resource]) -> Result<(), ValidationErrors> {
+                (**self).validate_request(request, registered)
+            }
+            fn validate_reservation(
+                &self,
+                reservation: &Reservation,
+                request: &ReservationRequest,
+                registered: &[Resource],
+            ) -> Result<(), ValidationErrors> {
+                (**self).validate_reservation(reservation, request, registered)
+            }
+        }
+    )*};
+}
+forward_validator!(&T, Box<T>, Arc<T>);

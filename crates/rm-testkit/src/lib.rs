@@ -1,0 +1,73 @@
+//! Conformance suites and fakes for the `rm-model` contracts, so that every implementation of a
+//! trait is held to the same tests.
+//!
+//! # Where it sits
+//! `rm-testkit` depends on `rm-model` only and is used only as a dev-dependency of the crates
+//! above it (never by `rm-model` itself: two copies of a crate in one test binary make traits
+//! "not implemented"). It knows nothing of any concrete ledger, policy or pool.
+//!
+//! # Main items
+//! - [`conformance::ledger`]: the ledger contract of [`ReservationLedger`] as plain functions
+//!   taking a factory, and [`ledger_conformance_tests!`] to write one `#[test]` per case.
+//! - [`ReferenceLedger`]: the contract implemented plainly behind one mutex; the oracle for
+//!   model-based tests and the global-lock baseline of benchmarks.
+//! - [`fakes`]: [`fakes::RecordingSink`], [`fakes::FakeScaleTarget`], [`fakes::StaticPolicy`],
+//!   and [`fakes::FakeClock`] (the model's manual clock).
+//!
+//! # Concurrency
+//! Every fake and the reference ledger are `Send + Sync` and take `&self`; the reference ledger
+//! serialises all operations on one mutex, so it is deadlock-free by construction.
+//!
+//! # Errors and panics
+//! The ledger and fakes return the contract errors of `rm-model`. Conformance cases panic, as
+//! tests do, when an implementation breaks the contract.
+//!
+//! # Metrics
+//! None.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use rm_model::{ReservationLedger, ReservationRequest, RequesterId, Resource, ResourceCapacity,
+//!     ResourceRequirement, ResourceType, SystemClock, Unit};
+//! use rm_testkit::ReferenceLedger;
+//! use rm_testkit::fakes::RecordingSink;
+//!
+//! let events = Arc::new(RecordingSink::new());
+//! let ledger = ReferenceLedger::new(Arc::new(SystemClock::new()), events.clone(), Duration::from_secs(30));
+//! ledger.register_resource(Resource::new("n1", ResourceType::Compute, ResourceCapacity::of(8, Unit::CORES)?)?)?;
+//! let request = ReservationRequest::new(
+//!     RequesterId::new("task-1")?,
+//!     vec![ResourceRequirement::new(ResourceType::Compute, 2, Unit::CORES)],
+//! );
+//! let hold = ledger.reserve(&request)?;
+//! ledger.confirm(&hold.id, Some(hold.fencing_token))?;
+//! ledger.release(&hold.id, None)?;
+//! assert!(ledger.audit()?.is_clean());
+//! assert_eq!(events.names(), ["resource-registered", "reserved", "confirmed", "ended:released"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod conformance;
+pub mod fakes;
+mod reference;
+
+pub use reference::ReferenceLedger;
+pub use rm_model::ReservationLedger;
+
+#[cfg(test)]
+mod tests {
+    use super::conformance::ledger::LedgerFixture;
+    use super::*;
+
+    // The reference ledger passes its own suite: the suite is passable, and each case can fail
+    // (a ledger that breaks the contract fails it; see the `broken` tests below).
+    ledger_conformance_tests!(|f: &LedgerFixture| ReferenceLedger::new(
+        f.clock.clone(),
+        f.events.clone(),
+        f.default_ttl
+    ));
+
+    mod broken;
+}

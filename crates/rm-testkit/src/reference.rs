@@ -1,0 +1,927 @@
+//! A reference ledger: the ledger contract implemented as plainly as possible, behind one
+//! global mutex.
+//!
+//! It is the oracle for model-based tests of faster ledgers, the global-lock baseline of the
+//! multi-resource benchmark, and the proof that the conformance suite can be passed. It scans
+//! every resource per placement and keeps every reservation it ever granted (so retries by id
+//! stay idempotent forever): right, not fast.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rm_model::placement::best_candidate;
+use rm_model::{
+    AuditReport, CapacityUsage, Clock, DimensionFit, Event, EventKind, EventSink, FencingToken,
+    LedgerError, LedgerSnapshot, PlacementCandidate, Quantity, Reservation, ReservationId,
+    ReservationItem, ReservationLedger, ReservationRequest, ReservationState, Resource,
+    ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, Shortfall, Timestamp,
+};
+
+/// What one capacity of one resource holds.
+#[derive(Clone, Copy, Default)]
+struct Held {
+    pending: Quantity,
+    confirmed: Quantity,
+}
+
+struct Entry {
+    resource: Resource,
+    held: BTreeMap<ResourceType, Held>,
+}
+
+struct Record {
+    reservation: Reservation,
+    request: ReservationRequest,
+}
+
+#[derive(Default)]
+struct State {
+    entries: Vec<Entry>,
+    records: HashMap<ReservationId, Record>,
+    /// Pending holds by expiry, so that expiring is not a scan.
+    expiries: BTreeMap<(Timestamp, FencingToken), ReservationId>,
+    last_token: u64,
+    next_sequence: u64,
+}
+
+/// The ledger contract behind one mutex: a scan per placement, every reservation kept forever
+/// (so retries by id stay idempotent), every operation serialised. Right, not fast: the oracle
+/// for model-based tests of faster ledgers and the global-lock baseline of benchmarks.
+pub struct ReferenceLedger {
+    clock: Arc<dyn Clock>,
+    sink: Arc<dyn EventSink>,
+    default_ttl: Duration,
+    state: Mutex<State>,
+}
+
+fn sum(a: Quantity, b: Quantity) -> Quantity {
+    a.checked_add(b).unwrap_or(Quantity::MAX)
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> LedgerError {
+    LedgerError::InvalidInput {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Entry {
+    fn held(&self, resource_type: &ResourceType) -> Held {
+        self.held.get(resource_type).copied().unwrap_or_default()
+    }
+
+    fn active_holds(&self) -> bool {
+        self.held
+            .values()
+            .any(|h| !h.pending.is_zero() || !h.confirmed.is_zero())
+    }
+
+    fn usage(&self, resource_type: &ResourceType, capacity: &ResourceCapacity) -> CapacityUsage {
+        let held = self.held(resource_type);
+        let used = sum(sum(capacity.current(), held.pending), held.confirmed);
+        let draining = used > capacity.maximum();
+        CapacityUsage {
+            resource: self.resource.name().clone(),
+            resource_type: resource_type.clone(),
+            unit: capacity.unit().clone(),
+            capacity: capacity.maximum(),
+            external: capacity.current(),
+            pending: held.pending,
+            confirmed: held.confirmed,
+            free: capacity.maximum().saturating_sub_to_zero(used),
+            draining,
+        }
+    }
+
+    fn free(&self, resource_type: &ResourceType) -> Quantity {
+        self.resource
+            .capacity_of(resource_type)
+            .map_or(Quantity::ZERO, |capacity| {
+                self.usage(resource_type, capacity).free
+            })
+    }
+}
+
+impl ReferenceLedger {
+    /// A ledger reading time from `clock`, publishing to `sink`, with pending holds expiring
+    /// after `default_ttl` unless a request names its own TTL.
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        sink: Arc<dyn EventSink>,
+        default_ttl: Duration,
+    ) -> ReferenceLedger {
+        ReferenceLedger {
+            clock,
+            sink,
+            default_ttl,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Locks the state and applies due expiries first, so every operation sees current state.
+    fn lock(&self) -> (MutexGuard<'_, State>, Timestamp) {
+        // A panic while holding the lock can only come from a bug in this file; the state is
+        // still consistent because every mutation is computed before it is applied.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.clock.now();
+        self.expire_locked(&mut state, now);
+        (state, now)
+    }
+
+    fn publish(&self, state: &mut State, at: Timestamp, kind: EventKind) {
+        let event = Event {
+            sequence: state.next_sequence,
+            at,
+            kind,
+        };
+        state.next_sequence += 1;
+        self.sink.publish(&event);
+    }
+
+    fn expire_locked(&self, state: &mut State, now: Timestamp) -> Vec<Reservation> {
+        let mut expired = Vec::new();
+        while let Some(entry) = state.expiries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.remove();
+            if let Some(reservation) =
+                self.end_locked(state, &id, ReservationState::Expired, None, now)
+            {
+                expired.push(reservation);
+            }
+        }
+        expired
+    }
+
+    /// Moves an active reservation to a terminal state and credits its items back.
+    fn end_locked(
+        &self,
+        state: &mut State,
+        id: &ReservationId,
+        to: ReservationState,
+        by: Option<ReservationId>,
+        now: Timestamp,
+    ) -> Option<Reservation> {
+        let record = state.records.get_mut(id)?;
+        let from = record.reservation.state;
+        if !from.can_transition_to(to) {
+            return None;
+        }
+        record.reservation.state = to;
+        record.reservation.updated_at = now;
+        if let Some(expires_at) = record.reservation.expires_at.take() {
+            state
+                .expiries
+                .remove(&(expires_at, record.reservation.fencing_token));
+        }
+        let reservation = record.reservation.clone();
+        for item in &reservation.items {
+            if let Some(entry) = state
+                .entries
+                .iter_mut()
+                .find(|e| e.resource.name() == &item.resource)
+            {
+                let held = entry.held.entry(item.resource_type.clone()).or_default();
+                let slot = if from == ReservationState::Pending {
+                    &mut held.pending
+                } else {
+                    &mut held.confirmed
+                };
+                *slot = slot.saturating_sub_to_zero(item.amount);
+            }
+        }
+        self.publish(
+            state,
+            now,
+            EventKind::Ended {
+                reservation: reservation.id.clone(),
+                requester: reservation.requester.clone(),
+                reason: to,
+                items: reservation.items.clone(),
+                preempted_by: by,
+            },
+        );
+        Some(reservation)
+    }
+
+    /// The record for `id`, checked against `fence`.
+    fn record<'s>(
+        state: &'s mut State,
+        operation: &'static str,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<&'s mut Record, LedgerError> {
+        let record = state
+            .records
+            .get_mut(id)
+            .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
+        if let Some(presented) = fence
+            && presented != record.reservation.fencing_token
+        {
+            return Err(LedgerError::StaleFencingToken {
+                operation,
+                id: id.clone(),
+                presented,
+                current: record.reservation.fencing_token,
+            });
+        }
+        Ok(record)
+    }
+
+    fn wrong_state(operation: &'static str, reservation: &Reservation) -> LedgerError {
+        if reservation.state == ReservationState::Expired {
+            LedgerError::Expired {
+                operation,
+                id: reservation.id.clone(),
+            }
+        } else {
+            LedgerError::InvalidState {
+                operation,
+                id: reservation.id.clone(),
+                state: reservation.state,
+            }
+        }
+    }
+
+    /// Ends a reservation through a caller's operation: `from` is the state it must be in,
+    /// `to` the state it moves to; already being in `to` is an idempotent success.
+    fn finish(
+        &self,
+        operation: &'static str,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        from: &[ReservationState],
+        to: ReservationState,
+        by: Option<&ReservationId>,
+    ) -> Result<Reservation, LedgerError> {
+        let (mut state, now) = self.lock();
+        let reservation = Self::record(&mut state, operation, id, fence)?
+            .reservation
+            .clone();
+        if reservation.state == to {
+            return Ok(reservation);
+        }
+        if !from.contains(&reservation.state) {
+            return Err(Self::wrong_state(operation, &reservation));
+        }
+        self.end_locked(&mut state, id, to, by.cloned(), now)
+            .ok_or_else(|| Self::wrong_state(operation, &reservation))
+    }
+
+    fn place(
+        state: &State,
+        request: &ReservationRequest,
+    ) -> Result<Vec<ReservationItem>, LedgerError> {
+        // Requirements sharing a co-location group are placed together; the others alone.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (index, requirement) in request.requirements.iter().enumerate() {
+            let joined = requirement.colocation().and_then(|group| {
+                groups
+                    .iter_mut()
+                    .find(|g| request.requirements[g[0]].colocation() == Some(group))
+            });
+            match joined {
+                Some(group) => group.push(index),
+                None => groups.push(vec![index]),
+            }
+        }
+
+        // What this request has already taken, per resource and type, while placing.
+        let mut tentative: HashMap<(usize, ResourceType), Quantity> = HashMap::new();
+        let mut items: Vec<ReservationItem> = Vec::new();
+        let mut shortfalls = Vec::new();
+        for group in &groups {
+            let mut candidates = Vec::new();
+            for (order, entry) in state.entries.iter().enumerate() {
+                if let Some(dims) =
+                    Self::dimensions(state, request, group, order, entry, &tentative)
+                {
+                    let extra = group
+                        .iter()
+                        .map(|&i| {
+                            let requirement = &request.requirements[i];
+                            i64::from(requirement.preference_score(&entry.resource))
+                                + Self::preferred_affinity(state, requirement, &entry.resource)
+                        })
+                        .sum::<i64>()
+                        / group.len() as i64;
+                    candidates.push((order, dims, extra));
+                }
+            }
+            let chosen = best_candidate(
+                &request.strategy,
+                candidates.iter().map(|(order, dims, extra)| {
+                    (
+                        PlacementCandidate {
+                            resource: &state.entries[*order].resource,
+                            order: *order,
+                            dimensions: dims,
+                        },
+                        *extra,
+                    )
+                }),
+            );
+            let Some(chosen) = chosen else {
+                for &i in group {
+                    shortfalls.push(Self::shortfall(state, request, i, group.len() > 1));
+                }
+                continue;
+            };
+            let (order, _, _) = &candidates[chosen];
+            let entry = &state.entries[*order];
+            for &i in group {
+                let requirement = &request.requirements[i];
+                let resource_type = requirement.resource_type().clone();
+                let Some(capacity) = entry.resource.capacity_of(&resource_type) else {
+                    continue;
+                };
+                let Ok(amount) = requirement.amount_in(capacity.unit()) else {
+                    continue;
+                };
+                let taken = tentative
+                    .entry((*order, resource_type.clone()))
+                    .or_default();
+                *taken = sum(*taken, amount);
+                items.push(ReservationItem {
+                    requirement: i,
+                    resource: entry.resource.name().clone(),
+                    resource_type,
+                    amount,
+                    unit: capacity.unit().clone(),
+                });
+            }
+        }
+        if !shortfalls.is_empty() {
+            shortfalls.sort_by_key(|s: &Shortfall| s.requirement);
+            return Err(LedgerError::InsufficientCapacity {
+                requester: request.requester.clone(),
+                shortfalls,
+            });
+        }
+        items.sort_by_key(|item| item.requirement);
+        Ok(items)
+    }
+
+    /// The dimensions a group would use on `entry`, or `None` when the entry is not a
+    /// candidate (a requirement does not admit it, or a required affinity term fails).
+    fn dimensions(
+        state: &State,
+        request: &ReservationRequest,
+        group: &[usize],
+        order: usize,
+        entry: &Entry,
+        tentative: &HashMap<(usize, ResourceType), Quantity>,
+    ) -> Option<Vec<DimensionFit>> {
+        let mut dims: Vec<DimensionFit> = Vec::new();
+        for &i in group {
+            let requirement = &request.requirements[i];
+            if !requirement.admits(&entry.resource)
+                || !Self::required_affinity(state, requirement, &entry.resource)
+            {
+                return None;
+            }
+            let resource_type = requirement.resource_type();
+            let capacity = entry.resource.capacity_of(resource_type)?;
+            let amount = requirement.amount_in(capacity.unit()).ok()?;
+            match dims.iter_mut().find(|d| &d.resource_type == resource_type) {
+                Some(dim) => dim.requested = sum(dim.requested, amount),
+                None => {
+                    let taken = tentative
+                        .get(&(order, resource_type.clone()))
+                        .copied()
+                        .unwrap_or_default();
+                    dims.push(DimensionFit {
+                        resource_type: resource_type.clone(),
+                        requested: amount,
+                        free: entry.free(resource_type).saturating_sub_to_zero(taken),
+                        capacity: capacity.maximum(),
+                    });
+                }
+            }
+        }
+        Some(dims)
+    }
+
+    /// The resources on which holds selected by `selector` sit.
+    fn selected_resources<'s>(
+        state: &'s State,
+        selector: &'s rm_model::Selector,
+    ) -> impl Iterator<Item = &'s Resource> {
+        state
+            .records
+            .values()
+            .filter(|r| {
+                r.reservation.is_active()
+                    && selector.selects(&r.reservation.requester, &r.reservation.labels)
+            })
+            .flat_map(|r| r.reservation.items.iter())
+            .filter_map(|item| {
+                state
+                    .entries
+                    .iter()
+                    .find(|e| e.resource.name() == &item.resource)
+                    .map(|e| &e.resource)
+            })
+    }
+
+    fn required_affinity(
+        state: &State,
+        requirement: &ResourceRequirement,
+        resource: &Resource,
+    ) -> bool {
+        requirement
+            .affinity()
+            .iter()
+            .filter(|term| term.weight.is_none())
+            .all(|term| {
+                term.is_satisfied_by(resource, Self::selected_resources(state, &term.selector))
+            })
+    }
+
+    /// Preferred affinity terms: the share of their weight satisfied, in parts per million.
+    fn preferred_affinity(
+        state: &State,
+        requirement: &ResourceRequirement,
+        resource: &Resource,
+    ) -> i64 {
+        let mut total = 0i64;
+        let mut matched = 0i64;
+        for term in requirement.affinity() {
+            if let Some(weight) = term.weight {
+                total += i64::from(weight);
+                if term.is_satisfied_by(resource, Self::selected_resources(state, &term.selector)) {
+                    matched += i64::from(weight);
+                }
+            }
+        }
+        if total == 0 {
+            0
+        } else {
+            matched * 1_000_000 / total
+        }
+    }
+
+    fn shortfall(
+        state: &State,
+        request: &ReservationRequest,
+        index: usize,
+        colocated: bool,
+    ) -> Shortfall {
+        let requirement = &request.requirements[index];
+        let resource_type = requirement.resource_type();
+        let offering: Vec<&Entry> = state
+            .entries
+            .iter()
+            .filter(|e| e.resource.capacity_of(resource_type).is_some())
+            .collect();
+        let matching: Vec<&Entry> = offering
+            .iter()
+            .copied()
+            .filter(|e| {
+                requirement.admits(&e.resource)
+                    && Self::required_affinity(state, requirement, &e.resource)
+            })
+            .collect();
+        let free_in_requirement_unit = |entry: &Entry| {
+            let capacity = entry.resource.capacity_of(resource_type)?;
+            capacity
+                .unit()
+                .convert_floor(entry.free(resource_type), requirement.unit())
+                .ok()
+        };
+        let best = matching
+            .iter()
+            .filter_map(|e| free_in_requirement_unit(e).map(|free| (free, *e)))
+            .max_by(|a, b| a.0.cmp(&b.0));
+        let requested = requirement.amount();
+        let (best_candidate, available) = match best {
+            Some((free, entry)) => (Some(entry.resource.name().clone()), free),
+            None => (None, Quantity::ZERO),
+        };
+        let detail = if offering.is_empty() {
+            format!("no registered resource offers {resource_type}")
+        } else if matching.is_empty() {
+            format!(
+                "none of the {} resources offering {resource_type} passes the constraints and affinity rules",
+                offering.len()
+            )
+        } else if available >= requested && colocated {
+            format!(
+                "{resource_type} fits alone, but the co-located group fits on no single resource"
+            )
+        } else if available >= requested {
+            format!(
+                "{requested} {} is not a whole number of thousandths in the unit of the matching resources",
+                requirement.unit()
+            )
+        } else {
+            let draining = best
+                .and_then(|(_, e)| {
+                    e.resource
+                        .capacity_of(resource_type)
+                        .map(|c| e.usage(resource_type, c).draining)
+                })
+                .unwrap_or(false);
+            format!(
+                "{resource_type} falls short{}",
+                if draining {
+                    " (the best candidate is draining)"
+                } else {
+                    ""
+                }
+            )
+        };
+        Shortfall {
+            requirement: index,
+            resource_type: resource_type.clone(),
+            requested,
+            unit: requirement.unit().clone(),
+            matching_resources: matching.len(),
+            best_candidate,
+            available,
+            short_by: requested.saturating_sub_to_zero(available),
+            detail,
+        }
+    }
+
+    fn entry_index(state: &State, name: &ResourceName) -> Result<usize, LedgerError> {
+        state
+            .entries
+            .iter()
+            .position(|e| e.resource.name() == name)
+            .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })
+    }
+
+    fn snapshot_locked(state: &State, now: Timestamp) -> LedgerSnapshot {
+        let mut active: Vec<Reservation> = state
+            .records
+            .values()
+            .filter(|r| r.reservation.is_active())
+            .map(|r| r.reservation.clone())
+            .collect();
+        active.sort_by_key(|r| r.fencing_token);
+        LedgerSnapshot {
+            taken_at: now,
+            resources: state.entries.iter().map(|e| e.resource.clone()).collect(),
+            usage: state
+                .entries
+                .iter()
+                .flat_map(|e| e.resource.capacities().map(move |(t, c)| e.usage(t, c)))
+                .collect(),
+            active,
+            last_fencing_token: FencingToken(state.last_token),
+        }
+    }
+}
+
+impl ReservationLedger for ReferenceLedger {
+    fn register_resource(&self, resource: Resource) -> Result<(), LedgerError> {
+        let (mut state, now) = self.lock();
+        if state
+            .entries
+            .iter()
+            .any(|e| e.resource.name() == resource.name())
+        {
+            return Err(LedgerError::DuplicateResource {
+                name: resource.name().clone(),
+            });
+        }
+        let name = resource.name().clone();
+        state.entries.push(Entry {
+            resource,
+            held: BTreeMap::new(),
+        });
+        self.publish(
+            &mut state,
+            now,
+            EventKind::ResourceRegistered { resource: name },
+        );
+        Ok(())
+    }
+
+    fn update_resource(&self, resource: Resource) -> Result<(), LedgerError> {
+        let (mut state, now) = self.lock();
+        let index = Self::entry_index(&state, resource.name())?;
+        let entry = &state.entries[index];
+        for (resource_type, held) in &entry.held {
+            if held.pending.is_zero() && held.confirmed.is_zero() {
+                continue;
+            }
+            match (
+                resource.capacity_of(resource_type),
+                entry.resource.capacity_of(resource_type),
+            ) {
+                (None, _) => {
+                    let active = state
+                        .records
+                        .values()
+                        .filter(|r| {
+                            r.reservation.is_active()
+                                && r.reservation
+                                    .items
+                                    .iter()
+                                    .any(|i| &i.resource == resource.name())
+                        })
+                        .count();
+                    return Err(LedgerError::ResourceBusy {
+                        name: resource.name().clone(),
+                        active,
+                    });
+                }
+                (Some(new), Some(old)) if new.unit() != old.unit() => {
+                    return Err(invalid(
+                        format!("capacities.{resource_type}.unit"),
+                        "cannot change the unit of a capacity that is held",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let name = resource.name().clone();
+        state.entries[index].resource = resource;
+        self.publish(
+            &mut state,
+            now,
+            EventKind::ResourceUpdated { resource: name },
+        );
+        Ok(())
+    }
+
+    fn unregister_resource(&self, name: &ResourceName) -> Result<Resource, LedgerError> {
+        let (mut state, now) = self.lock();
+        let index = Self::entry_index(&state, name)?;
+        if state.entries[index].active_holds() {
+            let active = state
+                .records
+                .values()
+                .filter(|r| {
+                    r.reservation.is_active()
+                        && r.reservation.items.iter().any(|i| &i.resource == name)
+                })
+                .count();
+            return Err(LedgerError::ResourceBusy {
+                name: name.clone(),
+                active,
+            });
+        }
+        let entry = state.entries.remove(index);
+        self.publish(
+            &mut state,
+            now,
+            EventKind::ResourceUnregistered {
+                resource: name.clone(),
+            },
+        );
+        Ok(entry.resource)
+    }
+
+    fn set_capacity(
+        &self,
+        name: &ResourceName,
+        resource_type: &ResourceType,
+        maximum: Quantity,
+    ) -> Result<CapacityUsage, LedgerError> {
+        let (mut state, now) = self.lock();
+        let index = Self::entry_index(&state, name)?;
+        let entry = &state.entries[index];
+        let old = entry
+            .resource
+            .capacity_of(resource_type)
+            .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })?;
+        let new = ResourceCapacity::new(old.current(), maximum, old.unit().clone())
+            .map_err(|err| invalid("maximum", err.to_string()))?;
+        let old_maximum = old.maximum();
+        let resource = entry
+            .resource
+            .clone()
+            .with_capacity(resource_type.clone(), new.clone());
+        state.entries[index].resource = resource;
+        let usage = state.entries[index].usage(resource_type, &new);
+        self.publish(
+            &mut state,
+            now,
+            EventKind::CapacityChanged {
+                resource: name.clone(),
+                resource_type: resource_type.clone(),
+                old_maximum,
+                new_maximum: maximum,
+                draining: usage.draining,
+            },
+        );
+        Ok(usage)
+    }
+
+    fn resources(&self) -> Result<Vec<Resource>, LedgerError> {
+        let (state, _) = self.lock();
+        Ok(state.entries.iter().map(|e| e.resource.clone()).collect())
+    }
+
+    fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, LedgerError> {
+        let (mut state, now) = self.lock();
+        if let Some(id) = &request.id
+            && let Some(record) = state.records.get(id)
+        {
+            return if record.request.same_request_as(request) {
+                Ok(record.reservation.clone())
+            } else {
+                Err(LedgerError::IdConflict { id: id.clone() })
+            };
+        }
+        if let Some(first) = request.violations().into_iter().next() {
+            return Err(invalid(first.path, first.message));
+        }
+        let items = Self::place(&state, request)?;
+
+        // Everything is computed; apply.
+        for item in &items {
+            let index = Self::entry_index(&state, &item.resource)?;
+            let held = state.entries[index]
+                .held
+                .entry(item.resource_type.clone())
+                .or_default();
+            held.pending = sum(held.pending, item.amount);
+        }
+        state.last_token += 1;
+        let fencing_token = FencingToken(state.last_token);
+        let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
+        let id = request.id.clone().unwrap_or_else(ReservationId::generate);
+        let reservation = Reservation {
+            id: id.clone(),
+            requester: request.requester.clone(),
+            priority: request.priority,
+            state: ReservationState::Pending,
+            items,
+            fencing_token,
+            created_at: now,
+            updated_at: now,
+            expires_at: Some(expires_at),
+            labels: request.labels.clone(),
+            preemptible: request.preemptible,
+        };
+        state
+            .expiries
+            .insert((expires_at, fencing_token), id.clone());
+        state.records.insert(
+            id.clone(),
+            Record {
+                reservation: reservation.clone(),
+                request: request.clone(),
+            },
+        );
+        self.publish(
+            &mut state,
+            now,
+            EventKind::Reserved {
+                reservation: id,
+                requester: reservation.requester.clone(),
+                priority: reservation.priority,
+                items: reservation.items.clone(),
+                fencing_token,
+            },
+        );
+        Ok(reservation)
+    }
+
+    fn confirm(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        let (mut state, now) = self.lock();
+        let record = Self::record(&mut state, "confirm", id, fence)?;
+        match record.reservation.state {
+            ReservationState::Confirmed => return Ok(record.reservation.clone()),
+            ReservationState::Pending => {}
+            _ => return Err(Self::wrong_state("confirm", &record.reservation)),
+        }
+        record.reservation.state = ReservationState::Confirmed;
+        record.reservation.updated_at = now;
+        let expires_at = record.reservation.expires_at.take();
+        let reservation = record.reservation.clone();
+        if let Some(expires_at) = expires_at {
+            state
+                .expiries
+                .remove(&(expires_at, reservation.fencing_token));
+        }
+        for item in &reservation.items {
+            let index = Self::entry_index(&state, &item.resource)?;
+            let held = state.entries[index]
+                .held
+                .entry(item.resource_type.clone())
+                .or_default();
+            held.pending = held.pending.saturating_sub_to_zero(item.amount);
+            held.confirmed = sum(held.confirmed, item.amount);
+        }
+        self.publish(
+            &mut state,
+            now,
+            EventKind::Confirmed {
+                reservation: id.clone(),
+                requester: reservation.requester.clone(),
+            },
+        );
+        Ok(reservation)
+    }
+
+    fn renew(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        ttl: Duration,
+    ) -> Result<Reservation, LedgerError> {
+        if ttl.is_zero() {
+            return Err(invalid("ttl", "must be positive"));
+        }
+        let (mut state, now) = self.lock();
+        let record = Self::record(&mut state, "renew", id, fence)?;
+        match record.reservation.state {
+            ReservationState::Confirmed => return Ok(record.reservation.clone()),
+            ReservationState::Pending => {}
+            _ => return Err(Self::wrong_state("renew", &record.reservation)),
+        }
+        let token = record.reservation.fencing_token;
+        let old = record.reservation.expires_at.replace(now + ttl);
+        record.reservation.updated_at = now;
+        let reservation = record.reservation.clone();
+        if let Some(old) = old {
+            state.expiries.remove(&(old, token));
+        }
+        state.expiries.insert((now + ttl, token), id.clone());
+        self.publish(
+            &mut state,
+            now,
+            EventKind::Renewed {
+                reservation: id.clone(),
+                expires_at: now + ttl,
+            },
+        );
+        Ok(reservation)
+    }
+
+    fn release(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        self.finish(
+            "release",
+            id,
+            fence,
+            &[ReservationState::Confirmed],
+            ReservationState::Released,
+            None,
+        )
+    }
+
+    fn cancel(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        self.finish(
+            "cancel",
+            id,
+            fence,
+            &[ReservationState::Pending],
+            ReservationState::Cancelled,
+            None,
+        )
+    }
+
+    fn preempt(
+        &self,
+        id: &ReservationId,
+        by: Option<&ReservationId>,
+    ) -> Result<Reservation, LedgerError> {
+        self.finish(
+            "preempt",
+            id,
+            None,
+            &[ReservationState::Pending, ReservationState::Confirmed],
+            ReservationState::Preempted,
+            by,
+        )
+    }
+
+    fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
+        let (mut state, _) = self.lock();
+        Self::record(&mut state, "get", id, None).map(|r| r.reservation.clone())
+    }
+
+    fn expire_due(&self) -> Result<Vec<Reservation>, LedgerError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.clock.now();
+        Ok(self.expire_locked(&mut state, now))
+    }
+
+    fn snapshot(&self) -> Result<LedgerSnapshot, LedgerError> {
+        let (state, now) = self.lock();
+        Ok(Self::snapshot_locked(&state, now))
+    }
+
+    fn audit(&self) -> Result<AuditReport, LedgerError> {
+        self.snapshot().map(|snapshot| snapshot.audit())
+    }
+}

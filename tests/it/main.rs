@@ -1,0 +1,4 @@
+//! End-to-end flows, one module per area.
+
+mod config;
+mod seed;

@@ -1,0 +1,112 @@
+//! Project automation, run as `cargo xtask <command>` (matklad's cargo-xtask).
+//!
+//! - `cargo xtask ci`: everything CI checks, in order: formatting, clippy with warnings denied,
+//!   the tests, the docs with warnings denied, the layer tidy check, and `cargo check -p` for
+//!   each member on its own.
+//! - `cargo xtask tidy`: only the layer rules of `docs/architecture.md`, read from
+//!   `cargo metadata`. The same check runs as a `#[test]` of this crate.
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports on its terminal"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod tidy;
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(step: &str, mut command: Command) -> Result<(), String> {
+    println!("==> {step}");
+    let status = command
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|err| format!("{step}: could not start: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step}: failed ({status})"))
+    }
+}
+
+fn with_args(mut command: Command, args: &[&str]) -> Command {
+    command.args(args);
+    command
+}
+
+fn tidy_step() -> Result<(), String> {
+    println!("==> tidy: layer rules");
+    let violations = tidy::check_workspace(&workspace_root())?;
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        for violation in &violations {
+            eprintln!("  {violation}");
+        }
+        Err(format!("tidy: {} layer rule violations", violations.len()))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    run(
+        "cargo fmt --check",
+        with_args(cargo(), &["fmt", "--all", "--check"]),
+    )?;
+    run(
+        "cargo clippy",
+        with_args(
+            cargo(),
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    )?;
+    run("cargo test", with_args(cargo(), &["test", "--workspace"]))?;
+    let mut doc = with_args(cargo(), &["doc", "--workspace", "--no-deps"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run("cargo doc", doc)?;
+    tidy_step()?;
+    for member in tidy::member_names(&workspace_root())? {
+        run(
+            &format!("cargo check -p {member}"),
+            with_args(cargo(), &["check", "-p", &member]),
+        )?;
+    }
+    println!("==> ci: all checks passed");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy_step(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|tidy>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
