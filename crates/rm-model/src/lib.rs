@@ -133,3 +133,95 @@ pub use resource::{
 pub use scale::{ScaleError, ScaleStatus, ScaleTarget};
 pub use unit::{Dimension, Unit, UnitError};
 pub use validate::{ValidationErrors, Validator, Violation};
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<Quantity>();
+        send_sync::<Unit>();
+        send_sync::<Resource>();
+        send_sync::<ResourceRequirement>();
+        send_sync::<ReservationRequest>();
+        send_sync::<Reservation>();
+        send_sync::<Event>();
+        send_sync::<LedgerError>();
+        send_sync::<LedgerSnapshot>();
+        send_sync::<ManualClock>();
+        send_sync::<SystemClock>();
+        send_sync::<AllocationResult>();
+        send_sync::<Resolution>();
+        send_sync::<ScaleError>();
+        send_sync::<ValidationErrors>();
+    }
+
+    /// Every contract is object-safe, and `&T`, `Box<T>` and `Arc<T>` of an implementation
+    /// implement it too.
+    #[test]
+    fn contracts_are_object_safe_and_forwarded() {
+        fn ledger<T: ReservationLedger>() {}
+        fn policy<T: AllocationPolicy>() {}
+        fn scorer<T: PlacementScorer>() {}
+        fn resolver<T: ContentionResolver>() {}
+        fn target<T: ScaleTarget>() {}
+        fn validator<T: Validator>() {}
+        fn sink<T: EventSink>() {}
+        fn clock<T: Clock>() {}
+        ledger::<Arc<dyn ReservationLedger>>();
+        ledger::<Box<dyn ReservationLedger>>();
+        ledger::<&dyn ReservationLedger>();
+        policy::<Arc<dyn AllocationPolicy>>();
+        policy::<Box<dyn AllocationPolicy>>();
+        policy::<&dyn AllocationPolicy>();
+        scorer::<Arc<dyn PlacementScorer>>();
+        scorer::<Box<dyn PlacementScorer>>();
+        scorer::<&dyn PlacementScorer>();
+        resolver::<Arc<dyn ContentionResolver>>();
+        resolver::<Box<dyn ContentionResolver>>();
+        resolver::<&dyn ContentionResolver>();
+        target::<Arc<dyn ScaleTarget>>();
+        target::<Box<dyn ScaleTarget>>();
+        target::<&dyn ScaleTarget>();
+        validator::<Arc<dyn Validator>>();
+        validator::<Box<dyn Validator>>();
+        validator::<&dyn Validator>();
+        sink::<Arc<dyn EventSink>>();
+        sink::<Box<dyn EventSink>>();
+        sink::<&dyn EventSink>();
+        sink::<Vec<DiscardEvents>>();
+        clock::<Arc<dyn Clock>>();
+        clock::<Box<dyn Clock>>();
+        clock::<&dyn Clock>();
+    }
+
+    #[test]
+    fn ledger_errors_split_definite_from_indeterminate() {
+        let timeout = LedgerError::Timeout {
+            operation: "reserve",
+            after: std::time::Duration::from_secs(1),
+        };
+        assert!(timeout.is_indeterminate() && !timeout.is_definite());
+        let unavailable = LedgerError::Unavailable {
+            operation: "reserve",
+            source: Arc::new(std::io::Error::other("connection refused")),
+        };
+        assert!(unavailable.is_indeterminate());
+        assert!(std::error::Error::source(&unavailable).is_some());
+        let expired = LedgerError::Expired {
+            operation: "confirm",
+            id: ReservationId::new("r1").unwrap(),
+        };
+        assert!(expired.is_definite());
+        assert_eq!(expired.to_string(), "confirm reservation r1: it expired");
+        assert_eq!(
+            RefusalReason::of_ledger_error(&timeout),
+            RefusalReason::Indeterminate
+        );
+    }
+}

@@ -14,6 +14,13 @@
 //! - [`fakes`]: [`fakes::RecordingSink`], [`fakes::FakeScaleTarget`], [`fakes::StaticPolicy`],
 //!   and [`fakes::FakeClock`] (the model's manual clock).
 //!
+//! # Design decisions
+//! - Cases are plain functions over a factory, not a trait to implement: a backend that needs
+//!   set-up (a database schema, a server) wraps it in the factory closure.
+//! - Cases use only the trait, never an implementation's inherent API, so a remote ledger
+//!   runs the same suite as the embedded one.
+//! - Every case is shown to fail against a ledger that breaks its rule (`tests/broken.rs`).
+//!
 //! # Concurrency
 //! Every fake and the reference ledger are `Send + Sync` and take `&self`; the reference ledger
 //! serialises all operations on one mutex, so it is deadlock-free by construction.
