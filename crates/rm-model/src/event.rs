@@ -137,8 +137,10 @@ pub enum EventKind {
 ///
 /// Contract: `publish` is called on the emitter's thread, possibly while the emitter holds
 /// internal locks, so it must be quick and must not block or call back into the emitter; a
-/// sink that needs to do work hands the event to a channel. Events of one emitter arrive in
-/// sequence order from any one thread's point of view.
+/// sink that needs to do work hands the event to a channel. Sequence numbers are unique and
+/// without gaps; events about one reservation or one resource arrive in the order they
+/// happened, while events emitted by different threads at once may arrive out of sequence
+/// order (sort by `sequence` where a total order matters).
 pub trait EventSink: Send + Sync {
     /// Takes one event.
     fn publish(&self, event: &Event);

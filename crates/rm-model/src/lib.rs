@@ -132,7 +132,7 @@ pub use resource::{
 };
 pub use scale::{ScaleError, ScaleStatus, ScaleTarget};
 pub use unit::{Dimension, Unit, UnitError};
-pub use validate::{ValidationErrors, Validator, Violation};
+pub use validate::{ValidationContext, ValidationErrors, Validator, Violation};
 
 #[cfg(test)]
 mod tests {

@@ -636,6 +636,12 @@ impl ResourceRequirement {
         }
     }
 
+    /// Replaces the amount (for example with a limit range's default).
+    pub fn with_amount(mut self, amount: impl Into<Quantity>) -> ResourceRequirement {
+        self.amount = amount.into();
+        self
+    }
+
     /// Adds a hard constraint.
     pub fn with_constraint(mut self, constraint: Constraint) -> ResourceRequirement {
         self.constraints.push(constraint);

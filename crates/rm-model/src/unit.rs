@@ -328,6 +328,27 @@ impl Unit {
     }
 }
 
+impl Unit {
+    /// Compares `a` in `self` with `b` in `other` exactly, without converting either (so
+    /// amounts that do not convert exactly still compare).
+    pub fn compare(
+        &self,
+        a: Quantity,
+        other: &Unit,
+        b: Quantity,
+    ) -> Result<std::cmp::Ordering, UnitError> {
+        if self.dimension() != other.dimension() {
+            return Err(UnitError::Incompatible {
+                from: self.clone(),
+                to: other.clone(),
+            });
+        }
+        let left = i128::from(a.as_milli()) * i128::from(self.factor());
+        let right = i128::from(b.as_milli()) * i128::from(other.factor());
+        Ok(left.cmp(&right))
+    }
+}
+
 impl fmt::Display for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
@@ -411,6 +432,19 @@ mod tests {
         check("1", "licences", "slots", Err("Incompatible"));
         check("1", "devices", "cores", Err("Incompatible"));
         check("9000000000000", "TiB", "bytes", Err("Overflow"));
+    }
+
+    #[test]
+    fn exact_comparison_across_units() {
+        use std::cmp::Ordering::*;
+        let q = |s: &str| s.parse::<Quantity>().unwrap();
+        assert_eq!(Unit::BYTES.compare(q("1"), &Unit::GIB, q("1m")), Ok(Less));
+        assert_eq!(Unit::MIB.compare(q("1024"), &Unit::GIB, q("1")), Ok(Equal));
+        assert_eq!(
+            Unit::CORES.compare(q("2"), &Unit::MILLICORES, q("1999")),
+            Ok(Greater)
+        );
+        assert!(Unit::CORES.compare(q("1"), &Unit::BYTES, q("1")).is_err());
     }
 
     #[test]

@@ -81,22 +81,30 @@ impl ValidationErrors {
     }
 }
 
+/// What a validator may look at besides the value it checks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ValidationContext<'a> {
+    /// The registered resources. For an update, the caller leaves out the resource being
+    /// replaced, so that its own name is not a duplicate.
+    pub resources: &'a [Resource],
+    /// The reservations that hold capacity now (for affinity checks of grants).
+    pub active: &'a [Reservation],
+}
+
 /// Checks resources, requests and grants against the constraints of the system.
 ///
 /// Contract:
 /// - Each method reports *every* violation it finds, each with a field path, not just the
 ///   first; `Ok(())` means none.
-/// - Validation has no side effects: it never changes the inputs or any ledger.
-/// - `registered` is the set of resources currently registered (for uniqueness and
-///   satisfiability checks); it may be empty.
+/// - Validation has no side effects: it changes neither its inputs nor any ledger.
+/// - It is cheap enough to run on every admission: implementations do not block or do I/O.
 pub trait Validator: Send + Sync {
     /// Checks a resource before it is registered or updated: capacities, units against the
-    /// type, name well-formed and unique among `registered` (an update of the resource with the
-    /// same name is not a duplicate).
+    /// type, name unique among `context.resources`.
     fn validate_resource(
         &self,
         resource: &Resource,
-        registered: &[Resource],
+        context: &ValidationContext<'_>,
     ) -> Result<(), ValidationErrors>;
 
     /// Checks a request at admission: amounts, types, units, constraint operators, limit
@@ -105,35 +113,40 @@ pub trait Validator: Send + Sync {
     fn validate_request(
         &self,
         request: &ReservationRequest,
-        registered: &[Resource],
+        context: &ValidationContext<'_>,
     ) -> Result<(), ValidationErrors>;
 
     /// Checks a granted reservation against its request: every item satisfies its
-    /// requirement's hard constraints, affinity rules and co-location.
+    /// requirement's hard constraints, amounts and co-location, and the required affinity
+    /// rules against `context.active`.
     fn validate_reservation(
         &self,
         reservation: &Reservation,
         request: &ReservationRequest,
-        registered: &[Resource],
+        context: &ValidationContext<'_>,
     ) -> Result<(), ValidationErrors>;
 }
 
 macro_rules! forward_validator {
     ($($ptr:ty),*) => {$(
         impl<T: Validator + ?Sized> Validator for $ptr {
-            fn validate_resource(&self, resource: &Resource, registered: &[Resource]) -> Result<(), ValidationErrors> {
-                (**self).validate_resource(resource, registered)
+            fn validate_resource(&self, resource: &Resource, context: &ValidationContext<'_>) -> Result<(), ValidationErrors> {
+                (**self).validate_resource(resource, context)
             }
-            fn validate_request(&self, request: &ReservationRequest, registered: &[Resource]) -> Result<(), ValidationErrors> {
-                (**self).validate_request(request, registered)
+            fn validate_request(
+                &self,
+                request: &ReservationRequest,
+                context: &ValidationContext<'_>,
+            ) -> Result<(), ValidationErrors> {
+                (**self).validate_request(request, context)
             }
             fn validate_reservation(
                 &self,
                 reservation: &Reservation,
                 request: &ReservationRequest,
-                registered: &[Resource],
+                context: &ValidationContext<'_>,
             ) -> Result<(), ValidationErrors> {
-                (**self).validate_reservation(reservation, request, registered)
+                (**self).validate_reservation(reservation, request, context)
             }
         }
     )*};
