@@ -69,6 +69,71 @@ impl fmt::Display for Shortfall {
     }
 }
 
+impl Shortfall {
+    /// Explains why requirement `index` could not be placed.
+    ///
+    /// `offering` counts the registered resources that offer its type; `matching` yields each
+    /// resource that also passes its constraints and affinity rules, with what it has free of
+    /// the type (in the resource's unit) and whether that capacity is draining; `colocated`
+    /// says whether the requirement was placed as part of a co-located group.
+    pub fn explain<'a>(
+        index: usize,
+        requirement: &crate::ResourceRequirement,
+        offering: usize,
+        matching: impl IntoIterator<Item = (&'a Resource, Quantity, bool)>,
+        colocated: bool,
+    ) -> Shortfall {
+        let resource_type = requirement.resource_type();
+        let requested = requirement.amount();
+        let mut count = 0;
+        let mut best: Option<(Quantity, &Resource, bool)> = None;
+        for (resource, free, draining) in matching {
+            count += 1;
+            let Some(capacity) = resource.capacity_of(resource_type) else {
+                continue;
+            };
+            let Ok(free) = capacity.unit().convert_floor(free, requirement.unit()) else {
+                continue;
+            };
+            if best.is_none_or(|(most, _, _)| free > most) {
+                best = Some((free, resource, draining));
+            }
+        }
+        let available = best.map_or(Quantity::ZERO, |(free, _, _)| free);
+        let detail = if offering == 0 {
+            format!("no registered resource offers {resource_type}")
+        } else if count == 0 {
+            format!(
+                "none of the {offering} resources offering {resource_type} passes the constraints and affinity rules"
+            )
+        } else if available >= requested && colocated {
+            format!(
+                "{resource_type} fits alone, but the co-located group fits on no single resource"
+            )
+        } else if available >= requested {
+            format!(
+                "{requested} {} is not a whole number of thousandths in the unit of the matching resources",
+                requirement.unit()
+            )
+        } else if best.is_some_and(|(_, _, draining)| draining) {
+            format!("{resource_type} falls short (the best candidate is draining)")
+        } else {
+            format!("{resource_type} falls short")
+        };
+        Shortfall {
+            requirement: index,
+            resource_type: resource_type.clone(),
+            requested,
+            unit: requirement.unit().clone(),
+            matching_resources: count,
+            best_candidate: best.map(|(_, resource, _)| resource.name().clone()),
+            available,
+            short_by: requested.saturating_sub_to_zero(available),
+            detail,
+        }
+    }
+}
+
 fn list_shortfalls(list: &[Shortfall]) -> String {
     list.iter()
         .map(ToString::to_string)

@@ -123,7 +123,7 @@ pub use requirement::{
     Operator, Preference, ResourceRequirement, Selector, Topology,
 };
 pub use reservation::{
-    FencingToken, PreemptionPolicy, Priority, PriorityClass, Reservation, ReservationId,
+    Ending, FencingToken, PreemptionPolicy, Priority, PriorityClass, Reservation, ReservationId,
     ReservationItem, ReservationRequest, ReservationState, ReservationStrategy, TransitionError,
 };
 pub use resource::{

@@ -46,7 +46,7 @@ impl fmt::Display for ConstraintKey {
 }
 
 /// The test a constraint applies to the value under its key.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Operator {
     /// Equal to the value.
     Eq(CapabilityValue),
@@ -102,7 +102,7 @@ impl Operator {
 /// assert!(!Constraint::capability("arch")?.ne("x86_64").matches(&node));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "ConstraintRepr", into = "ConstraintRepr")]
 pub struct Constraint {
     key: ConstraintKey,

@@ -322,6 +322,24 @@ impl ReservationRequest {
             && self.preemptible == other.preemptible
     }
 
+    /// The requirements grouped for placement: those sharing a co-location group together,
+    /// every other one alone; groups in order of their first requirement, members in order.
+    pub fn placement_groups(&self) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (index, requirement) in self.requirements.iter().enumerate() {
+            let joined = requirement.colocation().and_then(|group| {
+                groups
+                    .iter_mut()
+                    .find(|members| self.requirements[members[0]].colocation() == Some(group))
+            });
+            match joined {
+                Some(members) => members.push(index),
+                None => groups.push(vec![index]),
+            }
+        }
+        groups
+    }
+
     /// Structural problems with their field paths: no requirements, a zero TTL, and each
     /// requirement's own (see [`ResourceRequirement::violations`]).
     pub fn violations(&self) -> Vec<Violation> {
@@ -437,6 +455,46 @@ impl fmt::Display for ReservationState {
     }
 }
 
+/// The caller operations that end a reservation and give its capacity back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ending {
+    /// Release after use: confirmed to released.
+    Release,
+    /// Withdraw before confirmation: pending to cancelled.
+    Cancel,
+    /// Take away for a higher-priority request: pending or confirmed to preempted.
+    Preempt,
+}
+
+impl Ending {
+    /// The operation's name, for errors.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Ending::Release => "release",
+            Ending::Cancel => "cancel",
+            Ending::Preempt => "preempt",
+        }
+    }
+
+    /// The states it applies to.
+    pub fn from(self) -> &'static [ReservationState] {
+        match self {
+            Ending::Release => &[ReservationState::Confirmed],
+            Ending::Cancel => &[ReservationState::Pending],
+            Ending::Preempt => &[ReservationState::Pending, ReservationState::Confirmed],
+        }
+    }
+
+    /// The state it ends in; being there already makes the operation an idempotent success.
+    pub fn to(self) -> ReservationState {
+        match self {
+            Ending::Release => ReservationState::Released,
+            Ending::Cancel => ReservationState::Cancelled,
+            Ending::Preempt => ReservationState::Preempted,
+        }
+    }
+}
+
 /// A granted reservation as a ledger reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -494,6 +552,19 @@ mod tests {
                 assert_eq!(from.transition(to).is_ok(), expected);
             }
             assert_eq!(from.holds_capacity(), matches!(from, Pending | Confirmed));
+        }
+    }
+
+    #[test]
+    fn endings_follow_the_life_cycle() {
+        for ending in [Ending::Release, Ending::Cancel, Ending::Preempt] {
+            for from in ending.from() {
+                assert!(
+                    from.can_transition_to(ending.to()),
+                    "{ending:?} from {from}"
+                );
+            }
+            assert!(ending.to().is_terminal());
         }
     }
 

@@ -248,7 +248,7 @@ impl ResourceCapacity {
 /// Serialised as the plain JSON/TOML value; quantities as their string form. Reading a string
 /// that parses as a quantity gives a quantity, so a round trip never changes how constraints
 /// compare it (see [`CapabilityValue::compare`]).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CapabilityValue {
     /// A whole number (`cores = 32`).
     Integer(i64),

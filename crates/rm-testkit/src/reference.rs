@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use rm_model::placement::best_candidate;
 use rm_model::{
-    AuditReport, CapacityUsage, Clock, DimensionFit, Event, EventKind, EventSink, FencingToken,
-    LedgerError, LedgerSnapshot, PlacementCandidate, Quantity, Reservation, ReservationId,
-    ReservationItem, ReservationLedger, ReservationRequest, ReservationState, Resource,
-    ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, Shortfall, Timestamp,
+    AuditReport, CapacityUsage, Clock, DimensionFit, Ending, Event, EventKind, EventSink,
+    FencingToken, LedgerError, LedgerSnapshot, PlacementCandidate, Quantity, Reservation,
+    ReservationId, ReservationItem, ReservationLedger, ReservationRequest, ReservationState,
+    Resource, ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, Shortfall,
+    Timestamp,
 };
 
 /// What one capacity of one resource holds.
@@ -249,13 +250,12 @@ impl ReferenceLedger {
     /// `to` the state it moves to; already being in `to` is an idempotent success.
     fn finish(
         &self,
-        operation: &'static str,
+        ending: Ending,
         id: &ReservationId,
         fence: Option<FencingToken>,
-        from: &[ReservationState],
-        to: ReservationState,
         by: Option<&ReservationId>,
     ) -> Result<Reservation, LedgerError> {
+        let (operation, from, to) = (ending.operation(), ending.from(), ending.to());
         let (mut state, now) = self.lock();
         let reservation = Self::record(&mut state, operation, id, fence)?
             .reservation
@@ -274,19 +274,7 @@ impl ReferenceLedger {
         state: &State,
         request: &ReservationRequest,
     ) -> Result<Vec<ReservationItem>, LedgerError> {
-        // Requirements sharing a co-location group are placed together; the others alone.
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (index, requirement) in request.requirements.iter().enumerate() {
-            let joined = requirement.colocation().and_then(|group| {
-                groups
-                    .iter_mut()
-                    .find(|g| request.requirements[g[0]].colocation() == Some(group))
-            });
-            match joined {
-                Some(group) => group.push(index),
-                None => groups.push(vec![index]),
-            }
-        }
+        let groups = request.placement_groups();
 
         // What this request has already taken, per resource and type, while placing.
         let mut tentative: HashMap<(usize, ResourceType), Quantity> = HashMap::new();
@@ -471,79 +459,27 @@ impl ReferenceLedger {
     ) -> Shortfall {
         let requirement = &request.requirements[index];
         let resource_type = requirement.resource_type();
-        let offering: Vec<&Entry> = state
+        let offering = state
             .entries
             .iter()
             .filter(|e| e.resource.capacity_of(resource_type).is_some())
-            .collect();
-        let matching: Vec<&Entry> = offering
+            .count();
+        let matching = state
+            .entries
             .iter()
-            .copied()
             .filter(|e| {
                 requirement.admits(&e.resource)
                     && Self::required_affinity(state, requirement, &e.resource)
             })
-            .collect();
-        let free_in_requirement_unit = |entry: &Entry| {
-            let capacity = entry.resource.capacity_of(resource_type)?;
-            capacity
-                .unit()
-                .convert_floor(entry.free(resource_type), requirement.unit())
-                .ok()
-        };
-        let best = matching
-            .iter()
-            .filter_map(|e| free_in_requirement_unit(e).map(|free| (free, *e)))
-            .max_by(|a, b| a.0.cmp(&b.0));
-        let requested = requirement.amount();
-        let (best_candidate, available) = match best {
-            Some((free, entry)) => (Some(entry.resource.name().clone()), free),
-            None => (None, Quantity::ZERO),
-        };
-        let detail = if offering.is_empty() {
-            format!("no registered resource offers {resource_type}")
-        } else if matching.is_empty() {
-            format!(
-                "none of the {} resources offering {resource_type} passes the constraints and affinity rules",
-                offering.len()
-            )
-        } else if available >= requested && colocated {
-            format!(
-                "{resource_type} fits alone, but the co-located group fits on no single resource"
-            )
-        } else if available >= requested {
-            format!(
-                "{requested} {} is not a whole number of thousandths in the unit of the matching resources",
-                requirement.unit()
-            )
-        } else {
-            let draining = best
-                .and_then(|(_, e)| {
-                    e.resource
-                        .capacity_of(resource_type)
-                        .map(|c| e.usage(resource_type, c).draining)
-                })
-                .unwrap_or(false);
-            format!(
-                "{resource_type} falls short{}",
-                if draining {
-                    " (the best candidate is draining)"
-                } else {
-                    ""
-                }
-            )
-        };
-        Shortfall {
-            requirement: index,
-            resource_type: resource_type.clone(),
-            requested,
-            unit: requirement.unit().clone(),
-            matching_resources: matching.len(),
-            best_candidate,
-            available,
-            short_by: requested.saturating_sub_to_zero(available),
-            detail,
-        }
+            .filter_map(|e| {
+                let capacity = e.resource.capacity_of(resource_type)?;
+                Some((
+                    &e.resource,
+                    e.free(resource_type),
+                    e.usage(resource_type, capacity).draining,
+                ))
+            });
+        Shortfall::explain(index, requirement, offering, matching, colocated)
     }
 
     fn entry_index(state: &State, name: &ResourceName) -> Result<usize, LedgerError> {
@@ -865,14 +801,7 @@ impl ReservationLedger for ReferenceLedger {
         id: &ReservationId,
         fence: Option<FencingToken>,
     ) -> Result<Reservation, LedgerError> {
-        self.finish(
-            "release",
-            id,
-            fence,
-            &[ReservationState::Confirmed],
-            ReservationState::Released,
-            None,
-        )
+        self.finish(Ending::Release, id, fence, None)
     }
 
     fn cancel(
@@ -880,14 +809,7 @@ impl ReservationLedger for ReferenceLedger {
         id: &ReservationId,
         fence: Option<FencingToken>,
     ) -> Result<Reservation, LedgerError> {
-        self.finish(
-            "cancel",
-            id,
-            fence,
-            &[ReservationState::Pending],
-            ReservationState::Cancelled,
-            None,
-        )
+        self.finish(Ending::Cancel, id, fence, None)
     }
 
     fn preempt(
@@ -895,14 +817,7 @@ impl ReservationLedger for ReferenceLedger {
         id: &ReservationId,
         by: Option<&ReservationId>,
     ) -> Result<Reservation, LedgerError> {
-        self.finish(
-            "preempt",
-            id,
-            None,
-            &[ReservationState::Pending, ReservationState::Confirmed],
-            ReservationState::Preempted,
-            by,
-        )
+        self.finish(Ending::Preempt, id, None, by)
     }
 
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {

@@ -140,22 +140,6 @@ fn capacity_path(resource: &Resource, resource_type: &ResourceType) -> String {
     }
 }
 
-/// The requirements of a request grouped for placement: co-located ones together, the others
-/// alone, each group in order of its first requirement.
-fn placement_groups(requirements: &[ResourceRequirement]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(Option<&ColocationGroup>, Vec<usize>)> = Vec::new();
-    for (index, requirement) in requirements.iter().enumerate() {
-        match requirement
-            .colocation()
-            .and_then(|group| groups.iter_mut().find(|(g, _)| *g == Some(group)))
-        {
-            Some((_, members)) => members.push(index),
-            None => groups.push((requirement.colocation(), vec![index])),
-        }
-    }
-    groups.into_iter().map(|(_, members)| members).collect()
-}
-
 /// Whether `resource` could hold the requirements `group` of `requirements` at all, with its
 /// whole capacity free.
 fn could_ever_hold(
@@ -325,7 +309,7 @@ impl ConstraintValidator {
         resources: &[Resource],
         out: &mut Vec<Violation>,
     ) {
-        for group in placement_groups(&request.requirements) {
+        for group in request.placement_groups() {
             // Amounts that are not positive are reported already; only the type can be judged.
             let well_formed = group
                 .iter()

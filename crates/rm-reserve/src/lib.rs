@@ -1,0 +1,90 @@
+//! The concurrent reservation ledger: registered resources, all-or-nothing holds placed by a
+//! strategy, leases with TTL and fencing tokens, and events for observers.
+//!
+//! # Where it sits
+//! A middle crate: it implements `rm-model`'s [`ReservationLedger`] and depends on no other
+//! `rm-*` crate. It takes a validator and an event sink through `rm-model`'s traits, so it
+//! knows nothing of `rm-validate` or `rm-monitor`.
+//!
+//! # Main types
+//! - [`ReservationManager`]: the ledger, with the seed's `create_reservation`,
+//!   `confirm_reservation` and `release_reservation` beside the trait's operations.
+//! - [`ReservationManagerBuilder`]: clock, default TTL, retention, validator, event sink.
+//!
+//! # Design
+//! - **Per-resource locks, one global order.** Each resource's accounting sits behind its own
+//!   mutex; a multi-resource hold locks its resources in registration order, so holds are
+//!   atomic and deadlock-free, and operations on different resources run in parallel.
+//! - **Plan without locks, commit under them.** Placement reads lock-free hints of what is
+//!   free, chooses with the strategy, then locks the chosen resources and re-checks; if
+//!   another thread took the capacity meanwhile it plans again. Every check happens before the
+//!   first change, so an error leaves nothing half-applied.
+//! - **An index instead of a scan of descriptions.** The resources that pass a requirement's
+//!   type, unit and hard constraints are computed once per requirement shape and cached until
+//!   the catalog changes; placement then reads only each candidate's free counters.
+//! - **Timers, not threads.** TTL expiry and the forgetting of ended reservations run from a
+//!   timer heap on the callers' threads (and on [`ReservationLedger::expire_due`]); an expired
+//!   hold is also expired lazily when touched, so it never confirms and never blocks a grant.
+//! - **Consistent snapshots.** A snapshot holds every resource lock at once; since every change
+//!   holds the locks of the resources it touches, the snapshot is one moment.
+//!
+//! # Concurrency
+//! `ReservationManager` is `Send + Sync`; every operation takes `&self`. Lock order: the
+//! catalog (read for grants, write for registration and capacity changes), then resource locks
+//! by registration order, then a reservation's state lock, then the reservation map's shards
+//! and the timer heap. Event sinks are called with resource locks held and must not call back.
+//!
+//! # Errors and panics
+//! Operations return [`LedgerError`]: definite errors (insufficient capacity with a shortfall
+//! per requirement, invalid input naming the field, unknown ids, expired, stale fencing token,
+//! id conflict) and nothing applied. [`ReservationManagerBuilder::build`] returns [`Error`].
+//! Nothing panics on input.
+//!
+//! # Metrics
+//! None directly: observers subscribe to events ([`ReservationManager::subscribe`], or an
+//! [`EventSink`](rm_model::EventSink)), so the hot path never calls into monitoring.
+//!
+//! # Example
+//! The seed's "Resource Reservation":
+//!
+//! ```
+//! use rm_model::{RequesterId, Resource, ResourceCapacity, ResourceRequirement, ResourceType,
+//!     ReservationStrategy, Unit};
+//! use rm_reserve::{ReservationLedger, ReservationManager};
+//!
+//! let compute_resource = Resource::new("compute-node-1", ResourceType::Compute, ResourceCapacity::new(0, 100, Unit::CORES)?)?;
+//!
+//! // Create a reservation manager
+//! let manager = ReservationManager::new();
+//! manager.register_resource(compute_resource)?;
+//!
+//! // Define resource requirements
+//! let compute_requirement = ResourceRequirement::new(ResourceType::Compute, 50, Unit::CORES);
+//!
+//! // Create a reservation
+//! let reservation = manager.create_reservation(
+//!     RequesterId::new("task-1")?,
+//!     vec![compute_requirement],
+//!     ReservationStrategy::Balanced,
+//! )?;
+//!
+//! // Confirm the reservation
+//! manager.confirm_reservation(&reservation.id)?;
+//!
+//! // Use the resources...
+//!
+//! // Release the reservation when done
+//! manager.release_reservation(&reservation.id)?;
+//! assert!(manager.audit()?.is_clean());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod catalog;
+mod error;
+mod events;
+mod manager;
+mod record;
+
+pub use error::Error;
+pub use manager::{ReservationManager, ReservationManagerBuilder};
+pub use rm_model::{LedgerError, ReservationLedger};

@@ -1,0 +1,1187 @@
+//! [`ReservationManager`]: the embedded, concurrent implementation of the ledger contract.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use rm_model::{
+    AffinityTerm, AuditReport, CapacityUsage, Clock, DimensionFit, Ending, Event, EventKind,
+    EventSink, FencingToken, LedgerError, LedgerSnapshot, PlacementCandidate, PlacementScorer,
+    Quantity, RequesterId, Reservation, ReservationId, ReservationItem, ReservationLedger,
+    ReservationRequest, ReservationState, ReservationStrategy, Resource, ResourceCapacity,
+    ResourceName, ResourceRequirement, ResourceType, Shortfall, SystemClock, Timestamp, Unit,
+    ValidationContext, ValidationErrors, Validator,
+};
+
+use crate::Error;
+use crate::catalog::{Catalog, Slot, SlotState, lock};
+use crate::events::Observers;
+use crate::record::{Hold, Record, RecordState};
+
+/// How many times a grant re-plans when another thread took the capacity it planned on
+/// between planning (lock-free) and committing (under the slot locks).
+const COMMIT_ATTEMPTS: usize = 32;
+
+/// A scheduled piece of work: expire a pending hold, or forget an ended one.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Timestamp,
+    token: FencingToken,
+    forget: bool,
+    id: ReservationId,
+}
+
+/// One requirement placed on one resource, before it is committed.
+struct Placement {
+    requirement: usize,
+    position: usize,
+    resource_type: ResourceType,
+    /// Thousandths of the resource's unit.
+    amount: i64,
+    unit: Unit,
+}
+
+/// Why a commit did not happen.
+enum Abort {
+    /// Capacity moved under the plan: plan again.
+    Replan,
+    /// A definite answer (an idempotent retry, or an error).
+    Done(Box<Result<Reservation, LedgerError>>),
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> LedgerError {
+    LedgerError::InvalidInput {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn rejected(errors: ValidationErrors) -> LedgerError {
+    let field = errors
+        .violations
+        .first()
+        .map(|v| v.path.clone())
+        .unwrap_or_default();
+    invalid(field, errors.to_string())
+}
+
+/// The amount of `requirement` in thousandths of `unit`, or `None` when it does not convert
+/// exactly.
+fn amount_in(requirement: &ResourceRequirement, unit: &Unit) -> Option<i64> {
+    if requirement.unit() == unit {
+        Some(requirement.amount().as_milli())
+    } else {
+        requirement.amount_in(unit).ok().map(Quantity::as_milli)
+    }
+}
+
+/// Configures a [`ReservationManager`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ReservationManagerBuilder {
+    clock: Arc<dyn Clock>,
+    default_ttl: Duration,
+    retention: Duration,
+    validator: Option<Arc<dyn Validator>>,
+    sink: Option<Arc<dyn EventSink>>,
+}
+
+impl ReservationManagerBuilder {
+    /// The clock TTLs are measured by (default: the system's monotonic clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long a pending hold lives unless its request names a TTL (default 30 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// How long an ended reservation is remembered, so that `get` and retries by id still
+    /// find it (default 5 minutes). After that its id is forgotten.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Validates resources at registration and requests at admission.
+    pub fn validator(mut self, validator: Arc<dyn Validator>) -> Self {
+        self.validator = Some(validator);
+        self
+    }
+
+    /// Receives every event, on the thread that causes it.
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Builds the manager. Fails on a zero default TTL.
+    pub fn build(self) -> Result<ReservationManager, Error> {
+        if self.default_ttl.is_zero() {
+            return Err(Error::InvalidConfig {
+                field: "default_ttl",
+                reason: "must be positive",
+            });
+        }
+        Ok(ReservationManager {
+            clock: self.clock,
+            default_ttl: self.default_ttl,
+            retention: self.retention,
+            validator: self.validator,
+            observers: Observers::new(self.sink),
+            catalog: RwLock::new(Catalog::default()),
+            records: DashMap::new(),
+            timers: Mutex::new(BinaryHeap::new()),
+            next_timer: AtomicU64::new(u64::MAX),
+            last_token: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The embedded reservation ledger. See the [crate docs](crate) for its design.
+pub struct ReservationManager {
+    clock: Arc<dyn Clock>,
+    default_ttl: Duration,
+    retention: Duration,
+    validator: Option<Arc<dyn Validator>>,
+    observers: Observers,
+    catalog: RwLock<Catalog>,
+    records: DashMap<ReservationId, Arc<Record>>,
+    timers: Mutex<BinaryHeap<Reverse<Timer>>>,
+    /// The earliest timer, in nanoseconds of the clock (`u64::MAX` for none): a lock-free
+    /// check of whether any timer is due.
+    next_timer: AtomicU64,
+    last_token: AtomicU64,
+}
+
+impl Default for ReservationManager {
+    fn default() -> ReservationManager {
+        ReservationManager::new()
+    }
+}
+
+impl std::fmt::Debug for ReservationManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReservationManager")
+            .field("default_ttl", &self.default_ttl)
+            .field("retention", &self.retention)
+            .field("reservations", &self.records.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReservationManager {
+    /// A manager on the system clock, with a 30 s default TTL, 5 minutes of retention, no
+    /// validator and no event sink.
+    pub fn new() -> ReservationManager {
+        ReservationManager {
+            clock: Arc::new(SystemClock::new()),
+            default_ttl: Duration::from_secs(30),
+            retention: Duration::from_secs(300),
+            validator: None,
+            observers: Observers::new(None),
+            catalog: RwLock::new(Catalog::default()),
+            records: DashMap::new(),
+            timers: Mutex::new(BinaryHeap::new()),
+            next_timer: AtomicU64::new(u64::MAX),
+            last_token: AtomicU64::new(0),
+        }
+    }
+
+    /// A builder, starting from the defaults of [`ReservationManager::new`].
+    pub fn builder() -> ReservationManagerBuilder {
+        ReservationManagerBuilder {
+            clock: Arc::new(SystemClock::new()),
+            default_ttl: Duration::from_secs(30),
+            retention: Duration::from_secs(300),
+            validator: None,
+            sink: None,
+        }
+    }
+
+    /// The seed's `create_reservation(requester_id, requirements, strategy)`: reserves all of
+    /// `requirements` for `requester` or none, with a generated id and the default TTL.
+    pub fn create_reservation(
+        &self,
+        requester: RequesterId,
+        requirements: Vec<ResourceRequirement>,
+        strategy: ReservationStrategy,
+    ) -> Result<Reservation, LedgerError> {
+        self.reserve(&ReservationRequest::new(requester, requirements).with_strategy(strategy))
+    }
+
+    /// The seed's `confirm_reservation(id)`.
+    pub fn confirm_reservation(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
+        self.confirm(id, None)
+    }
+
+    /// The seed's `release_reservation(id)`.
+    pub fn release_reservation(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
+        self.release(id, None)
+    }
+
+    /// A channel that receives every event from now on. Dropping the receiver unsubscribes.
+    /// The channel is unbounded: a subscriber that stops reading should drop its receiver.
+    pub fn subscribe(&self) -> Receiver<Event> {
+        self.observers.subscribe()
+    }
+
+    /// How many reservations are remembered (active ones and ended ones within retention).
+    pub fn remembered(&self) -> usize {
+        self.records.len()
+    }
+
+    fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn schedule(&self, timer: Timer) {
+        let at = timer.at.as_nanos();
+        lock(&self.timers).push(Reverse(timer));
+        self.next_timer.fetch_min(at, Ordering::AcqRel);
+    }
+
+    /// Runs every timer due by `now`; returns the holds it expired.
+    fn run_timers(&self, now: Timestamp) -> Vec<Reservation> {
+        if now.as_nanos() < self.next_timer.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let due: Vec<Timer> = {
+            let mut timers = lock(&self.timers);
+            let mut due = Vec::new();
+            while timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
+                if let Some(Reverse(timer)) = timers.pop() {
+                    due.push(timer);
+                }
+            }
+            let next = timers.peek().map_or(u64::MAX, |Reverse(t)| t.at.as_nanos());
+            self.next_timer.store(next, Ordering::Release);
+            due
+        };
+        let mut expired = Vec::new();
+        for timer in due {
+            if timer.forget {
+                self.records.remove_if(&timer.id, |_, record| {
+                    record.token == timer.token && lock(&record.state).state.is_terminal()
+                });
+                continue;
+            }
+            let Some(record) = self.records.get(&timer.id).map(|r| r.clone()) else {
+                continue;
+            };
+            if record.token != timer.token {
+                continue;
+            }
+            let mut guards = record.lock_slots();
+            let mut state = lock(&record.state);
+            if self.expire_if_due(&record, &mut guards, &mut state, now) {
+                expired.push(record.reservation(&state));
+            }
+        }
+        expired
+    }
+
+    /// Expires the reservation if it is pending and its TTL has run out by `now`; the caller
+    /// holds its slot locks and state lock. Returns whether it expired it.
+    fn expire_if_due(
+        &self,
+        record: &Record,
+        guards: &mut [MutexGuard<'_, SlotState>],
+        state: &mut RecordState,
+        now: Timestamp,
+    ) -> bool {
+        let due = state.state == ReservationState::Pending
+            && state.expires_at.is_some_and(|at| at <= now);
+        if due {
+            self.end(record, guards, state, ReservationState::Expired, None, now);
+        }
+        due
+    }
+
+    /// Ends an active reservation: credits what it holds and moves it to `to`. The caller
+    /// holds the record's slot locks (`guards`) and its state lock.
+    fn end(
+        &self,
+        record: &Record,
+        guards: &mut [MutexGuard<'_, SlotState>],
+        state: &mut RecordState,
+        to: ReservationState,
+        by: Option<ReservationId>,
+        now: Timestamp,
+    ) {
+        let from = state.state;
+        for hold in &record.holds {
+            let slot = &mut guards[hold.slot];
+            if let Some(d) = slot.dim(&hold.resource_type) {
+                let dim = &mut slot.dims[d];
+                if from == ReservationState::Pending {
+                    dim.pending -= hold.amount;
+                } else {
+                    dim.confirmed -= hold.amount;
+                }
+            }
+        }
+        for (guard, slot) in guards.iter_mut().zip(&record.lock_set) {
+            guard.holders = guard.holders.saturating_sub(1);
+            slot.refresh_hints(guard);
+        }
+        state.state = to;
+        state.updated_at = now;
+        state.expires_at = None;
+        self.observers.publish(now, || EventKind::Ended {
+            reservation: record.id.clone(),
+            requester: record.requester.clone(),
+            reason: to,
+            items: record.items.clone(),
+            preempted_by: by,
+        });
+        self.schedule(Timer {
+            at: now + self.retention,
+            token: record.token,
+            forget: true,
+            id: record.id.clone(),
+        });
+    }
+
+    /// Runs `change` on the record `id` with its slots and state locked, after applying a due
+    /// expiry. `fence`, when given, must be the record's token.
+    fn with_record<T>(
+        &self,
+        operation: &'static str,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        change: impl FnOnce(
+            &Record,
+            &mut [MutexGuard<'_, SlotState>],
+            &mut RecordState,
+            Timestamp,
+        ) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let now = self.clock.now();
+        self.run_timers(now);
+        let record = self
+            .records
+            .get(id)
+            .map(|r| r.clone())
+            .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
+        if let Some(presented) = fence
+            && presented != record.token
+        {
+            return Err(LedgerError::StaleFencingToken {
+                operation,
+                id: id.clone(),
+                presented,
+                current: record.token,
+            });
+        }
+        let mut guards = record.lock_slots();
+        let mut state = lock(&record.state);
+        self.expire_if_due(&record, &mut guards, &mut state, now);
+        change(&record, &mut guards, &mut state, now)
+    }
+
+    fn wrong_state(
+        operation: &'static str,
+        record: &Record,
+        state: ReservationState,
+    ) -> LedgerError {
+        if state == ReservationState::Expired {
+            LedgerError::Expired {
+                operation,
+                id: record.id.clone(),
+            }
+        } else {
+            LedgerError::InvalidState {
+                operation,
+                id: record.id.clone(),
+                state,
+            }
+        }
+    }
+
+    /// Ends a reservation through a caller's operation: it must be in one of `from`; being in
+    /// `to` already is an idempotent success.
+    fn finish(
+        &self,
+        ending: Ending,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        by: Option<&ReservationId>,
+    ) -> Result<Reservation, LedgerError> {
+        let (operation, from, to) = (ending.operation(), ending.from(), ending.to());
+        self.with_record(operation, id, fence, |record, guards, state, now| {
+            if state.state != to {
+                if !from.contains(&state.state) {
+                    return Err(Self::wrong_state(operation, record, state.state));
+                }
+                self.end(record, guards, state, to, by.cloned(), now);
+            }
+            Ok(record.reservation(state))
+        })
+    }
+
+    /// What answers a request whose id is already used.
+    fn retry_of(
+        existing: &Record,
+        request: &ReservationRequest,
+    ) -> Result<Reservation, LedgerError> {
+        match &existing.request {
+            Some(original) if original.same_request_as(request) => Ok(existing.current()),
+            _ => Err(LedgerError::IdConflict {
+                id: existing.id.clone(),
+            }),
+        }
+    }
+
+    /// Places every requirement using the lock-free hints; `Err` explains what cannot be placed.
+    fn plan(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+    ) -> Result<Vec<Placement>, LedgerError> {
+        let groups = request.placement_groups();
+        let mut placed: Vec<Placement> = Vec::with_capacity(request.requirements.len());
+        let mut shortfalls = Vec::new();
+        let mut dims: Vec<DimensionFit> = Vec::with_capacity(2);
+        let affinity = AffinityView::new(self, catalog, request);
+        for group in &groups {
+            let candidates = catalog.candidates(&request.requirements, group);
+            let soft = group.iter().any(|&i| {
+                let r = &request.requirements[i];
+                !r.preferences().is_empty() || r.affinity().iter().any(|t| t.weight.is_some())
+            });
+            let first_fit = request.strategy == ReservationStrategy::Greedy && !soft;
+            let mut best: Option<(i64, usize)> = None;
+            for candidate in candidates.iter() {
+                let position = candidate.position as usize;
+                let resource = &catalog.resources[position];
+                if !affinity.required_ok(request, group, resource) {
+                    continue;
+                }
+                dims.clear();
+                let mut convertible = true;
+                for (member, &i) in candidate.members.iter().zip(group.iter()) {
+                    let requirement = &request.requirements[i];
+                    let Some(amount) = amount_in(requirement, &member.unit) else {
+                        convertible = false;
+                        break;
+                    };
+                    let resource_type = requirement.resource_type();
+                    match dims.iter_mut().find(|d| &d.resource_type == resource_type) {
+                        Some(dim) => {
+                            dim.requested = Quantity::from_milli(
+                                dim.requested.as_milli().saturating_add(amount),
+                            );
+                        }
+                        None => {
+                            let taken: i64 = placed
+                                .iter()
+                                .filter(|p| {
+                                    p.position == position && &p.resource_type == resource_type
+                                })
+                                .map(|p| p.amount)
+                                .sum();
+                            let free = candidate
+                                .slot
+                                .free(member.hint, resource_type)
+                                .saturating_sub(taken);
+                            dims.push(DimensionFit {
+                                resource_type: resource_type.clone(),
+                                requested: Quantity::from_milli(amount),
+                                free: Quantity::from_milli(free),
+                                capacity: Quantity::from_milli(member.maximum),
+                            });
+                        }
+                    }
+                }
+                if !convertible {
+                    continue;
+                }
+                let scored = PlacementCandidate {
+                    resource,
+                    order: position,
+                    dimensions: &dims,
+                };
+                let Some(score) = request.strategy.score(&scored) else {
+                    continue;
+                };
+                let total = if soft {
+                    score + affinity.soft_score(request, group, resource)
+                } else {
+                    score
+                };
+                if best.is_none_or(|(top, _)| total > top) {
+                    best = Some((total, position));
+                }
+                if first_fit {
+                    break;
+                }
+            }
+            match best {
+                Some((_, position)) => {
+                    let resource = &catalog.resources[position];
+                    for &i in group {
+                        let requirement = &request.requirements[i];
+                        let Some(capacity) = resource.capacity_of(requirement.resource_type())
+                        else {
+                            continue;
+                        };
+                        let Some(amount) = amount_in(requirement, capacity.unit()) else {
+                            continue;
+                        };
+                        placed.push(Placement {
+                            requirement: i,
+                            position,
+                            resource_type: requirement.resource_type().clone(),
+                            amount,
+                            unit: capacity.unit().clone(),
+                        });
+                    }
+                }
+                None => {
+                    for &i in group {
+                        shortfalls.push(self.shortfall(
+                            catalog,
+                            request,
+                            i,
+                            group.len() > 1,
+                            &affinity,
+                        ));
+                    }
+                }
+            }
+        }
+        if shortfalls.is_empty() {
+            Ok(placed)
+        } else {
+            shortfalls.sort_by_key(|s| s.requirement);
+            Err(LedgerError::InsufficientCapacity {
+                requester: request.requester.clone(),
+                shortfalls,
+            })
+        }
+    }
+
+    fn shortfall(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+        index: usize,
+        colocated: bool,
+        affinity: &AffinityView<'_>,
+    ) -> Shortfall {
+        let requirement = &request.requirements[index];
+        let resource_type = requirement.resource_type();
+        let offering = catalog
+            .resources
+            .iter()
+            .filter(|r| r.capacity_of(resource_type).is_some())
+            .count();
+        let matching = catalog
+            .resources
+            .iter()
+            .zip(&catalog.slots)
+            .filter(|(resource, _)| {
+                requirement.admits(resource) && affinity.required_ok(request, &[index], resource)
+            })
+            .map(|(resource, slot)| {
+                let state = lock(&slot.state);
+                let usage = state
+                    .dim(resource_type)
+                    .map(|d| state.dims[d].usage(resource.name()));
+                let (free, draining) =
+                    usage.map_or((Quantity::ZERO, false), |u| (u.free, u.draining));
+                (resource, free, draining)
+            });
+        Shortfall::explain(index, requirement, offering, matching, colocated)
+    }
+
+    /// Commits a plan under the slot locks, or says why not.
+    fn commit(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+        plan: Vec<Placement>,
+        now: Timestamp,
+    ) -> Result<Reservation, Abort> {
+        // Positions are in registration order, which is the lock order.
+        let mut positions: Vec<usize> = plan.iter().map(|p| p.position).collect();
+        positions.sort_unstable();
+        positions.dedup();
+        let mut holds: Vec<Hold> = Vec::with_capacity(plan.len());
+        for placement in &plan {
+            let slot = positions
+                .binary_search(&placement.position)
+                .unwrap_or_default();
+            match holds
+                .iter_mut()
+                .find(|h| h.slot == slot && h.resource_type == placement.resource_type)
+            {
+                Some(hold) => {
+                    hold.amount = hold.amount.checked_add(placement.amount).ok_or_else(|| {
+                        Abort::Done(Box::new(Err(invalid(
+                            format!("requirements[{}].amount", placement.requirement),
+                            "the amounts on one resource overflow",
+                        ))))
+                    })?;
+                }
+                None => holds.push(Hold {
+                    slot,
+                    resource_type: placement.resource_type.clone(),
+                    amount: placement.amount,
+                }),
+            }
+        }
+        let mut guards: Vec<MutexGuard<'_, SlotState>> = positions
+            .iter()
+            .map(|&p| lock(&catalog.slots[p].state))
+            .collect();
+        for hold in &holds {
+            let state = &guards[hold.slot];
+            let fits = state
+                .dim(&hold.resource_type)
+                .is_some_and(|d| state.dims[d].free() >= hold.amount);
+            if !fits {
+                return Err(Abort::Replan);
+            }
+        }
+        for placement in &plan {
+            let slot = positions
+                .binary_search(&placement.position)
+                .unwrap_or_default();
+            let state = &guards[slot];
+            if state
+                .dim(&placement.resource_type)
+                .is_none_or(|d| state.dims[d].unit != placement.unit)
+            {
+                return Err(Abort::Replan);
+            }
+        }
+        let id = request.id.clone().unwrap_or_else(ReservationId::generate);
+        let vacant = match self.records.entry(id.clone()) {
+            Entry::Occupied(existing) => {
+                let existing = existing.get().clone();
+                drop(guards);
+                return Err(Abort::Done(Box::new(Self::retry_of(&existing, request))));
+            }
+            Entry::Vacant(vacant) => vacant,
+        };
+        for hold in &holds {
+            let state = &mut guards[hold.slot];
+            if let Some(d) = state.dim(&hold.resource_type) {
+                state.dims[d].pending += hold.amount;
+            }
+        }
+        for (guard, &position) in guards.iter_mut().zip(&positions) {
+            guard.holders += 1;
+            catalog.slots[position].refresh_hints(guard);
+        }
+        let lock_set: Vec<Arc<Slot>> = positions
+            .iter()
+            .map(|&p| catalog.slots[p].clone())
+            .collect();
+        let token = FencingToken(self.last_token.fetch_add(1, Ordering::AcqRel) + 1);
+        let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
+        let items = plan
+            .into_iter()
+            .map(|p| ReservationItem {
+                requirement: p.requirement,
+                resource: catalog.resources[p.position].name().clone(),
+                resource_type: p.resource_type,
+                amount: Quantity::from_milli(p.amount),
+                unit: p.unit,
+            })
+            .collect();
+        let record = Arc::new(Record {
+            id: id.clone(),
+            requester: request.requester.clone(),
+            priority: request.priority,
+            labels: request.labels.clone(),
+            preemptible: request.preemptible,
+            token,
+            created_at: now,
+            items,
+            holds,
+            lock_set,
+            request: request.id.is_some().then(|| request.clone()),
+            state: Mutex::new(RecordState {
+                state: ReservationState::Pending,
+                updated_at: now,
+                expires_at: Some(expires_at),
+            }),
+        });
+        let reservation = record.current();
+        vacant.insert(record.clone());
+        self.observers.publish(now, || EventKind::Reserved {
+            reservation: id.clone(),
+            requester: record.requester.clone(),
+            priority: record.priority,
+            items: record.items.clone(),
+            fencing_token: token,
+        });
+        drop(guards);
+        self.schedule(Timer {
+            at: expires_at,
+            token,
+            forget: false,
+            id,
+        });
+        Ok(reservation)
+    }
+}
+
+/// The resources holding the reservations that a request's affinity terms select, computed
+/// once per request (and not at all for requests without affinity).
+struct AffinityView<'c> {
+    /// Per requirement, per term: the resources of the selected holds.
+    selected: Vec<Vec<Vec<&'c Resource>>>,
+}
+
+impl<'c> AffinityView<'c> {
+    fn new(
+        manager: &ReservationManager,
+        catalog: &'c Catalog,
+        request: &ReservationRequest,
+    ) -> AffinityView<'c> {
+        if request.requirements.iter().all(|r| r.affinity().is_empty()) {
+            return AffinityView {
+                selected: Vec::new(),
+            };
+        }
+        let active: Vec<Arc<Record>> = manager
+            .records
+            .iter()
+            .filter(|r| lock(&r.state).state.holds_capacity())
+            .map(|r| r.clone())
+            .collect();
+        let resources_of = |term: &AffinityTerm| -> Vec<&'c Resource> {
+            active
+                .iter()
+                .filter(|r| term.selector.selects(&r.requester, &r.labels))
+                .flat_map(|r| r.items.iter())
+                .filter_map(|item| {
+                    catalog
+                        .position(&item.resource)
+                        .map(|p| &catalog.resources[p])
+                })
+                .collect()
+        };
+        AffinityView {
+            selected: request
+                .requirements
+                .iter()
+                .map(|r| r.affinity().iter().map(resources_of).collect())
+                .collect(),
+        }
+    }
+
+    fn terms<'r>(
+        &'r self,
+        request: &'r ReservationRequest,
+        group: &'r [usize],
+    ) -> impl Iterator<Item = (&'r AffinityTerm, &'r [&'c Resource])> + 'r {
+        group.iter().flat_map(move |&i| {
+            request.requirements[i]
+                .affinity()
+                .iter()
+                .zip(self.selected.get(i).map(Vec::as_slice).unwrap_or_default())
+                .map(|(term, selected)| (term, selected.as_slice()))
+        })
+    }
+
+    fn required_ok(
+        &self,
+        request: &ReservationRequest,
+        group: &[usize],
+        resource: &Resource,
+    ) -> bool {
+        self.selected.is_empty()
+            || self
+                .terms(request, group)
+                .filter(|(term, _)| term.weight.is_none())
+                .all(|(term, selected)| term.is_satisfied_by(resource, selected.iter().copied()))
+    }
+
+    /// Preferences and preferred affinity, each up to 1,000,000, averaged over the group.
+    fn soft_score(
+        &self,
+        request: &ReservationRequest,
+        group: &[usize],
+        resource: &Resource,
+    ) -> i64 {
+        let preferences: i64 = group
+            .iter()
+            .map(|&i| i64::from(request.requirements[i].preference_score(resource)))
+            .sum();
+        let (mut total, mut matched) = (0i64, 0i64);
+        for (term, selected) in self.terms(request, group) {
+            if let Some(weight) = term.weight {
+                total += i64::from(weight);
+                if term.is_satisfied_by(resource, selected.iter().copied()) {
+                    matched += i64::from(weight);
+                }
+            }
+        }
+        let affinity = if total == 0 {
+            0
+        } else {
+            matched * 1_000_000 / total
+        };
+        (preferences + affinity) / group.len().max(1) as i64
+    }
+}
+
+impl ReservationLedger for ReservationManager {
+    fn register_resource(&self, resource: Resource) -> Result<(), LedgerError> {
+        let mut catalog = self.write_catalog();
+        if catalog.position(resource.name()).is_some() {
+            return Err(LedgerError::DuplicateResource {
+                name: resource.name().clone(),
+            });
+        }
+        if let Some(validator) = &self.validator {
+            let context = ValidationContext {
+                resources: &catalog.resources,
+                active: &[],
+            };
+            validator
+                .validate_resource(&resource, &context)
+                .map_err(rejected)?;
+        }
+        let name = resource.name().clone();
+        catalog.insert(resource);
+        self.observers
+            .publish(self.clock.now(), || EventKind::ResourceRegistered {
+                resource: name,
+            });
+        Ok(())
+    }
+
+    fn update_resource(&self, resource: Resource) -> Result<(), LedgerError> {
+        let mut catalog = self.write_catalog();
+        let position =
+            catalog
+                .position(resource.name())
+                .ok_or_else(|| LedgerError::UnknownResource {
+                    name: resource.name().clone(),
+                })?;
+        if let Some(validator) = &self.validator {
+            let others: Vec<Resource> = catalog
+                .resources
+                .iter()
+                .filter(|r| r.name() != resource.name())
+                .cloned()
+                .collect();
+            let context = ValidationContext {
+                resources: &others,
+                active: &[],
+            };
+            validator
+                .validate_resource(&resource, &context)
+                .map_err(rejected)?;
+        }
+        let slot = catalog.slots[position].clone();
+        {
+            let mut state = lock(&slot.state);
+            let mut dims = Vec::new();
+            for (resource_type, capacity) in resource.capacities() {
+                let mut dim = crate::catalog::DimState::from_capacity(resource_type, capacity);
+                if let Some(old) = state.dim(resource_type).map(|d| &state.dims[d]) {
+                    if old.is_held() && old.unit != dim.unit {
+                        return Err(invalid(
+                            format!("capacities.{resource_type}.unit"),
+                            "cannot change the unit of a capacity that is held",
+                        ));
+                    }
+                    dim.pending = old.pending;
+                    dim.confirmed = old.confirmed;
+                }
+                dims.push(dim);
+            }
+            if state
+                .dims
+                .iter()
+                .any(|old| old.is_held() && resource.capacity_of(&old.resource_type).is_none())
+            {
+                return Err(LedgerError::ResourceBusy {
+                    name: resource.name().clone(),
+                    active: state.holders,
+                });
+            }
+            state.dims = dims;
+            slot.refresh_hints(&state);
+        }
+        let name = resource.name().clone();
+        catalog.resources[position] = resource;
+        catalog.changed();
+        self.observers
+            .publish(self.clock.now(), || EventKind::ResourceUpdated {
+                resource: name,
+            });
+        Ok(())
+    }
+
+    fn unregister_resource(&self, name: &ResourceName) -> Result<Resource, LedgerError> {
+        let mut catalog = self.write_catalog();
+        let position = catalog
+            .position(name)
+            .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })?;
+        let holders = lock(&catalog.slots[position].state).holders;
+        if holders > 0 {
+            return Err(LedgerError::ResourceBusy {
+                name: name.clone(),
+                active: holders,
+            });
+        }
+        let resource = catalog.remove(position);
+        self.observers
+            .publish(self.clock.now(), || EventKind::ResourceUnregistered {
+                resource: name.clone(),
+            });
+        Ok(resource)
+    }
+
+    fn set_capacity(
+        &self,
+        name: &ResourceName,
+        resource_type: &ResourceType,
+        maximum: Quantity,
+    ) -> Result<CapacityUsage, LedgerError> {
+        let mut catalog = self.write_catalog();
+        let position = catalog
+            .position(name)
+            .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })?;
+        let old = catalog.resources[position]
+            .capacity_of(resource_type)
+            .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })?
+            .clone();
+        let new = ResourceCapacity::new(old.current(), maximum, old.unit().clone())
+            .map_err(|err| invalid("maximum", err.to_string()))?;
+        let slot = catalog.slots[position].clone();
+        let usage = {
+            let mut state = lock(&slot.state);
+            let d = state
+                .dim(resource_type)
+                .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })?;
+            state.dims[d].maximum = maximum.as_milli();
+            slot.refresh_hints(&state);
+            state.dims[d].usage(name)
+        };
+        let resource = catalog.resources[position]
+            .clone()
+            .with_capacity(resource_type.clone(), new);
+        catalog.resources[position] = resource;
+        catalog.changed();
+        self.observers
+            .publish(self.clock.now(), || EventKind::CapacityChanged {
+                resource: name.clone(),
+                resource_type: resource_type.clone(),
+                old_maximum: old.maximum(),
+                new_maximum: maximum,
+                draining: usage.draining,
+            });
+        Ok(usage)
+    }
+
+    fn resources(&self) -> Result<Vec<Resource>, LedgerError> {
+        Ok(self.read_catalog().resources.clone())
+    }
+
+    fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, LedgerError> {
+        let catalog = self.read_catalog();
+        let now = self.clock.now();
+        self.run_timers(now);
+        if let Some(id) = &request.id
+            && let Some(existing) = self.records.get(id).map(|r| r.clone())
+        {
+            return Self::retry_of(&existing, request);
+        }
+        if let Some(first) = request.violations().into_iter().next() {
+            return Err(invalid(first.path, first.message));
+        }
+        if let Some(validator) = &self.validator {
+            let context = ValidationContext {
+                resources: &catalog.resources,
+                active: &[],
+            };
+            validator
+                .validate_request(request, &context)
+                .map_err(rejected)?;
+        }
+        for _ in 0..COMMIT_ATTEMPTS {
+            let plan = match self.plan(&catalog, request) {
+                Ok(plan) => plan,
+                Err(err) => {
+                    // An expired hold must never block a grant: expire what is due, then plan
+                    // again.
+                    if !self.run_timers(self.clock.now()).is_empty() {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            match self.commit(&catalog, request, plan, now) {
+                Ok(reservation) => return Ok(reservation),
+                Err(Abort::Done(result)) => return *result,
+                Err(Abort::Replan) => {}
+            }
+        }
+        // Capacity kept moving under every plan: a definite refusal that says so.
+        Err(LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: Vec::new(),
+        })
+    }
+
+    fn confirm(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        self.with_record("confirm", id, fence, |record, guards, state, now| {
+            match state.state {
+                ReservationState::Confirmed => return Ok(record.reservation(state)),
+                ReservationState::Pending => {}
+                other => return Err(Self::wrong_state("confirm", record, other)),
+            }
+            for hold in &record.holds {
+                let slot = &mut guards[hold.slot];
+                if let Some(d) = slot.dim(&hold.resource_type) {
+                    slot.dims[d].pending -= hold.amount;
+                    slot.dims[d].confirmed += hold.amount;
+                }
+            }
+            state.state = ReservationState::Confirmed;
+            state.updated_at = now;
+            state.expires_at = None;
+            self.observers.publish(now, || EventKind::Confirmed {
+                reservation: record.id.clone(),
+                requester: record.requester.clone(),
+            });
+            Ok(record.reservation(state))
+        })
+    }
+
+    fn renew(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        ttl: Duration,
+    ) -> Result<Reservation, LedgerError> {
+        if ttl.is_zero() {
+            return Err(invalid("ttl", "must be positive"));
+        }
+        let renewed = self.with_record("renew", id, fence, |record, _, state, now| {
+            match state.state {
+                ReservationState::Confirmed => return Ok((record.reservation(state), None)),
+                ReservationState::Pending => {}
+                other => return Err(Self::wrong_state("renew", record, other)),
+            }
+            let expires_at = now + ttl;
+            state.expires_at = Some(expires_at);
+            state.updated_at = now;
+            self.observers.publish(now, || EventKind::Renewed {
+                reservation: record.id.clone(),
+                expires_at,
+            });
+            Ok((record.reservation(state), Some((expires_at, record.token))))
+        })?;
+        if let (reservation, Some((at, token))) = renewed {
+            self.schedule(Timer {
+                at,
+                token,
+                forget: false,
+                id: id.clone(),
+            });
+            return Ok(reservation);
+        }
+        Ok(renewed.0)
+    }
+
+    fn release(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        self.finish(Ending::Release, id, fence, None)
+    }
+
+    fn cancel(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        self.finish(Ending::Cancel, id, fence, None)
+    }
+
+    fn preempt(
+        &self,
+        id: &ReservationId,
+        by: Option<&ReservationId>,
+    ) -> Result<Reservation, LedgerError> {
+        self.finish(Ending::Preempt, id, None, by)
+    }
+
+    fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
+        self.with_record("get", id, None, |record, _, state, _| {
+            Ok(record.reservation(state))
+        })
+    }
+
+    fn expire_due(&self) -> Result<Vec<Reservation>, LedgerError> {
+        Ok(self.run_timers(self.clock.now()))
+    }
+
+    fn snapshot(&self) -> Result<LedgerSnapshot, LedgerError> {
+        let catalog = self.read_catalog();
+        let now = self.clock.now();
+        self.run_timers(now);
+        // Every state change holds the locks of the slots it touches, and the slots are in
+        // registration order, which is the global lock order: holding all of them gives one
+        // consistent moment.
+        let guards: Vec<MutexGuard<'_, SlotState>> =
+            catalog.slots.iter().map(|slot| lock(&slot.state)).collect();
+        let usage = guards
+            .iter()
+            .zip(&catalog.resources)
+            .flat_map(|(state, resource)| {
+                state.dims.iter().map(move |dim| dim.usage(resource.name()))
+            })
+            .collect();
+        let mut active: Vec<Reservation> = self
+            .records
+            .iter()
+            .filter_map(|record| {
+                let state = lock(&record.state);
+                state
+                    .state
+                    .holds_capacity()
+                    .then(|| record.reservation(&state))
+            })
+            .collect();
+        drop(guards);
+        active.sort_by_key(|r| r.fencing_token);
+        Ok(LedgerSnapshot {
+            taken_at: now,
+            resources: catalog.resources.clone(),
+            usage,
+            active,
+            last_fencing_token: FencingToken(self.last_token.load(Ordering::Acquire)),
+        })
+    }
+
+    fn audit(&self) -> Result<AuditReport, LedgerError> {
+        self.snapshot().map(|snapshot| snapshot.audit())
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the reservation manager, one module per area.
+
+mod conformance;
