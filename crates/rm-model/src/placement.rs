@@ -65,12 +65,31 @@ fn mean(dimensions: &[DimensionFit], per_dimension: impl Fn(&DimensionFit) -> i6
     total / dimensions.len() as i64
 }
 
+/// The cosine between the requested and the free shares of capacity, in parts per million.
+fn alignment(dimensions: &[DimensionFit]) -> i64 {
+    let share = |q: Quantity, d: &DimensionFit| q.parts_per_million_of(d.capacity).max(0) as u128;
+    let (mut dot, mut requested, mut free) = (0u128, 0u128, 0u128);
+    for d in dimensions {
+        let (r, f) = (share(d.requested, d), share(d.free, d));
+        dot += r * f;
+        requested += r * r;
+        free += f * f;
+    }
+    let norms = requested.isqrt() * free.isqrt();
+    if norms == 0 {
+        return 0;
+    }
+    (dot * MAX_STRATEGY_SCORE as u128 / norms).min(MAX_STRATEGY_SCORE as u128) as i64
+}
+
 impl PlacementScorer for ReservationStrategy {
     /// - greedy: every fitting candidate scores 0, so the first registered wins (first fit);
     /// - balanced: the mean share of each capacity left free after the placement;
     /// - bin-pack: the mean share of each capacity used after the placement;
-    /// - aligned: the mean of (requested share × free share) per dimension, rescaled, so the
-    ///   resource whose free capacity has the request's shape wins.
+    /// - aligned: the cosine between the request and the free capacity, each as shares of the
+    ///   candidate's capacity per dimension, so the resource whose free capacity has the
+    ///   request's shape wins (with one dimension every candidate aligns and the first
+    ///   registered wins).
     fn score(&self, candidate: &PlacementCandidate<'_>) -> Option<i64> {
         let dims = candidate.dimensions;
         if !dims.iter().all(DimensionFit::fits) {
@@ -86,11 +105,7 @@ impl PlacementScorer for ReservationStrategy {
                 ReservationStrategy::BinPack => mean(dims, |d| {
                     MAX_STRATEGY_SCORE - left(d).parts_per_million_of(d.capacity)
                 }),
-                ReservationStrategy::Aligned => mean(dims, |d| {
-                    let requested = d.requested.parts_per_million_of(d.capacity);
-                    let free = d.free.parts_per_million_of(d.capacity);
-                    requested * free / MAX_STRATEGY_SCORE
-                }),
+                ReservationStrategy::Aligned => alignment(dims),
             }
             .clamp(0, MAX_STRATEGY_SCORE),
         )
@@ -195,7 +210,8 @@ mod tests {
         assert_eq!(winner(ReservationStrategy::Greedy), Some(0));
         assert_eq!(winner(ReservationStrategy::Balanced), Some(2));
         assert_eq!(winner(ReservationStrategy::BinPack), Some(0));
-        assert_eq!(winner(ReservationStrategy::Aligned), Some(2));
+        // One dimension: every candidate aligns perfectly, so the first wins.
+        assert_eq!(winner(ReservationStrategy::Aligned), Some(0));
     }
 
     #[test]

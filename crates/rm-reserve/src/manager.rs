@@ -844,6 +844,8 @@ impl<'c> AffinityView<'c> {
 
 impl ReservationLedger for ReservationManager {
     fn register_resource(&self, resource: Resource) -> Result<(), LedgerError> {
+        // Expired holds must not count against the change.
+        self.run_timers(self.clock.now());
         let mut catalog = self.write_catalog();
         if catalog.position(resource.name()).is_some() {
             return Err(LedgerError::DuplicateResource {
@@ -869,6 +871,8 @@ impl ReservationLedger for ReservationManager {
     }
 
     fn update_resource(&self, resource: Resource) -> Result<(), LedgerError> {
+        // Expired holds must not count against the change.
+        self.run_timers(self.clock.now());
         let mut catalog = self.write_catalog();
         let position =
             catalog
@@ -933,6 +937,8 @@ impl ReservationLedger for ReservationManager {
     }
 
     fn unregister_resource(&self, name: &ResourceName) -> Result<Resource, LedgerError> {
+        // Expired holds must not count against the change.
+        self.run_timers(self.clock.now());
         let mut catalog = self.write_catalog();
         let position = catalog
             .position(name)
@@ -958,6 +964,7 @@ impl ReservationLedger for ReservationManager {
         resource_type: &ResourceType,
         maximum: Quantity,
     ) -> Result<CapacityUsage, LedgerError> {
+        self.run_timers(self.clock.now());
         let mut catalog = self.write_catalog();
         let position = catalog
             .position(name)

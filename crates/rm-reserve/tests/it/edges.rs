@@ -1,0 +1,363 @@
+//! Edges of the manager beyond the shared contract: TTL boundaries, bad input that must leave
+//! every piece of state unchanged, multi-dimensional strategies, subscriptions, the validator
+//! seam, retention.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rm_model::{
+    ColocationGroup, EventKind, LedgerError, LedgerSnapshot, ManualClock, Quantity, RequesterId,
+    Reservation, ReservationId, ReservationLedger, ReservationRequest, ReservationState,
+    ReservationStrategy, Resource, ResourceCapacity, ResourceRequirement, ResourceType, Unit,
+    ValidationContext, ValidationErrors, Validator, Violation,
+};
+use rm_reserve::{Error, ReservationManager};
+
+use crate::{host, manager};
+
+fn cores(amount: i32) -> ResourceRequirement {
+    ResourceRequirement::new(ResourceType::Compute, amount, Unit::CORES)
+}
+
+fn gib(amount: i32) -> ResourceRequirement {
+    ResourceRequirement::new(ResourceType::Memory, amount, Unit::GIB)
+}
+
+fn ask(requirements: Vec<ResourceRequirement>) -> ReservationRequest {
+    ReservationRequest::new(RequesterId::new("t").expect("valid"), requirements)
+}
+
+fn placed(reservation: &Reservation) -> Vec<&str> {
+    reservation
+        .items
+        .iter()
+        .map(|i| i.resource.as_str())
+        .collect()
+}
+
+#[test]
+fn ttl_is_not_reclaimed_before_its_deadline() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let hold = manager
+        .reserve(&ask(vec![cores(4)]).with_ttl(Duration::from_secs(5)))
+        .unwrap();
+    clock.advance(Duration::from_secs(5) - Duration::from_nanos(1));
+    assert!(manager.expire_due().unwrap().is_empty());
+    assert_eq!(
+        manager.get(&hold.id).unwrap().state,
+        ReservationState::Pending
+    );
+    assert!(
+        manager.reserve(&ask(vec![cores(1)])).is_err(),
+        "still held a nanosecond before"
+    );
+    clock.advance(Duration::from_nanos(1));
+    // Reclaimed at the deadline, even without a sweep: the next grant sees the capacity.
+    let next = manager.reserve(&ask(vec![cores(4)])).unwrap();
+    assert_eq!(
+        manager.get(&hold.id).unwrap().state,
+        ReservationState::Expired
+    );
+    assert_eq!(next.items[0].amount, Quantity::from(4));
+    assert!(manager.audit().unwrap().is_clean());
+}
+
+/// Applies `bad` and checks that it fails with `code` and leaves the snapshot unchanged.
+#[track_caller]
+fn refused_without_change(
+    manager: &ReservationManager,
+    code: &str,
+    bad: impl FnOnce() -> Result<(), LedgerError>,
+) {
+    let before: LedgerSnapshot = manager.snapshot().unwrap();
+    let remembered = manager.remembered();
+    let err = bad().expect_err("the operation must fail");
+    assert_eq!(err.code(), code, "{err}");
+    assert!(err.is_definite());
+    let after = manager.snapshot().unwrap();
+    assert_eq!(
+        (after.usage, after.active, after.resources),
+        (before.usage, before.active, before.resources)
+    );
+    assert_eq!(after.last_fencing_token, before.last_fencing_token);
+    assert_eq!(manager.remembered(), remembered);
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = &manager(&clock);
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let named = ReservationId::new("job-1").unwrap();
+    manager
+        .reserve(&ask(vec![cores(1)]).with_id(named.clone()))
+        .unwrap();
+    let group = ColocationGroup::new("g").unwrap();
+    let huge = Quantity::from_milli(i64::MAX / 2 + 1);
+    let licences = ResourceType::custom("licences").unwrap();
+    let reserve = |request: ReservationRequest| move || manager.reserve(&request).map(drop);
+    refused_without_change(manager, "invalid-input", reserve(ask(vec![cores(0)])));
+    refused_without_change(manager, "invalid-input", reserve(ask(vec![cores(-3)])));
+    refused_without_change(manager, "invalid-input", reserve(ask(vec![])));
+    refused_without_change(
+        manager,
+        "invalid-input",
+        reserve(ask(vec![ResourceRequirement::new(
+            ResourceType::Memory,
+            1,
+            Unit::CORES,
+        )])),
+    );
+    refused_without_change(
+        manager,
+        "insufficient-capacity",
+        reserve(ask(vec![
+            ResourceRequirement::new(ResourceType::Compute, huge, Unit::CORES)
+                .colocated(group.clone()),
+            ResourceRequirement::new(ResourceType::Compute, huge, Unit::CORES).colocated(group),
+        ])),
+    );
+    refused_without_change(
+        manager,
+        "insufficient-capacity",
+        reserve(ask(vec![ResourceRequirement::new(
+            licences,
+            1,
+            Unit::custom("seats").unwrap(),
+        )])),
+    );
+    refused_without_change(
+        manager,
+        "id-conflict",
+        reserve(ask(vec![cores(2)]).with_id(named.clone())),
+    );
+    let ghost = ReservationId::new("ghost").unwrap();
+    refused_without_change(manager, "unknown-reservation", || {
+        manager.confirm(&ghost, None).map(drop)
+    });
+    refused_without_change(manager, "unknown-reservation", || {
+        manager.release(&ghost, None).map(drop)
+    });
+    refused_without_change(manager, "duplicate-resource", || {
+        manager.register_resource(host("h", 1, 1))
+    });
+    refused_without_change(manager, "invalid-input", || {
+        manager.renew(&named, None, Duration::ZERO).map(drop)
+    });
+    refused_without_change(manager, "invalid-state", || {
+        manager.release(&named, None).map(drop)
+    });
+}
+
+#[test]
+fn multi_dimensional_strategies() {
+    let clock = Arc::new(ManualClock::new());
+    // cpu-heavy: 32 cores, 32 GiB; mem-heavy: 8 cores, 128 GiB; even: 16 cores, 64 GiB.
+    let cases = [
+        // A memory-shaped task aligns with the memory-heavy host.
+        (
+            ReservationStrategy::Aligned,
+            vec![cores(2), gib(32)],
+            "mem-heavy",
+        ),
+        // A cpu-shaped task aligns with the cpu-heavy host.
+        (
+            ReservationStrategy::Aligned,
+            vec![cores(8), gib(4)],
+            "cpu-heavy",
+        ),
+        // Balanced keeps the most headroom on average across both dimensions.
+        (
+            ReservationStrategy::Balanced,
+            vec![cores(4), gib(16)],
+            "even",
+        ),
+        // Bin-pack fills the host it leaves fullest on average.
+        (
+            ReservationStrategy::BinPack,
+            vec![cores(4), gib(8)],
+            "mem-heavy",
+        ),
+        (
+            ReservationStrategy::Greedy,
+            vec![cores(4), gib(8)],
+            "cpu-heavy",
+        ),
+    ];
+    for (strategy, requirements, expected) in cases {
+        let manager = manager(&clock);
+        for resource in [
+            host("cpu-heavy", 32, 32),
+            host("mem-heavy", 8, 128),
+            host("even", 16, 64),
+        ] {
+            manager.register_resource(resource).unwrap();
+        }
+        let group = ColocationGroup::new("task").unwrap();
+        let requirements = requirements
+            .into_iter()
+            .map(|r| r.colocated(group.clone()))
+            .collect();
+        let hold = manager
+            .reserve(&ask(requirements).with_strategy(strategy))
+            .unwrap();
+        assert_eq!(placed(&hold), [expected, expected], "{strategy:?}");
+    }
+}
+
+#[test]
+fn subscribers_see_every_change_and_can_leave() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    let events = manager.subscribe();
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let hold = manager.reserve(&ask(vec![cores(1)])).unwrap();
+    manager.confirm(&hold.id, None).unwrap();
+    manager.release(&hold.id, None).unwrap();
+    let kinds: Vec<_> = events.try_iter().map(|e| e.kind).collect();
+    assert!(matches!(kinds[0], EventKind::ResourceRegistered { .. }));
+    assert!(matches!(kinds[1], EventKind::Reserved { .. }));
+    assert!(matches!(kinds[2], EventKind::Confirmed { .. }));
+    assert!(matches!(
+        kinds[3],
+        EventKind::Ended {
+            reason: ReservationState::Released,
+            ..
+        }
+    ));
+    assert_eq!(kinds.len(), 4);
+    drop(events);
+    // With no one listening, operations go on.
+    manager.reserve(&ask(vec![cores(1)])).unwrap();
+}
+
+/// A validator that refuses requests asking for more than two requirements and resources
+/// named `bad-*`, to show the seam.
+struct Picky;
+
+impl Validator for Picky {
+    fn validate_resource(
+        &self,
+        resource: &Resource,
+        _: &ValidationContext<'_>,
+    ) -> Result<(), ValidationErrors> {
+        let mut out = Vec::new();
+        if resource.name().as_str().starts_with("bad-") {
+            out.push(Violation::new("name", "is reserved"));
+        }
+        ValidationErrors::check("resource", out)
+    }
+    fn validate_request(
+        &self,
+        request: &ReservationRequest,
+        context: &ValidationContext<'_>,
+    ) -> Result<(), ValidationErrors> {
+        let mut out = Vec::new();
+        if request.requirements.len() > 2 {
+            out.push(Violation::new("requirements", "at most two"));
+        }
+        if context.resources.is_empty() {
+            out.push(Violation::new("requirements", "nothing is registered"));
+        }
+        ValidationErrors::check("request", out)
+    }
+    fn validate_reservation(
+        &self,
+        _: &Reservation,
+        _: &ReservationRequest,
+        _: &ValidationContext<'_>,
+    ) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_validator_seam() {
+    let manager = ReservationManager::builder()
+        .validator(Arc::new(Picky))
+        .build()
+        .unwrap();
+    let err = manager.reserve(&ask(vec![cores(1)])).unwrap_err();
+    assert!(err.to_string().contains("nothing is registered"), "{err}");
+    let err = manager.register_resource(host("bad-1", 1, 1)).unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::InvalidInput { field, .. } if field == "name"),
+        "{err}"
+    );
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let err = manager
+        .reserve(&ask(vec![cores(1), cores(1), cores(1)]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::InvalidInput { field, .. } if field == "requirements"),
+        "{err}"
+    );
+    manager.reserve(&ask(vec![cores(1), gib(1)])).unwrap();
+}
+
+#[test]
+fn ended_reservations_are_forgotten_after_retention() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let hold = manager.reserve(&ask(vec![cores(1)])).unwrap();
+    manager.cancel(&hold.id, None).unwrap();
+    clock.advance(Duration::from_secs(59));
+    manager.expire_due().unwrap();
+    assert_eq!(
+        manager.get(&hold.id).unwrap().state,
+        ReservationState::Cancelled
+    );
+    clock.advance(Duration::from_secs(1));
+    manager.expire_due().unwrap();
+    assert_eq!(manager.remembered(), 0);
+    assert_eq!(
+        manager.get(&hold.id).unwrap_err().code(),
+        "unknown-reservation"
+    );
+}
+
+#[test]
+fn the_builder_checks_its_settings() {
+    let err = ReservationManager::builder()
+        .default_ttl(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::InvalidConfig {
+            field: "default_ttl",
+            reason: "must be positive"
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "configure the reservation manager: default_ttl must be positive"
+    );
+}
+
+#[test]
+fn capacity_in_other_units_and_resources_without_the_type() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    let gpu = Resource::new(
+        "g",
+        ResourceType::Gpu,
+        ResourceCapacity::of(2, Unit::DEVICES).unwrap(),
+    )
+    .unwrap();
+    manager.register_resource(gpu).unwrap();
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let half =
+        ResourceRequirement::new(ResourceType::Gpu, Quantity::from_milli(500), Unit::DEVICES);
+    let a = manager.reserve(&ask(vec![half.clone(), cores(1)])).unwrap();
+    assert_eq!(placed(&a), ["g", "h"]);
+    let milli = ResourceRequirement::new(ResourceType::Compute, 2500, Unit::MILLICORES);
+    let b = manager.reserve(&ask(vec![milli])).unwrap();
+    assert_eq!(b.items[0].amount, Quantity::from_milli(2500));
+    let usage = manager.snapshot().unwrap();
+    let usage = usage.usage_of("h", &ResourceType::Compute).unwrap();
+    assert_eq!(usage.free, Quantity::from_milli(500));
+}

@@ -1,0 +1,207 @@
+//! Many threads of random operations on 16 resources, with a concurrent auditor and a
+//! watchdog. `RM_STRESS_ROUNDS` raises the rounds per thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use rm_model::{
+    ColocationGroup, LedgerError, ManualClock, Quantity, RequesterId, ReservationId,
+    ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy, ResourceName,
+    ResourceRequirement, ResourceType, Unit,
+};
+
+use crate::{host, manager};
+
+/// A small deterministic generator, so a failure can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+#[test]
+fn eight_threads_sixteen_resources_with_an_auditor() {
+    let rounds: u64 = std::env::var("RM_STRESS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(4_000);
+    let clock = Arc::new(ManualClock::new());
+    let manager = Arc::new(manager(&clock));
+    for i in 0..16 {
+        manager
+            .register_resource(host(&format!("n{i}"), 8, 16))
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let audits = Arc::new(AtomicUsize::new(0));
+    let auditor = {
+        let (manager, stop, audits) = (manager.clone(), stop.clone(), audits.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let snapshot = manager.snapshot().expect("snapshot");
+                let report = snapshot.audit();
+                assert!(
+                    report.is_clean(),
+                    "audit during the run: {:#?}",
+                    report.violations
+                );
+                for usage in &snapshot.usage {
+                    assert!(
+                        usage.used() <= usage.capacity || usage.draining,
+                        "over-allocated: {usage:?}"
+                    );
+                }
+                audits.fetch_add(1, Ordering::Relaxed);
+                thread::yield_now();
+            }
+        })
+    };
+    let (done, finished) = mpsc::channel();
+    for t in 0..8u64 {
+        let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
+        thread::spawn(move || {
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
+            let mut mine: Vec<(ReservationId, rm_model::FencingToken)> = Vec::new();
+            let group = ColocationGroup::new("g").expect("valid");
+            let requester = RequesterId::new(&format!("w{t}")).expect("valid");
+            for round in 0..rounds {
+                match rng.next(10) {
+                    0..=3 => {
+                        let parts = 1 + rng.next(4) as usize;
+                        let colocate = rng.next(2) == 0;
+                        let requirements = (0..parts)
+                            .map(|_| {
+                                let r = if rng.next(2) == 0 {
+                                    ResourceRequirement::new(
+                                        ResourceType::Compute,
+                                        Quantity::from_milli(500 * (1 + rng.next(6) as i64)),
+                                        Unit::CORES,
+                                    )
+                                } else {
+                                    ResourceRequirement::new(
+                                        ResourceType::Memory,
+                                        1 + rng.next(4) as i32,
+                                        Unit::GIB,
+                                    )
+                                };
+                                if colocate {
+                                    r.colocated(group.clone())
+                                } else {
+                                    r
+                                }
+                            })
+                            .collect();
+                        let strategy = [
+                            ReservationStrategy::BinPack,
+                            ReservationStrategy::Balanced,
+                            ReservationStrategy::Greedy,
+                        ][rng.next(3) as usize];
+                        let mut request = ReservationRequest::new(requester.clone(), requirements)
+                            .with_strategy(strategy);
+                        if rng.next(4) == 0 {
+                            request = request.with_id(
+                                ReservationId::new(&format!("w{t}-{round}")).expect("valid"),
+                            );
+                        }
+                        match manager.reserve(&request) {
+                            Ok(hold) => mine.push((hold.id, hold.fencing_token)),
+                            Err(LedgerError::InsufficientCapacity { .. }) => {}
+                            Err(other) => panic!("unexpected: {other}"),
+                        }
+                    }
+                    4..=5 if !mine.is_empty() => {
+                        let (id, token) = mine[rng.next(mine.len() as u64) as usize].clone();
+                        match manager.confirm(&id, Some(token)) {
+                            Ok(_)
+                            | Err(LedgerError::Expired { .. } | LedgerError::InvalidState { .. }) =>
+                                {}
+                            Err(other) => panic!("unexpected: {other}"),
+                        }
+                    }
+                    6..=7 if !mine.is_empty() => {
+                        let (id, token) = mine.swap_remove(rng.next(mine.len() as u64) as usize);
+                        let _ = manager.confirm(&id, Some(token));
+                        for _ in 0..2 {
+                            match manager.release(&id, Some(token)) {
+                                Ok(r) => assert_eq!(r.state, ReservationState::Released),
+                                Err(
+                                    LedgerError::Expired { .. } | LedgerError::InvalidState { .. },
+                                ) => {}
+                                Err(other) => panic!("unexpected: {other}"),
+                            }
+                        }
+                    }
+                    8 if !mine.is_empty() => {
+                        let (id, token) = mine.swap_remove(rng.next(mine.len() as u64) as usize);
+                        // A confirmed hold cannot be cancelled; it is released instead.
+                        if let Err(LedgerError::InvalidState { .. }) =
+                            manager.cancel(&id, Some(token))
+                        {
+                            manager
+                                .release(&id, Some(token))
+                                .expect("release a confirmed hold");
+                        }
+                    }
+                    9 => {
+                        if t == 0 {
+                            clock.advance(Duration::from_millis(rng.next(200)));
+                        }
+                        let node = ResourceName::new(&format!("n{}", rng.next(16))).expect("valid");
+                        let cores = Quantity::from(4 + rng.next(8) as i32);
+                        manager
+                            .set_capacity(&node, &ResourceType::Compute, cores)
+                            .expect("set capacity");
+                    }
+                    _ => {}
+                }
+            }
+            for (id, token) in mine {
+                let _ = manager.cancel(&id, Some(token));
+                let _ = manager.release(&id, Some(token));
+            }
+            done.send(t).expect("the test waits");
+        });
+    }
+    drop(done);
+    for _ in 0..8 {
+        // The watchdog: a deadlock shows as a worker that never finishes.
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a worker did not finish within 120 s: deadlock or livelock");
+    }
+    stop.store(true, Ordering::Release);
+    auditor.join().expect("the auditor found a violation");
+    assert!(audits.load(Ordering::Relaxed) > 0, "the auditor ran");
+
+    // Everything is back: no holds, all capacity free, nothing remembered after retention.
+    clock.advance(Duration::from_secs(3_600));
+    manager.expire_due().unwrap();
+    let snapshot = manager.snapshot().unwrap();
+    assert!(snapshot.audit().is_clean());
+    assert!(
+        snapshot.active.is_empty(),
+        "{} holds left",
+        snapshot.active.len()
+    );
+    for usage in &snapshot.usage {
+        assert_eq!(
+            (usage.pending, usage.confirmed),
+            (Quantity::ZERO, Quantity::ZERO),
+            "{usage:?}"
+        );
+    }
+    manager.expire_due().unwrap();
+    assert_eq!(
+        manager.remembered(),
+        0,
+        "ended reservations must be forgotten after retention"
+    );
+}
