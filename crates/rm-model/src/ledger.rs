@@ -298,17 +298,21 @@ pub struct CapacityUsage {
     pub pending: Quantity,
     /// Held by confirmed reservations.
     pub confirmed: Quantity,
-    /// Free for new grants: `capacity - external - pending - confirmed`, or zero while
-    /// draining.
+    /// Held by leases: confirmed holds taken through a ledger's lightweight permit path,
+    /// without a reservation record (zero for ledgers without one).
+    #[serde(default)]
+    pub leased: Quantity,
+    /// Free for new grants: `capacity - external - pending - confirmed - leased`, or zero
+    /// while draining.
     pub free: Quantity,
     /// Whether more is held than the capacity (after a shrink); no new grants until it drains.
     pub draining: bool,
 }
 
 impl CapacityUsage {
-    /// `external + pending + confirmed`, saturating.
+    /// `external + pending + confirmed + leased`, saturating.
     pub fn used(&self) -> Quantity {
-        [self.external, self.pending, self.confirmed]
+        [self.external, self.pending, self.confirmed, self.leased]
             .into_iter()
             .fold(Quantity::ZERO, |sum, q| {
                 sum.checked_add(q).unwrap_or(Quantity::MAX)
@@ -346,7 +350,8 @@ impl LedgerSnapshot {
     }
 
     /// Checks the snapshot's own consistency: conservation
-    /// (`free + external + pending + confirmed = capacity` when not draining; `free = 0` and
+    /// (`free + external + pending + confirmed + leased = capacity` when not draining;
+    /// `free = 0` and
     /// more held than the capacity when draining), that the pending and confirmed totals equal
     /// the sums of the active reservations' items, and that every item names a registered
     /// capacity. Any ledger can implement [`ReservationLedger::audit`] with it.
@@ -384,13 +389,17 @@ impl LedgerSnapshot {
                 message,
             };
             let milli = |q: Quantity| i128::from(q.as_milli());
-            let used = milli(usage.external) + milli(usage.pending) + milli(usage.confirmed);
+            let used = milli(usage.external)
+                + milli(usage.pending)
+                + milli(usage.confirmed)
+                + milli(usage.leased);
             let capacity = milli(usage.capacity);
             let free = milli(usage.free);
             if [
                 usage.external,
                 usage.pending,
                 usage.confirmed,
+                usage.leased,
                 usage.free,
                 usage.capacity,
             ]
@@ -410,8 +419,13 @@ impl LedgerSnapshot {
                 }
             } else if free + used != capacity {
                 violations.push(violation(format!(
-                    "free {} + external {} + pending {} + confirmed {} != capacity {}",
-                    usage.free, usage.external, usage.pending, usage.confirmed, usage.capacity
+                    "free {} + external {} + pending {} + confirmed {} + leased {} != capacity {}",
+                    usage.free,
+                    usage.external,
+                    usage.pending,
+                    usage.confirmed,
+                    usage.leased,
+                    usage.capacity
                 )));
             }
             let (pending, confirmed) = held
@@ -488,7 +502,7 @@ impl AuditReport {
 /// - **Draining, never revoking.** Shrinking a capacity below what is held succeeds, marks it
 ///   draining and refuses new grants there until enough is released; no hold is revoked.
 /// - **Consistent views.** `snapshot()` is taken at one moment; `audit()` checks conservation
-///   (`free + external + pending + confirmed = capacity`) and reports violations rather than
+///   (`free + external + pending + confirmed + leased = capacity`) and reports violations rather than
 ///   failing.
 /// - **Concurrency.** `&self` everywhere; implementations are `Send + Sync` and safe to call
 ///   from many threads at once, without deadlock.

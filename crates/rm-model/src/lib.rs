@@ -40,8 +40,11 @@
 //!
 //! # Design decisions
 //! - **No floats in accounting.** Quantities are `i64` thousandths; conversions that would lose
-//!   precision are errors. Floats appear only in reporting helpers (`ratio_of`, `utilization`).
-//! - **Scores are integers** (parts per million), so placement is deterministic.
+//!   precision are errors. Floats appear only in reporting helpers (`ratio_of`,
+//!   `utilization`) and in placement scores.
+//! - **Scores are deterministic integers** (parts per million, computed in IEEE floating
+//!   point and rounded), so the same state always gives the same placement; scores only rank
+//!   candidates and never enter accounting.
 //! - **Time is a trait.** Timestamps are monotonic readings of a [`Clock`]; the ledger contract
 //!   speaks in durations, so a remote store can use its own clock.
 //! - **Names are checked newtypes** that clone by reference count; generated reservation ids
@@ -113,7 +116,7 @@ pub use ledger::{
     Shortfall,
 };
 pub use name::{CapabilityName, ColocationGroup, LabelKey, NameError, RequesterId, ResourceName};
-pub use placement::{DimensionFit, PlacementCandidate, PlacementScorer};
+pub use placement::{DimensionFit, PlacementCandidate, PlacementScorer, RawFit};
 pub use policy::{
     Admission, AllocationPolicy, AllocationResult, PendingRequest, Refusal, RefusalReason,
 };
@@ -132,7 +135,7 @@ pub use resource::{
 };
 pub use scale::{ScaleError, ScaleStatus, ScaleTarget};
 pub use unit::{Dimension, Unit, UnitError};
-pub use validate::{ValidationContext, ValidationErrors, Validator, Violation};
+pub use validate::{FieldPath, ValidationContext, ValidationErrors, Validator, Violation};
 
 #[cfg(test)]
 mod tests {

@@ -57,32 +57,80 @@ pub trait PlacementScorer: Send + Sync {
     fn score(&self, candidate: &PlacementCandidate<'_>) -> Option<i64>;
 }
 
-fn mean(dimensions: &[DimensionFit], per_dimension: impl Fn(&DimensionFit) -> i64) -> i64 {
-    if dimensions.is_empty() {
-        return 0;
+/// One dimension of a placement in raw thousandths of its unit: what is requested, what is
+/// free before the placement, and the capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawFit {
+    /// Requested.
+    pub requested: i64,
+    /// Free before the placement.
+    pub free: i64,
+    /// The capacity's maximum.
+    pub capacity: i64,
+}
+
+/// `part / whole` as a share (0 for an empty whole). Scores are computed in floating point,
+/// which is deterministic in Rust (IEEE arithmetic, no fused or reordered operations), and
+/// rounded to integer parts per million; they rank candidates and never touch accounting.
+fn share(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
     }
-    let total: i64 = dimensions.iter().map(per_dimension).sum();
-    total / dimensions.len() as i64
+}
+
+fn to_ppm(share: f64) -> i64 {
+    (share * MAX_STRATEGY_SCORE as f64) as i64
+}
+
+/// A built-in strategy's score of raw dimensions: the one formula behind
+/// [`ReservationStrategy`]'s [`PlacementScorer`] implementation, for ledgers that keep their
+/// counters as integers and want to skip building [`DimensionFit`]s.
+pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> Option<i64> {
+    if dimensions.iter().any(|d| d.requested > d.free) {
+        return None;
+    }
+    let mean = |per_dimension: &dyn Fn(&RawFit) -> f64| {
+        if dimensions.is_empty() {
+            return 0.0;
+        }
+        dimensions.iter().map(per_dimension).sum::<f64>() / dimensions.len() as f64
+    };
+    let left = |d: &RawFit| d.free.saturating_sub(d.requested).max(0);
+    let score = match strategy {
+        ReservationStrategy::Greedy => 0,
+        ReservationStrategy::Balanced => to_ppm(mean(&|d| share(left(d), d.capacity))),
+        ReservationStrategy::BinPack => to_ppm(mean(&|d| 1.0 - share(left(d), d.capacity))),
+        ReservationStrategy::Aligned => alignment(dimensions),
+    };
+    Some(score.clamp(0, MAX_STRATEGY_SCORE))
 }
 
 /// The cosine between the requested and the free shares of capacity, in parts per million.
-fn alignment(dimensions: &[DimensionFit]) -> i64 {
-    let share = |q: Quantity, d: &DimensionFit| q.parts_per_million_of(d.capacity).max(0) as u128;
-    let (mut dot, mut requested, mut free) = (0u128, 0u128, 0u128);
+fn alignment(dimensions: &[RawFit]) -> i64 {
+    let (mut dot, mut requested, mut free) = (0.0f64, 0.0f64, 0.0f64);
     for d in dimensions {
-        let (r, f) = (share(d.requested, d), share(d.free, d));
+        let (r, f) = (
+            share(d.requested, d.capacity).max(0.0),
+            share(d.free, d.capacity).max(0.0),
+        );
         dot += r * f;
         requested += r * r;
         free += f * f;
     }
-    let norms = requested.isqrt() * free.isqrt();
-    if norms == 0 {
+    let norms = requested.sqrt() * free.sqrt();
+    if norms == 0.0 {
         return 0;
     }
-    (dot * MAX_STRATEGY_SCORE as u128 / norms).min(MAX_STRATEGY_SCORE as u128) as i64
+    to_ppm(dot / norms)
 }
 
+/// The most dimensions [`ReservationStrategy`] scores without allocating.
+const INLINE_DIMENSIONS: usize = 8;
+
 impl PlacementScorer for ReservationStrategy {
+    /// See [`strategy_score`]:
     /// - greedy: every fitting candidate scores 0, so the first registered wins (first fit);
     /// - balanced: the mean share of each capacity left free after the placement;
     /// - bin-pack: the mean share of each capacity used after the placement;
@@ -91,24 +139,21 @@ impl PlacementScorer for ReservationStrategy {
     ///   request's shape wins (with one dimension every candidate aligns and the first
     ///   registered wins).
     fn score(&self, candidate: &PlacementCandidate<'_>) -> Option<i64> {
+        let raw = |d: &DimensionFit| RawFit {
+            requested: d.requested.as_milli(),
+            free: d.free.as_milli(),
+            capacity: d.capacity.as_milli(),
+        };
         let dims = candidate.dimensions;
-        if !dims.iter().all(DimensionFit::fits) {
-            return None;
-        }
-        let left = |d: &DimensionFit| d.free.saturating_sub_to_zero(d.requested);
-        Some(
-            match self {
-                ReservationStrategy::Greedy => 0,
-                ReservationStrategy::Balanced => {
-                    mean(dims, |d| left(d).parts_per_million_of(d.capacity))
-                }
-                ReservationStrategy::BinPack => mean(dims, |d| {
-                    MAX_STRATEGY_SCORE - left(d).parts_per_million_of(d.capacity)
-                }),
-                ReservationStrategy::Aligned => alignment(dims),
+        if dims.len() <= INLINE_DIMENSIONS {
+            let mut inline = [RawFit::default(); INLINE_DIMENSIONS];
+            for (slot, d) in inline.iter_mut().zip(dims) {
+                *slot = raw(d);
             }
-            .clamp(0, MAX_STRATEGY_SCORE),
-        )
+            strategy_score(*self, &inline[..dims.len()])
+        } else {
+            strategy_score(*self, &dims.iter().map(raw).collect::<Vec<_>>())
+        }
     }
 }
 

@@ -254,6 +254,10 @@ impl Quantity {
         if whole.milli <= 0 {
             return 0;
         }
+        // 64-bit division when the product fits (the common case), 128-bit otherwise.
+        if let Some(scaled) = self.milli.checked_mul(1_000_000) {
+            return scaled / whole.milli;
+        }
         let ppm = i128::from(self.milli) * 1_000_000 / i128::from(whole.milli);
         ppm.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }

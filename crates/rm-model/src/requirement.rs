@@ -14,7 +14,7 @@ use crate::name::{CapabilityName, ColocationGroup, LabelKey, RequesterId};
 use crate::quantity::Quantity;
 use crate::resource::{CapabilityValue, Labels, Resource, ResourceType};
 use crate::unit::Unit;
-use crate::validate::Violation;
+use crate::validate::{FieldPath, Violation};
 
 /// What a constraint looks at: a capability of the resource's specification or a label.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -225,26 +225,23 @@ impl Constraint {
     }
 
     /// Structural problems: ordering operators with a value that is not a number or quantity,
-    /// and empty sets for `in` / `not-in`. `path` prefixes each violation's field path.
-    pub fn violations(&self, path: &str, out: &mut Vec<Violation>) {
+    /// and empty sets for `in` / `not-in`, each under `path`.
+    pub fn violations(&self, path: &FieldPath<'_>, out: &mut Vec<Violation>) {
         match &self.operator {
             Operator::Gt(v) | Operator::Ge(v) | Operator::Lt(v) | Operator::Le(v)
                 if v.as_quantity().is_none() =>
             {
-                out.push(Violation::new(
-                    format!("{path}.value"),
-                    format!(
-                        "operator {} needs a number or quantity, not the {} {v:?}",
-                        self.operator.name(),
-                        v.type_name(),
-                    ),
-                ));
+                out.push(path.field("value").violation(format!(
+                    "operator {} needs a number or quantity, not the {} {v:?}",
+                    self.operator.name(),
+                    v.type_name(),
+                )));
             }
             Operator::In(values) | Operator::NotIn(values) if values.is_empty() => {
-                out.push(Violation::new(
-                    format!("{path}.values"),
-                    format!("operator {} needs at least one value", self.operator.name()),
-                ));
+                out.push(path.field("values").violation(format!(
+                    "operator {} needs at least one value",
+                    self.operator.name()
+                )));
             }
             _ => {}
         }
@@ -734,43 +731,49 @@ impl ResourceRequirement {
 
     /// Structural problems, each with its field path under `path` (for example
     /// `requirements[0]`): a non-positive amount, a unit that does not measure the type,
-    /// malformed constraints, weights outside 1 to 100.
-    pub fn violations(&self, path: &str, out: &mut Vec<Violation>) {
+    /// malformed constraints, weights outside 1 to 100. Paths are formatted only for the
+    /// violations found.
+    pub fn violations(&self, path: &FieldPath<'_>, out: &mut Vec<Violation>) {
         if !self.amount.is_positive() {
-            out.push(Violation::new(
-                format!("{path}.amount"),
-                format!("must be positive, not {}", self.amount),
-            ));
+            out.push(
+                path.field("amount")
+                    .violation(format!("must be positive, not {}", self.amount)),
+            );
         }
         if !self.resource_type.accepts_unit(&self.unit) {
-            out.push(Violation::new(
-                format!("{path}.unit"),
-                format!("{} does not measure {}", self.unit, self.resource_type),
-            ));
+            out.push(path.field("unit").violation(format!(
+                "{} does not measure {}",
+                self.unit, self.resource_type
+            )));
         }
+        let constraints = path.field("constraints");
         for (i, constraint) in self.constraints.iter().enumerate() {
-            constraint.violations(&format!("{path}.constraints[{i}]"), out);
+            constraint.violations(&constraints.index(i), out);
         }
+        let preferences = path.field("preferences");
         for (i, preference) in self.preferences.iter().enumerate() {
-            let at = format!("{path}.preferences[{i}]");
+            let at = preferences.index(i);
             if !(1..=100).contains(&preference.weight) {
-                out.push(Violation::new(
-                    format!("{at}.weight"),
-                    format!("must be 1 to 100, not {}", preference.weight),
-                ));
+                out.push(
+                    at.field("weight")
+                        .violation(format!("must be 1 to 100, not {}", preference.weight)),
+                );
             }
             preference
                 .constraint
-                .violations(&format!("{at}.constraint"), out);
+                .violations(&at.field("constraint"), out);
         }
+        let affinity = path.field("affinity");
         for (i, term) in self.affinity.iter().enumerate() {
             if let Some(weight) = term.weight
                 && !(1..=100).contains(&weight)
             {
-                out.push(Violation::new(
-                    format!("{path}.affinity[{i}].weight"),
-                    format!("must be 1 to 100, not {weight}"),
-                ));
+                out.push(
+                    affinity
+                        .index(i)
+                        .field("weight")
+                        .violation(format!("must be 1 to 100, not {weight}")),
+                );
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::quantity::Quantity;
 use crate::requirement::ResourceRequirement;
 use crate::resource::{Labels, ResourceType};
 use crate::unit::Unit;
-use crate::validate::Violation;
+use crate::validate::{FieldPath, Violation};
 
 /// How important a request is: higher wins (as Kubernetes' pod priority).
 #[derive(
@@ -82,25 +82,29 @@ impl ReservationId {
         Ok(ReservationId(IdRepr::Named(Arc::from(id))))
     }
 
-    /// A fresh id, unique with overwhelming probability across processes and hosts.
+    /// A fresh id, unique with overwhelming probability across processes and hosts: 128 bits
+    /// from a per-thread generator seeded by the operating system's randomness (through the
+    /// standard library's hasher keys). It does not allocate.
     pub fn generate() -> ReservationId {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         thread_local! {
-            // Seeded from the operating system's randomness by the standard library.
-            static KEYS: (std::collections::hash_map::RandomState, std::collections::hash_map::RandomState) =
-                (Default::default(), Default::default());
+            static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+                let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+                hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+                hasher.finish()
+            });
         }
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let (high, low) = KEYS.with(|(a, b)| {
-            let mut h = a.build_hasher();
-            h.write_u64(count);
-            let mut l = b.build_hasher();
-            l.write_u64(count);
-            (h.finish(), l.finish())
-        });
-        ReservationId(IdRepr::Generated(
-            (u128::from(high) << 64) | u128::from(low),
-        ))
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        // splitmix64: a bijection of its counter, so one thread never repeats a value.
+        fn next(state: &std::cell::Cell<u64>) -> u64 {
+            let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(s);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        let value = STATE.with(|state| (u128::from(next(state)) << 64) | u128::from(next(state)));
+        ReservationId(IdRepr::Generated(value))
     }
 
     /// Whether the id was generated rather than chosen.
@@ -350,8 +354,9 @@ impl ReservationRequest {
         if self.ttl == Some(Duration::ZERO) {
             out.push(Violation::new("ttl", "must be positive"));
         }
+        let requirements = FieldPath::root("requirements");
         for (i, requirement) in self.requirements.iter().enumerate() {
-            requirement.violations(&format!("requirements[{i}]"), &mut out);
+            requirement.violations(&requirements.index(i), &mut out);
         }
         out
     }

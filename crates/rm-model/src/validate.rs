@@ -40,6 +40,68 @@ impl Violation {
     }
 }
 
+/// A field path that is only formatted when a violation is reported, so that validating a
+/// well-formed value allocates nothing: `requirements[1].constraints[0]`.
+#[derive(Clone, Copy)]
+pub struct FieldPath<'a> {
+    parent: Option<&'a FieldPath<'a>>,
+    field: &'a str,
+    index: Option<usize>,
+}
+
+impl<'a> FieldPath<'a> {
+    /// A top-level field (`requirements`).
+    pub const fn root(field: &'a str) -> FieldPath<'a> {
+        FieldPath {
+            parent: None,
+            field,
+            index: None,
+        }
+    }
+
+    /// A field under this one (`.amount`).
+    pub const fn field(&'a self, field: &'a str) -> FieldPath<'a> {
+        FieldPath {
+            parent: Some(self),
+            field,
+            index: None,
+        }
+    }
+
+    /// An element of this list field (`[3]`).
+    pub const fn index(&self, index: usize) -> FieldPath<'a> {
+        FieldPath {
+            parent: self.parent,
+            field: self.field,
+            index: Some(index),
+        }
+    }
+
+    /// A violation at this path.
+    pub fn violation(&self, message: impl Into<String>) -> Violation {
+        Violation::new(self.to_string(), message)
+    }
+}
+
+impl fmt::Display for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(parent) = self.parent {
+            write!(f, "{parent}.")?;
+        }
+        f.write_str(self.field)?;
+        if let Some(index) = self.index {
+            write!(f, "[{index}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FieldPath({self})")
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)

@@ -1,5 +1,5 @@
 //! The registered resources: one [`Slot`] per resource with its accounting behind a mutex and
-//! lock-free hints of what is free, plus a cache of which resources pass each requirement
+//! atomic counters of what is free, plus a cache of which resources pass each requirement
 //! shape's constraints.
 
 use std::collections::HashMap;
@@ -12,8 +12,13 @@ use rm_model::{
     ResourceRequirement, ResourceType, Unit,
 };
 
-/// How many dimensions of a resource get lock-free hints; further ones are read under the lock.
-pub(crate) const HINTED_DIMS: usize = 4;
+/// The most capacity types one resource may have (cores, memory, GPUs, … on one host).
+pub(crate) const MAX_DIMS: usize = 8;
+
+/// What `free` is set to while a capacity is closed (removed or unregistered): far below any
+/// amount, so no lease or grant can take from it, and far above `i64::MIN`, so giving back
+/// cannot overflow.
+pub(crate) const CLOSED: i64 = i64::MIN / 4;
 
 /// Locks a mutex, recovering from poisoning: every mutation in this crate is computed before
 /// it is applied, so a panic elsewhere cannot leave the guarded state half-changed.
@@ -21,7 +26,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The accounting of one capacity, in thousandths of its unit.
+/// The accounting of one capacity, in thousandths of its unit, kept under the slot's lock.
+/// What is free lives beside it in the slot's atomic counter, which leases change without
+/// the lock; whatever is neither free nor accounted here is leased.
 #[derive(Clone, Debug)]
 pub(crate) struct DimState {
     pub(crate) resource_type: ResourceType,
@@ -30,6 +37,8 @@ pub(crate) struct DimState {
     pub(crate) external: i64,
     pub(crate) pending: i64,
     pub(crate) confirmed: i64,
+    /// Removed by an update; kept so that indices stay stable.
+    pub(crate) removed: bool,
 }
 
 impl DimState {
@@ -44,24 +53,30 @@ impl DimState {
             external: capacity.current().as_milli(),
             pending: 0,
             confirmed: 0,
+            removed: false,
         }
     }
 
-    fn used(&self) -> i128 {
-        i128::from(self.external) + i128::from(self.pending) + i128::from(self.confirmed)
-    }
-
-    /// What is free for new grants: zero while draining.
-    pub(crate) fn free(&self) -> i64 {
-        let free = i128::from(self.maximum) - self.used();
-        free.clamp(0, i128::from(i64::MAX)) as i64
+    /// What is free with nothing pending, confirmed or leased.
+    pub(crate) fn initial_free(&self) -> i64 {
+        self.maximum.saturating_sub(self.external)
     }
 
     pub(crate) fn is_held(&self) -> bool {
         self.pending != 0 || self.confirmed != 0
     }
 
-    pub(crate) fn usage(&self, resource: &ResourceName) -> CapacityUsage {
+    /// What leases hold, given the free counter.
+    pub(crate) fn leased(&self, free: i64) -> i64 {
+        let leased = i128::from(self.maximum)
+            - i128::from(self.external)
+            - i128::from(self.pending)
+            - i128::from(self.confirmed)
+            - i128::from(free);
+        leased.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    pub(crate) fn usage(&self, resource: &ResourceName, free: i64) -> CapacityUsage {
         CapacityUsage {
             resource: resource.clone(),
             resource_type: self.resource_type.clone(),
@@ -70,8 +85,9 @@ impl DimState {
             external: Quantity::from_milli(self.external),
             pending: Quantity::from_milli(self.pending),
             confirmed: Quantity::from_milli(self.confirmed),
-            free: Quantity::from_milli(self.free()),
-            draining: self.used() > i128::from(self.maximum),
+            leased: Quantity::from_milli(self.leased(free)),
+            free: Quantity::from_milli(free.max(0)),
+            draining: free < 0,
         }
     }
 }
@@ -79,7 +95,8 @@ impl DimState {
 /// What a slot's mutex guards.
 #[derive(Debug)]
 pub(crate) struct SlotState {
-    /// One entry per capacity, in the resource's type order.
+    /// One entry per capacity; indices are stable (removed types stay, marked), and index `d`
+    /// is the slot's free counter `d`.
     pub(crate) dims: Vec<DimState>,
     /// How many active reservations hold capacity here.
     pub(crate) holders: usize,
@@ -89,72 +106,122 @@ impl SlotState {
     pub(crate) fn dim(&self, resource_type: &ResourceType) -> Option<usize> {
         self.dims
             .iter()
-            .position(|d| &d.resource_type == resource_type)
+            .position(|d| !d.removed && &d.resource_type == resource_type)
     }
 }
 
 /// One registered resource.
-#[derive(Debug)]
 ///
 /// Slots are kept in registration order and never reordered (removal keeps the order of the
 /// rest): that order is the global lock order.
+#[derive(Debug)]
 pub(crate) struct Slot {
-    /// What is free per hinted dimension, written under the lock after every change, read
-    /// without it by placement. Only a hint: every grant re-checks under the lock.
-    hints: [AtomicI64; HINTED_DIMS],
-    /// The types of the hinted dimensions, fixed at registration (an update that changes the
-    /// set of types leaves hints stale, which only costs a retry).
-    hint_types: Vec<ResourceType>,
+    /// What is free per capacity (thousandths of its unit): the one place a grant or lease
+    /// takes capacity from, by compare-and-swap, so leases need no lock. Negative while
+    /// draining.
+    free: [AtomicI64; MAX_DIMS],
     pub(crate) state: Mutex<SlotState>,
 }
 
 impl Slot {
-    fn new(resource: &Resource) -> Slot {
+    /// A slot for `resource`, or `None` when it has more than [`MAX_DIMS`] capacities.
+    pub(crate) fn new(resource: &Resource) -> Option<Slot> {
         let dims: Vec<DimState> = resource
             .capacities()
             .map(|(resource_type, capacity)| DimState::from_capacity(resource_type, capacity))
             .collect();
+        if dims.len() > MAX_DIMS {
+            return None;
+        }
         let slot = Slot {
-            hints: Default::default(),
-            hint_types: dims
-                .iter()
-                .take(HINTED_DIMS)
-                .map(|d| d.resource_type.clone())
-                .collect(),
+            free: Default::default(),
             state: Mutex::new(SlotState { dims, holders: 0 }),
         };
-        slot.refresh_hints(&lock(&slot.state));
-        slot
+        for (d, dim) in lock(&slot.state).dims.iter().enumerate() {
+            slot.free[d].store(dim.initial_free(), Ordering::Release);
+        }
+        Some(slot)
     }
 
-    /// Writes the hints from the locked state.
-    pub(crate) fn refresh_hints(&self, state: &SlotState) {
-        for (i, resource_type) in self.hint_types.iter().enumerate() {
-            let free = state.dim(resource_type).map_or(0, |d| state.dims[d].free());
-            self.hints[i].store(free, Ordering::Release);
+    /// What is free of capacity `d` (zero while draining).
+    pub(crate) fn free(&self, d: usize) -> i64 {
+        self.raw_free(d).max(0)
+    }
+
+    /// The free counter of capacity `d`, negative while draining.
+    pub(crate) fn raw_free(&self, d: usize) -> i64 {
+        self.free[d].load(Ordering::Acquire)
+    }
+
+    /// Takes `amount` of capacity `d` if that much is free.
+    pub(crate) fn take(&self, d: usize, amount: i64) -> bool {
+        self.free[d]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                (free >= amount).then(|| free - amount)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `amount` of capacity `d` (or changes its size by `amount`).
+    pub(crate) fn give(&self, d: usize, amount: i64) {
+        self.free[d].fetch_add(amount, Ordering::AcqRel);
+    }
+
+    /// Closes capacity `d` to new takers and returns what was free.
+    pub(crate) fn close(&self, d: usize) -> i64 {
+        self.free[d].swap(CLOSED, Ordering::AcqRel)
+    }
+
+    /// Reopens a capacity closed with `free` free.
+    pub(crate) fn reopen(&self, d: usize, free: i64) {
+        self.free[d].store(free, Ordering::Release);
+    }
+
+    /// The usage of every live capacity, from the locked state.
+    pub(crate) fn usage(&self, state: &SlotState, name: &ResourceName) -> Vec<CapacityUsage> {
+        let mut usage = state
+            .dims
+            .iter()
+            .enumerate()
+            .filter(|(_, dim)| !dim.removed)
+            .map(|(d, dim)| dim.usage(name, self.raw_free(d)))
+            .collect::<Vec<_>>();
+        // Types added by an update sit at the end of `dims`; report in type order.
+        usage.sort_by(|a, b| a.resource_type.cmp(&b.resource_type));
+        usage
+    }
+}
+
+/// The multiply-rotate hash of rustc (FxHash): fast for the small keys of the candidate
+/// cache, which come from the embedding program's own requests, and every hit is confirmed by
+/// comparing shapes, so a collision costs a comparison, never a wrong answer.
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
         }
     }
 
-    /// The hint slot of a type, or `None` when the type is not hinted here.
-    pub(crate) fn hint_index(&self, resource_type: &ResourceType) -> Option<usize> {
-        self.hint_types.iter().position(|t| t == resource_type)
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 
-    /// What is free of a type: the hint when there is one, otherwise read under the lock.
-    pub(crate) fn free(&self, hint: Option<usize>, resource_type: &ResourceType) -> i64 {
-        match hint {
-            Some(i) => self.hints[i].load(Ordering::Acquire),
-            None => {
-                let state = lock(&self.state);
-                state.dim(resource_type).map_or(0, |d| state.dims[d].free())
-            }
-        }
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 /// A requirement as the candidate cache sees it: what decides which resources pass.
 fn shape_hash(requirements: &[ResourceRequirement], group: &[usize]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut hasher = FxHasher(0);
     for &i in group {
         let requirement = &requirements[i];
         requirement.resource_type().hash(&mut hasher);
@@ -208,13 +275,18 @@ impl Catalog {
         self.by_name.get(name).copied()
     }
 
-    pub(crate) fn insert(&mut self, resource: Resource) {
-        let slot = Arc::new(Slot::new(&resource));
+    /// Registers `resource`; `false` when it has too many capacity types.
+    pub(crate) fn insert(&mut self, resource: Resource) -> bool {
+        let Some(slot) = Slot::new(&resource) else {
+            return false;
+        };
+        let slot = Arc::new(slot);
         self.by_name
             .insert(resource.name().clone(), self.slots.len());
         self.slots.push(slot);
         self.resources.push(resource);
         self.changed();
+        true
     }
 
     pub(crate) fn remove(&mut self, position: usize) -> Resource {
@@ -272,7 +344,7 @@ impl Catalog {
                         let requirement = &requirements[i];
                         let capacity = resource.capacity_of(requirement.resource_type())?;
                         Some(MemberFit {
-                            hint: slot.hint_index(requirement.resource_type()),
+                            dim: lock(&slot.state).dim(requirement.resource_type())?,
                             maximum: capacity.maximum().as_milli(),
                             unit: capacity.unit().clone(),
                         })
@@ -303,8 +375,8 @@ impl Catalog {
 /// What placement needs to know of one member requirement on one candidate.
 #[derive(Debug)]
 pub(crate) struct MemberFit {
-    /// The hint slot of the member's type on the candidate.
-    pub(crate) hint: Option<usize>,
+    /// The index of the member's type among the candidate's capacities.
+    pub(crate) dim: usize,
     /// The candidate's maximum of the type, in thousandths of `unit`.
     pub(crate) maximum: i64,
     /// The candidate's unit for the type.

@@ -10,15 +10,22 @@
 //! - [`ReservationManager`]: the ledger, with the seed's `create_reservation`,
 //!   `confirm_reservation` and `release_reservation` beside the trait's operations.
 //! - [`ReservationManagerBuilder`]: clock, default TTL, retention, validator, event sink.
+//! - [`PermitPool`] and [`Permit`]: lightweight leases on one capacity (a lock-free
+//!   compare-and-swap, released on drop) for semaphore-like uses, visible in snapshots as
+//!   `leased`.
 //!
 //! # Design
 //! - **Per-resource locks, one global order.** Each resource's accounting sits behind its own
 //!   mutex; a multi-resource hold locks its resources in registration order, so holds are
 //!   atomic and deadlock-free, and operations on different resources run in parallel.
-//! - **Plan without locks, commit under them.** Placement reads lock-free hints of what is
-//!   free, chooses with the strategy, then locks the chosen resources and re-checks; if
-//!   another thread took the capacity meanwhile it plans again. Every check happens before the
-//!   first change, so an error leaves nothing half-applied.
+//! - **Plan without locks, commit under them.** What is free per capacity is an atomic
+//!   counter. Placement reads the counters without locks, chooses with the strategy, then
+//!   locks the chosen resources and takes from the counters, all or nothing; if another thread
+//!   took the capacity meanwhile it gives back what it took and plans again. Every check
+//!   happens before the first change, so an error leaves nothing half-applied.
+//! - **Permits without locks.** A permit takes from the same counter with one
+//!   compare-and-swap and gives back on drop, so semaphore-like uses cost about what a
+//!   semaphore costs.
 //! - **An index instead of a scan of descriptions.** The resources that pass a requirement's
 //!   type, unit and hard constraints are computed once per requirement shape and cached until
 //!   the catalog changes; placement then reads only each candidate's free counters.
@@ -83,8 +90,10 @@ mod catalog;
 mod error;
 mod events;
 mod manager;
+mod permit;
 mod record;
 
 pub use error::Error;
 pub use manager::{ReservationManager, ReservationManagerBuilder};
+pub use permit::{Permit, PermitError, PermitPool};
 pub use rm_model::{LedgerError, ReservationLedger};

@@ -9,18 +9,19 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use rm_model::placement::{RawFit, strategy_score};
 use rm_model::{
-    AffinityTerm, AuditReport, CapacityUsage, Clock, DimensionFit, Ending, Event, EventKind,
-    EventSink, FencingToken, LedgerError, LedgerSnapshot, PlacementCandidate, PlacementScorer,
-    Quantity, RequesterId, Reservation, ReservationId, ReservationItem, ReservationLedger,
-    ReservationRequest, ReservationState, ReservationStrategy, Resource, ResourceCapacity,
-    ResourceName, ResourceRequirement, ResourceType, Shortfall, SystemClock, Timestamp, Unit,
-    ValidationContext, ValidationErrors, Validator,
+    AffinityTerm, AuditReport, CapacityUsage, Clock, Ending, Event, EventKind, EventSink,
+    FencingToken, LedgerError, LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId,
+    ReservationItem, ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy,
+    Resource, ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, Shortfall,
+    SystemClock, Timestamp, Unit, ValidationContext, ValidationErrors, Validator,
 };
 
 use crate::Error;
-use crate::catalog::{Catalog, Slot, SlotState, lock};
+use crate::catalog::{Catalog, MAX_DIMS, Slot, SlotState, lock};
 use crate::events::Observers;
+use crate::permit::PermitPool;
 use crate::record::{Hold, Record, RecordState};
 
 /// How many times a grant re-plans when another thread took the capacity it planned on
@@ -72,6 +73,7 @@ fn rejected(errors: ValidationErrors) -> LedgerError {
 
 /// The amount of `requirement` in thousandths of `unit`, or `None` when it does not convert
 /// exactly.
+#[inline]
 fn amount_in(requirement: &ResourceRequirement, unit: &Unit) -> Option<i64> {
     if requirement.unit() == unit {
         Some(requirement.amount().as_milli())
@@ -140,7 +142,7 @@ impl ReservationManagerBuilder {
             records: DashMap::new(),
             timers: Mutex::new(BinaryHeap::new()),
             next_timer: AtomicU64::new(u64::MAX),
-            last_token: AtomicU64::new(0),
+            last_token: Arc::new(AtomicU64::new(0)),
         })
     }
 }
@@ -158,7 +160,7 @@ pub struct ReservationManager {
     /// The earliest timer, in nanoseconds of the clock (`u64::MAX` for none): a lock-free
     /// check of whether any timer is due.
     next_timer: AtomicU64,
-    last_token: AtomicU64,
+    last_token: Arc<AtomicU64>,
 }
 
 impl Default for ReservationManager {
@@ -191,7 +193,7 @@ impl ReservationManager {
             records: DashMap::new(),
             timers: Mutex::new(BinaryHeap::new()),
             next_timer: AtomicU64::new(u64::MAX),
-            last_token: AtomicU64::new(0),
+            last_token: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -233,6 +235,34 @@ impl ReservationManager {
         self.observers.subscribe()
     }
 
+    /// The permits of one capacity: lightweight leases for semaphore-like uses (see
+    /// [`PermitPool`]). Fails when the resource or its capacity type does not exist.
+    pub fn permits(
+        &self,
+        resource: &ResourceName,
+        resource_type: &ResourceType,
+    ) -> Result<PermitPool, LedgerError> {
+        let catalog = self.read_catalog();
+        let unknown = || LedgerError::UnknownResource {
+            name: resource.clone(),
+        };
+        let position = catalog.position(resource).ok_or_else(unknown)?;
+        let slot = catalog.slots[position].clone();
+        let (dim, unit) = {
+            let state = lock(&slot.state);
+            let d = state.dim(resource_type).ok_or_else(unknown)?;
+            (d, state.dims[d].unit.clone())
+        };
+        Ok(PermitPool {
+            slot,
+            dim,
+            resource: resource.clone(),
+            resource_type: resource_type.clone(),
+            unit,
+            tokens: self.last_token.clone(),
+        })
+    }
+
     /// How many reservations are remembered (active ones and ended ones within retention).
     pub fn remembered(&self) -> usize {
         self.records.len()
@@ -248,8 +278,36 @@ impl ReservationManager {
 
     fn schedule(&self, timer: Timer) {
         let at = timer.at.as_nanos();
-        lock(&self.timers).push(Reverse(timer));
+        let mut timers = lock(&self.timers);
+        timers.push(Reverse(timer));
         self.next_timer.fetch_min(at, Ordering::AcqRel);
+        // Expiry timers of holds confirmed or ended early stay in the heap until due; when they
+        // outnumber the remembered reservations, drop them (amortised: the heap has at least
+        // doubled since the last prune).
+        if timers.len() > 1024 && timers.len() > 2 * self.records.len() {
+            timers.retain(|Reverse(t)| self.timer_is_live(t));
+        }
+    }
+
+    /// Whether a timer still has work to do. Called with the timer heap locked, so it only
+    /// tries the record's state lock (a holder of that lock may be waiting for the heap) and
+    /// keeps the timer when it cannot tell.
+    fn timer_is_live(&self, timer: &Timer) -> bool {
+        let Some(record) = self.records.get(&timer.id).map(|r| r.clone()) else {
+            return false;
+        };
+        if record.token != timer.token {
+            return false;
+        }
+        if timer.forget {
+            return true;
+        }
+        match record.state.try_lock() {
+            Ok(state) => {
+                state.state == ReservationState::Pending && state.expires_at == Some(timer.at)
+            }
+            Err(_) => true,
+        }
     }
 
     /// Runs every timer due by `now`; returns the holds it expired.
@@ -322,19 +380,16 @@ impl ReservationManager {
     ) {
         let from = state.state;
         for hold in &record.holds {
-            let slot = &mut guards[hold.slot];
-            if let Some(d) = slot.dim(&hold.resource_type) {
-                let dim = &mut slot.dims[d];
-                if from == ReservationState::Pending {
-                    dim.pending -= hold.amount;
-                } else {
-                    dim.confirmed -= hold.amount;
-                }
+            let dim = &mut guards[hold.slot].dims[hold.dim];
+            if from == ReservationState::Pending {
+                dim.pending -= hold.amount;
+            } else {
+                dim.confirmed -= hold.amount;
             }
+            record.lock_set[hold.slot].give(hold.dim, hold.amount);
         }
-        for (guard, slot) in guards.iter_mut().zip(&record.lock_set) {
+        for guard in guards.iter_mut() {
             guard.holders = guard.holders.saturating_sub(1);
-            slot.refresh_hints(guard);
         }
         state.state = to;
         state.updated_at = now;
@@ -444,18 +499,37 @@ impl ReservationManager {
         }
     }
 
-    /// Places every requirement using the lock-free hints; `Err` explains what cannot be placed.
+    /// Places every requirement reading the free counters without locks; `Err` explains what
+    /// cannot be placed.
     fn plan(
         &self,
         catalog: &Catalog,
         request: &ReservationRequest,
     ) -> Result<Vec<Placement>, LedgerError> {
-        let groups = request.placement_groups();
+        // One requirement is one group: skip building the grouping.
+        const SINGLE: &[usize] = &[0];
+        let grouped = if request.requirements.len() == 1 {
+            Vec::new()
+        } else {
+            request.placement_groups()
+        };
+        let group_count = if request.requirements.len() == 1 {
+            1
+        } else {
+            grouped.len()
+        };
         let mut placed: Vec<Placement> = Vec::with_capacity(request.requirements.len());
         let mut shortfalls = Vec::new();
-        let mut dims: Vec<DimensionFit> = Vec::with_capacity(2);
         let affinity = AffinityView::new(self, catalog, request);
-        for group in &groups {
+        let single = request.requirements.len() == 1;
+        let groups = (0..group_count).map(|g| {
+            if single {
+                SINGLE
+            } else {
+                grouped[g].as_slice()
+            }
+        });
+        for group in groups {
             let candidates = catalog.candidates(&request.requirements, group);
             let soft = group.iter().any(|&i| {
                 let r = &request.requirements[i];
@@ -463,57 +537,53 @@ impl ReservationManager {
             });
             let first_fit = request.strategy == ReservationStrategy::Greedy && !soft;
             let mut best: Option<(i64, usize)> = None;
-            for candidate in candidates.iter() {
+            // Each member's distinct type, so that members of one type add up on a candidate.
+            let mut type_of_member: Vec<(usize, bool)> = Vec::with_capacity(group.len());
+            let mut types: Vec<&ResourceType> = Vec::with_capacity(group.len());
+            for &i in group {
+                let resource_type = request.requirements[i].resource_type();
+                match types.iter().position(|t| *t == resource_type) {
+                    Some(t) => type_of_member.push((t, false)),
+                    None => {
+                        type_of_member.push((types.len(), true));
+                        types.push(resource_type);
+                    }
+                }
+            }
+            let mut fits = [RawFit::default(); MAX_DIMS];
+            'candidates: for candidate in candidates.iter() {
                 let position = candidate.position as usize;
                 let resource = &catalog.resources[position];
                 if !affinity.required_ok(request, group, resource) {
                     continue;
                 }
-                dims.clear();
-                let mut convertible = true;
-                for (member, &i) in candidate.members.iter().zip(group.iter()) {
-                    let requirement = &request.requirements[i];
-                    let Some(amount) = amount_in(requirement, &member.unit) else {
-                        convertible = false;
-                        break;
+                for ((member, &i), &(t, first)) in
+                    candidate.members.iter().zip(group).zip(&type_of_member)
+                {
+                    let Some(amount) = amount_in(&request.requirements[i], &member.unit) else {
+                        continue 'candidates;
                     };
-                    let resource_type = requirement.resource_type();
-                    match dims.iter_mut().find(|d| &d.resource_type == resource_type) {
-                        Some(dim) => {
-                            dim.requested = Quantity::from_milli(
-                                dim.requested.as_milli().saturating_add(amount),
-                            );
-                        }
-                        None => {
-                            let taken: i64 = placed
+                    let fit = &mut fits[t];
+                    if first {
+                        let taken: i64 = if placed.is_empty() {
+                            0
+                        } else {
+                            placed
                                 .iter()
-                                .filter(|p| {
-                                    p.position == position && &p.resource_type == resource_type
-                                })
+                                .filter(|p| p.position == position && &p.resource_type == types[t])
                                 .map(|p| p.amount)
-                                .sum();
-                            let free = candidate
-                                .slot
-                                .free(member.hint, resource_type)
-                                .saturating_sub(taken);
-                            dims.push(DimensionFit {
-                                resource_type: resource_type.clone(),
-                                requested: Quantity::from_milli(amount),
-                                free: Quantity::from_milli(free),
-                                capacity: Quantity::from_milli(member.maximum),
-                            });
-                        }
+                                .sum()
+                        };
+                        *fit = RawFit {
+                            requested: amount,
+                            free: candidate.slot.free(member.dim).saturating_sub(taken),
+                            capacity: member.maximum,
+                        };
+                    } else {
+                        fit.requested = fit.requested.saturating_add(amount);
                     }
                 }
-                if !convertible {
-                    continue;
-                }
-                let scored = PlacementCandidate {
-                    resource,
-                    order: position,
-                    dimensions: &dims,
-                };
-                let Some(score) = request.strategy.score(&scored) else {
+                let Some(score) = strategy_score(request.strategy, &fits[..types.len()]) else {
                     continue;
                 };
                 let total = if soft {
@@ -599,7 +669,7 @@ impl ReservationManager {
                 let state = lock(&slot.state);
                 let usage = state
                     .dim(resource_type)
-                    .map(|d| state.dims[d].usage(resource.name()));
+                    .map(|d| state.dims[d].usage(resource.name(), slot.raw_free(d)));
                 let (free, draining) =
                     usage.map_or((Quantity::ZERO, false), |u| (u.free, u.draining));
                 (resource, free, draining)
@@ -638,6 +708,7 @@ impl ReservationManager {
                 }
                 None => holds.push(Hold {
                     slot,
+                    dim: usize::MAX,
                     resource_type: placement.resource_type.clone(),
                     amount: placement.amount,
                 }),
@@ -647,15 +718,7 @@ impl ReservationManager {
             .iter()
             .map(|&p| lock(&catalog.slots[p].state))
             .collect();
-        for hold in &holds {
-            let state = &guards[hold.slot];
-            let fits = state
-                .dim(&hold.resource_type)
-                .is_some_and(|d| state.dims[d].free() >= hold.amount);
-            if !fits {
-                return Err(Abort::Replan);
-            }
-        }
+        // The units planned with must still be the capacities' units.
         for placement in &plan {
             let slot = positions
                 .binary_search(&placement.position)
@@ -668,6 +731,12 @@ impl ReservationManager {
                 return Err(Abort::Replan);
             }
         }
+        for hold in &mut holds {
+            match guards[hold.slot].dim(&hold.resource_type) {
+                Some(d) => hold.dim = d,
+                None => return Err(Abort::Replan),
+            }
+        }
         let id = request.id.clone().unwrap_or_else(ReservationId::generate);
         let vacant = match self.records.entry(id.clone()) {
             Entry::Occupied(existing) => {
@@ -677,15 +746,21 @@ impl ReservationManager {
             }
             Entry::Vacant(vacant) => vacant,
         };
-        for hold in &holds {
-            let state = &mut guards[hold.slot];
-            if let Some(d) = state.dim(&hold.resource_type) {
-                state.dims[d].pending += hold.amount;
+        // Take from the free counters, all or nothing: leases may have taken capacity since
+        // the plan, without the locks.
+        for (taken, hold) in holds.iter().enumerate() {
+            if !catalog.slots[positions[hold.slot]].take(hold.dim, hold.amount) {
+                for undo in &holds[..taken] {
+                    catalog.slots[positions[undo.slot]].give(undo.dim, undo.amount);
+                }
+                return Err(Abort::Replan);
             }
         }
-        for (guard, &position) in guards.iter_mut().zip(&positions) {
+        for hold in &holds {
+            guards[hold.slot].dims[hold.dim].pending += hold.amount;
+        }
+        for guard in guards.iter_mut() {
             guard.holders += 1;
-            catalog.slots[position].refresh_hints(guard);
         }
         let lock_set: Vec<Arc<Slot>> = positions
             .iter()
@@ -862,7 +937,12 @@ impl ReservationLedger for ReservationManager {
                 .map_err(rejected)?;
         }
         let name = resource.name().clone();
-        catalog.insert(resource);
+        if !catalog.insert(resource) {
+            return Err(invalid(
+                "capacities",
+                format!("a resource has at most {MAX_DIMS} capacity types"),
+            ));
+        }
         self.observers
             .publish(self.clock.now(), || EventKind::ResourceRegistered {
                 resource: name,
@@ -871,7 +951,6 @@ impl ReservationLedger for ReservationManager {
     }
 
     fn update_resource(&self, resource: Resource) -> Result<(), LedgerError> {
-        // Expired holds must not count against the change.
         self.run_timers(self.clock.now());
         let mut catalog = self.write_catalog();
         let position =
@@ -898,33 +977,76 @@ impl ReservationLedger for ReservationManager {
         let slot = catalog.slots[position].clone();
         {
             let mut state = lock(&slot.state);
-            let mut dims = Vec::new();
+            // Check everything first.
+            let busy = || LedgerError::ResourceBusy {
+                name: resource.name().clone(),
+                active: state.holders,
+            };
+            let mut added = 0;
             for (resource_type, capacity) in resource.capacities() {
-                let mut dim = crate::catalog::DimState::from_capacity(resource_type, capacity);
-                if let Some(old) = state.dim(resource_type).map(|d| &state.dims[d]) {
-                    if old.is_held() && old.unit != dim.unit {
-                        return Err(invalid(
-                            format!("capacities.{resource_type}.unit"),
-                            "cannot change the unit of a capacity that is held",
-                        ));
+                match state.dim(resource_type) {
+                    Some(d) => {
+                        let dim = &state.dims[d];
+                        let in_use = dim.is_held() || dim.leased(slot.raw_free(d)) != 0;
+                        if in_use && &dim.unit != capacity.unit() {
+                            return Err(invalid(
+                                format!("capacities.{resource_type}.unit"),
+                                "cannot change the unit of a capacity that is held",
+                            ));
+                        }
                     }
-                    dim.pending = old.pending;
-                    dim.confirmed = old.confirmed;
+                    None => added += 1,
                 }
-                dims.push(dim);
             }
-            if state
-                .dims
+            if state.dims.len() + added > MAX_DIMS {
+                return Err(invalid(
+                    "capacities",
+                    format!(
+                        "a resource has at most {MAX_DIMS} capacity types, counting removed ones"
+                    ),
+                ));
+            }
+            let removed: Vec<usize> = (0..state.dims.len())
+                .filter(|&d| {
+                    !state.dims[d].removed
+                        && resource.capacity_of(&state.dims[d].resource_type).is_none()
+                })
+                .collect();
+            if removed.iter().any(|&d| state.dims[d].is_held()) {
+                return Err(busy());
+            }
+            // Close the removed capacities; a lease may hold some of one, which makes it busy.
+            let closed: Vec<(usize, i64)> = removed.iter().map(|&d| (d, slot.close(d))).collect();
+            if closed
                 .iter()
-                .any(|old| old.is_held() && resource.capacity_of(&old.resource_type).is_none())
+                .any(|&(d, free)| state.dims[d].leased(free) != 0)
             {
-                return Err(LedgerError::ResourceBusy {
-                    name: resource.name().clone(),
-                    active: state.holders,
-                });
+                for (d, free) in closed {
+                    slot.reopen(d, free);
+                }
+                return Err(busy());
             }
-            state.dims = dims;
-            slot.refresh_hints(&state);
+            // Apply.
+            for (d, _) in closed {
+                state.dims[d].removed = true;
+            }
+            for (resource_type, capacity) in resource.capacities() {
+                let fresh = crate::catalog::DimState::from_capacity(resource_type, capacity);
+                match state.dim(resource_type) {
+                    Some(d) => {
+                        let dim = &mut state.dims[d];
+                        slot.give(d, fresh.initial_free() - dim.initial_free());
+                        dim.unit = fresh.unit;
+                        dim.maximum = fresh.maximum;
+                        dim.external = fresh.external;
+                    }
+                    None => {
+                        let d = state.dims.len();
+                        slot.reopen(d, fresh.initial_free());
+                        state.dims.push(fresh);
+                    }
+                }
+            }
         }
         let name = resource.name().clone();
         catalog.resources[position] = resource;
@@ -937,18 +1059,34 @@ impl ReservationLedger for ReservationManager {
     }
 
     fn unregister_resource(&self, name: &ResourceName) -> Result<Resource, LedgerError> {
-        // Expired holds must not count against the change.
         self.run_timers(self.clock.now());
         let mut catalog = self.write_catalog();
         let position = catalog
             .position(name)
             .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })?;
-        let holders = lock(&catalog.slots[position].state).holders;
-        if holders > 0 {
-            return Err(LedgerError::ResourceBusy {
+        let slot = catalog.slots[position].clone();
+        {
+            let state = lock(&slot.state);
+            let busy = LedgerError::ResourceBusy {
                 name: name.clone(),
-                active: holders,
-            });
+                active: state.holders,
+            };
+            if state.holders > 0 {
+                return Err(busy);
+            }
+            let closed: Vec<(usize, i64)> = (0..state.dims.len())
+                .filter(|&d| !state.dims[d].removed)
+                .map(|d| (d, slot.close(d)))
+                .collect();
+            if closed
+                .iter()
+                .any(|&(d, free)| state.dims[d].leased(free) != 0)
+            {
+                for (d, free) in closed {
+                    slot.reopen(d, free);
+                }
+                return Err(busy);
+            }
         }
         let resource = catalog.remove(position);
         self.observers
@@ -981,9 +1119,10 @@ impl ReservationLedger for ReservationManager {
             let d = state
                 .dim(resource_type)
                 .ok_or_else(|| LedgerError::UnknownResource { name: name.clone() })?;
-            state.dims[d].maximum = maximum.as_milli();
-            slot.refresh_hints(&state);
-            state.dims[d].usage(name)
+            let dim = &mut state.dims[d];
+            slot.give(d, maximum.as_milli() - dim.maximum);
+            dim.maximum = maximum.as_milli();
+            dim.usage(name, slot.raw_free(d))
         };
         let resource = catalog.resources[position]
             .clone()
@@ -1063,11 +1202,9 @@ impl ReservationLedger for ReservationManager {
                 other => return Err(Self::wrong_state("confirm", record, other)),
             }
             for hold in &record.holds {
-                let slot = &mut guards[hold.slot];
-                if let Some(d) = slot.dim(&hold.resource_type) {
-                    slot.dims[d].pending -= hold.amount;
-                    slot.dims[d].confirmed += hold.amount;
-                }
+                let dim = &mut guards[hold.slot].dims[hold.dim];
+                dim.pending -= hold.amount;
+                dim.confirmed += hold.amount;
             }
             state.state = ReservationState::Confirmed;
             state.updated_at = now;
@@ -1162,9 +1299,8 @@ impl ReservationLedger for ReservationManager {
         let usage = guards
             .iter()
             .zip(&catalog.resources)
-            .flat_map(|(state, resource)| {
-                state.dims.iter().map(move |dim| dim.usage(resource.name()))
-            })
+            .zip(&catalog.slots)
+            .flat_map(|((state, resource), slot)| slot.usage(state, resource.name()))
             .collect();
         let mut active: Vec<Reservation> = self
             .records

@@ -16,6 +16,8 @@ use crate::catalog::{Slot, SlotState, lock};
 pub(crate) struct Hold {
     /// Index into [`Record::lock_set`].
     pub(crate) slot: usize,
+    /// Index of the capacity in the slot (stable for the slot's life).
+    pub(crate) dim: usize,
     pub(crate) resource_type: ResourceType,
     /// Thousandths of the slot's unit.
     pub(crate) amount: i64,

@@ -90,6 +90,7 @@ impl Entry {
             external: capacity.current(),
             pending: held.pending,
             confirmed: held.confirmed,
+            leased: Quantity::ZERO,
             free: capacity.maximum().saturating_sub_to_zero(used),
             draining,
         }

@@ -225,6 +225,10 @@ fn ratios_for_reporting_and_scoring() {
         Quantity::from(1).parts_per_million_of(Quantity::from(3)),
         333_333
     );
+    // Large amounts take the 128-bit path and give the same answer.
+    let tib: Quantity = "1Ti".parse().unwrap();
+    let half_tib = Quantity::from_milli(tib.as_milli() / 2);
+    assert_eq!(half_tib.parts_per_million_of(tib), 500_000);
 }
 
 #[test]

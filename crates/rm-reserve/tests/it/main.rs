@@ -3,6 +3,7 @@
 mod conformance;
 mod edges;
 mod model;
+mod permits;
 mod stress;
 
 use std::sync::Arc;

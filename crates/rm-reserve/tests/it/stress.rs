@@ -60,7 +60,7 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                     );
                 }
                 audits.fetch_add(1, Ordering::Relaxed);
-                thread::yield_now();
+                thread::sleep(Duration::from_micros(200));
             }
         })
     };
