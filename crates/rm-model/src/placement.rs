@@ -58,8 +58,8 @@ pub trait PlacementScorer: Send + Sync {
 }
 
 /// One dimension of a placement in raw thousandths of its unit: what is requested, what is
-/// free before the placement, and the capacity.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// free before the placement, and the capacity with its precomputed inverse.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RawFit {
     /// Requested.
     pub requested: i64,
@@ -67,19 +67,48 @@ pub struct RawFit {
     pub free: i64,
     /// The capacity's maximum.
     pub capacity: i64,
+    /// `1 / capacity` (0 for an empty capacity), from [`inverse_capacity`]: a ledger may
+    /// compute it once per resource instead of once per placement.
+    pub inverse_capacity: f64,
 }
 
-/// `part / whole` as a share (0 for an empty whole). Scores are computed in floating point,
-/// which is deterministic in Rust (IEEE arithmetic, no fused or reordered operations), and
-/// rounded to integer parts per million; they rank candidates and never touch accounting.
-fn share(part: i64, whole: i64) -> f64 {
-    if whole <= 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64
+impl RawFit {
+    /// A dimension, computing the inverse of its capacity.
+    pub fn new(requested: i64, free: i64, capacity: i64) -> RawFit {
+        RawFit {
+            requested,
+            free,
+            capacity,
+            inverse_capacity: inverse_capacity(capacity),
+        }
     }
 }
 
+/// `1 / capacity` as scores use it (0 for an empty capacity). Scores are computed in floating
+/// point, which is deterministic in Rust (IEEE arithmetic, no fused or reordered operations),
+/// and rounded to integer parts per million; they rank candidates and never touch accounting.
+pub fn inverse_capacity(capacity: i64) -> f64 {
+    if capacity <= 0 {
+        0.0
+    } else {
+        1.0 / capacity as f64
+    }
+}
+
+/// `1 / n` for the dimension counts a resource can have.
+const INVERSE_COUNT: [f64; 9] = [
+    1.0,
+    1.0,
+    1.0 / 2.0,
+    1.0 / 3.0,
+    1.0 / 4.0,
+    1.0 / 5.0,
+    1.0 / 6.0,
+    1.0 / 7.0,
+    1.0 / 8.0,
+];
+
+#[inline]
 fn to_ppm(share: f64) -> i64 {
     (share * MAX_STRATEGY_SCORE as f64) as i64
 }
@@ -87,21 +116,25 @@ fn to_ppm(share: f64) -> i64 {
 /// A built-in strategy's score of raw dimensions: the one formula behind
 /// [`ReservationStrategy`]'s [`PlacementScorer`] implementation, for ledgers that keep their
 /// counters as integers and want to skip building [`DimensionFit`]s.
+#[inline]
 pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> Option<i64> {
     if dimensions.iter().any(|d| d.requested > d.free) {
         return None;
     }
-    let mean = |per_dimension: &dyn Fn(&RawFit) -> f64| {
-        if dimensions.is_empty() {
-            return 0.0;
-        }
-        dimensions.iter().map(per_dimension).sum::<f64>() / dimensions.len() as f64
-    };
-    let left = |d: &RawFit| d.free.saturating_sub(d.requested).max(0);
+    let inverse_count = INVERSE_COUNT
+        .get(dimensions.len())
+        .copied()
+        .unwrap_or_else(|| 1.0 / dimensions.len() as f64);
+    let left_share =
+        |d: &RawFit| d.free.saturating_sub(d.requested).max(0) as f64 * d.inverse_capacity;
     let score = match strategy {
         ReservationStrategy::Greedy => 0,
-        ReservationStrategy::Balanced => to_ppm(mean(&|d| share(left(d), d.capacity))),
-        ReservationStrategy::BinPack => to_ppm(mean(&|d| 1.0 - share(left(d), d.capacity))),
+        ReservationStrategy::Balanced => {
+            to_ppm(dimensions.iter().map(left_share).sum::<f64>() * inverse_count)
+        }
+        ReservationStrategy::BinPack => {
+            to_ppm(dimensions.iter().map(|d| 1.0 - left_share(d)).sum::<f64>() * inverse_count)
+        }
         ReservationStrategy::Aligned => alignment(dimensions),
     };
     Some(score.clamp(0, MAX_STRATEGY_SCORE))
@@ -111,10 +144,8 @@ pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> O
 fn alignment(dimensions: &[RawFit]) -> i64 {
     let (mut dot, mut requested, mut free) = (0.0f64, 0.0f64, 0.0f64);
     for d in dimensions {
-        let (r, f) = (
-            share(d.requested, d.capacity).max(0.0),
-            share(d.free, d.capacity).max(0.0),
-        );
+        let r = (d.requested as f64 * d.inverse_capacity).max(0.0);
+        let f = (d.free as f64 * d.inverse_capacity).max(0.0);
         dot += r * f;
         requested += r * r;
         free += f * f;
@@ -139,10 +170,12 @@ impl PlacementScorer for ReservationStrategy {
     ///   request's shape wins (with one dimension every candidate aligns and the first
     ///   registered wins).
     fn score(&self, candidate: &PlacementCandidate<'_>) -> Option<i64> {
-        let raw = |d: &DimensionFit| RawFit {
-            requested: d.requested.as_milli(),
-            free: d.free.as_milli(),
-            capacity: d.capacity.as_milli(),
+        let raw = |d: &DimensionFit| {
+            RawFit::new(
+                d.requested.as_milli(),
+                d.free.as_milli(),
+                d.capacity.as_milli(),
+            )
         };
         let dims = candidate.dimensions;
         if dims.len() <= INLINE_DIMENSIONS {

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use rm_model::placement::inverse_capacity;
 use rm_model::{
     CapacityUsage, Constraint, Quantity, Resource, ResourceCapacity, ResourceName,
     ResourceRequirement, ResourceType, Unit,
@@ -338,23 +339,30 @@ impl Catalog {
             .filter(|(_, resource)| group.iter().all(|&i| requirements[i].admits(resource)))
             .filter_map(|(position, resource)| {
                 let slot = &self.slots[position];
-                let members = group
-                    .iter()
-                    .map(|&i| {
-                        let requirement = &requirements[i];
-                        let capacity = resource.capacity_of(requirement.resource_type())?;
-                        Some(MemberFit {
-                            dim: lock(&slot.state).dim(requirement.resource_type())?,
-                            maximum: capacity.maximum().as_milli(),
-                            unit: capacity.unit().clone(),
-                        })
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-                Some(Candidate {
-                    position: position as u32,
-                    slot: slot.clone(),
+                let state = lock(&slot.state);
+                let mut members = Vec::with_capacity(group.len());
+                let mut units = Vec::with_capacity(group.len());
+                for &i in group {
+                    let requirement = &requirements[i];
+                    let capacity = resource.capacity_of(requirement.resource_type())?;
+                    members.push(MemberFit {
+                        dim: state.dim(requirement.resource_type())?,
+                        maximum: capacity.maximum().as_milli(),
+                        inverse_capacity: inverse_capacity(capacity.maximum().as_milli()),
+                        same_unit: capacity.unit() == requirement.unit(),
+                    });
+                    units.push(capacity.unit().clone());
+                }
+                if members.iter().all(|m| m.same_unit) {
+                    units.clear();
+                    units.shrink_to_fit();
+                }
+                Some(Candidate::new(
+                    position as u32,
+                    slot.clone(),
                     members,
-                })
+                    units,
+                ))
             })
             .collect();
         let mut cache = self
@@ -373,15 +381,21 @@ impl Catalog {
 }
 
 /// What placement needs to know of one member requirement on one candidate.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MemberFit {
     /// The index of the member's type among the candidate's capacities.
     pub(crate) dim: usize,
-    /// The candidate's maximum of the type, in thousandths of `unit`.
+    /// The candidate's maximum of the type, in thousandths of its unit.
     pub(crate) maximum: i64,
-    /// The candidate's unit for the type.
-    pub(crate) unit: Unit,
+    /// Its inverse, as placement scores use it.
+    pub(crate) inverse_capacity: f64,
+    /// Whether the candidate measures the type in the requirement's own unit (no conversion).
+    pub(crate) same_unit: bool,
 }
+
+/// How many members a candidate keeps inline, next to its slot, so that the placement scan
+/// reads one contiguous array.
+const INLINE_MEMBERS: usize = 4;
 
 /// A resource that passes a requirement shape's type, unit and constraints.
 #[derive(Debug)]
@@ -389,6 +403,40 @@ pub(crate) struct Candidate {
     /// Its position in the catalog (registration order).
     pub(crate) position: u32,
     pub(crate) slot: Arc<Slot>,
+    len: usize,
+    inline: [MemberFit; INLINE_MEMBERS],
+    /// The members, when there are more than fit inline.
+    spilled: Vec<MemberFit>,
+    /// The candidate's unit per member, kept only when some member needs a conversion.
+    pub(crate) units: Vec<Unit>,
+}
+
+impl Candidate {
+    fn new(position: u32, slot: Arc<Slot>, members: Vec<MemberFit>, units: Vec<Unit>) -> Candidate {
+        let mut inline = [MemberFit::default(); INLINE_MEMBERS];
+        let len = members.len();
+        let spilled = if len <= INLINE_MEMBERS {
+            inline[..len].copy_from_slice(&members);
+            Vec::new()
+        } else {
+            members
+        };
+        Candidate {
+            position,
+            slot,
+            len,
+            inline,
+            spilled,
+            units,
+        }
+    }
+
     /// One entry per member of the group, in group order.
-    pub(crate) members: Vec<MemberFit>,
+    pub(crate) fn members(&self) -> &[MemberFit] {
+        if self.len <= INLINE_MEMBERS {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
 }

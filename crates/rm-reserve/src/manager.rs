@@ -557,11 +557,21 @@ impl ReservationManager {
                 if !affinity.required_ok(request, group, resource) {
                     continue;
                 }
-                for ((member, &i), &(t, first)) in
-                    candidate.members.iter().zip(group).zip(&type_of_member)
+                for (m, ((member, &i), &(t, first))) in candidate
+                    .members()
+                    .iter()
+                    .zip(group)
+                    .zip(&type_of_member)
+                    .enumerate()
                 {
-                    let Some(amount) = amount_in(&request.requirements[i], &member.unit) else {
-                        continue 'candidates;
+                    let requirement = &request.requirements[i];
+                    let amount = if member.same_unit {
+                        requirement.amount().as_milli()
+                    } else {
+                        match amount_in(requirement, &candidate.units[m]) {
+                            Some(amount) => amount,
+                            None => continue 'candidates,
+                        }
                     };
                     let fit = &mut fits[t];
                     if first {
@@ -578,6 +588,7 @@ impl ReservationManager {
                             requested: amount,
                             free: candidate.slot.free(member.dim).saturating_sub(taken),
                             capacity: member.maximum,
+                            inverse_capacity: member.inverse_capacity,
                         };
                     } else {
                         fit.requested = fit.requested.saturating_add(amount);
