@@ -431,6 +431,11 @@ impl Candidate {
         }
     }
 
+    /// Whether every member is measured in its requirement's own unit.
+    pub(crate) fn all_same_unit(&self) -> bool {
+        self.units.is_empty()
+    }
+
     /// One entry per member of the group, in group order.
     pub(crate) fn members(&self) -> &[MemberFit] {
         if self.len <= INLINE_MEMBERS {

@@ -551,8 +551,41 @@ impl ReservationManager {
                 }
             }
             let mut fits = [RawFit::default(); MAX_DIMS];
+            // The common case gets a tight loop: one member per type, nothing placed yet, no
+            // affinity, no soft scores, amounts in the candidate's own unit.
+            let plain = types.len() == group.len()
+                && placed.is_empty()
+                && !soft
+                && affinity.is_empty()
+                && group.len() <= MAX_DIMS;
+            let mut amounts = [0i64; MAX_DIMS];
+            if plain {
+                for (k, &i) in group.iter().enumerate() {
+                    amounts[k] = request.requirements[i].amount().as_milli();
+                }
+            }
             'candidates: for candidate in candidates.iter() {
                 let position = candidate.position as usize;
+                if plain && candidate.all_same_unit() {
+                    let members = candidate.members();
+                    for (k, member) in members.iter().enumerate() {
+                        fits[k] = RawFit {
+                            requested: amounts[k],
+                            free: candidate.slot.free(member.dim),
+                            capacity: member.maximum,
+                            inverse_capacity: member.inverse_capacity,
+                        };
+                    }
+                    if let Some(score) = strategy_score(request.strategy, &fits[..members.len()])
+                        && best.is_none_or(|(top, _)| score > top)
+                    {
+                        best = Some((score, position));
+                        if first_fit {
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 let resource = &catalog.resources[position];
                 if !affinity.required_ok(request, group, resource) {
                     continue;
@@ -884,6 +917,11 @@ impl<'c> AffinityView<'c> {
                 .zip(self.selected.get(i).map(Vec::as_slice).unwrap_or_default())
                 .map(|(term, selected)| (term, selected.as_slice()))
         })
+    }
+
+    /// Whether the request has no affinity terms at all.
+    fn is_empty(&self) -> bool {
+        self.selected.is_empty()
     }
 
     fn required_ok(
