@@ -169,11 +169,14 @@ pub struct PendingRequest {
 /// Decides who may have capacity when not everyone can.
 ///
 /// Contract:
-/// - `admit` is a decision only: it changes no ledger. A policy that tracks usage (quota,
-///   fair share) learns it from [`AllocationPolicy::observe`], fed with ledger events, so
-///   releases and expiries return what they held.
+/// - `admit` changes no ledger. A policy that tracks usage (quota, fair share) learns it from
+///   [`AllocationPolicy::observe`], fed with ledger events, so releases and expiries return
+///   what they held. A gating policy may set usage aside for an admitted request's id (so
+///   that concurrent admissions cannot both pass a limit); the caller then either reserves
+///   (the grant's event confirms it) or calls [`AllocationPolicy::withdraw`].
 /// - `order` returns a permutation of `0..pending.len()`: the order in which the policy would
-///   admit the waiting requests now. It is deterministic for equal inputs.
+///   admit the waiting requests now, by `order_key` then arrival. It is deterministic for
+///   equal inputs.
 /// - `allocate` is `admit` then `ledger.reserve`; the result says which policy decided and
 ///   carries a reason code for every refusal.
 /// - Implementations are `Send + Sync` with `&self`, safe to call from many threads.
@@ -187,15 +190,18 @@ pub trait AllocationPolicy: Send + Sync {
     /// The order in which to admit `pending`. The default is priority (highest first), then
     /// arrival.
     fn order(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<usize> {
-        let _ = now;
+        let keys: Vec<i64> = pending.iter().map(|p| self.order_key(p, now)).collect();
         let mut order: Vec<usize> = (0..pending.len()).collect();
-        order.sort_by_key(|&i| {
-            (
-                std::cmp::Reverse(pending[i].request.priority),
-                pending[i].arrival,
-            )
-        });
+        order.sort_by_key(|&i| (keys[i], pending[i].arrival));
         order
+    }
+
+    /// The key this policy orders a waiting request by: lower goes first, ties by arrival.
+    /// Composed policies sort by their keys in turn. The default is the request's priority,
+    /// highest first.
+    fn order_key(&self, pending: &PendingRequest, now: Timestamp) -> i64 {
+        let _ = now;
+        -i64::from(pending.request.priority.0)
     }
 
     /// Learns from a ledger event (grants, releases, expiries). The default ignores it.
@@ -203,16 +209,34 @@ pub trait AllocationPolicy: Send + Sync {
         let _ = event;
     }
 
+    /// Undoes an admission whose reservation was not granted, releasing whatever the policy
+    /// set aside for the request's id in `admit`. The default does nothing.
+    fn withdraw(&self, request: &ReservationRequest) {
+        let _ = request;
+    }
+
     /// Admits and reserves: the seed's `policy.allocate(allocator, requester_id, requirements)`.
+    /// Gives the request an id when it has none (so that an admission can be tracked and
+    /// withdrawn), and withdraws the admission when the ledger refuses.
     fn allocate(
         &self,
         ledger: &dyn ReservationLedger,
         request: &ReservationRequest,
         now: Timestamp,
     ) -> AllocationResult {
+        let named;
+        let request = if request.id.is_some() {
+            request
+        } else {
+            named = request.clone().with_id(crate::ReservationId::generate());
+            &named
+        };
         let outcome = match self.admit(request, now) {
             Admission::Refuse(refusal) => Err(refusal),
-            Admission::Admit => ledger.reserve(request).map_err(Refusal::from_ledger),
+            Admission::Admit => ledger.reserve(request).map_err(|err| {
+                self.withdraw(request);
+                Refusal::from_ledger(err)
+            }),
         };
         AllocationResult {
             policy: self.name().to_owned(),
@@ -233,8 +257,14 @@ macro_rules! forward_policy {
             fn order(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<usize> {
                 (**self).order(pending, now)
             }
+            fn order_key(&self, pending: &PendingRequest, now: Timestamp) -> i64 {
+                (**self).order_key(pending, now)
+            }
             fn observe(&self, event: &Event) {
                 (**self).observe(event)
+            }
+            fn withdraw(&self, request: &ReservationRequest) {
+                (**self).withdraw(request)
             }
             fn allocate(&self, ledger: &dyn ReservationLedger, request: &ReservationRequest, now: Timestamp) -> AllocationResult {
                 (**self).allocate(ledger, request, now)

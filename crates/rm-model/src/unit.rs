@@ -349,6 +349,14 @@ impl Unit {
     }
 }
 
+impl Unit {
+    /// `quantity` (in this unit) in thousandths of the dimension's smallest unit (millicores,
+    /// millibytes, …): an exact common scale for sums and comparisons across units.
+    pub fn to_base_milli(&self, quantity: Quantity) -> i128 {
+        i128::from(quantity.as_milli()) * i128::from(self.factor())
+    }
+}
+
 impl fmt::Display for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
