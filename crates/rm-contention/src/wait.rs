@@ -1,0 +1,395 @@
+//! [`WaitQueue`]: requests that do not fit wait in order (priority, then arrival, or a
+//! policy's order) and are granted as soon as capacity frees, by hand-off rather than polling.
+//!
+//! Waiting is available blocking with a timeout ([`Ticket::wait_timeout`]) and as a
+//! runtime-agnostic `Future` (`Ticket` implements it with std's `Waker`). Only the head of the
+//! queue tries the ledger: when capacity frees, the ledger's event wakes the head (and only
+//! the head); when the head is granted or leaves, it wakes the next. A ticket that is dropped,
+//! cancelled or timed out leaves no entry behind.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use rm_model::{
+    AllocationPolicy, Clock, Event, EventKind, EventSink, LedgerError, PendingRequest, Reservation,
+    ReservationLedger, ReservationRequest, Timestamp,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Why waiting ended without a reservation.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The timeout passed first; the request left the queue.
+    #[error("wait for capacity: timed out after {after:?}")]
+    TimedOut {
+        /// How long it waited.
+        after: Duration,
+    },
+    /// The ticket was cancelled or its queue dropped.
+    #[error("wait for capacity: cancelled")]
+    Cancelled,
+    /// The ledger refused the request for a reason waiting cannot cure (invalid input, an id
+    /// used by another request, an unavailable store).
+    #[error("wait for capacity: the ledger refused the request")]
+    Refused(#[source] LedgerError),
+}
+
+#[derive(Default)]
+struct Signal {
+    /// Set when the waiter should try the ledger (it became head, or capacity freed).
+    try_now: bool,
+    waker: Option<Waker>,
+}
+
+struct Waiter {
+    request: Arc<ReservationRequest>,
+    arrival: u64,
+    enqueued_at: Timestamp,
+    signal: Mutex<Signal>,
+    ready: Condvar,
+}
+
+impl Waiter {
+    fn notify(&self) {
+        let waker = {
+            let mut signal = lock(&self.signal);
+            signal.try_now = true;
+            signal.waker.take()
+        };
+        self.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Arc<Waiter>>,
+    next_arrival: u64,
+}
+
+/// An ordered queue of requests waiting for capacity on one ledger.
+///
+/// Wire it to the ledger's events with a [`Wakeup`] sink, or call [`WaitQueue::notify`] after
+/// anything that frees capacity. Head-of-line blocking is strict: nobody behind the head is
+/// granted before it, so a large request is not starved by a stream of small ones.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use rm_contention::{WaitQueue, Wakeup};
+/// use rm_model::{ReservationLedger, ReservationRequest, RequesterId, Resource, ResourceCapacity,
+///     ResourceRequirement, ResourceType, SystemClock, Unit};
+/// use rm_testkit::ReferenceLedger;
+///
+/// let clock = Arc::new(SystemClock::new());
+/// let wakeup = Wakeup::new();
+/// let ledger = Arc::new(ReferenceLedger::new(clock.clone(), Arc::new(wakeup.clone()), Duration::from_secs(30)));
+/// ledger.register_resource(Resource::new("n", ResourceType::Compute, ResourceCapacity::of(1, Unit::CORES)?)?)?;
+/// let queue = Arc::new(WaitQueue::new(ledger.clone(), clock));
+/// wakeup.connect(&queue);
+///
+/// let one = |who: &str| ReservationRequest::new(RequesterId::new(who).unwrap(),
+///     vec![ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES)]);
+/// let first = queue.enqueue(one("a")).wait_timeout(Duration::from_secs(1))?;
+/// let second = queue.enqueue(one("b"));
+/// assert!(second.try_take().is_none(), "the only core is held");
+/// ledger.confirm(&first.id, None)?;
+/// ledger.release(&first.id, None)?; // hands the core to the next waiter
+/// assert!(second.wait_timeout(Duration::from_secs(1)).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct WaitQueue {
+    ledger: Arc<dyn ReservationLedger>,
+    clock: Arc<dyn Clock>,
+    order: Option<Arc<dyn AllocationPolicy>>,
+    queue: Mutex<Queue>,
+}
+
+impl std::fmt::Debug for WaitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitQueue")
+            .field("waiting", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaitQueue {
+    /// A queue on `ledger`, ordering by priority then arrival.
+    pub fn new(ledger: Arc<dyn ReservationLedger>, clock: Arc<dyn Clock>) -> WaitQueue {
+        WaitQueue {
+            ledger,
+            clock,
+            order: None,
+            queue: Mutex::new(Queue::default()),
+        }
+    }
+
+    /// Orders waiting requests by `policy` (priority with aging, fair share, …) instead.
+    pub fn with_order(mut self, policy: Arc<dyn AllocationPolicy>) -> WaitQueue {
+        self.order = Some(policy);
+        self
+    }
+
+    /// How many requests wait.
+    pub fn len(&self) -> usize {
+        lock(&self.queue).waiting.len()
+    }
+
+    /// Whether nobody waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How long the oldest request has waited (zero when none waits).
+    pub fn starvation_age(&self) -> Duration {
+        let queue = lock(&self.queue);
+        let now = self.clock.now();
+        queue
+            .waiting
+            .iter()
+            .map(|w| now.saturating_duration_since(w.enqueued_at))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Queues `request`. The ticket tries the ledger when it is at the head, so wait on it.
+    pub fn enqueue(self: &Arc<Self>, request: ReservationRequest) -> Ticket {
+        let waiter = {
+            let mut queue = lock(&self.queue);
+            let waiter = Arc::new(Waiter {
+                request: Arc::new(request),
+                arrival: queue.next_arrival,
+                enqueued_at: self.clock.now(),
+                signal: Mutex::new(Signal {
+                    try_now: true,
+                    waker: None,
+                }),
+                ready: Condvar::new(),
+            });
+            queue.next_arrival += 1;
+            queue.waiting.push(waiter.clone());
+            waiter
+        };
+        Ticket {
+            queue: self.clone(),
+            waiter,
+            done: false,
+        }
+    }
+
+    /// Wakes the head of the queue to try the ledger: call it when capacity may have freed.
+    /// It never calls the ledger itself, so it is safe inside the ledger's event publication.
+    pub fn notify(&self) {
+        let head = {
+            let queue = lock(&self.queue);
+            self.head(&queue)
+        };
+        if let Some(head) = head {
+            head.notify();
+        }
+    }
+
+    /// The request that goes next.
+    fn head(&self, queue: &Queue) -> Option<Arc<Waiter>> {
+        match &self.order {
+            None => queue
+                .waiting
+                .iter()
+                .min_by_key(|w| (std::cmp::Reverse(w.request.priority), w.arrival))
+                .cloned(),
+            Some(policy) => {
+                let pending: Vec<PendingRequest> = queue
+                    .waiting
+                    .iter()
+                    .map(|w| PendingRequest {
+                        request: w.request.clone(),
+                        enqueued_at: w.enqueued_at,
+                        arrival: w.arrival,
+                    })
+                    .collect();
+                let first = policy
+                    .order(&pending, self.clock.now())
+                    .into_iter()
+                    .next()?;
+                queue.waiting.get(first).cloned()
+            }
+        }
+    }
+
+    fn is_head(&self, waiter: &Arc<Waiter>) -> bool {
+        let queue = lock(&self.queue);
+        self.head(&queue)
+            .is_some_and(|head| Arc::ptr_eq(&head, waiter))
+    }
+
+    /// Takes a waiter out and wakes whoever is head now.
+    fn leave(&self, waiter: &Arc<Waiter>) {
+        lock(&self.queue)
+            .waiting
+            .retain(|w| !Arc::ptr_eq(w, waiter));
+        self.notify();
+    }
+
+    /// One attempt by `waiter`: `Some` when it leaves the queue with an answer.
+    fn attempt(&self, waiter: &Arc<Waiter>) -> Option<Result<Reservation, WaitError>> {
+        if !self.is_head(waiter) {
+            return None;
+        }
+        match self.ledger.reserve(&waiter.request) {
+            Err(LedgerError::InsufficientCapacity { .. }) => None,
+            result => {
+                self.leave(waiter);
+                Some(result.map_err(WaitError::Refused))
+            }
+        }
+    }
+}
+
+/// A request's place in a [`WaitQueue`]. Wait on it with [`Ticket::wait_timeout`] or
+/// `.await` it; dropping it leaves the queue.
+#[must_use = "dropping a ticket leaves the queue"]
+pub struct Ticket {
+    queue: Arc<WaitQueue>,
+    waiter: Arc<Waiter>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("arrival", &self.waiter.arrival)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ticket {
+    /// Tries once, without waiting: the reservation when this request is at the head and
+    /// fits, `None` while it waits.
+    pub fn try_take(&self) -> Option<Result<Reservation, WaitError>> {
+        self.queue.attempt(&self.waiter)
+    }
+
+    /// Blocks until granted or `timeout` passes; on timeout the request leaves the queue.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Result<Reservation, WaitError> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        loop {
+            {
+                let mut signal = lock(&self.waiter.signal);
+                while !signal.try_now {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        drop(signal);
+                        self.done = true;
+                        self.queue.leave(&self.waiter);
+                        return Err(WaitError::TimedOut {
+                            after: start.elapsed(),
+                        });
+                    }
+                    signal = self
+                        .waiter
+                        .ready
+                        .wait_timeout(signal, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                signal.try_now = false;
+            }
+            if let Some(answer) = self.queue.attempt(&self.waiter) {
+                self.done = true;
+                return answer;
+            }
+        }
+    }
+
+    /// Leaves the queue.
+    pub fn cancel(self) {
+        drop(self);
+    }
+}
+
+impl Future for Ticket {
+    type Output = Result<Reservation, WaitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.done {
+            return Poll::Ready(Err(WaitError::Cancelled));
+        }
+        loop {
+            {
+                let mut signal = lock(&self.waiter.signal);
+                if !signal.try_now {
+                    signal.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                signal.try_now = false;
+            }
+            if let Some(answer) = self.queue.attempt(&self.waiter) {
+                self.done = true;
+                return Poll::Ready(answer);
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            self.queue.leave(&self.waiter);
+        }
+    }
+}
+
+/// An event sink that wakes a [`WaitQueue`]'s head when capacity may have freed (a release,
+/// an expiry, a preemption, a cancellation, a capacity change, a new resource). Create it
+/// before the ledger (the ledger takes its sink at construction), then
+/// [`connect`](Self::connect) the queue built on that ledger. It holds the queue weakly.
+#[derive(Clone, Default)]
+pub struct Wakeup {
+    queue: Arc<OnceLock<Weak<WaitQueue>>>,
+}
+
+impl std::fmt::Debug for Wakeup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wakeup")
+            .field("connected", &self.queue.get().is_some())
+            .finish()
+    }
+}
+
+impl Wakeup {
+    /// A sink not yet connected to a queue (events are ignored until it is).
+    pub fn new() -> Wakeup {
+        Wakeup::default()
+    }
+
+    /// Connects the queue to wake; a second call is ignored.
+    pub fn connect(&self, queue: &Arc<WaitQueue>) {
+        let _ = self.queue.set(Arc::downgrade(queue));
+    }
+}
+
+impl EventSink for Wakeup {
+    fn publish(&self, event: &Event) {
+        let frees = matches!(
+            event.kind,
+            EventKind::Ended { .. }
+                | EventKind::CapacityChanged { .. }
+                | EventKind::ResourceRegistered { .. }
+                | EventKind::ResourceUpdated { .. }
+        );
+        if frees && let Some(queue) = self.queue.get().and_then(Weak::upgrade) {
+            queue.notify();
+        }
+    }
+}

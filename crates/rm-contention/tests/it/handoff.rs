@@ -1,0 +1,173 @@
+//! Hand-off: released capacity goes to the next waiter at once, in order, with no lost
+//! wake-up; timeouts and cancellations leave the queue clean.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::Duration;
+
+use rm_contention::WaitError;
+use rm_model::ReservationLedger;
+
+use crate::{cores, node, queue_on};
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[test]
+fn eight_threads_hand_off_one_core() {
+    let rounds: usize = std::env::var("RM_STRESS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(300);
+    let (ledger, queue) = queue_on(vec![node("n", 1)]);
+    let holding = Arc::new(AtomicUsize::new(0));
+    let grants = Arc::new(AtomicUsize::new(0));
+    thread::scope(|scope| {
+        for t in 0..8 {
+            let (ledger, queue, holding, grants) = (
+                ledger.clone(),
+                queue.clone(),
+                holding.clone(),
+                grants.clone(),
+            );
+            scope.spawn(move || {
+                for _ in 0..rounds {
+                    let hold = queue
+                        .enqueue(cores(&format!("w{t}"), 1, 0))
+                        .wait_timeout(LONG)
+                        .expect("no wake-up is lost: every waiter is granted");
+                    assert_eq!(
+                        holding.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two holders of one core"
+                    );
+                    grants.fetch_add(1, Ordering::Relaxed);
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    ledger.confirm(&hold.id, None).unwrap();
+                    ledger.release(&hold.id, None).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(grants.load(Ordering::Relaxed), 8 * rounds);
+    assert!(queue.is_empty());
+    assert!(ledger.audit().unwrap().is_clean());
+    assert_eq!(ledger.snapshot().unwrap().usage[0].free, 1.into());
+}
+
+#[test]
+fn each_release_grants_exactly_one_waiter_in_priority_order() {
+    let (ledger, queue) = queue_on(vec![node("n", 1)]);
+    let first = queue
+        .enqueue(cores("holder", 1, 0))
+        .wait_timeout(LONG)
+        .unwrap();
+    let low = queue.enqueue(cores("low", 1, 1));
+    let high = queue.enqueue(cores("high", 1, 9));
+    let mid = queue.enqueue(cores("mid", 1, 5));
+    assert!(low.try_take().is_none() && high.try_take().is_none() && mid.try_take().is_none());
+    assert_eq!(queue.len(), 3);
+    ledger.confirm(&first.id, None).unwrap();
+    ledger.release(&first.id, None).unwrap();
+    let granted = high.wait_timeout(LONG).unwrap();
+    assert_eq!(granted.requester.as_str(), "high");
+    assert_eq!(queue.len(), 2, "one release, one grant");
+    assert!(low.try_take().is_none(), "the head is mid, not low");
+    ledger.cancel(&granted.id, None).unwrap();
+    assert_eq!(mid.wait_timeout(LONG).unwrap().requester.as_str(), "mid");
+    assert_eq!(queue.len(), 1);
+    drop(low);
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn the_head_is_not_passed_by_smaller_requests() {
+    let (ledger, queue) = queue_on(vec![node("n", 2)]);
+    let held = queue.enqueue(cores("a", 1, 0)).wait_timeout(LONG).unwrap();
+    let big = queue.enqueue(cores("big", 2, 0));
+    let small = queue.enqueue(cores("small", 1, 0));
+    assert!(big.try_take().is_none());
+    assert!(
+        small.try_take().is_none(),
+        "a core is free, but the head waits for two"
+    );
+    ledger.cancel(&held.id, None).unwrap();
+    assert!(big.wait_timeout(LONG).is_ok());
+    assert!(small.try_take().is_none());
+}
+
+#[test]
+fn timeouts_and_cancellations_leave_no_entry() {
+    let (ledger, queue) = queue_on(vec![node("n", 1)]);
+    let held = queue
+        .enqueue(cores("holder", 1, 0))
+        .wait_timeout(LONG)
+        .unwrap();
+    thread::scope(|scope| {
+        for t in 0..4 {
+            let queue = queue.clone();
+            scope.spawn(move || {
+                let err = queue
+                    .enqueue(cores(&format!("w{t}"), 1, 0))
+                    .wait_timeout(Duration::from_millis(30))
+                    .unwrap_err();
+                assert!(matches!(err, WaitError::TimedOut { .. }), "{err}");
+            });
+        }
+    });
+    assert!(queue.is_empty());
+    let cancelled = queue.enqueue(cores("c", 1, 0));
+    cancelled.cancel();
+    assert!(queue.is_empty());
+    ledger.cancel(&held.id, None).unwrap();
+    assert_eq!(
+        ledger.snapshot().unwrap().usage[0].free,
+        1.into(),
+        "no grant leaked"
+    );
+    let invalid = queue
+        .enqueue(cores("bad", 0, 0))
+        .wait_timeout(LONG)
+        .unwrap_err();
+    assert!(matches!(invalid, WaitError::Refused(_)), "{invalid}");
+    assert!(queue.is_empty());
+}
+
+/// A waker that counts its wakes.
+struct Count(Mutex<usize>);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        *self.0.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn a_ticket_is_a_future_woken_by_the_release() {
+    let (ledger, queue) = queue_on(vec![node("n", 1)]);
+    let held = queue
+        .enqueue(cores("holder", 1, 0))
+        .wait_timeout(LONG)
+        .unwrap();
+    let count = Arc::new(Count(Mutex::new(0)));
+    let waker = Waker::from(count.clone());
+    let mut context = Context::from_waker(&waker);
+    let mut ticket = pin!(queue.enqueue(cores("async", 1, 0)));
+    assert!(ticket.as_mut().poll(&mut context).is_pending());
+    assert_eq!(*count.0.lock().unwrap(), 0);
+    ledger.confirm(&held.id, None).unwrap();
+    ledger.release(&held.id, None).unwrap();
+    assert_eq!(
+        *count.0.lock().unwrap(),
+        1,
+        "the release woke the task once"
+    );
+    match ticket.as_mut().poll(&mut context) {
+        Poll::Ready(Ok(reservation)) => assert_eq!(reservation.requester.as_str(), "async"),
+        other => panic!("expected a grant, got {other:?}"),
+    }
+    assert!(queue.is_empty());
+}
