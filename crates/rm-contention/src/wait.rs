@@ -45,6 +45,12 @@ pub enum WaitError {
 struct Signal {
     /// Set when the waiter should try the ledger (it became head, or capacity freed).
     try_now: bool,
+    /// Set while some thread calls the ledger for this waiter.
+    busy: bool,
+    /// A grant (or final refusal) made on the waiter's behalf, not yet taken.
+    result: Option<Result<Reservation, LedgerError>>,
+    /// The owner gave up; a grant delivered now must be given back.
+    closed: bool,
     waker: Option<Waker>,
 }
 
@@ -57,16 +63,47 @@ struct Waiter {
 }
 
 impl Waiter {
-    fn notify(&self) {
-        let waker = {
-            let mut signal = lock(&self.signal);
-            signal.try_now = true;
-            signal.waker.take()
-        };
+    fn wake(&self, mut signal: MutexGuard<'_, Signal>) {
+        let waker = signal.waker.take();
+        drop(signal);
         self.ready.notify_one();
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Asks the waiter to try the ledger itself.
+    fn notify(&self) {
+        let mut signal = lock(&self.signal);
+        signal.try_now = true;
+        self.wake(signal);
+    }
+
+    /// Claims the right to call the ledger for this waiter; `false` when another thread
+    /// does, or the waiter is finished.
+    fn begin(&self) -> bool {
+        let mut signal = lock(&self.signal);
+        if signal.busy || signal.closed || signal.result.is_some() {
+            return false;
+        }
+        signal.busy = true;
+        true
+    }
+
+    fn end(&self) {
+        lock(&self.signal).busy = false;
+    }
+
+    /// Hands an answer to the waiter; returns a grant back when the waiter has gone.
+    fn deliver(&self, result: Result<Reservation, LedgerError>) -> Option<Reservation> {
+        let mut signal = lock(&self.signal);
+        signal.busy = false;
+        if signal.closed {
+            return result.ok();
+        }
+        signal.result = Some(result);
+        self.wake(signal);
+        None
     }
 }
 
@@ -171,7 +208,7 @@ impl WaitQueue {
                 enqueued_at: self.clock.now(),
                 signal: Mutex::new(Signal {
                     try_now: true,
-                    waker: None,
+                    ..Signal::default()
                 }),
                 ready: Condvar::new(),
             });
@@ -231,26 +268,89 @@ impl WaitQueue {
             .is_some_and(|head| Arc::ptr_eq(&head, waiter))
     }
 
-    /// Takes a waiter out and wakes whoever is head now.
-    fn leave(&self, waiter: &Arc<Waiter>) {
+    fn remove(&self, waiter: &Arc<Waiter>) {
         lock(&self.queue)
             .waiting
             .retain(|w| !Arc::ptr_eq(w, waiter));
-        self.notify();
     }
 
-    /// One attempt by `waiter`: `Some` when it leaves the queue with an answer.
-    fn attempt(&self, waiter: &Arc<Waiter>) -> Option<Result<Reservation, WaitError>> {
-        if !self.is_head(waiter) {
-            return None;
+    /// Takes a waiter out for good (timeout, cancellation, drop); gives back a grant that
+    /// was delivered but not taken, and lets the next head try.
+    fn leave(&self, waiter: &Arc<Waiter>) {
+        self.remove(waiter);
+        let orphan = {
+            let mut signal = lock(&waiter.signal);
+            signal.closed = true;
+            signal.result.take()
+        };
+        if let Some(Ok(reservation)) = orphan {
+            let _ = self
+                .ledger
+                .cancel(&reservation.id, Some(reservation.fencing_token));
         }
-        match self.ledger.reserve(&waiter.request) {
-            Err(LedgerError::InsufficientCapacity { .. }) => None,
+        self.hand_on();
+    }
+
+    /// Calls the ledger for `waiter`, which this thread has claimed; `true` when the waiter
+    /// left the queue with an answer.
+    fn try_for(&self, waiter: &Arc<Waiter>) -> Option<Result<Reservation, LedgerError>> {
+        match self.ledger.try_reserve(&waiter.request) {
+            Ok(None) => {
+                waiter.end();
+                None
+            }
             result => {
-                self.leave(waiter);
-                Some(result.map_err(WaitError::Refused))
+                self.remove(waiter);
+                Some(result.and_then(|granted| {
+                    granted.ok_or_else(|| LedgerError::InsufficientCapacity {
+                        requester: waiter.request.requester.clone(),
+                        shortfalls: Vec::new(),
+                    })
+                }))
             }
         }
+    }
+
+    /// After a departure, tries the ledger for the next heads on this thread and hands them
+    /// their grants, so a waiter is woken only when it has been granted.
+    fn hand_on(&self) {
+        loop {
+            let head = {
+                let queue = lock(&self.queue);
+                self.head(&queue)
+            };
+            let Some(head) = head else {
+                return;
+            };
+            if !head.begin() {
+                return;
+            }
+            let Some(result) = self.try_for(&head) else {
+                return;
+            };
+            if let Some(orphan) = head.deliver(result) {
+                let _ = self.ledger.cancel(&orphan.id, Some(orphan.fencing_token));
+            }
+        }
+    }
+
+    /// One attempt by `waiter` on its own thread: `Some` when it leaves with an answer.
+    fn attempt(&self, waiter: &Arc<Waiter>) -> Option<Result<Reservation, WaitError>> {
+        if let Some(result) = lock(&waiter.signal).result.take() {
+            return Some(result.map_err(WaitError::Refused));
+        }
+        if !self.is_head(waiter) || !waiter.begin() {
+            return None;
+        }
+        let result = self.try_for(waiter)?;
+        {
+            let mut signal = lock(&waiter.signal);
+            signal.busy = false;
+            signal.closed = true;
+        }
+        // Capacity may remain for whoever is next.
+        self.hand_on();
+        Some(result.map_err(WaitError::Refused))
     }
 }
 
@@ -286,7 +386,7 @@ impl Ticket {
         loop {
             {
                 let mut signal = lock(&self.waiter.signal);
-                while !signal.try_now {
+                while !signal.try_now && signal.result.is_none() {
                     let now = Instant::now();
                     if now >= deadline {
                         drop(signal);
@@ -328,7 +428,7 @@ impl Future for Ticket {
         loop {
             {
                 let mut signal = lock(&self.waiter.signal);
-                if !signal.try_now {
+                if !signal.try_now && signal.result.is_none() {
                     signal.waker = Some(cx.waker().clone());
                     return Poll::Pending;
                 }

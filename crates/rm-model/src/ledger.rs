@@ -534,6 +534,20 @@ pub trait ReservationLedger: Send + Sync {
     /// Grants all of a request's requirements or none; the reservation starts pending.
     fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, LedgerError>;
 
+    /// Like [`reserve`](Self::reserve), for callers that only need to know whether the request
+    /// fits now (wait queues, pollers): `Ok(None)` instead of
+    /// [`LedgerError::InsufficientCapacity`], which lets a ledger skip building the
+    /// explanation. Other errors are as for `reserve`.
+    fn try_reserve(
+        &self,
+        request: &ReservationRequest,
+    ) -> Result<Option<Reservation>, LedgerError> {
+        match self.reserve(request) {
+            Err(LedgerError::InsufficientCapacity { .. }) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
     /// Confirms a pending reservation: it is held until released and no longer expires.
     fn confirm(
         &self,
@@ -610,6 +624,9 @@ macro_rules! forward_ledger {
             }
             fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, LedgerError> {
                 (**self).reserve(request)
+            }
+            fn try_reserve(&self, request: &ReservationRequest) -> Result<Option<Reservation>, LedgerError> {
+                (**self).try_reserve(request)
             }
             fn confirm(&self, id: &ReservationId, fence: Option<FencingToken>) -> Result<Reservation, LedgerError> {
                 (**self).confirm(id, fence)

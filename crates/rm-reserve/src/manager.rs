@@ -55,6 +55,34 @@ enum Abort {
     Done(Box<Result<Reservation, LedgerError>>),
 }
 
+/// An event about a record, published after its slot locks are released (so that an
+/// observer woken by it does not queue on them) but while its state lock is held (so that the
+/// events of one reservation keep their order).
+enum Note {
+    Ended {
+        to: ReservationState,
+        by: Option<ReservationId>,
+    },
+    Confirmed,
+    Renewed {
+        expires_at: Timestamp,
+    },
+}
+
+/// The notes of one operation: at most an expiry and the operation's own change.
+#[derive(Default)]
+struct Outbox {
+    notes: [Option<Note>; 2],
+}
+
+impl Outbox {
+    fn push(&mut self, note: Note) {
+        if let Some(free) = self.notes.iter_mut().find(|n| n.is_none()) {
+            *free = Some(note);
+        }
+    }
+}
+
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> LedgerError {
     LedgerError::InvalidInput {
         field: field.into(),
@@ -343,9 +371,12 @@ impl ReservationManager {
             }
             let mut guards = record.lock_slots();
             let mut state = lock(&record.state);
-            if self.expire_if_due(&record, &mut guards, &mut state, now) {
+            let mut outbox = Outbox::default();
+            if self.expire_if_due(&record, &mut guards, &mut state, now, &mut outbox) {
                 expired.push(record.reservation(&state));
             }
+            drop(guards);
+            self.flush(&record, &mut outbox, now);
         }
         expired
     }
@@ -358,13 +389,45 @@ impl ReservationManager {
         guards: &mut [MutexGuard<'_, SlotState>],
         state: &mut RecordState,
         now: Timestamp,
+        outbox: &mut Outbox,
     ) -> bool {
         let due = state.state == ReservationState::Pending
             && state.expires_at.is_some_and(|at| at <= now);
         if due {
-            self.end(record, guards, state, ReservationState::Expired, None, now);
+            self.end(
+                record,
+                guards,
+                state,
+                (ReservationState::Expired, None),
+                now,
+                outbox,
+            );
         }
         due
+    }
+
+    /// Publishes an operation's notes; the caller has released the slot locks and holds the
+    /// record's state lock.
+    fn flush(&self, record: &Record, outbox: &mut Outbox, now: Timestamp) {
+        for note in outbox.notes.iter_mut().filter_map(Option::take) {
+            self.observers.publish(now, || match note {
+                Note::Ended { to, by } => EventKind::Ended {
+                    reservation: record.id.clone(),
+                    requester: record.requester.clone(),
+                    reason: to,
+                    items: record.items.clone(),
+                    preempted_by: by,
+                },
+                Note::Confirmed => EventKind::Confirmed {
+                    reservation: record.id.clone(),
+                    requester: record.requester.clone(),
+                },
+                Note::Renewed { expires_at } => EventKind::Renewed {
+                    reservation: record.id.clone(),
+                    expires_at,
+                },
+            });
+        }
     }
 
     /// Ends an active reservation: credits what it holds and moves it to `to`. The caller
@@ -374,9 +437,9 @@ impl ReservationManager {
         record: &Record,
         guards: &mut [MutexGuard<'_, SlotState>],
         state: &mut RecordState,
-        to: ReservationState,
-        by: Option<ReservationId>,
+        (to, by): (ReservationState, Option<ReservationId>),
         now: Timestamp,
+        outbox: &mut Outbox,
     ) {
         let from = state.state;
         for hold in &record.holds {
@@ -394,13 +457,7 @@ impl ReservationManager {
         state.state = to;
         state.updated_at = now;
         state.expires_at = None;
-        self.observers.publish(now, || EventKind::Ended {
-            reservation: record.id.clone(),
-            requester: record.requester.clone(),
-            reason: to,
-            items: record.items.clone(),
-            preempted_by: by,
-        });
+        outbox.push(Note::Ended { to, by });
         self.schedule(Timer {
             at: now + self.retention,
             token: record.token,
@@ -421,6 +478,7 @@ impl ReservationManager {
             &mut [MutexGuard<'_, SlotState>],
             &mut RecordState,
             Timestamp,
+            &mut Outbox,
         ) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         let now = self.clock.now();
@@ -442,8 +500,13 @@ impl ReservationManager {
         }
         let mut guards = record.lock_slots();
         let mut state = lock(&record.state);
-        self.expire_if_due(&record, &mut guards, &mut state, now);
-        change(&record, &mut guards, &mut state, now)
+        let mut outbox = Outbox::default();
+        self.expire_if_due(&record, &mut guards, &mut state, now, &mut outbox);
+        let result = change(&record, &mut guards, &mut state, now, &mut outbox);
+        drop(guards);
+        self.flush(&record, &mut outbox, now);
+        drop(state);
+        result
     }
 
     fn wrong_state(
@@ -475,15 +538,20 @@ impl ReservationManager {
         by: Option<&ReservationId>,
     ) -> Result<Reservation, LedgerError> {
         let (operation, from, to) = (ending.operation(), ending.from(), ending.to());
-        self.with_record(operation, id, fence, |record, guards, state, now| {
-            if state.state != to {
-                if !from.contains(&state.state) {
-                    return Err(Self::wrong_state(operation, record, state.state));
+        self.with_record(
+            operation,
+            id,
+            fence,
+            |record, guards, state, now, outbox| {
+                if state.state != to {
+                    if !from.contains(&state.state) {
+                        return Err(Self::wrong_state(operation, record, state.state));
+                    }
+                    self.end(record, guards, state, (to, by.cloned()), now, outbox);
                 }
-                self.end(record, guards, state, to, by.cloned(), now);
-            }
-            Ok(record.reservation(state))
-        })
+                Ok(record.reservation(state))
+            },
+        )
     }
 
     /// What answers a request whose id is already used.
@@ -505,6 +573,7 @@ impl ReservationManager {
         &self,
         catalog: &Catalog,
         request: &ReservationRequest,
+        explain: bool,
     ) -> Result<Vec<Placement>, LedgerError> {
         // One requirement is one group: skip building the grouping.
         const SINGLE: &[usize] = &[0];
@@ -664,6 +733,13 @@ impl ReservationManager {
                     }
                 }
                 None => {
+                    if !explain {
+                        // The caller only wants to know; skip the explanation.
+                        return Err(LedgerError::InsufficientCapacity {
+                            requester: request.requester.clone(),
+                            shortfalls: Vec::new(),
+                        });
+                    }
                     for &i in group {
                         shortfalls.push(self.shortfall(
                             catalog,
@@ -842,6 +918,11 @@ impl ReservationManager {
         });
         let reservation = record.current();
         vacant.insert(record.clone());
+        // Publish after the slot locks go (an observer woken by the event must not queue on
+        // them) but under the record's state lock (nothing about this reservation can be
+        // published before its grant).
+        let state = lock(&record.state);
+        drop(guards);
         self.observers.publish(now, || EventKind::Reserved {
             reservation: id.clone(),
             requester: record.requester.clone(),
@@ -849,7 +930,7 @@ impl ReservationManager {
             items: record.items.clone(),
             fencing_token: token,
         });
-        drop(guards);
+        drop(state);
         self.schedule(Timer {
             at: expires_at,
             token,
@@ -966,6 +1047,89 @@ impl<'c> AffinityView<'c> {
     }
 }
 
+impl ReservationManager {
+    /// `reserve`, with or without explaining a refusal.
+    fn reserve_with(
+        &self,
+        request: &ReservationRequest,
+        explain: bool,
+    ) -> Result<Reservation, LedgerError> {
+        let catalog = self.read_catalog();
+
+        let now = self.clock.now();
+        self.run_timers(now);
+        if let Some(id) = &request.id
+            && let Some(existing) = self.records.get(id).map(|r| r.clone())
+        {
+            return Self::retry_of(&existing, request);
+        }
+        if let Some(first) = request.violations().into_iter().next() {
+            return Err(invalid(first.path, first.message));
+        }
+        if let Some(validator) = &self.validator {
+            let context = ValidationContext {
+                resources: &catalog.resources,
+                active: &[],
+            };
+            validator
+                .validate_request(request, &context)
+                .map_err(rejected)?;
+        }
+        for _ in 0..COMMIT_ATTEMPTS {
+            let plan = match self.plan(&catalog, request, explain) {
+                Ok(plan) => plan,
+                Err(err) => {
+                    // An expired hold must never block a grant: expire what is due, then plan
+                    // again.
+                    if !self.run_timers(self.clock.now()).is_empty() {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            match self.commit(&catalog, request, plan, now) {
+                Ok(reservation) => return Ok(reservation),
+                Err(Abort::Done(result)) => return *result,
+                Err(Abort::Replan) => {}
+            }
+        }
+        // Capacity kept moving under every plan: a definite refusal that says so.
+        Err(LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: Vec::new(),
+        })
+    }
+
+    fn confirm_inner(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        self.with_record(
+            "confirm",
+            id,
+            fence,
+            |record, guards, state, now, outbox| {
+                match state.state {
+                    ReservationState::Confirmed => return Ok(record.reservation(state)),
+                    ReservationState::Pending => {}
+                    other => return Err(Self::wrong_state("confirm", record, other)),
+                }
+                for hold in &record.holds {
+                    let dim = &mut guards[hold.slot].dims[hold.dim];
+                    dim.pending -= hold.amount;
+                    dim.confirmed += hold.amount;
+                }
+                state.state = ReservationState::Confirmed;
+                state.updated_at = now;
+                state.expires_at = None;
+                outbox.push(Note::Confirmed);
+                Ok(record.reservation(state))
+            },
+        )
+    }
+}
+
 impl ReservationLedger for ReservationManager {
     fn register_resource(&self, resource: Resource) -> Result<(), LedgerError> {
         // Expired holds must not count against the change.
@@ -992,6 +1156,7 @@ impl ReservationLedger for ReservationManager {
                 format!("a resource has at most {MAX_DIMS} capacity types"),
             ));
         }
+        drop(catalog);
         self.observers
             .publish(self.clock.now(), || EventKind::ResourceRegistered {
                 resource: name,
@@ -1100,6 +1265,7 @@ impl ReservationLedger for ReservationManager {
         let name = resource.name().clone();
         catalog.resources[position] = resource;
         catalog.changed();
+        drop(catalog);
         self.observers
             .publish(self.clock.now(), || EventKind::ResourceUpdated {
                 resource: name,
@@ -1138,6 +1304,7 @@ impl ReservationLedger for ReservationManager {
             }
         }
         let resource = catalog.remove(position);
+        drop(catalog);
         self.observers
             .publish(self.clock.now(), || EventKind::ResourceUnregistered {
                 resource: name.clone(),
@@ -1178,6 +1345,7 @@ impl ReservationLedger for ReservationManager {
             .with_capacity(resource_type.clone(), new);
         catalog.resources[position] = resource;
         catalog.changed();
+        drop(catalog);
         self.observers
             .publish(self.clock.now(), || EventKind::CapacityChanged {
                 resource: name.clone(),
@@ -1194,49 +1362,17 @@ impl ReservationLedger for ReservationManager {
     }
 
     fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, LedgerError> {
-        let catalog = self.read_catalog();
-        let now = self.clock.now();
-        self.run_timers(now);
-        if let Some(id) = &request.id
-            && let Some(existing) = self.records.get(id).map(|r| r.clone())
-        {
-            return Self::retry_of(&existing, request);
+        self.reserve_with(request, true)
+    }
+
+    fn try_reserve(
+        &self,
+        request: &ReservationRequest,
+    ) -> Result<Option<Reservation>, LedgerError> {
+        match self.reserve_with(request, false) {
+            Err(LedgerError::InsufficientCapacity { .. }) => Ok(None),
+            other => other.map(Some),
         }
-        if let Some(first) = request.violations().into_iter().next() {
-            return Err(invalid(first.path, first.message));
-        }
-        if let Some(validator) = &self.validator {
-            let context = ValidationContext {
-                resources: &catalog.resources,
-                active: &[],
-            };
-            validator
-                .validate_request(request, &context)
-                .map_err(rejected)?;
-        }
-        for _ in 0..COMMIT_ATTEMPTS {
-            let plan = match self.plan(&catalog, request) {
-                Ok(plan) => plan,
-                Err(err) => {
-                    // An expired hold must never block a grant: expire what is due, then plan
-                    // again.
-                    if !self.run_timers(self.clock.now()).is_empty() {
-                        continue;
-                    }
-                    return Err(err);
-                }
-            };
-            match self.commit(&catalog, request, plan, now) {
-                Ok(reservation) => return Ok(reservation),
-                Err(Abort::Done(result)) => return *result,
-                Err(Abort::Replan) => {}
-            }
-        }
-        // Capacity kept moving under every plan: a definite refusal that says so.
-        Err(LedgerError::InsufficientCapacity {
-            requester: request.requester.clone(),
-            shortfalls: Vec::new(),
-        })
     }
 
     fn confirm(
@@ -1244,28 +1380,8 @@ impl ReservationLedger for ReservationManager {
         id: &ReservationId,
         fence: Option<FencingToken>,
     ) -> Result<Reservation, LedgerError> {
-        self.with_record("confirm", id, fence, |record, guards, state, now| {
-            match state.state {
-                ReservationState::Confirmed => return Ok(record.reservation(state)),
-                ReservationState::Pending => {}
-                other => return Err(Self::wrong_state("confirm", record, other)),
-            }
-            for hold in &record.holds {
-                let dim = &mut guards[hold.slot].dims[hold.dim];
-                dim.pending -= hold.amount;
-                dim.confirmed += hold.amount;
-            }
-            state.state = ReservationState::Confirmed;
-            state.updated_at = now;
-            state.expires_at = None;
-            self.observers.publish(now, || EventKind::Confirmed {
-                reservation: record.id.clone(),
-                requester: record.requester.clone(),
-            });
-            Ok(record.reservation(state))
-        })
+        self.confirm_inner(id, fence)
     }
-
     fn renew(
         &self,
         id: &ReservationId,
@@ -1275,7 +1391,7 @@ impl ReservationLedger for ReservationManager {
         if ttl.is_zero() {
             return Err(invalid("ttl", "must be positive"));
         }
-        let renewed = self.with_record("renew", id, fence, |record, _, state, now| {
+        let renewed = self.with_record("renew", id, fence, |record, _, state, now, outbox| {
             match state.state {
                 ReservationState::Confirmed => return Ok((record.reservation(state), None)),
                 ReservationState::Pending => {}
@@ -1284,10 +1400,7 @@ impl ReservationLedger for ReservationManager {
             let expires_at = now + ttl;
             state.expires_at = Some(expires_at);
             state.updated_at = now;
-            self.observers.publish(now, || EventKind::Renewed {
-                reservation: record.id.clone(),
-                expires_at,
-            });
+            outbox.push(Note::Renewed { expires_at });
             Ok((record.reservation(state), Some((expires_at, record.token))))
         })?;
         if let (reservation, Some((at, token))) = renewed {
@@ -1327,7 +1440,7 @@ impl ReservationLedger for ReservationManager {
     }
 
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
-        self.with_record("get", id, None, |record, _, state, _| {
+        self.with_record("get", id, None, |record, _, state, _, _| {
             Ok(record.reservation(state))
         })
     }
