@@ -8,7 +8,8 @@
 //!
 //! # Main types
 //! - [`WaitQueue`] and [`Ticket`]: requests wait in order (priority then arrival, or a
-//!   policy's order) with strict head-of-line blocking; waiting blocks with a timeout or is
+//!   policy's order) with strict head-of-line blocking or [backfill](HeadOfLine::Backfill)
+//!   (a later request with an expected duration passes only if it cannot delay the head); waiting blocks with a timeout or is
 //!   awaited as a runtime-agnostic `Future`; [`Wakeup`] hands freed capacity to the head as
 //!   soon as the ledger reports it, without polling.
 //! - [`plan_preemption`] and [`GracefulPreemption`]: victims are lower-priority, preemptible
@@ -58,12 +59,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backfill;
 mod deadlock;
 mod preempt;
 mod wait;
 
+pub use backfill::{Amounts, Running, backfill_allows, shadow_time};
 pub use deadlock::WaitForGraph;
 pub use preempt::{
     GracefulPreemption, PreemptionError, PreemptionPlan, VictimNotifier, plan_preemption,
 };
-pub use wait::{Ticket, WaitError, WaitQueue, Wakeup};
+pub use wait::{HeadOfLine, Ticket, WaitError, WaitQueue, Wakeup};

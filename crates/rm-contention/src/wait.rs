@@ -13,10 +13,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use rm_model::{
     AllocationPolicy, Clock, Event, EventKind, EventSink, LedgerError, PendingRequest, Reservation,
-    ReservationLedger, ReservationRequest, Timestamp,
+    ReservationId, ReservationItem, ReservationLedger, ReservationRequest, Timestamp,
 };
+
+use crate::backfill::{Amounts, Running, backfill_allows};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -56,6 +60,8 @@ struct Signal {
 
 struct Waiter {
     request: Arc<ReservationRequest>,
+    /// How long it is expected to hold once granted (for backfill).
+    estimate: Option<Duration>,
     arrival: u64,
     enqueued_at: Timestamp,
     signal: Mutex<Signal>,
@@ -113,6 +119,17 @@ struct Queue {
     next_arrival: u64,
 }
 
+/// What may pass a blocked head of the queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeadOfLine {
+    /// Nothing: strict order.
+    #[default]
+    StrictFifo,
+    /// A later request with an expected duration, if it cannot delay the head's start (see
+    /// [`backfill_allows`](crate::backfill_allows)).
+    Backfill,
+}
+
 /// An ordered queue of requests waiting for capacity on one ledger.
 ///
 /// Wire it to the ledger's events with a [`Wakeup`] sink, or call [`WaitQueue::notify`] after
@@ -148,7 +165,10 @@ pub struct WaitQueue {
     ledger: Arc<dyn ReservationLedger>,
     clock: Arc<dyn Clock>,
     order: Option<Arc<dyn AllocationPolicy>>,
+    head_of_line: HeadOfLine,
     queue: Mutex<Queue>,
+    /// Expected ends of the holds granted through this queue with an estimate.
+    running: Mutex<HashMap<ReservationId, Timestamp>>,
 }
 
 impl std::fmt::Debug for WaitQueue {
@@ -166,8 +186,16 @@ impl WaitQueue {
             ledger,
             clock,
             order: None,
+            head_of_line: HeadOfLine::StrictFifo,
             queue: Mutex::new(Queue::default()),
+            running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets later requests pass a blocked head under `head_of_line`.
+    pub fn with_head_of_line(mut self, head_of_line: HeadOfLine) -> WaitQueue {
+        self.head_of_line = head_of_line;
+        self
     }
 
     /// Orders waiting requests by `policy` (priority with aging, fair share, …) instead.
@@ -200,10 +228,29 @@ impl WaitQueue {
 
     /// Queues `request`. The ticket tries the ledger when it is at the head, so wait on it.
     pub fn enqueue(self: &Arc<Self>, request: ReservationRequest) -> Ticket {
+        self.enqueue_with(request, None)
+    }
+
+    /// Queues `request`, expected to hold its grant for `estimate`: with
+    /// [`HeadOfLine::Backfill`] it may then pass a blocked head it cannot delay.
+    pub fn enqueue_with_estimate(
+        self: &Arc<Self>,
+        request: ReservationRequest,
+        estimate: Duration,
+    ) -> Ticket {
+        self.enqueue_with(request, Some(estimate))
+    }
+
+    fn enqueue_with(
+        self: &Arc<Self>,
+        request: ReservationRequest,
+        estimate: Option<Duration>,
+    ) -> Ticket {
         let waiter = {
             let mut queue = lock(&self.queue);
             let waiter = Arc::new(Waiter {
                 request: Arc::new(request),
+                estimate,
                 arrival: queue.next_arrival,
                 enqueued_at: self.clock.now(),
                 signal: Mutex::new(Signal {
@@ -235,6 +282,42 @@ impl WaitQueue {
         }
     }
 
+    /// The waiting requests in the order they go.
+    fn ordered(&self, queue: &Queue) -> Vec<Arc<Waiter>> {
+        match &self.order {
+            None => {
+                let mut waiting = queue.waiting.clone();
+                waiting.sort_by_key(|w| (std::cmp::Reverse(w.request.priority), w.arrival));
+                waiting
+            }
+            Some(policy) => {
+                let pending = Self::pending_of(queue);
+                policy
+                    .order(&pending, self.clock.now())
+                    .into_iter()
+                    .filter_map(|i| queue.waiting.get(i).cloned())
+                    .collect()
+            }
+        }
+    }
+
+    fn pending_of(queue: &Queue) -> Vec<PendingRequest> {
+        queue
+            .waiting
+            .iter()
+            .map(|w| PendingRequest {
+                request: w.request.clone(),
+                enqueued_at: w.enqueued_at,
+                arrival: w.arrival,
+            })
+            .collect()
+    }
+
+    /// The waiting requests as policies and detection see them.
+    pub fn pending(&self) -> Vec<PendingRequest> {
+        Self::pending_of(&lock(&self.queue))
+    }
+
     /// The request that goes next.
     fn head(&self, queue: &Queue) -> Option<Arc<Waiter>> {
         match &self.order {
@@ -243,22 +326,7 @@ impl WaitQueue {
                 .iter()
                 .min_by_key(|w| (std::cmp::Reverse(w.request.priority), w.arrival))
                 .cloned(),
-            Some(policy) => {
-                let pending: Vec<PendingRequest> = queue
-                    .waiting
-                    .iter()
-                    .map(|w| PendingRequest {
-                        request: w.request.clone(),
-                        enqueued_at: w.enqueued_at,
-                        arrival: w.arrival,
-                    })
-                    .collect();
-                let first = policy
-                    .order(&pending, self.clock.now())
-                    .into_iter()
-                    .next()?;
-                queue.waiting.get(first).cloned()
-            }
+            Some(_) => self.ordered(queue).into_iter().next(),
         }
     }
 
@@ -301,6 +369,9 @@ impl WaitQueue {
             }
             result => {
                 self.remove(waiter);
+                if let (Ok(Some(granted)), Some(estimate)) = (&result, waiter.estimate) {
+                    lock(&self.running).insert(granted.id.clone(), self.clock.now() + estimate);
+                }
                 Some(result.and_then(|granted| {
                     granted.ok_or_else(|| LedgerError::InsufficientCapacity {
                         requester: waiter.request.requester.clone(),
@@ -326,11 +397,95 @@ impl WaitQueue {
                 return;
             }
             let Some(result) = self.try_for(&head) else {
+                self.backfill();
                 return;
             };
             if let Some(orphan) = head.deliver(result) {
                 let _ = self.ledger.cancel(&orphan.id, Some(orphan.fencing_token));
             }
+        }
+    }
+
+    /// With [`HeadOfLine::Backfill`], after the head failed to fit: grants later requests
+    /// with estimates that cannot delay it, in order, on this thread.
+    fn backfill(&self) {
+        if self.head_of_line != HeadOfLine::Backfill {
+            return;
+        }
+        let ordered = {
+            let queue = lock(&self.queue);
+            self.ordered(&queue)
+        };
+        let Some((head, later)) = ordered.split_first() else {
+            return;
+        };
+        if later.iter().all(|w| w.estimate.is_none()) {
+            return;
+        }
+        let Ok(snapshot) = self.ledger.snapshot() else {
+            return;
+        };
+        let now = self.clock.now();
+        let mut free = Amounts::new();
+        for usage in &snapshot.usage {
+            *free.entry(usage.resource_type.clone()).or_default() +=
+                usage.unit.to_base_milli(usage.free);
+        }
+        let mut running: Vec<Running> = {
+            let expected = lock(&self.running);
+            snapshot
+                .active
+                .iter()
+                .map(|r| Running {
+                    amounts: amounts_of_items(&r.items),
+                    ends_at: expected.get(&r.id).copied(),
+                })
+                .collect()
+        };
+        let head_amounts = amounts_of_request(&head.request);
+        for candidate in later {
+            let Some(estimate) = candidate.estimate else {
+                continue;
+            };
+            let wanted = amounts_of_request(&candidate.request);
+            if !backfill_allows(now, &head_amounts, &free, &running, &wanted, estimate)
+                || !candidate.begin()
+            {
+                continue;
+            }
+            let Some(result) = self.try_for(candidate) else {
+                continue;
+            };
+            if let Ok(granted) = &result {
+                for (resource_type, amount) in &wanted {
+                    *free.entry(resource_type.clone()).or_default() -= amount;
+                }
+                running.push(Running {
+                    amounts: amounts_of_items(&granted.items),
+                    ends_at: Some(now + estimate),
+                });
+            }
+            if let Some(orphan) = candidate.deliver(result) {
+                let _ = self.ledger.cancel(&orphan.id, Some(orphan.fencing_token));
+            }
+        }
+    }
+
+    /// Learns from a ledger event: forgets the expected end of a hold that ended, and wakes
+    /// the head when capacity may have freed. Safe inside the ledger's event publication.
+    pub fn observe(&self, event: &Event) {
+        let frees = match &event.kind {
+            EventKind::Ended { reservation, .. } => {
+                lock(&self.running).remove(reservation);
+                true
+            }
+            EventKind::CapacityChanged { .. }
+            | EventKind::ResourceRegistered { .. }
+            | EventKind::ResourceUpdated { .. } => true,
+            _ => false,
+        };
+        if frees {
+            self.notify();
         }
     }
 
@@ -342,7 +497,10 @@ impl WaitQueue {
         if !self.is_head(waiter) || !waiter.begin() {
             return None;
         }
-        let result = self.try_for(waiter)?;
+        let Some(result) = self.try_for(waiter) else {
+            self.backfill();
+            return None;
+        };
         {
             let mut signal = lock(&waiter.signal);
             signal.busy = false;
@@ -481,15 +639,27 @@ impl Wakeup {
 
 impl EventSink for Wakeup {
     fn publish(&self, event: &Event) {
-        let frees = matches!(
-            event.kind,
-            EventKind::Ended { .. }
-                | EventKind::CapacityChanged { .. }
-                | EventKind::ResourceRegistered { .. }
-                | EventKind::ResourceUpdated { .. }
-        );
-        if frees && let Some(queue) = self.queue.get().and_then(Weak::upgrade) {
-            queue.notify();
+        if let Some(queue) = self.queue.get().and_then(Weak::upgrade) {
+            queue.observe(event);
         }
     }
+}
+
+fn amounts_of_request(request: &ReservationRequest) -> Amounts {
+    let mut amounts = Amounts::new();
+    for requirement in &request.requirements {
+        *amounts
+            .entry(requirement.resource_type().clone())
+            .or_default() += requirement.unit().to_base_milli(requirement.amount());
+    }
+    amounts
+}
+
+fn amounts_of_items(items: &[ReservationItem]) -> Amounts {
+    let mut amounts = Amounts::new();
+    for item in items {
+        *amounts.entry(item.resource_type.clone()).or_default() +=
+            item.unit.to_base_milli(item.amount);
+    }
+    amounts
 }

@@ -1,5 +1,6 @@
 //! Integration tests of contention handling, one module per area, on the reference ledger.
 
+mod backfill;
 mod deadlock;
 mod handoff;
 mod preempt;
