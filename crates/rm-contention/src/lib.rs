@@ -15,6 +15,8 @@
 //! - [`plan_preemption`] and [`GracefulPreemption`]: victims are lower-priority, preemptible
 //!   holds; the plan takes the lowest highest victim priority, then the fewest victims, then
 //!   the most recently started; victims get one notice and a deadline before they are ended.
+//! - [`detect`]: a [`ContentionReport`] of demand against capacity per resource and per
+//!   type, queue depth, starvation age and hot spots.
 //! - [`WaitForGraph`]: deadlocks as cycles of requesters waiting for each other's holds.
 //!
 //! # Concurrency
@@ -61,11 +63,13 @@
 
 mod backfill;
 mod deadlock;
+mod detect;
 mod preempt;
 mod wait;
 
 pub use backfill::{Amounts, Running, backfill_allows, shadow_time};
 pub use deadlock::WaitForGraph;
+pub use detect::{ContentionReport, ResourceContention, TypeContention, detect};
 pub use preempt::{
     GracefulPreemption, PreemptionError, PreemptionPlan, VictimNotifier, plan_preemption,
 };

@@ -2,6 +2,7 @@
 
 mod backfill;
 mod deadlock;
+mod detect;
 mod handoff;
 mod preempt;
 
