@@ -18,6 +18,10 @@
 //! - [`detect`]: a [`ContentionReport`] of demand against capacity per resource and per
 //!   type, queue depth, starvation age and hot spots.
 //! - [`WaitForGraph`]: deadlocks as cycles of requesters waiting for each other's holds.
+//! - [`Resolver`]: the `rm-model` [`ContentionResolver`](rm_model::ContentionResolver):
+//!   picks wait, priority, preempt or scale per requester or request class, falls back to
+//!   waiting when preemption finds no victims or scaling brings nothing in time, and says
+//!   what it did and why.
 //!
 //! # Concurrency
 //! Everything is `Send + Sync` with `&self`. Only a queue's head calls the ledger; the
@@ -65,6 +69,7 @@ mod backfill;
 mod deadlock;
 mod detect;
 mod preempt;
+mod resolver;
 mod wait;
 
 pub use backfill::{Amounts, Running, backfill_allows, shadow_time};
@@ -73,4 +78,5 @@ pub use detect::{ContentionReport, ResourceContention, TypeContention, detect};
 pub use preempt::{
     GracefulPreemption, PreemptionError, PreemptionPlan, VictimNotifier, plan_preemption,
 };
+pub use resolver::{PreemptionPolicyOf, Resolver, ResolverError};
 pub use wait::{HeadOfLine, Ticket, WaitError, WaitQueue, Wakeup};

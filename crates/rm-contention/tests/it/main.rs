@@ -5,6 +5,7 @@ mod deadlock;
 mod detect;
 mod handoff;
 mod preempt;
+mod resolver;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,375 @@
+//! [`Resolver`]: picks a contention strategy per request (by requester, else by request
+//! label `contention`, else the default) and applies it: wait, wait in priority order,
+//! preempt, or scale out and wait, falling back to another strategy when one cannot help.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rm_model::{
+    ContentionAction, ContentionResolver, ContentionStrategy, LedgerError, PreemptionPolicy,
+    Refusal, RefusalReason, RequesterId, ReservationId, ReservationLedger, ReservationRequest,
+    Resolution, ResolutionOutcome, ScaleTarget,
+};
+
+use crate::preempt::{GracefulPreemption, VictimNotifier, plan_preemption};
+use crate::wait::{WaitError, WaitQueue};
+
+/// Why a resolver could not be configured.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolverError {
+    /// The strategy is not available in this resolver.
+    #[error("configure contention strategy {strategy}: {reason}")]
+    Unsupported {
+        /// The strategy.
+        strategy: ContentionStrategy,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Which preemption policy a requester has (from its priority class).
+pub type PreemptionPolicyOf = Arc<dyn Fn(&RequesterId) -> PreemptionPolicy + Send + Sync>;
+
+/// Resolves contention with a wait queue, optional preemption and an optional scale target.
+pub struct Resolver {
+    queue: Arc<WaitQueue>,
+    default: ContentionStrategy,
+    by_requester: HashMap<RequesterId, ContentionStrategy>,
+    by_class: HashMap<String, ContentionStrategy>,
+    fallback: ContentionStrategy,
+    wait_timeout: Duration,
+    preemption: GracefulPreemption,
+    grace: Duration,
+    preemption_policy: PreemptionPolicyOf,
+    notifier: Arc<dyn VictimNotifier>,
+    scale: Option<(Arc<dyn ScaleTarget>, Duration)>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("default", &self.default)
+            .field("fallback", &self.fallback)
+            .field("wait_timeout", &self.wait_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Silent;
+
+impl VictimNotifier for Silent {
+    fn notify(&self, _: &rm_model::Reservation, _: &ReservationId, _: rm_model::Timestamp) {}
+}
+
+fn refused(reason: RefusalReason, message: String) -> ResolutionOutcome {
+    ResolutionOutcome::Refused(Refusal::new(reason, message))
+}
+
+impl Resolver {
+    /// Waits in `queue` by default, up to `wait_timeout`; preemption is immediate and every
+    /// requester may preempt until configured otherwise; no scale target.
+    pub fn new(queue: Arc<WaitQueue>, wait_timeout: Duration) -> Resolver {
+        Resolver {
+            queue,
+            default: ContentionStrategy::Wait,
+            by_requester: HashMap::new(),
+            by_class: HashMap::new(),
+            fallback: ContentionStrategy::Wait,
+            wait_timeout,
+            preemption: GracefulPreemption::new(Duration::ZERO),
+            grace: Duration::ZERO,
+            preemption_policy: Arc::new(|_| PreemptionPolicy::PreemptLowerPriority),
+            notifier: Arc::new(Silent),
+            scale: None,
+        }
+    }
+
+    fn check(&self, strategy: ContentionStrategy) -> Result<(), ResolverError> {
+        match strategy {
+            ContentionStrategy::Scale if self.scale.is_none() => Err(ResolverError::Unsupported {
+                strategy,
+                reason: "no scale target is configured",
+            }),
+            ContentionStrategy::Redistribute => Err(ResolverError::Unsupported {
+                strategy,
+                reason: "shrinking elastic holds is not available yet",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The strategy for requests without a more specific one.
+    pub fn with_default(mut self, strategy: ContentionStrategy) -> Result<Resolver, ResolverError> {
+        self.check(strategy)?;
+        self.default = strategy;
+        Ok(self)
+    }
+
+    /// The strategy used when the chosen one cannot help (no victims, scaling timed out). It
+    /// must wait (`wait` or `priority`).
+    pub fn with_fallback(
+        mut self,
+        strategy: ContentionStrategy,
+    ) -> Result<Resolver, ResolverError> {
+        if !matches!(
+            strategy,
+            ContentionStrategy::Wait | ContentionStrategy::Priority
+        ) {
+            return Err(ResolverError::Unsupported {
+                strategy,
+                reason: "a fallback must wait",
+            });
+        }
+        self.fallback = strategy;
+        Ok(self)
+    }
+
+    /// The strategy for one requester.
+    pub fn for_requester(
+        mut self,
+        requester: RequesterId,
+        strategy: ContentionStrategy,
+    ) -> Result<Resolver, ResolverError> {
+        self.check(strategy)?;
+        self.by_requester.insert(requester, strategy);
+        Ok(self)
+    }
+
+    /// The strategy for requests labelled `contention=<class>`.
+    pub fn for_class(
+        mut self,
+        class: &str,
+        strategy: ContentionStrategy,
+    ) -> Result<Resolver, ResolverError> {
+        self.check(strategy)?;
+        self.by_class.insert(class.to_owned(), strategy);
+        Ok(self)
+    }
+
+    /// Gives victims `grace` and a notice before they are ended.
+    pub fn with_preemption(
+        mut self,
+        grace: Duration,
+        notifier: Arc<dyn VictimNotifier>,
+        policy_of: PreemptionPolicyOf,
+    ) -> Resolver {
+        self.preemption = GracefulPreemption::new(grace);
+        self.grace = grace;
+        self.notifier = notifier;
+        self.preemption_policy = policy_of;
+        self
+    }
+
+    /// Scales `target` out by one unit when the strategy is `scale`, waiting up to `timeout`
+    /// for the capacity to arrive.
+    pub fn with_scale_target(
+        mut self,
+        target: Arc<dyn ScaleTarget>,
+        timeout: Duration,
+    ) -> Resolver {
+        self.scale = Some((target, timeout));
+        self
+    }
+
+    /// The strategy `request` gets.
+    pub fn strategy_for(&self, request: &ReservationRequest) -> ContentionStrategy {
+        if let Some(strategy) = self.by_requester.get(&request.requester) {
+            return *strategy;
+        }
+        request
+            .labels
+            .get("contention")
+            .and_then(|class| self.by_class.get(class))
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// The grace period of graceful preemption (for callers that drive its deadlines).
+    pub fn preemption(&self) -> &GracefulPreemption {
+        &self.preemption
+    }
+
+    fn wait(
+        &self,
+        request: &ReservationRequest,
+        timeout: Duration,
+    ) -> Result<rm_model::Reservation, WaitError> {
+        self.queue.enqueue(request.clone()).wait_timeout(timeout)
+    }
+
+    fn waited(
+        &self,
+        strategy: ContentionStrategy,
+        request: &ReservationRequest,
+        timeout: Duration,
+        mut actions: Vec<ContentionAction>,
+        before: String,
+    ) -> Resolution {
+        let (outcome, explanation) = match self.wait(request, timeout) {
+            Ok(reservation) => {
+                let how = format!("{before}granted after waiting in order");
+                (ResolutionOutcome::Granted(reservation), how)
+            }
+            Err(WaitError::Refused(err)) => (
+                ResolutionOutcome::Refused(Refusal::from_ledger(err)),
+                format!("{before}the ledger refused the request"),
+            ),
+            Err(err) => (
+                refused(RefusalReason::InsufficientCapacity, format!("{err}")),
+                format!("{before}no capacity freed within {timeout:?}"),
+            ),
+        };
+        actions.shrink_to_fit();
+        Resolution {
+            strategy,
+            outcome,
+            actions,
+            explanation,
+        }
+    }
+
+    fn preempt(&self, ledger: &dyn ReservationLedger, request: &ReservationRequest) -> Resolution {
+        let policy = (self.preemption_policy)(&request.requester);
+        let snapshot = match ledger.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                return Resolution {
+                    strategy: ContentionStrategy::Preempt,
+                    outcome: ResolutionOutcome::Refused(Refusal::from_ledger(err)),
+                    actions: Vec::new(),
+                    explanation: "the ledger could not be read".into(),
+                };
+            }
+        };
+        let plan = match plan_preemption(request, policy, &snapshot) {
+            Ok(plan) => plan,
+            Err(err) => {
+                let before = format!("{err}; falling back to {}: ", self.fallback);
+                return self.waited(
+                    self.fallback,
+                    request,
+                    self.wait_timeout,
+                    Vec::new(),
+                    before,
+                );
+            }
+        };
+        let preemptor = request.id.clone().unwrap_or_else(ReservationId::generate);
+        let request = request.clone().with_id(preemptor.clone());
+        let now = snapshot.taken_at;
+        if let Err(err) = self
+            .preemption
+            .begin(ledger, &plan, &preemptor, &*self.notifier, now)
+        {
+            return Resolution {
+                strategy: ContentionStrategy::Preempt,
+                outcome: ResolutionOutcome::Refused(Refusal::from_ledger(err)),
+                actions: Vec::new(),
+                explanation: "ending the victims failed".into(),
+            };
+        }
+        let actions = plan
+            .victims
+            .iter()
+            .map(|v| ContentionAction::Preempted {
+                victim: v.id.clone(),
+            })
+            .collect();
+        let before = format!(
+            "preempted {} hold(s) of priority <= {} on {}; ",
+            plan.victims.len(),
+            plan.highest_priority(),
+            plan.resource
+        );
+        // The request waits at the head of the queue by its priority, so the freed capacity
+        // goes to it first.
+        let timeout = self.wait_timeout + self.grace;
+        self.waited(
+            ContentionStrategy::Preempt,
+            &request,
+            timeout,
+            actions,
+            before,
+        )
+    }
+
+    fn scale(&self, request: &ReservationRequest) -> Resolution {
+        let Some((target, timeout)) = &self.scale else {
+            return self.waited(
+                self.fallback,
+                request,
+                self.wait_timeout,
+                Vec::new(),
+                "no scale target; ".into(),
+            );
+        };
+        let asked = target.status().and_then(|status| {
+            let desired = status.desired.saturating_add(1).min(status.maximum);
+            target.scale_to(desired).map(|_| desired)
+        });
+        let (actions, before) = match asked {
+            Ok(desired) => (
+                vec![ContentionAction::ScaleRequested {
+                    target: target.name().to_owned(),
+                    desired,
+                }],
+                format!("asked {} for {desired} units; ", target.name()),
+            ),
+            Err(err) => (Vec::new(), format!("scaling failed ({err}); ")),
+        };
+        match self.wait(request, *timeout) {
+            Ok(reservation) => Resolution {
+                strategy: ContentionStrategy::Scale,
+                outcome: ResolutionOutcome::Granted(reservation),
+                actions,
+                explanation: format!("{before}granted when the capacity arrived"),
+            },
+            Err(WaitError::Refused(err)) => Resolution {
+                strategy: ContentionStrategy::Scale,
+                outcome: ResolutionOutcome::Refused(Refusal::from_ledger(err)),
+                actions,
+                explanation: format!("{before}the ledger refused the request"),
+            },
+            Err(_) => {
+                let before = format!(
+                    "{before}no capacity within {timeout:?}; falling back to {}: ",
+                    self.fallback
+                );
+                self.waited(self.fallback, request, self.wait_timeout, actions, before)
+            }
+        }
+    }
+}
+
+impl ContentionResolver for Resolver {
+    /// Blocks up to the configured timeouts. For waiting without blocking, use the
+    /// [`WaitQueue`] directly.
+    fn resolve(
+        &self,
+        ledger: &dyn ReservationLedger,
+        request: &ReservationRequest,
+        cause: &LedgerError,
+    ) -> Resolution {
+        if !matches!(cause, LedgerError::InsufficientCapacity { .. }) {
+            return Resolution {
+                strategy: self.strategy_for(request),
+                outcome: ResolutionOutcome::Refused(Refusal::from_ledger(cause.clone())),
+                actions: Vec::new(),
+                explanation: "only a lack of capacity is contention; this refusal stands".into(),
+            };
+        }
+        match self.strategy_for(request) {
+            ContentionStrategy::Preempt => self.preempt(ledger, request),
+            ContentionStrategy::Scale => self.scale(request),
+            strategy => self.waited(
+                strategy,
+                request,
+                self.wait_timeout,
+                Vec::new(),
+                String::new(),
+            ),
+        }
+    }
+}
