@@ -65,7 +65,7 @@ pub enum EventKind {
         /// Its priority.
         priority: Priority,
         /// What it holds.
-        items: Vec<ReservationItem>,
+        items: Arc<[ReservationItem]>,
         /// The grant's fencing token.
         fencing_token: FencingToken,
     },
@@ -93,7 +93,7 @@ pub enum EventKind {
         /// How it ended.
         reason: crate::ReservationState,
         /// What it held, now free.
-        items: Vec<ReservationItem>,
+        items: Arc<[ReservationItem]>,
         /// For preemption: the reservation it made room for, when known.
         preempted_by: Option<ReservationId>,
     },

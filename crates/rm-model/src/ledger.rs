@@ -359,7 +359,7 @@ impl LedgerSnapshot {
         let mut violations = Vec::new();
         let mut held: BTreeMap<(ResourceName, ResourceType), (i128, i128)> = BTreeMap::new();
         for reservation in &self.active {
-            for item in &reservation.items {
+            for item in reservation.items.iter() {
                 let key = (item.resource.clone(), item.resource_type.clone());
                 if self
                     .usage_of(item.resource.as_str(), &item.resource_type)

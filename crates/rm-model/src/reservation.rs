@@ -511,8 +511,9 @@ pub struct Reservation {
     pub priority: Priority,
     /// Where it is in its life cycle.
     pub state: ReservationState,
-    /// What was granted, one item per requirement, in requirement order.
-    pub items: Vec<ReservationItem>,
+    /// What was granted, one item per requirement, in requirement order. Shared: cloning a
+    /// reservation does not copy its items.
+    pub items: Arc<[ReservationItem]>,
     /// The grant's fencing token.
     pub fencing_token: FencingToken,
     /// When it was granted, by the ledger's clock.

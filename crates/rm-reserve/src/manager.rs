@@ -1,7 +1,7 @@
 //! [`ReservationManager`]: the embedded, concurrent implementation of the ledger contract.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -28,12 +28,11 @@ use crate::record::{Hold, Record, RecordState};
 /// between planning (lock-free) and committing (under the slot locks).
 const COMMIT_ATTEMPTS: usize = 32;
 
-/// A scheduled piece of work: expire a pending hold, or forget an ended one.
+/// A scheduled expiry of a pending hold.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     at: Timestamp,
     token: FencingToken,
-    forget: bool,
     id: ReservationId,
 }
 
@@ -169,6 +168,7 @@ impl ReservationManagerBuilder {
             catalog: RwLock::new(Catalog::default()),
             records: DashMap::new(),
             timers: Mutex::new(BinaryHeap::new()),
+            forgets: Mutex::new(VecDeque::new()),
             next_timer: AtomicU64::new(u64::MAX),
             last_token: Arc::new(AtomicU64::new(0)),
         })
@@ -185,6 +185,9 @@ pub struct ReservationManager {
     catalog: RwLock<Catalog>,
     records: DashMap<ReservationId, Arc<Record>>,
     timers: Mutex<BinaryHeap<Reverse<Timer>>>,
+    /// Ended reservations to forget, in the order they ended: retention is one duration for
+    /// all, so the order they ended is the order they are due.
+    forgets: Mutex<VecDeque<(Timestamp, FencingToken, ReservationId)>>,
     /// The earliest timer, in nanoseconds of the clock (`u64::MAX` for none): a lock-free
     /// check of whether any timer is due.
     next_timer: AtomicU64,
@@ -220,6 +223,7 @@ impl ReservationManager {
             catalog: RwLock::new(Catalog::default()),
             records: DashMap::new(),
             timers: Mutex::new(BinaryHeap::new()),
+            forgets: Mutex::new(VecDeque::new()),
             next_timer: AtomicU64::new(u64::MAX),
             last_token: Arc::new(AtomicU64::new(0)),
         }
@@ -327,9 +331,6 @@ impl ReservationManager {
         if record.token != timer.token {
             return false;
         }
-        if timer.forget {
-            return true;
-        }
         match record.state.try_lock() {
             Ok(state) => {
                 state.state == ReservationState::Pending && state.expires_at == Some(timer.at)
@@ -343,7 +344,9 @@ impl ReservationManager {
         if now.as_nanos() < self.next_timer.load(Ordering::Acquire) {
             return Vec::new();
         }
-        let due: Vec<Timer> = {
+        // Reset the hint first, so that a timer added while we work lowers it again.
+        self.next_timer.store(u64::MAX, Ordering::Release);
+        let (due, forget): (Vec<Timer>, Vec<(Timestamp, FencingToken, ReservationId)>) = {
             let mut timers = lock(&self.timers);
             let mut due = Vec::new();
             while timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
@@ -351,18 +354,30 @@ impl ReservationManager {
                     due.push(timer);
                 }
             }
-            let next = timers.peek().map_or(u64::MAX, |Reverse(t)| t.at.as_nanos());
-            self.next_timer.store(next, Ordering::Release);
-            due
+            if let Some(Reverse(next)) = timers.peek() {
+                self.next_timer
+                    .fetch_min(next.at.as_nanos(), Ordering::AcqRel);
+            }
+            drop(timers);
+            let mut forgets = lock(&self.forgets);
+            let mut forget = Vec::new();
+            while forgets.front().is_some_and(|(at, _, _)| *at <= now) {
+                if let Some(entry) = forgets.pop_front() {
+                    forget.push(entry);
+                }
+            }
+            if let Some((next, _, _)) = forgets.front() {
+                self.next_timer.fetch_min(next.as_nanos(), Ordering::AcqRel);
+            }
+            (due, forget)
         };
+        for (_, token, id) in forget {
+            self.records.remove_if(&id, |_, record| {
+                record.token == token && lock(&record.state).state.is_terminal()
+            });
+        }
         let mut expired = Vec::new();
         for timer in due {
-            if timer.forget {
-                self.records.remove_if(&timer.id, |_, record| {
-                    record.token == timer.token && lock(&record.state).state.is_terminal()
-                });
-                continue;
-            }
             let Some(record) = self.records.get(&timer.id).map(|r| r.clone()) else {
                 continue;
             };
@@ -458,12 +473,9 @@ impl ReservationManager {
         state.updated_at = now;
         state.expires_at = None;
         outbox.push(Note::Ended { to, by });
-        self.schedule(Timer {
-            at: now + self.retention,
-            token: record.token,
-            forget: true,
-            id: record.id.clone(),
-        });
+        let at = now + self.retention;
+        lock(&self.forgets).push_back((at, record.token, record.id.clone()));
+        self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
     }
 
     /// Runs `change` on the record `id` with its slots and state locked, after applying a due
@@ -934,7 +946,6 @@ impl ReservationManager {
         self.schedule(Timer {
             at: expires_at,
             token,
-            forget: false,
             id,
         });
         Ok(reservation)
@@ -1407,7 +1418,6 @@ impl ReservationLedger for ReservationManager {
             self.schedule(Timer {
                 at,
                 token,
-                forget: false,
                 id: id.clone(),
             });
             return Ok(reservation);

@@ -39,7 +39,7 @@ pub(crate) struct Record {
     pub(crate) preemptible: bool,
     pub(crate) token: FencingToken,
     pub(crate) created_at: Timestamp,
-    pub(crate) items: Vec<ReservationItem>,
+    pub(crate) items: Arc<[ReservationItem]>,
     pub(crate) holds: Vec<Hold>,
     /// The slots it holds capacity on, by ascending order: the locks it takes, in that order.
     pub(crate) lock_set: Vec<Arc<Slot>>,
@@ -72,7 +72,35 @@ impl Record {
     }
 
     /// Locks the record's slots in the global order.
-    pub(crate) fn lock_slots(&self) -> Vec<MutexGuard<'_, SlotState>> {
-        self.lock_set.iter().map(|slot| lock(&slot.state)).collect()
+    pub(crate) fn lock_slots(&self) -> Guards<'_> {
+        match self.lock_set.as_slice() {
+            [only] => Guards::One([lock(&only.state)]),
+            slots => Guards::Many(slots.iter().map(|slot| lock(&slot.state)).collect()),
+        }
+    }
+}
+
+/// The guards of a record's slots: one without allocating, the common case, or several.
+pub(crate) enum Guards<'a> {
+    One([MutexGuard<'a, SlotState>; 1]),
+    Many(Vec<MutexGuard<'a, SlotState>>),
+}
+
+impl<'a> std::ops::Deref for Guards<'a> {
+    type Target = [MutexGuard<'a, SlotState>];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Guards::One(one) => one,
+            Guards::Many(many) => many,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Guards<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Guards::One(one) => one,
+            Guards::Many(many) => many,
+        }
     }
 }

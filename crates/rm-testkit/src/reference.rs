@@ -179,7 +179,7 @@ impl ReferenceLedger {
                 .remove(&(expires_at, record.reservation.fencing_token));
         }
         let reservation = record.reservation.clone();
-        for item in &reservation.items {
+        for item in reservation.items.iter() {
             if let Some(entry) = state
                 .entries
                 .iter_mut()
@@ -689,7 +689,7 @@ impl ReservationLedger for ReferenceLedger {
             requester: request.requester.clone(),
             priority: request.priority,
             state: ReservationState::Pending,
-            items,
+            items: items.into(),
             fencing_token,
             created_at: now,
             updated_at: now,
@@ -742,7 +742,7 @@ impl ReservationLedger for ReferenceLedger {
                 .expiries
                 .remove(&(expires_at, reservation.fencing_token));
         }
-        for item in &reservation.items {
+        for item in reservation.items.iter() {
             let index = Self::entry_index(&state, &item.resource)?;
             let held = state.entries[index]
                 .held
