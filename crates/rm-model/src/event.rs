@@ -97,6 +97,21 @@ pub enum EventKind {
         /// For preemption: the reservation it made room for, when known.
         preempted_by: Option<ReservationId>,
     },
+    /// An elastic hold was shrunk, giving capacity back.
+    Shrunk {
+        /// The reservation.
+        reservation: ReservationId,
+        /// Who holds it.
+        requester: RequesterId,
+        /// The requirement whose item shrank.
+        requirement: usize,
+        /// The item's resource.
+        resource: ResourceName,
+        /// The amount before, in the resource's unit.
+        from: Quantity,
+        /// The amount now.
+        to: Quantity,
+    },
     /// A request could not be granted.
     Refused {
         /// Who asked.

@@ -585,6 +585,18 @@ pub trait ReservationLedger: Send + Sync {
         by: Option<&ReservationId>,
     ) -> Result<Reservation, LedgerError>;
 
+    /// Shrinks the item of elastic requirement `requirement` of a pending or confirmed
+    /// reservation to `to` (in the item's unit), giving the difference back. Fails with
+    /// [`LedgerError::InvalidInput`] when the requirement is not elastic or `to` lies outside
+    /// its minimum and current amount; shrinking to the current amount changes nothing.
+    fn shrink(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        requirement: usize,
+        to: Quantity,
+    ) -> Result<Reservation, LedgerError>;
+
     /// One reservation, in whatever state it is.
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError>;
 
@@ -642,6 +654,15 @@ macro_rules! forward_ledger {
             }
             fn preempt(&self, id: &ReservationId, by: Option<&ReservationId>) -> Result<Reservation, LedgerError> {
                 (**self).preempt(id, by)
+            }
+            fn shrink(
+                &self,
+                id: &ReservationId,
+                fence: Option<FencingToken>,
+                requirement: usize,
+                to: Quantity,
+            ) -> Result<Reservation, LedgerError> {
+                (**self).shrink(id, fence, requirement, to)
             }
             fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
                 (**self).get(id)

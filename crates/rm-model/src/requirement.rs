@@ -564,6 +564,7 @@ pub struct ResourceRequirement {
     preferences: Vec<Preference>,
     affinity: Vec<AffinityTerm>,
     colocation: Option<ColocationGroup>,
+    minimum: Option<Quantity>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -582,6 +583,8 @@ struct RequirementRepr {
     affinity: Vec<AffinityTerm>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     colocate: Option<ColocationGroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    minimum: Option<Quantity>,
 }
 
 impl From<RequirementRepr> for ResourceRequirement {
@@ -597,6 +600,7 @@ impl From<RequirementRepr> for ResourceRequirement {
             preferences: repr.preferences,
             affinity: repr.affinity,
             colocation: repr.colocate,
+            minimum: repr.minimum,
         }
     }
 }
@@ -611,6 +615,7 @@ impl From<ResourceRequirement> for RequirementRepr {
             preferences: req.preferences,
             affinity: req.affinity,
             colocate: req.colocation,
+            minimum: req.minimum,
         }
     }
 }
@@ -630,6 +635,7 @@ impl ResourceRequirement {
             preferences: Vec::new(),
             affinity: Vec::new(),
             colocation: None,
+            minimum: None,
         }
     }
 
@@ -655,6 +661,18 @@ impl ResourceRequirement {
     pub fn with_affinity(mut self, term: AffinityTerm) -> ResourceRequirement {
         self.affinity.push(term);
         self
+    }
+
+    /// Makes the requirement elastic: it is granted its full amount, and may later be shrunk
+    /// toward `minimum` (in the requirement's unit) to make room for others.
+    pub fn elastic(mut self, minimum: impl Into<Quantity>) -> ResourceRequirement {
+        self.minimum = Some(minimum.into());
+        self
+    }
+
+    /// The least an elastic requirement may be shrunk to, if it is elastic.
+    pub fn minimum(&self) -> Option<Quantity> {
+        self.minimum
     }
 
     /// Puts the requirement in a co-location group: all requirements of one request in the
@@ -744,6 +762,14 @@ impl ResourceRequirement {
             out.push(path.field("unit").violation(format!(
                 "{} does not measure {}",
                 self.unit, self.resource_type
+            )));
+        }
+        if let Some(minimum) = self.minimum
+            && (!minimum.is_positive() || minimum > self.amount)
+        {
+            out.push(path.field("minimum").violation(format!(
+                "must be positive and at most the amount {}, not {minimum}",
+                self.amount
             )));
         }
         let constraints = path.field("constraints");

@@ -375,6 +375,10 @@ pub struct ReservationItem {
     pub amount: Quantity,
     /// The resource's unit.
     pub unit: Unit,
+    /// For an elastic requirement, the least the item may be shrunk to, in the resource's
+    /// unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<Quantity>,
 }
 
 /// Where a reservation is in its life cycle.

@@ -66,6 +66,12 @@ enum Note {
     Renewed {
         expires_at: Timestamp,
     },
+    Shrunk {
+        requirement: usize,
+        resource: ResourceName,
+        from: Quantity,
+        to: Quantity,
+    },
 }
 
 /// The notes of one operation: at most an expiry and the operation's own change.
@@ -391,7 +397,7 @@ impl ReservationManager {
                 expired.push(record.reservation(&state));
             }
             drop(guards);
-            self.flush(&record, &mut outbox, now);
+            self.flush(&record, &state, &mut outbox, now);
         }
         expired
     }
@@ -423,14 +429,14 @@ impl ReservationManager {
 
     /// Publishes an operation's notes; the caller has released the slot locks and holds the
     /// record's state lock.
-    fn flush(&self, record: &Record, outbox: &mut Outbox, now: Timestamp) {
+    fn flush(&self, record: &Record, state: &RecordState, outbox: &mut Outbox, now: Timestamp) {
         for note in outbox.notes.iter_mut().filter_map(Option::take) {
             self.observers.publish(now, || match note {
                 Note::Ended { to, by } => EventKind::Ended {
                     reservation: record.id.clone(),
                     requester: record.requester.clone(),
                     reason: to,
-                    items: record.items.clone(),
+                    items: state.items.clone(),
                     preempted_by: by,
                 },
                 Note::Confirmed => EventKind::Confirmed {
@@ -440,6 +446,19 @@ impl ReservationManager {
                 Note::Renewed { expires_at } => EventKind::Renewed {
                     reservation: record.id.clone(),
                     expires_at,
+                },
+                Note::Shrunk {
+                    requirement,
+                    resource,
+                    from,
+                    to,
+                } => EventKind::Shrunk {
+                    reservation: record.id.clone(),
+                    requester: record.requester.clone(),
+                    requirement,
+                    resource,
+                    from,
+                    to,
                 },
             });
         }
@@ -457,7 +476,7 @@ impl ReservationManager {
         outbox: &mut Outbox,
     ) {
         let from = state.state;
-        for hold in &record.holds {
+        for hold in &state.holds {
             let dim = &mut guards[hold.slot].dims[hold.dim];
             if from == ReservationState::Pending {
                 dim.pending -= hold.amount;
@@ -516,7 +535,7 @@ impl ReservationManager {
         self.expire_if_due(&record, &mut guards, &mut state, now, &mut outbox);
         let result = change(&record, &mut guards, &mut state, now, &mut outbox);
         drop(guards);
-        self.flush(&record, &mut outbox, now);
+        self.flush(&record, &state, &mut outbox, now);
         drop(state);
         result
     }
@@ -840,6 +859,7 @@ impl ReservationManager {
                 }
                 None => holds.push(Hold {
                     slot,
+                    resource: catalog.resources[placement.position].name().clone(),
                     dim: usize::MAX,
                     resource_type: placement.resource_type.clone(),
                     amount: placement.amount,
@@ -902,12 +922,18 @@ impl ReservationManager {
         let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
         let items = plan
             .into_iter()
-            .map(|p| ReservationItem {
-                requirement: p.requirement,
-                resource: catalog.resources[p.position].name().clone(),
-                resource_type: p.resource_type,
-                amount: Quantity::from_milli(p.amount),
-                unit: p.unit,
+            .map(|p| {
+                let requirement = &request.requirements[p.requirement];
+                ReservationItem {
+                    requirement: p.requirement,
+                    resource: catalog.resources[p.position].name().clone(),
+                    resource_type: p.resource_type,
+                    amount: Quantity::from_milli(p.amount),
+                    minimum: requirement
+                        .minimum()
+                        .and_then(|m| requirement.unit().convert(m, &p.unit).ok()),
+                    unit: p.unit,
+                }
             })
             .collect();
         let record = Arc::new(Record {
@@ -918,14 +944,14 @@ impl ReservationManager {
             preemptible: request.preemptible,
             token,
             created_at: now,
-            items,
-            holds,
             lock_set,
             request: request.id.is_some().then(|| request.clone()),
             state: Mutex::new(RecordState {
                 state: ReservationState::Pending,
                 updated_at: now,
                 expires_at: Some(expires_at),
+                items,
+                holds,
             }),
         });
         let reservation = record.current();
@@ -939,7 +965,7 @@ impl ReservationManager {
             reservation: id.clone(),
             requester: record.requester.clone(),
             priority: record.priority,
-            items: record.items.clone(),
+            items: state.items.clone(),
             fencing_token: token,
         });
         drop(state);
@@ -970,17 +996,22 @@ impl<'c> AffinityView<'c> {
                 selected: Vec::new(),
             };
         }
-        let active: Vec<Arc<Record>> = manager
+        let active: Vec<(Arc<Record>, Arc<[ReservationItem]>)> = manager
             .records
             .iter()
-            .filter(|r| lock(&r.state).state.holds_capacity())
-            .map(|r| r.clone())
+            .filter_map(|r| {
+                let state = lock(&r.state);
+                state
+                    .state
+                    .holds_capacity()
+                    .then(|| (r.clone(), state.items.clone()))
+            })
             .collect();
         let resources_of = |term: &AffinityTerm| -> Vec<&'c Resource> {
             active
                 .iter()
-                .filter(|r| term.selector.selects(&r.requester, &r.labels))
-                .flat_map(|r| r.items.iter())
+                .filter(|(r, _)| term.selector.selects(&r.requester, &r.labels))
+                .flat_map(|(_, items)| items.iter())
                 .filter_map(|item| {
                     catalog
                         .position(&item.resource)
@@ -1126,7 +1157,7 @@ impl ReservationManager {
                     ReservationState::Pending => {}
                     other => return Err(Self::wrong_state("confirm", record, other)),
                 }
-                for hold in &record.holds {
+                for hold in &state.holds {
                     let dim = &mut guards[hold.slot].dims[hold.dim];
                     dim.pending -= hold.amount;
                     dim.confirmed += hold.amount;
@@ -1447,6 +1478,78 @@ impl ReservationLedger for ReservationManager {
         by: Option<&ReservationId>,
     ) -> Result<Reservation, LedgerError> {
         self.finish(Ending::Preempt, id, None, by)
+    }
+
+    fn shrink(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        requirement: usize,
+        to: Quantity,
+    ) -> Result<Reservation, LedgerError> {
+        self.with_record("shrink", id, fence, |record, guards, state, now, outbox| {
+            if !state.state.holds_capacity() {
+                return Err(Self::wrong_state("shrink", record, state.state));
+            }
+            let mut items = state.items.to_vec();
+            let item = items
+                .iter_mut()
+                .find(|i| i.requirement == requirement)
+                .ok_or_else(|| {
+                    invalid(
+                        "requirement",
+                        format!("requirement {requirement} has no item"),
+                    )
+                })?;
+            let minimum = item.minimum.ok_or_else(|| {
+                invalid(
+                    "requirement",
+                    format!("requirement {requirement} is not elastic"),
+                )
+            })?;
+            if to < minimum || to > item.amount {
+                return Err(invalid(
+                    "to",
+                    format!(
+                        "must lie between the minimum {minimum} and the current {}",
+                        item.amount
+                    ),
+                ));
+            }
+            if to == item.amount {
+                return Ok(record.reservation(state));
+            }
+            let (from, given_back) = (item.amount, item.amount.as_milli() - to.as_milli());
+            let resource = item.resource.clone();
+            let resource_type = item.resource_type.clone();
+            item.amount = to;
+            // The hold of that type on that resource gives the difference back.
+            let Some(h) = state
+                .holds
+                .iter()
+                .position(|h| h.resource_type == resource_type && h.resource == resource)
+            else {
+                return Err(invalid("requirement", "its hold is not found"));
+            };
+            let hold = &mut state.holds[h];
+            hold.amount -= given_back;
+            let dim = &mut guards[hold.slot].dims[hold.dim];
+            if state.state == ReservationState::Pending {
+                dim.pending -= given_back;
+            } else {
+                dim.confirmed -= given_back;
+            }
+            record.lock_set[hold.slot].give(hold.dim, given_back);
+            state.items = items.into();
+            state.updated_at = now;
+            outbox.push(Note::Shrunk {
+                requirement,
+                resource,
+                from,
+                to,
+            });
+            Ok(record.reservation(state))
+        })
     }
 
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rm_model::{
     FencingToken, Labels, Priority, RequesterId, Reservation, ReservationId, ReservationItem,
-    ReservationRequest, ReservationState, ResourceType, Timestamp,
+    ReservationRequest, ReservationState, ResourceName, ResourceType, Timestamp,
 };
 
 use crate::catalog::{Slot, SlotState, lock};
@@ -16,6 +16,8 @@ use crate::catalog::{Slot, SlotState, lock};
 pub(crate) struct Hold {
     /// Index into [`Record::lock_set`].
     pub(crate) slot: usize,
+    /// The slot's resource.
+    pub(crate) resource: ResourceName,
     /// Index of the capacity in the slot (stable for the slot's life).
     pub(crate) dim: usize,
     pub(crate) resource_type: ResourceType,
@@ -28,6 +30,9 @@ pub(crate) struct RecordState {
     pub(crate) state: ReservationState,
     pub(crate) updated_at: Timestamp,
     pub(crate) expires_at: Option<Timestamp>,
+    /// What was granted (elastic items shrink, so this changes).
+    pub(crate) items: Arc<[ReservationItem]>,
+    pub(crate) holds: Vec<Hold>,
 }
 
 #[derive(Debug)]
@@ -39,8 +44,6 @@ pub(crate) struct Record {
     pub(crate) preemptible: bool,
     pub(crate) token: FencingToken,
     pub(crate) created_at: Timestamp,
-    pub(crate) items: Arc<[ReservationItem]>,
-    pub(crate) holds: Vec<Hold>,
     /// The slots it holds capacity on, by ascending order: the locks it takes, in that order.
     pub(crate) lock_set: Vec<Arc<Slot>>,
     /// The request, kept when the caller named the id, to tell a retry from a conflict.
@@ -55,7 +58,7 @@ impl Record {
             requester: self.requester.clone(),
             priority: self.priority,
             state: state.state,
-            items: self.items.clone(),
+            items: state.items.clone(),
             fencing_token: self.token,
             created_at: self.created_at,
             updated_at: state.updated_at,

@@ -60,6 +60,7 @@ pub fn event_name(kind: &EventKind) -> String {
         EventKind::Reserved { .. } => "reserved".into(),
         EventKind::Confirmed { .. } => "confirmed".into(),
         EventKind::Renewed { .. } => "renewed".into(),
+        EventKind::Shrunk { .. } => "shrunk".into(),
         EventKind::Ended { reason, .. } => format!("ended:{reason}"),
         EventKind::Refused { .. } => "refused".into(),
         EventKind::Queued { .. } => "queued".into(),

@@ -339,6 +339,9 @@ impl ReferenceLedger {
                     resource_type,
                     amount,
                     unit: capacity.unit().clone(),
+                    minimum: requirement
+                        .minimum()
+                        .and_then(|m| requirement.unit().convert(m, capacity.unit()).ok()),
                 });
             }
         }
@@ -819,6 +822,77 @@ impl ReservationLedger for ReferenceLedger {
         by: Option<&ReservationId>,
     ) -> Result<Reservation, LedgerError> {
         self.finish(Ending::Preempt, id, None, by)
+    }
+
+    fn shrink(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        requirement: usize,
+        to: Quantity,
+    ) -> Result<Reservation, LedgerError> {
+        let (mut state, now) = self.lock();
+        let record = Self::record(&mut state, "shrink", id, fence)?;
+        if !record.reservation.state.holds_capacity() {
+            return Err(Self::wrong_state("shrink", &record.reservation));
+        }
+        let mut items = record.reservation.items.to_vec();
+        let item = items
+            .iter_mut()
+            .find(|i| i.requirement == requirement)
+            .ok_or_else(|| {
+                invalid(
+                    "requirement",
+                    format!("requirement {requirement} has no item"),
+                )
+            })?;
+        let minimum = item.minimum.ok_or_else(|| {
+            invalid(
+                "requirement",
+                format!("requirement {requirement} is not elastic"),
+            )
+        })?;
+        if to < minimum || to > item.amount {
+            return Err(invalid(
+                "to",
+                format!(
+                    "must lie between the minimum {minimum} and the current {}",
+                    item.amount
+                ),
+            ));
+        }
+        if to == item.amount {
+            return Ok(record.reservation.clone());
+        }
+        let from = item.amount;
+        let given_back = from.saturating_sub_to_zero(to);
+        item.amount = to;
+        let (resource, resource_type) = (item.resource.clone(), item.resource_type.clone());
+        let pending = record.reservation.state == ReservationState::Pending;
+        record.reservation.items = items.into();
+        record.reservation.updated_at = now;
+        let reservation = record.reservation.clone();
+        let index = Self::entry_index(&state, &resource)?;
+        let held = state.entries[index].held.entry(resource_type).or_default();
+        let slot = if pending {
+            &mut held.pending
+        } else {
+            &mut held.confirmed
+        };
+        *slot = slot.saturating_sub_to_zero(given_back);
+        self.publish(
+            &mut state,
+            now,
+            EventKind::Shrunk {
+                reservation: id.clone(),
+                requester: reservation.requester.clone(),
+                requirement,
+                resource,
+                from,
+                to,
+            },
+        );
+        Ok(reservation)
     }
 
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {

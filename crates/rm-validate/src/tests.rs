@@ -260,6 +260,7 @@ fn granted(items: Vec<(usize, &str, ResourceType, i32, Unit)>) -> Reservation {
                     resource_type,
                     amount: amount.into(),
                     unit,
+                    minimum: None,
                 },
             )
             .collect(),

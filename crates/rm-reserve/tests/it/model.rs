@@ -30,6 +30,7 @@ enum Op {
     Cancel(u8),
     Preempt(u8),
     Renew(u8, u8),
+    Shrink(u8, u8),
     SetCapacity(u8, u8),
     Advance(u8),
     Expire,
@@ -51,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..12).prop_map(Op::Cancel),
         1 => (0u8..12).prop_map(Op::Preempt),
         1 => (0u8..12, 1u8..20).prop_map(|(id, ttl)| Op::Renew(id, ttl)),
+        1 => (0u8..12, 0u8..8).prop_map(|(id, to)| Op::Shrink(id, to)),
         1 => (0u8..6, 0u8..16).prop_map(|(r, c)| Op::SetCapacity(r, c)),
         2 => (1u8..8).prop_map(Op::Advance),
         1 => Just(Op::Expire),
@@ -212,6 +214,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 subject.preempt(&rid(*id), None).map(Some),
                 model.preempt(&rid(*id), None).map(Some),
             ),
+            Op::Shrink(id, to) => {
+                let to = Quantity::from_milli(i64::from(*to) * 500);
+                (
+                    subject.shrink(&rid(*id), None, 0, to).map(Some),
+                    model.shrink(&rid(*id), None, 0, to).map(Some),
+                )
+            }
             Op::Renew(id, ttl) => {
                 let ttl = Duration::from_secs(u64::from(*ttl));
                 (

@@ -784,6 +784,49 @@ pub fn affinity_rules_place_relative_to_other_holds(make: MakeLedger<'_>) {
     assert_clean(&*ledger);
 }
 
+/// Elastic holds shrink toward their minimum and give the difference back; never below the
+/// minimum, above the current amount, or for a requirement that is not elastic.
+pub fn elastic_holds_shrink_to_their_minimum(make: MakeLedger<'_>) {
+    let (fixture, ledger) = setup(make, vec![node("a", 8)]);
+    let hold = ledger
+        .reserve(&ask("t", vec![cores(6).elastic(2), cores(1)]))
+        .unwrap();
+    assert_eq!(hold.items[0].minimum, Some(2.into()));
+    assert_eq!(hold.items[1].minimum, None);
+    assert_eq!(free_cores(&*ledger, "a"), 1.into());
+    ledger.confirm(&hold.id, None).unwrap();
+    let shrunk = ledger
+        .shrink(&hold.id, Some(hold.fencing_token), 0, 3.into())
+        .unwrap();
+    assert_eq!(shrunk.items[0].amount, 3.into());
+    assert_eq!(free_cores(&*ledger, "a"), 4.into());
+    assert_clean(&*ledger);
+    expect_err(ledger.shrink(&hold.id, None, 0, 1.into()), "invalid-input");
+    expect_err(ledger.shrink(&hold.id, None, 0, 4.into()), "invalid-input");
+    expect_err(
+        ledger.shrink(&hold.id, None, 1, Quantity::from_milli(500)),
+        "invalid-input",
+    );
+    expect_err(ledger.shrink(&hold.id, None, 7, 1.into()), "invalid-input");
+    assert_eq!(
+        ledger.shrink(&hold.id, None, 0, 3.into()).unwrap(),
+        ledger.get(&hold.id).unwrap()
+    );
+    assert!(fixture.events.names().contains(&"shrunk".to_owned()));
+    ledger.release(&hold.id, None).unwrap();
+    assert_eq!(
+        free_cores(&*ledger, "a"),
+        8.into(),
+        "the release gives back what is left"
+    );
+    expect_err(ledger.shrink(&hold.id, None, 0, 2.into()), "invalid-state");
+    expect_err(
+        ledger.reserve(&ask("t", vec![cores(2).elastic(3)])),
+        "invalid-input",
+    );
+    assert_clean(&*ledger);
+}
+
 /// Every state change is published, in order, with growing sequence numbers.
 pub fn events_follow_state_changes(make: MakeLedger<'_>) {
     let (fixture, ledger) = setup(make, vec![node("a", 8)]);
@@ -987,6 +1030,7 @@ define_cases!($
     affinity_rules_place_relative_to_other_holds,
     events_follow_state_changes,
     busy_resources_stay_registered,
+    elastic_holds_shrink_to_their_minimum,
     concurrent_use_conserves_capacity,
 );
 

@@ -94,6 +94,15 @@ impl ReservationLedger for Broken {
     ) -> Result<Reservation, LedgerError> {
         self.inner.preempt(id, by)
     }
+    fn shrink(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+        requirement: usize,
+        to: Quantity,
+    ) -> Result<Reservation, LedgerError> {
+        self.inner.shrink(id, self.fence(fence), requirement, to)
+    }
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
         self.inner.get(id)
     }
