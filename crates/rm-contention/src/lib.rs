@@ -19,9 +19,9 @@
 //!   type, queue depth, starvation age and hot spots.
 //! - [`WaitForGraph`]: deadlocks as cycles of requesters waiting for each other's holds.
 //! - [`Resolver`]: the `rm-model` [`ContentionResolver`](rm_model::ContentionResolver):
-//!   picks wait, priority, preempt or scale per requester or request class, falls back to
-//!   waiting when preemption finds no victims or scaling brings nothing in time, and says
-//!   what it did and why.
+//!   picks wait, priority, preempt, scale or redistribute (shrinking elastic holds toward their
+//!   minimum, with a notice) per requester or request class, falls back to waiting when a
+//!   strategy cannot help, and says what it did and why.
 //!
 //! # Concurrency
 //! Everything is `Send + Sync` with `&self`. Only a queue's head calls the ledger; the
@@ -78,5 +78,5 @@ pub use detect::{ContentionReport, ResourceContention, TypeContention, detect};
 pub use preempt::{
     GracefulPreemption, PreemptionError, PreemptionPlan, VictimNotifier, plan_preemption,
 };
-pub use resolver::{PreemptionPolicyOf, Resolver, ResolverError};
+pub use resolver::{PreemptionPolicyOf, Resolver, ResolverError, ShrinkNotifier};
 pub use wait::{HeadOfLine, Ticket, WaitError, WaitQueue, Wakeup};

@@ -29,6 +29,20 @@ pub enum ResolverError {
     },
 }
 
+/// Told when one of its elastic holds is shrunk to make room.
+pub trait ShrinkNotifier: Send + Sync {
+    /// The item of `requirement` of `reservation` now holds `to` (in the resource's unit).
+    fn notify_shrink(
+        &self,
+        reservation: &rm_model::Reservation,
+        requirement: usize,
+        to: rm_model::Quantity,
+    );
+}
+
+/// One planned shrink: a reservation, the requirement whose item shrinks, and the new amount.
+type Shrink = (rm_model::Reservation, usize, rm_model::Quantity);
+
 /// Which preemption policy a requester has (from its priority class).
 pub type PreemptionPolicyOf = Arc<dyn Fn(&RequesterId) -> PreemptionPolicy + Send + Sync>;
 
@@ -45,6 +59,7 @@ pub struct Resolver {
     preemption_policy: PreemptionPolicyOf,
     notifier: Arc<dyn VictimNotifier>,
     scale: Option<(Arc<dyn ScaleTarget>, Duration)>,
+    shrink_notifier: Arc<dyn ShrinkNotifier>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -61,6 +76,10 @@ struct Silent;
 
 impl VictimNotifier for Silent {
     fn notify(&self, _: &rm_model::Reservation, _: &ReservationId, _: rm_model::Timestamp) {}
+}
+
+impl ShrinkNotifier for Silent {
+    fn notify_shrink(&self, _: &rm_model::Reservation, _: usize, _: rm_model::Quantity) {}
 }
 
 fn refused(reason: RefusalReason, message: String) -> ResolutionOutcome {
@@ -83,6 +102,7 @@ impl Resolver {
             preemption_policy: Arc::new(|_| PreemptionPolicy::PreemptLowerPriority),
             notifier: Arc::new(Silent),
             scale: None,
+            shrink_notifier: Arc::new(Silent),
         }
     }
 
@@ -91,10 +111,6 @@ impl Resolver {
             ContentionStrategy::Scale if self.scale.is_none() => Err(ResolverError::Unsupported {
                 strategy,
                 reason: "no scale target is configured",
-            }),
-            ContentionStrategy::Redistribute => Err(ResolverError::Unsupported {
-                strategy,
-                reason: "shrinking elastic holds is not available yet",
             }),
             _ => Ok(()),
         }
@@ -170,6 +186,12 @@ impl Resolver {
         timeout: Duration,
     ) -> Resolver {
         self.scale = Some((target, timeout));
+        self
+    }
+
+    /// Tells holders of elastic holds when `redistribute` shrinks them.
+    pub fn with_shrink_notifier(mut self, notifier: Arc<dyn ShrinkNotifier>) -> Resolver {
+        self.shrink_notifier = notifier;
         self
     }
 
@@ -343,6 +365,140 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// Shrinks elastic holds of equal or lower priority on one resource toward their minimum
+    /// until the request fits there (the resource needing the fewest shrinks wins; on it, the
+    /// largest slack shrinks first), then waits for the freed capacity.
+    fn redistribute(
+        &self,
+        ledger: &dyn ReservationLedger,
+        request: &ReservationRequest,
+    ) -> Resolution {
+        let strategy = ContentionStrategy::Redistribute;
+        let snapshot = match ledger.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                return Resolution {
+                    strategy,
+                    outcome: ResolutionOutcome::Refused(Refusal::from_ledger(err)),
+                    actions: Vec::new(),
+                    explanation: "the ledger could not be read".into(),
+                };
+            }
+        };
+        // Per resource: the shrinks (reservation, requirement, to) that make the request fit.
+        let mut best: Option<(rm_model::ResourceName, Vec<Shrink>)> = None;
+        for resource in &snapshot.resources {
+            let mut short: Vec<(rm_model::ResourceType, i64)> = Vec::new();
+            let mut holdable = true;
+            for requirement in &request.requirements {
+                let Some(capacity) = resource.capacity_of(requirement.resource_type()) else {
+                    holdable = false;
+                    break;
+                };
+                let Ok(amount) = requirement.amount_in(capacity.unit()) else {
+                    holdable = false;
+                    break;
+                };
+                if !requirement.admits(resource) {
+                    holdable = false;
+                    break;
+                }
+                match short
+                    .iter_mut()
+                    .find(|(t, _)| t == requirement.resource_type())
+                {
+                    Some((_, need)) => *need += amount.as_milli(),
+                    None => short.push((requirement.resource_type().clone(), amount.as_milli())),
+                }
+            }
+            if !holdable {
+                continue;
+            }
+            for (resource_type, need) in &mut short {
+                let free = snapshot
+                    .usage_of(resource.name().as_str(), resource_type)
+                    .map_or(0, |u| u.free.as_milli());
+                *need -= free;
+            }
+            let mut shrinks = Vec::new();
+            for (resource_type, need) in short.iter_mut().filter(|(_, need)| *need > 0) {
+                let mut elastic: Vec<(&rm_model::Reservation, &rm_model::ReservationItem)> =
+                    snapshot
+                        .active
+                        .iter()
+                        .filter(|r| r.priority <= request.priority)
+                        .flat_map(|r| r.items.iter().map(move |item| (r, item)))
+                        .filter(|(_, item)| {
+                            &item.resource == resource.name()
+                                && &item.resource_type == resource_type
+                                && item.minimum.is_some_and(|m| m < item.amount)
+                        })
+                        .collect();
+                elastic.sort_by_key(|(_, item)| {
+                    std::cmp::Reverse(
+                        item.amount.as_milli() - item.minimum.map_or(0, |m| m.as_milli()),
+                    )
+                });
+                for (reservation, item) in elastic {
+                    if *need <= 0 {
+                        break;
+                    }
+                    let slack = item.amount.as_milli() - item.minimum.map_or(0, |m| m.as_milli());
+                    let take = slack.min(*need);
+                    *need -= take;
+                    let to = rm_model::Quantity::from_milli(item.amount.as_milli() - take);
+                    shrinks.push((reservation.clone(), item.requirement, to));
+                }
+            }
+            if short.iter().any(|(_, need)| *need > 0) {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(_, b)| shrinks.len() < b.len()) {
+                best = Some((resource.name().clone(), shrinks));
+            }
+        }
+        let Some((resource, shrinks)) = best else {
+            let before = format!(
+                "shrinking elastic holds cannot make room; falling back to {}: ",
+                self.fallback
+            );
+            return self.waited(
+                self.fallback,
+                request,
+                self.wait_timeout,
+                Vec::new(),
+                before,
+            );
+        };
+        let mut actions = Vec::new();
+        for (reservation, requirement, to) in &shrinks {
+            self.shrink_notifier
+                .notify_shrink(reservation, *requirement, *to);
+            match ledger.shrink(
+                &reservation.id,
+                Some(reservation.fencing_token),
+                *requirement,
+                *to,
+            ) {
+                Ok(_) => actions.push(ContentionAction::Shrunk {
+                    reservation: reservation.id.clone(),
+                }),
+                Err(err) => {
+                    return Resolution {
+                        strategy,
+                        outcome: ResolutionOutcome::Refused(Refusal::from_ledger(err)),
+                        actions,
+                        explanation: "an elastic hold changed while it was being shrunk".into(),
+                    };
+                }
+            }
+        }
+        let before = format!("shrank {} elastic hold(s) on {resource}; ", shrinks.len());
+        self.waited(strategy, request, self.wait_timeout, actions, before)
+    }
+}
+
 impl ContentionResolver for Resolver {
     /// Blocks up to the configured timeouts. For waiting without blocking, use the
     /// [`WaitQueue`] directly.
@@ -363,6 +519,7 @@ impl ContentionResolver for Resolver {
         match self.strategy_for(request) {
             ContentionStrategy::Preempt => self.preempt(ledger, request),
             ContentionStrategy::Scale => self.scale(request),
+            ContentionStrategy::Redistribute => self.redistribute(ledger, request),
             strategy => self.waited(
                 strategy,
                 request,

@@ -141,6 +141,52 @@ fn list_shortfalls(list: &[Shortfall]) -> String {
         .join("; ")
 }
 
+/// Shrinks the item of elastic requirement `requirement` in `items` to `to`, as
+/// [`ReservationLedger::shrink`] specifies: returns the changed item's index and its amount
+/// before, `None` when `to` is the current amount (nothing to do), or the error naming what
+/// is wrong. One rule for every ledger.
+pub fn shrink_item(
+    items: &mut [crate::ReservationItem],
+    requirement: usize,
+    to: Quantity,
+) -> Result<Option<(usize, Quantity)>, LedgerError> {
+    let invalid = |field: &str, reason: String| LedgerError::InvalidInput {
+        field: field.to_owned(),
+        reason,
+    };
+    let index = items
+        .iter()
+        .position(|i| i.requirement == requirement)
+        .ok_or_else(|| {
+            invalid(
+                "requirement",
+                format!("requirement {requirement} has no item"),
+            )
+        })?;
+    let item = &mut items[index];
+    let minimum = item.minimum.ok_or_else(|| {
+        invalid(
+            "requirement",
+            format!("requirement {requirement} is not elastic"),
+        )
+    })?;
+    if to < minimum || to > item.amount {
+        return Err(invalid(
+            "to",
+            format!(
+                "must lie between the minimum {minimum} and the current {}",
+                item.amount
+            ),
+        ));
+    }
+    if to == item.amount {
+        return Ok(None);
+    }
+    let from = item.amount;
+    item.amount = to;
+    Ok(Some((index, from)))
+}
+
 /// A failure of a ledger operation.
 ///
 /// Definite errors mean the operation did not apply and nothing changed. Indeterminate errors

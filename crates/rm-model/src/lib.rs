@@ -113,7 +113,7 @@ pub use error::ModelError;
 pub use event::{DiscardEvents, Event, EventKind, EventSink};
 pub use ledger::{
     AuditReport, AuditViolation, CapacityUsage, LedgerError, LedgerSnapshot, ReservationLedger,
-    Shortfall,
+    Shortfall, shrink_item,
 };
 pub use name::{CapabilityName, ColocationGroup, LabelKey, NameError, RequesterId, ResourceName};
 pub use placement::{DimensionFit, PlacementCandidate, PlacementScorer, RawFit};

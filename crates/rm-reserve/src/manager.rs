@@ -15,7 +15,7 @@ use rm_model::{
     FencingToken, LedgerError, LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId,
     ReservationItem, ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy,
     Resource, ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, Shortfall,
-    SystemClock, Timestamp, Unit, ValidationContext, ValidationErrors, Validator,
+    SystemClock, Timestamp, Unit, ValidationContext, ValidationErrors, Validator, shrink_item,
 };
 
 use crate::Error;
@@ -1492,37 +1492,12 @@ impl ReservationLedger for ReservationManager {
                 return Err(Self::wrong_state("shrink", record, state.state));
             }
             let mut items = state.items.to_vec();
-            let item = items
-                .iter_mut()
-                .find(|i| i.requirement == requirement)
-                .ok_or_else(|| {
-                    invalid(
-                        "requirement",
-                        format!("requirement {requirement} has no item"),
-                    )
-                })?;
-            let minimum = item.minimum.ok_or_else(|| {
-                invalid(
-                    "requirement",
-                    format!("requirement {requirement} is not elastic"),
-                )
-            })?;
-            if to < minimum || to > item.amount {
-                return Err(invalid(
-                    "to",
-                    format!(
-                        "must lie between the minimum {minimum} and the current {}",
-                        item.amount
-                    ),
-                ));
-            }
-            if to == item.amount {
+            let Some((index, from)) = shrink_item(&mut items, requirement, to)? else {
                 return Ok(record.reservation(state));
-            }
-            let (from, given_back) = (item.amount, item.amount.as_milli() - to.as_milli());
-            let resource = item.resource.clone();
-            let resource_type = item.resource_type.clone();
-            item.amount = to;
+            };
+            let given_back = from.as_milli() - to.as_milli();
+            let resource = items[index].resource.clone();
+            let resource_type = items[index].resource_type.clone();
             // The hold of that type on that resource gives the difference back.
             let Some(h) = state
                 .holds

@@ -837,37 +837,14 @@ impl ReservationLedger for ReferenceLedger {
             return Err(Self::wrong_state("shrink", &record.reservation));
         }
         let mut items = record.reservation.items.to_vec();
-        let item = items
-            .iter_mut()
-            .find(|i| i.requirement == requirement)
-            .ok_or_else(|| {
-                invalid(
-                    "requirement",
-                    format!("requirement {requirement} has no item"),
-                )
-            })?;
-        let minimum = item.minimum.ok_or_else(|| {
-            invalid(
-                "requirement",
-                format!("requirement {requirement} is not elastic"),
-            )
-        })?;
-        if to < minimum || to > item.amount {
-            return Err(invalid(
-                "to",
-                format!(
-                    "must lie between the minimum {minimum} and the current {}",
-                    item.amount
-                ),
-            ));
-        }
-        if to == item.amount {
+        let Some((index, from)) = rm_model::shrink_item(&mut items, requirement, to)? else {
             return Ok(record.reservation.clone());
-        }
-        let from = item.amount;
+        };
         let given_back = from.saturating_sub_to_zero(to);
-        item.amount = to;
-        let (resource, resource_type) = (item.resource.clone(), item.resource_type.clone());
+        let (resource, resource_type) = (
+            items[index].resource.clone(),
+            items[index].resource_type.clone(),
+        );
         let pending = record.reservation.state == ReservationState::Pending;
         record.reservation.items = items.into();
         record.reservation.updated_at = now;

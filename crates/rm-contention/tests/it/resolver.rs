@@ -187,10 +187,6 @@ fn configuration_refuses_what_cannot_work() {
     let (_, queue) = queue_on(vec![node("n", 1)]);
     let resolver = || Resolver::new(queue.clone(), Duration::from_millis(10));
     assert!(matches!(
-        resolver().with_default(ContentionStrategy::Redistribute),
-        Err(ResolverError::Unsupported { .. })
-    ));
-    assert!(matches!(
         resolver().with_default(ContentionStrategy::Scale),
         Err(ResolverError::Unsupported { .. })
     ));
@@ -204,4 +200,54 @@ fn configuration_refuses_what_cannot_work() {
             .with_fallback(ContentionStrategy::Priority)
             .is_ok()
     );
+}
+
+struct Shrinks(std::sync::Mutex<Vec<(usize, rm_model::Quantity)>>);
+
+impl rm_contention::ShrinkNotifier for Shrinks {
+    fn notify_shrink(&self, _: &rm_model::Reservation, requirement: usize, to: rm_model::Quantity) {
+        self.0.lock().unwrap().push((requirement, to));
+    }
+}
+
+#[test]
+fn redistribution_shrinks_elastic_holds_with_a_notice() {
+    let (ledger, queue) = queue_on(vec![node("n", 8)]);
+    let mut elastic = cores("elastic", 6, 0);
+    elastic.requirements[0] = elastic.requirements[0].clone().elastic(2);
+    let held = ledger.reserve(&elastic).unwrap();
+    let notices = Arc::new(Shrinks(std::sync::Mutex::new(Vec::new())));
+    let resolver = Resolver::new(queue.clone(), Duration::from_secs(5))
+        .with_default(ContentionStrategy::Redistribute)
+        .unwrap()
+        .with_shrink_notifier(notices.clone());
+    let resolution = resolver.resolve(&*ledger, &cores("job", 5, 0), &cause());
+    assert_eq!(granted(&resolution.outcome).requester.as_str(), "job");
+    assert_eq!(
+        resolution.actions,
+        vec![ContentionAction::Shrunk {
+            reservation: held.id.clone()
+        }]
+    );
+    assert_eq!(
+        *notices.0.lock().unwrap(),
+        vec![(0, 3.into())],
+        "one notice, shrunk to what frees enough"
+    );
+    assert_eq!(ledger.get(&held.id).unwrap().items[0].amount, 3.into());
+    assert!(
+        resolution
+            .explanation
+            .starts_with("shrank 1 elastic hold(s) on n"),
+        "{}",
+        resolution.explanation
+    );
+    // Only 1 core of slack is left above the minimum: a request for 4 cannot be made room
+    // for, so it falls back to waiting and times out.
+    let impatient = Resolver::new(queue.clone(), Duration::from_millis(20))
+        .with_default(ContentionStrategy::Redistribute)
+        .unwrap();
+    let resolution = impatient.resolve(&*ledger, &cores("big", 4, 0), &cause());
+    assert!(matches!(resolution.outcome, ResolutionOutcome::Refused(_)));
+    assert!(ledger.audit().unwrap().is_clean());
 }
