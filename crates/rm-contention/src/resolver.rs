@@ -226,10 +226,22 @@ impl Resolver {
         strategy: ContentionStrategy,
         request: &ReservationRequest,
         timeout: Duration,
+        actions: Vec<ContentionAction>,
+        before: String,
+    ) -> Resolution {
+        let ticket = self.queue.enqueue(request.clone());
+        self.waited_on(strategy, ticket, timeout, actions, before)
+    }
+
+    fn waited_on(
+        &self,
+        strategy: ContentionStrategy,
+        ticket: crate::wait::Ticket,
+        timeout: Duration,
         mut actions: Vec<ContentionAction>,
         before: String,
     ) -> Resolution {
-        let (outcome, explanation) = match self.wait(request, timeout) {
+        let (outcome, explanation) = match ticket.wait_timeout(timeout) {
             Ok(reservation) => {
                 let how = format!("{before}granted after waiting in order");
                 (ResolutionOutcome::Granted(reservation), how)
@@ -280,6 +292,9 @@ impl Resolver {
         };
         let preemptor = request.id.clone().unwrap_or_else(ReservationId::generate);
         let request = request.clone().with_id(preemptor.clone());
+        // Queue first, then end the victims: the freed capacity is handed to the head of the
+        // queue, which the preemptor's priority makes it, so no other waiter can take it.
+        let ticket = self.queue.enqueue(request);
         let now = snapshot.taken_at;
         if let Err(err) = self
             .preemption
@@ -305,12 +320,10 @@ impl Resolver {
             plan.highest_priority(),
             plan.resource
         );
-        // The request waits at the head of the queue by its priority, so the freed capacity
-        // goes to it first.
         let timeout = self.wait_timeout + self.grace;
-        self.waited(
+        self.waited_on(
             ContentionStrategy::Preempt,
-            &request,
+            ticket,
             timeout,
             actions,
             before,

@@ -251,3 +251,23 @@ fn redistribution_shrinks_elastic_holds_with_a_notice() {
     assert!(matches!(resolution.outcome, ResolutionOutcome::Refused(_)));
     assert!(ledger.audit().unwrap().is_clean());
 }
+
+#[test]
+fn the_preemptor_gets_the_freed_capacity_before_other_waiters() {
+    let (ledger, queue) = queue_on(vec![node("n", 1)]);
+    let victim = ledger.reserve(&cores("batch", 1, 1)).unwrap();
+    // A waiter of priority 2 queued first: it cannot preempt and would take any freed core.
+    let waiter = queue.enqueue(cores("waiter", 1, 2));
+    assert!(waiter.try_take().is_none());
+    let resolver = Resolver::new(queue.clone(), Duration::from_secs(5))
+        .with_default(ContentionStrategy::Preempt)
+        .unwrap();
+    let resolution = resolver.resolve(&*ledger, &cores("urgent", 1, 9), &cause());
+    assert_eq!(granted(&resolution.outcome).requester.as_str(), "urgent");
+    assert_eq!(
+        ledger.get(&victim.id).unwrap().state,
+        ReservationState::Preempted
+    );
+    assert!(waiter.try_take().is_none(), "the waiter still waits");
+    assert_eq!(queue.len(), 1);
+}
