@@ -1,5 +1,7 @@
-//! Release-to-grant hand-off (DESIGN §8): two threads take turns on one unit of capacity, so
-//! every grant after the first is a hand-off from a release on the other thread. The peer is
+//! Release-to-grant hand-off (DESIGN §8): two threads take turns on one unit of capacity,
+//! each holding it for 5 µs (a busy wait), so the other thread is always waiting and every
+//! grant after the first is a hand-off from a release on the other thread. (Without the hold,
+//! a semaphore's threads rarely wait at all and the bench would not measure a hand-off.) The peer is
 //! `tokio::sync::Semaphore` with one permit (FIFO hand-off), awaited with a minimal
 //! thread-parking executor; ours is a `WaitQueue` over `ReservationManager`, woken by the
 //! ledger's events and honouring priority order.
@@ -40,6 +42,16 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// How long each turn holds the unit.
+const HOLD: Duration = Duration::from_micros(5);
+
+fn hold() {
+    let start = Instant::now();
+    while start.elapsed() < HOLD {
+        std::hint::spin_loop();
+    }
+}
+
 fn two_threads(iters: u64, turn: impl Fn() + Sync) -> Duration {
     let start = Instant::now();
     thread::scope(|scope| {
@@ -64,6 +76,7 @@ fn handoff(c: &mut Criterion) {
         b.iter_custom(|iters| {
             two_threads(iters, || {
                 let permit = block_on(semaphore.acquire()).expect("open");
+                hold();
                 drop(permit);
             })
         });
@@ -101,9 +114,10 @@ fn handoff(c: &mut Criterion) {
     group.bench_function("wait-queue (future)", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, || {
-                let hold = block_on(queue.enqueue(request.clone())).expect("granted");
+                let granted = block_on(queue.enqueue(request.clone())).expect("granted");
+                hold();
                 manager
-                    .cancel(&hold.id, Some(hold.fencing_token))
+                    .cancel(&granted.id, Some(granted.fencing_token))
                     .expect("cancel");
             })
         });
@@ -111,12 +125,13 @@ fn handoff(c: &mut Criterion) {
     group.bench_function("wait-queue (blocking)", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, || {
-                let hold = queue
+                let granted = queue
                     .enqueue(request.clone())
                     .wait_timeout(Duration::from_secs(10))
                     .expect("granted");
+                hold();
                 manager
-                    .cancel(&hold.id, Some(hold.fencing_token))
+                    .cancel(&granted.id, Some(granted.fencing_token))
                     .expect("cancel");
             })
         });
