@@ -292,6 +292,47 @@ impl Resolver {
         };
         let preemptor = request.id.clone().unwrap_or_else(ReservationId::generate);
         let request = request.clone().with_id(preemptor.clone());
+        let before = format!(
+            "preempted {} hold(s) of priority <= {} on {}; ",
+            plan.victims.len(),
+            plan.highest_priority(),
+            plan.resource
+        );
+        let actions: Vec<ContentionAction> = plan
+            .victims
+            .iter()
+            .map(|v| ContentionAction::Preempted {
+                victim: v.id.clone(),
+            })
+            .collect();
+        if self.grace.is_zero() {
+            // No grace: the ledger ends the victims and grants the request in one step.
+            for victim in &plan.victims {
+                self.notifier.notify(victim, &preemptor, snapshot.taken_at);
+            }
+            let ids: Vec<ReservationId> = plan.victims.iter().map(|v| v.id.clone()).collect();
+            return match ledger.reserve_preempting(&request, &ids) {
+                Ok(reservation) => Resolution {
+                    strategy: ContentionStrategy::Preempt,
+                    outcome: ResolutionOutcome::Granted(reservation),
+                    actions,
+                    explanation: format!("{before}granted in the same step"),
+                },
+                Err(err) => {
+                    let before = format!(
+                        "preemption failed ({err}); falling back to {}: ",
+                        self.fallback
+                    );
+                    self.waited(
+                        self.fallback,
+                        &request,
+                        self.wait_timeout,
+                        Vec::new(),
+                        before,
+                    )
+                }
+            };
+        }
         // Queue first, then end the victims: the freed capacity is handed to the head of the
         // queue, which the preemptor's priority makes it, so no other waiter can take it.
         let ticket = self.queue.enqueue(request);
@@ -307,19 +348,6 @@ impl Resolver {
                 explanation: "ending the victims failed".into(),
             };
         }
-        let actions = plan
-            .victims
-            .iter()
-            .map(|v| ContentionAction::Preempted {
-                victim: v.id.clone(),
-            })
-            .collect();
-        let before = format!(
-            "preempted {} hold(s) of priority <= {} on {}; ",
-            plan.victims.len(),
-            plan.highest_priority(),
-            plan.resource
-        );
         let timeout = self.wait_timeout + self.grace;
         self.waited_on(
             ContentionStrategy::Preempt,

@@ -643,6 +643,17 @@ pub trait ReservationLedger: Send + Sync {
         to: Quantity,
     ) -> Result<Reservation, LedgerError>;
 
+    /// Preempts `victims` (pending or confirmed holds) for `request` and grants it, in one
+    /// step: when the request would not fit even with the victims' capacity, or a victim is
+    /// unknown or no longer holds capacity, nothing changes. Each victim ends as preempted by
+    /// the request's id (generated when the request has none). Choosing victims is the
+    /// caller's business.
+    fn reserve_preempting(
+        &self,
+        request: &ReservationRequest,
+        victims: &[ReservationId],
+    ) -> Result<Reservation, LedgerError>;
+
     /// One reservation, in whatever state it is.
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError>;
 
@@ -709,6 +720,13 @@ macro_rules! forward_ledger {
                 to: Quantity,
             ) -> Result<Reservation, LedgerError> {
                 (**self).shrink(id, fence, requirement, to)
+            }
+            fn reserve_preempting(
+                &self,
+                request: &ReservationRequest,
+                victims: &[ReservationId],
+            ) -> Result<Reservation, LedgerError> {
+                (**self).reserve_preempting(request, victims)
             }
             fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
                 (**self).get(id)

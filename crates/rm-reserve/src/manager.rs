@@ -605,7 +605,21 @@ impl ReservationManager {
         catalog: &Catalog,
         request: &ReservationRequest,
         explain: bool,
+        extra: &[(usize, usize, i64)],
     ) -> Result<Vec<Placement>, LedgerError> {
+        // Capacity to count as free beyond the counters: (position, dim, amount), for a
+        // preemptor planning with its victims' holds.
+        let free_of = |position: usize, slot: &Slot, dim: usize| {
+            let free = slot.free(dim);
+            if extra.is_empty() {
+                free
+            } else {
+                extra
+                    .iter()
+                    .filter(|(p, d, _)| *p == position && *d == dim)
+                    .fold(free, |f, (_, _, amount)| f.saturating_add(*amount))
+            }
+        };
         // One requirement is one group: skip building the grouping.
         const SINGLE: &[usize] = &[0];
         let grouped = if request.requirements.len() == 1 {
@@ -671,7 +685,7 @@ impl ReservationManager {
                     for (k, member) in members.iter().enumerate() {
                         fits[k] = RawFit {
                             requested: amounts[k],
-                            free: candidate.slot.free(member.dim),
+                            free: free_of(position, &candidate.slot, member.dim),
                             capacity: member.maximum,
                             inverse_capacity: member.inverse_capacity,
                         };
@@ -719,7 +733,8 @@ impl ReservationManager {
                         };
                         *fit = RawFit {
                             requested: amount,
-                            free: candidate.slot.free(member.dim).saturating_sub(taken),
+                            free: free_of(position, &candidate.slot, member.dim)
+                                .saturating_sub(taken),
                             capacity: member.maximum,
                             inverse_capacity: member.inverse_capacity,
                         };
@@ -1097,7 +1112,16 @@ impl ReservationManager {
         explain: bool,
     ) -> Result<Reservation, LedgerError> {
         let catalog = self.read_catalog();
+        self.reserve_in(&catalog, request, explain)
+    }
 
+    /// `reserve` with the catalog already held (for reading, or for writing by a preemptor).
+    fn reserve_in(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+        explain: bool,
+    ) -> Result<Reservation, LedgerError> {
         let now = self.clock.now();
         self.run_timers(now);
         if let Some(id) = &request.id
@@ -1118,7 +1142,7 @@ impl ReservationManager {
                 .map_err(rejected)?;
         }
         for _ in 0..COMMIT_ATTEMPTS {
-            let plan = match self.plan(&catalog, request, explain) {
+            let plan = match self.plan(catalog, request, explain, &[]) {
                 Ok(plan) => plan,
                 Err(err) => {
                     // An expired hold must never block a grant: expire what is due, then plan
@@ -1129,7 +1153,7 @@ impl ReservationManager {
                     return Err(err);
                 }
             };
-            match self.commit(&catalog, request, plan, now) {
+            match self.commit(catalog, request, plan, now) {
                 Ok(reservation) => return Ok(reservation),
                 Err(Abort::Done(result)) => return *result,
                 Err(Abort::Replan) => {}
@@ -1525,6 +1549,50 @@ impl ReservationLedger for ReservationManager {
             });
             Ok(record.reservation(state))
         })
+    }
+
+    fn reserve_preempting(
+        &self,
+        request: &ReservationRequest,
+        victims: &[ReservationId],
+    ) -> Result<Reservation, LedgerError> {
+        // Grants read the catalog: holding it for writing keeps every other grant out while
+        // the victims end and the request is placed, so the freed capacity goes to it.
+        // (Permits take capacity without the catalog; they can still race for it.)
+        let catalog = self.write_catalog();
+        self.run_timers(self.clock.now());
+        if let Some(id) = &request.id
+            && let Some(existing) = self.records.get(id).map(|r| r.clone())
+        {
+            return Self::retry_of(&existing, request);
+        }
+        if let Some(first) = request.violations().into_iter().next() {
+            return Err(invalid(first.path, first.message));
+        }
+        let mut extra: Vec<(usize, usize, i64)> = Vec::new();
+        for id in victims {
+            let record = self
+                .records
+                .get(id)
+                .map(|r| r.clone())
+                .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
+            let state = lock(&record.state);
+            if !state.state.holds_capacity() {
+                return Err(Self::wrong_state("preempt", &record, state.state));
+            }
+            for hold in &state.holds {
+                if let Some(position) = catalog.position(&hold.resource) {
+                    extra.push((position, hold.dim, hold.amount));
+                }
+            }
+        }
+        // Nothing changes unless the request fits with the victims' capacity.
+        self.plan(&catalog, request, true, &extra)?;
+        let preemptor = request.id.clone().unwrap_or_else(ReservationId::generate);
+        for id in victims {
+            self.finish(Ending::Preempt, id, None, Some(&preemptor))?;
+        }
+        self.reserve_in(&catalog, &request.clone().with_id(preemptor), true)
     }
 
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {

@@ -486,6 +486,65 @@ impl ReferenceLedger {
         Shortfall::explain(index, requirement, offering, matching, colocated)
     }
 
+    /// Places and grants `request` under the lock (validation done by the caller).
+    fn grant_locked(
+        &self,
+        state: &mut State,
+        request: &ReservationRequest,
+        now: Timestamp,
+    ) -> Result<Reservation, LedgerError> {
+        let items = Self::place(state, request)?;
+
+        // Everything is computed; apply.
+        for item in &items {
+            let index = Self::entry_index(state, &item.resource)?;
+            let held = state.entries[index]
+                .held
+                .entry(item.resource_type.clone())
+                .or_default();
+            held.pending = sum(held.pending, item.amount);
+        }
+        state.last_token += 1;
+        let fencing_token = FencingToken(state.last_token);
+        let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
+        let id = request.id.clone().unwrap_or_else(ReservationId::generate);
+        let reservation = Reservation {
+            id: id.clone(),
+            requester: request.requester.clone(),
+            priority: request.priority,
+            state: ReservationState::Pending,
+            items: items.into(),
+            fencing_token,
+            created_at: now,
+            updated_at: now,
+            expires_at: Some(expires_at),
+            labels: request.labels.clone(),
+            preemptible: request.preemptible,
+        };
+        state
+            .expiries
+            .insert((expires_at, fencing_token), id.clone());
+        state.records.insert(
+            id.clone(),
+            Record {
+                reservation: reservation.clone(),
+                request: request.clone(),
+            },
+        );
+        self.publish(
+            state,
+            now,
+            EventKind::Reserved {
+                reservation: id,
+                requester: reservation.requester.clone(),
+                priority: reservation.priority,
+                items: reservation.items.clone(),
+                fencing_token,
+            },
+        );
+        Ok(reservation)
+    }
+
     fn entry_index(state: &State, name: &ResourceName) -> Result<usize, LedgerError> {
         state
             .entries
@@ -672,56 +731,7 @@ impl ReservationLedger for ReferenceLedger {
         if let Some(first) = request.violations().into_iter().next() {
             return Err(invalid(first.path, first.message));
         }
-        let items = Self::place(&state, request)?;
-
-        // Everything is computed; apply.
-        for item in &items {
-            let index = Self::entry_index(&state, &item.resource)?;
-            let held = state.entries[index]
-                .held
-                .entry(item.resource_type.clone())
-                .or_default();
-            held.pending = sum(held.pending, item.amount);
-        }
-        state.last_token += 1;
-        let fencing_token = FencingToken(state.last_token);
-        let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
-        let id = request.id.clone().unwrap_or_else(ReservationId::generate);
-        let reservation = Reservation {
-            id: id.clone(),
-            requester: request.requester.clone(),
-            priority: request.priority,
-            state: ReservationState::Pending,
-            items: items.into(),
-            fencing_token,
-            created_at: now,
-            updated_at: now,
-            expires_at: Some(expires_at),
-            labels: request.labels.clone(),
-            preemptible: request.preemptible,
-        };
-        state
-            .expiries
-            .insert((expires_at, fencing_token), id.clone());
-        state.records.insert(
-            id.clone(),
-            Record {
-                reservation: reservation.clone(),
-                request: request.clone(),
-            },
-        );
-        self.publish(
-            &mut state,
-            now,
-            EventKind::Reserved {
-                reservation: id,
-                requester: reservation.requester.clone(),
-                priority: reservation.priority,
-                items: reservation.items.clone(),
-                fencing_token,
-            },
-        );
-        Ok(reservation)
+        self.grant_locked(&mut state, request, now)
     }
 
     fn confirm(
@@ -870,6 +880,84 @@ impl ReservationLedger for ReferenceLedger {
             },
         );
         Ok(reservation)
+    }
+
+    fn reserve_preempting(
+        &self,
+        request: &ReservationRequest,
+        victims: &[ReservationId],
+    ) -> Result<Reservation, LedgerError> {
+        let (mut state, now) = self.lock();
+        if let Some(id) = &request.id
+            && let Some(record) = state.records.get(id)
+        {
+            return if record.request.same_request_as(request) {
+                Ok(record.reservation.clone())
+            } else {
+                Err(LedgerError::IdConflict { id: id.clone() })
+            };
+        }
+        if let Some(first) = request.violations().into_iter().next() {
+            return Err(invalid(first.path, first.message));
+        }
+        // Every victim must hold capacity now.
+        let mut freed: Vec<(ResourceName, ResourceType, bool, Quantity)> = Vec::new();
+        for id in victims {
+            let record = state
+                .records
+                .get(id)
+                .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
+            if !record.reservation.state.holds_capacity() {
+                return Err(Self::wrong_state("preempt", &record.reservation));
+            }
+            let pending = record.reservation.state == ReservationState::Pending;
+            for item in record.reservation.items.iter() {
+                freed.push((
+                    item.resource.clone(),
+                    item.resource_type.clone(),
+                    pending,
+                    item.amount,
+                ));
+            }
+        }
+        // Would the request fit with the victims' capacity? Credit it, place, undo.
+        let adjust = |state: &mut State, sign: bool| {
+            for (resource, resource_type, pending, amount) in &freed {
+                if let Some(entry) = state
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.resource.name() == resource)
+                {
+                    let held = entry.held.entry(resource_type.clone()).or_default();
+                    let slot = if *pending {
+                        &mut held.pending
+                    } else {
+                        &mut held.confirmed
+                    };
+                    *slot = if sign {
+                        slot.saturating_sub_to_zero(*amount)
+                    } else {
+                        sum(*slot, *amount)
+                    };
+                }
+            }
+        };
+        adjust(&mut state, true);
+        let placed = Self::place(&state, request);
+        adjust(&mut state, false);
+        placed?;
+        // It fits: end the victims and grant, under the one lock.
+        let preemptor = request.id.clone().unwrap_or_else(ReservationId::generate);
+        for id in victims {
+            self.end_locked(
+                &mut state,
+                id,
+                ReservationState::Preempted,
+                Some(preemptor.clone()),
+                now,
+            );
+        }
+        self.grant_locked(&mut state, &request.clone().with_id(preemptor), now)
     }
 
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {

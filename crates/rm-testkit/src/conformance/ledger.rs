@@ -827,6 +827,60 @@ pub fn elastic_holds_shrink_to_their_minimum(make: MakeLedger<'_>) {
     assert_clean(&*ledger);
 }
 
+/// Preempting for a request is one step: the victims end and the request is granted, or
+/// (when it would not fit even so, or a victim does not hold capacity) nothing changes.
+pub fn preemption_grants_in_one_step(make: MakeLedger<'_>) {
+    let (fixture, ledger) = setup(make, vec![node("a", 4)]);
+    let first = ledger.reserve(&ask("v1", vec![cores(2)])).unwrap();
+    let second = ledger.reserve(&ask("v2", vec![cores(2)])).unwrap();
+    ledger.confirm(&second.id, None).unwrap();
+    let victims = [first.id.clone(), second.id.clone()];
+    let before = ledger.snapshot().unwrap();
+    // Too big even with both victims: nothing changes.
+    expect_err(
+        ledger.reserve_preempting(&ask("big", vec![cores(5)]), &victims),
+        "insufficient-capacity",
+    );
+    expect_err(
+        ledger.reserve_preempting(&ask("x", vec![cores(1)]), &[rid("ghost")]),
+        "unknown-reservation",
+    );
+    let after = ledger.snapshot().unwrap();
+    assert_eq!((after.usage, after.active), (before.usage, before.active));
+    // Enough: both end as preempted by the request, which holds what it asked.
+    let urgent = ask("urgent", vec![cores(3)]).with_id(rid("urgent-1"));
+    let granted = ledger.reserve_preempting(&urgent, &victims).unwrap();
+    assert_eq!(granted.id, rid("urgent-1"));
+    assert_eq!(granted.items[0].amount, 3.into());
+    for victim in &victims {
+        assert_eq!(
+            ledger.get(victim).unwrap().state,
+            ReservationState::Preempted
+        );
+    }
+    assert_eq!(free_cores(&*ledger, "a"), 1.into());
+    let preempted_by: Vec<_> = fixture
+        .events
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::Ended {
+                reason: ReservationState::Preempted,
+                preempted_by,
+                ..
+            } => preempted_by,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(preempted_by, [rid("urgent-1"), rid("urgent-1")]);
+    // Ended victims cannot be preempted again.
+    expect_err(
+        ledger.reserve_preempting(&ask("y", vec![cores(1)]), &victims),
+        "invalid-state",
+    );
+    assert_clean(&*ledger);
+}
+
 /// Every state change is published, in order, with growing sequence numbers.
 pub fn events_follow_state_changes(make: MakeLedger<'_>) {
     let (fixture, ledger) = setup(make, vec![node("a", 8)]);
@@ -1031,6 +1085,7 @@ define_cases!($
     events_follow_state_changes,
     busy_resources_stay_registered,
     elastic_holds_shrink_to_their_minimum,
+    preemption_grants_in_one_step,
     concurrent_use_conserves_capacity,
 );
 

@@ -103,6 +103,13 @@ impl ReservationLedger for Broken {
     ) -> Result<Reservation, LedgerError> {
         self.inner.shrink(id, self.fence(fence), requirement, to)
     }
+    fn reserve_preempting(
+        &self,
+        request: &ReservationRequest,
+        victims: &[ReservationId],
+    ) -> Result<Reservation, LedgerError> {
+        self.inner.reserve_preempting(request, victims)
+    }
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
         self.inner.get(id)
     }
