@@ -270,6 +270,19 @@ impl WaitQueue {
         }
     }
 
+    /// Has the ledger expire the pending holds whose TTL has run out, which wakes the head
+    /// when capacity frees. Blocking waiters do this themselves at the earliest expiry; a
+    /// program that awaits tickets calls it from its own timer.
+    pub fn expire_due(&self) {
+        let _ = self.ledger.expire_due();
+    }
+
+    /// When the earliest pending hold expires, as an instant of the system's monotonic time.
+    fn next_expiry(&self) -> Option<Instant> {
+        let after = self.ledger.next_expiry().ok()??;
+        Some(Instant::now() + after)
+    }
+
     /// Wakes the head of the queue to try the ledger: call it when capacity may have freed.
     /// It never calls the ledger itself, so it is safe inside the ledger's event publication.
     pub fn notify(&self) {
@@ -542,6 +555,14 @@ impl Ticket {
         let start = Instant::now();
         let deadline = start + timeout;
         loop {
+            // The head also wakes when the earliest pending hold expires, and has the ledger
+            // apply the expiry: expired capacity is handed on without anyone polling.
+            let expiry = if self.queue.is_head(&self.waiter) {
+                self.queue.next_expiry()
+            } else {
+                None
+            };
+            let mut expiry_due = false;
             {
                 let mut signal = lock(&self.waiter.signal);
                 while !signal.try_now && signal.result.is_none() {
@@ -554,14 +575,27 @@ impl Ticket {
                             after: start.elapsed(),
                         });
                     }
+                    let mut sleep = deadline - now;
+                    if let Some(at) = expiry {
+                        let until = at.saturating_duration_since(now);
+                        if until.is_zero() {
+                            expiry_due = true;
+                            break;
+                        }
+                        sleep = sleep.min(until);
+                    }
                     signal = self
                         .waiter
                         .ready
-                        .wait_timeout(signal, deadline - now)
+                        .wait_timeout(signal, sleep)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
                 }
                 signal.try_now = false;
+            }
+            if expiry_due {
+                // Publishes the expiries, which wake the head (this ticket) again.
+                self.queue.expire_due();
             }
             if let Some(answer) = self.queue.attempt(&self.waiter) {
                 self.done = true;

@@ -654,6 +654,21 @@ pub trait ReservationLedger: Send + Sync {
         victims: &[ReservationId],
     ) -> Result<Reservation, LedgerError>;
 
+    /// How long until the earliest pending hold expires by the ledger's clock (`None` when
+    /// none is pending): a hint for waiters that want to wake when expiry frees capacity. It
+    /// may be early (waking finds nothing to expire), never late. The default reads a
+    /// snapshot; ledgers that keep a timer can answer cheaply.
+    fn next_expiry(&self) -> Result<Option<Duration>, LedgerError> {
+        let snapshot = self.snapshot()?;
+        Ok(snapshot
+            .active
+            .iter()
+            .filter(|r| r.state == ReservationState::Pending)
+            .filter_map(|r| r.expires_at)
+            .min()
+            .map(|at| at.saturating_duration_since(snapshot.taken_at)))
+    }
+
     /// One reservation, in whatever state it is.
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError>;
 
@@ -727,6 +742,9 @@ macro_rules! forward_ledger {
                 victims: &[ReservationId],
             ) -> Result<Reservation, LedgerError> {
                 (**self).reserve_preempting(request, victims)
+            }
+            fn next_expiry(&self) -> Result<Option<Duration>, LedgerError> {
+                (**self).next_expiry()
             }
             fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
                 (**self).get(id)

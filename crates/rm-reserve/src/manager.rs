@@ -1595,6 +1595,13 @@ impl ReservationLedger for ReservationManager {
         self.reserve_in(&catalog, &request.clone().with_id(preemptor), true)
     }
 
+    fn next_expiry(&self) -> Result<Option<Duration>, LedgerError> {
+        // The earliest timer (an expiry or a forgetting): early at worst, never late.
+        let next = self.next_timer.load(Ordering::Acquire);
+        Ok((next != u64::MAX)
+            .then(|| Timestamp::from_nanos(next).saturating_duration_since(self.clock.now())))
+    }
+
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {
         self.with_record("get", id, None, |record, _, state, _, _| {
             Ok(record.reservation(state))

@@ -171,3 +171,38 @@ fn a_ticket_is_a_future_woken_by_the_release() {
     }
     assert!(queue.is_empty());
 }
+
+#[test]
+fn expired_capacity_is_handed_to_a_blocking_waiter() {
+    use rm_contention::WaitQueue;
+    use rm_model::SystemClock;
+    // A real clock and a ledger that only applies expiry when called: nobody calls it but the
+    // waiting head, at the hold's expiry.
+    let clock = Arc::new(SystemClock::new());
+    let wakeup = rm_contention::Wakeup::new();
+    let ledger = Arc::new(rm_testkit::ReferenceLedger::new(
+        clock.clone(),
+        Arc::new(wakeup.clone()),
+        Duration::from_secs(60),
+    ));
+    ledger.register_resource(node("n", 1)).unwrap();
+    let queue = Arc::new(WaitQueue::new(ledger.clone(), clock));
+    wakeup.connect(&queue);
+    let forgotten = ledger
+        .reserve(&cores("never-confirmed", 1, 0).with_ttl(Duration::from_millis(50)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let granted = queue
+        .enqueue(cores("waiter", 1, 0))
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(granted.requester.as_str(), "waiter");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "woke at the expiry, not the timeout"
+    );
+    assert_eq!(
+        ledger.get(&forgotten.id).unwrap().state,
+        rm_model::ReservationState::Expired
+    );
+}
