@@ -116,7 +116,7 @@ fn handoff(c: &mut Criterion) {
             two_threads(iters, || {
                 let granted = block_on(queue.enqueue(request.clone())).expect("granted");
                 hold();
-                manager
+                queue
                     .cancel(&granted.id, Some(granted.fencing_token))
                     .expect("cancel");
             })
@@ -130,7 +130,7 @@ fn handoff(c: &mut Criterion) {
                     .wait_timeout(Duration::from_secs(10))
                     .expect("granted");
                 hold();
-                manager
+                queue
                     .cancel(&granted.id, Some(granted.fencing_token))
                     .expect("cancel");
             })

@@ -270,6 +270,32 @@ impl WaitQueue {
         }
     }
 
+    /// Releases a confirmed hold through the queue: the ledger releases it and this thread
+    /// then grants the freed capacity to the head of the queue and wakes it with its grant,
+    /// so the woken waiter has nothing left to do (a release straight on the ledger works too,
+    /// but then the woken waiter asks the ledger itself).
+    pub fn release(
+        &self,
+        id: &ReservationId,
+        fence: Option<rm_model::FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        let released = self.ledger.release(id, fence)?;
+        self.hand_on();
+        Ok(released)
+    }
+
+    /// Cancels a pending hold through the queue, handing the capacity on as
+    /// [`release`](Self::release) does.
+    pub fn cancel(
+        &self,
+        id: &ReservationId,
+        fence: Option<rm_model::FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        let cancelled = self.ledger.cancel(id, fence)?;
+        self.hand_on();
+        Ok(cancelled)
+    }
+
     /// Has the ledger expire the pending holds whose TTL has run out, which wakes the head
     /// when capacity frees. Blocking waiters do this themselves at the earliest expiry; a
     /// program that awaits tickets calls it from its own timer.
