@@ -12,22 +12,17 @@
 //! The binary counts heap allocations (a counting global allocator) and prints allocations
 //! per reserve cycle.
 #![expect(
-    unsafe_code,
-    reason = "a counting global allocator must implement GlobalAlloc"
-)]
-#![expect(
     clippy::print_stderr,
     reason = "the bench reports allocation counts and p99s"
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group};
+use rm_benches::{CountingAllocator, allocations};
 use rm_model::{
     Constraint, DiscardEvents, FencingToken, LedgerError, Quantity, RequesterId, Reservation,
     ReservationLedger, ReservationRequest, ReservationStrategy, Resource, ResourceCapacity,
@@ -36,30 +31,8 @@ use rm_model::{
 use rm_reserve::ReservationManager;
 use rm_testkit::ReferenceLedger;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's arguments.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn new_manager() -> ReservationManager {
     ReservationManager::builder()
@@ -152,12 +125,12 @@ fn allocations_per_cycle(ledger: &dyn Cycle, request: &ReservationRequest) -> f6
     for _ in 0..10_000 {
         ledger.cycle(request).expect("cycle");
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     const N: u64 = 10_000;
     for _ in 0..N {
         ledger.cycle(request).expect("cycle");
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+    (allocations() - before) as f64 / N as f64
 }
 
 fn cycle(c: &mut Criterion) {
@@ -184,13 +157,13 @@ fn cycle(c: &mut Criterion) {
     let pool = manager
         .permits(&"n".parse().expect("valid"), &ResourceType::Compute)
         .expect("the node exists");
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..10_000 {
         drop(pool.try_acquire(Quantity::from(1)).expect("permits"));
     }
     eprintln!(
         "allocations per permit acquire + drop: {:.1}",
-        (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0
+        (allocations() - before) as f64 / 10_000.0
     );
     group.bench_function("manager-permit", |b| {
         b.iter(|| {

@@ -7,7 +7,8 @@
 //!
 //! # Main items
 //! [`cluster`] builds a heterogeneous cluster of multi-dimensional nodes with labels;
-//! [`task_requirements`] a task's co-located requirements.
+//! [`task_requirements`] a task's co-located requirements; [`CountingAllocator`] counts heap
+//! allocations for the benches that promise none.
 //!
 //! # Concurrency, errors, metrics
 //! Plain functions over owned values; they return `rm-model` errors and emit no metrics.
@@ -19,6 +20,10 @@
 //! assert_eq!(nodes[0].dimension_count(), 3);
 //! # Ok::<(), rm_model::ModelError>(())
 //! ```
+
+mod counting;
+
+pub use counting::{CountingAllocator, allocations};
 
 use rm_model::{
     ColocationGroup, ModelError, Resource, ResourceCapacity, ResourceRequirement,
