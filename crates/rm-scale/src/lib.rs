@@ -11,7 +11,13 @@
 //! - [`ThresholdScaling`]: `desired = ceil(current × metric / target)` with a tolerance, a
 //!   stabilisation window and rate policies per direction ([`Behavior`], [`RatePolicy`],
 //!   [`SelectPolicy`]), and minimum and maximum bounds. Its memory is a [`ScalingState`].
-//! - [`Decision`]: the size decided with its inputs and [`Reason`].
+//! - [`PredictiveScaling`]: Holt's linear trend (with Holt–Winters seasonality when the
+//!   history shows it) forecasts the load a lead time ahead; the threshold rule acts on the
+//!   larger of the load now and the forecast. [`ForecastState`] is its memory.
+//! - [`RateOfChangeScaling`]: projects the load's recent rate of change over a horizon.
+//!   [`RateState`] is its memory.
+//! - [`Decision`]: the size decided with its inputs (including the metric the rule acted
+//!   on) and [`Reason`].
 //! - [`ScalingRule`]: what a rule provides; [`Autoscaler`] drives any number of
 //!   [`ScaleTarget`]s with one, keeps a bounded log of [`DecisionRecord`]s and has a dry-run
 //!   mode.
@@ -25,6 +31,11 @@
 //! - Rate limits count from the size at the start of each policy's period, as Kubernetes
 //!   does: the current size less the net change recorded within the period. Percentages
 //!   round up going up and down going down.
+//! - The predictive and rate-of-change rules reuse the threshold rule for everything after
+//!   the estimate (tolerance, stabilisation, rate limits, bounds), so one set of limits
+//!   governs all three, and both are the threshold rule until they have history.
+//! - The forecast is the one floating-point step: an estimate that picks a recommendation,
+//!   never an accounted amount. Rate-of-change projection is exact.
 //! - Windows are fixed-size rings allocated when a target is added: a tick allocates nothing.
 //!
 //! # Concurrency
@@ -56,12 +67,16 @@
 //! ```
 
 mod autoscaler;
+mod predictive;
+mod rate;
 mod ring;
 mod threshold;
 
 use rm_model::{Quantity, Timestamp};
 
 pub use autoscaler::{Autoscaler, DecisionRecord, Outcome, TargetId, TickSummary};
+pub use predictive::{ForecastState, PredictiveScaling};
+pub use rate::{RateOfChangeScaling, RateState};
 pub use threshold::{
     Behavior, Decision, RatePolicy, Reason, ScalingState, SelectPolicy, ThresholdScaling,
 };

@@ -141,6 +141,10 @@ pub enum Reason {
     WithinTolerance,
     /// The metric asks for this size.
     Metric,
+    /// The forecast at the lead time asks for this size.
+    Forecast,
+    /// The metric's rate of change, projected over the horizon, asks for this size.
+    Trend,
     /// A lower recommendation in the scale-up window held it back.
     StabilizedUp,
     /// A higher recommendation in the scale-down window held it up.
@@ -164,6 +168,9 @@ pub struct Decision {
     pub current: u64,
     /// The metric observed.
     pub metric: Quantity,
+    /// The metric the rule acted on: the observation for threshold scaling, a forecast or a
+    /// projection of it (per current unit) for the predictive and rate-of-change rules.
+    pub acted_on: Quantity,
     /// The metric's target.
     pub target: Quantity,
     /// What the metric alone asks for.
@@ -296,7 +303,28 @@ impl ThresholdScaling {
         current: u64,
         metric: Quantity,
     ) -> Decision {
-        let (raw, within) = self.raw(current, metric);
+        self.settle(state, now, current, metric, metric, Reason::Metric)
+    }
+
+    /// The threshold rule applied to `acted_on` (the observation, or an estimate from it)
+    /// instead of the observed `metric`; `estimated` is the reason when an estimate that
+    /// differs from the observation decides. Tolerance, stabilisation, rate limits and bounds
+    /// apply as to the observation.
+    pub(crate) fn settle(
+        &self,
+        state: &mut ScalingState,
+        now: Timestamp,
+        current: u64,
+        metric: Quantity,
+        acted_on: Quantity,
+        estimated: Reason,
+    ) -> Decision {
+        let because = if acted_on == metric {
+            Reason::Metric
+        } else {
+            estimated
+        };
+        let (raw, within) = self.raw(current, acted_on);
         state.recommendations.push(now, raw);
         // Stabilisation, as Kubernetes does it: the lowest recommendation of the up window
         // bounds a rise, the highest of the down window bounds a fall. A window can only
@@ -314,7 +342,7 @@ impl ThresholdScaling {
         let mut reason = if within {
             Reason::WithinTolerance
         } else {
-            Reason::Metric
+            because
         };
         let mut stabilized = current;
         if stabilized < up {
@@ -371,6 +399,7 @@ impl ThresholdScaling {
             at: now,
             current,
             metric,
+            acted_on,
             target: self.target,
             raw,
             stabilized,

@@ -2,4 +2,5 @@
 //! dry runs and decision log.
 
 mod autoscaler;
+mod predictive;
 mod threshold;
