@@ -1,0 +1,119 @@
+//! Resource pools: members grouped, checked out and returned, grown and shrunk live, and
+//! capacity lent between sibling pools.
+//!
+//! # Where it sits
+//! A middle crate: it depends on `rm-model` only (for [`Resource`](rm_model::Resource),
+//! label [`Constraint`](rm_model::Constraint)s and the [`Clock`](rm_model::Clock)). The
+//! facade connects pools to `rm-scale` (a dynamic pool is a scale target) and to metrics.
+//!
+//! # Main types
+//! - [`Pool`]: an object pool. Static ([`Pool::fixed`], or [`Pool::select`] to group the
+//!   resources a label selector picks) or dynamic ([`Pool::dynamic`]: members created through
+//!   a [`Provider`] up to a maximum, idle ones destroyed after a timeout down to a minimum).
+//!   [`Pooled`] is a checked-out member, returned when dropped; [`PoolStatus`] reports size,
+//!   in use, available, waiting and draining.
+//! - [`ElasticGroup`]: sibling pools of counted units with guaranteed shares, lending and
+//!   borrowing limits, and reclaim; [`ElasticLease`] is a grant, released when dropped.
+//!
+//! # Design decisions
+//! - A shrink drains, never revokes: idle members leave at once, checked-out ones when they
+//!   come back ([`PoolStatus::draining`]).
+//! - Checkout takes the most recently returned member, so members beyond the working set go
+//!   idle and age out (the same order as deadpool and HikariCP).
+//! - Providers are called without any lock held; a creation slot is reserved first, so
+//!   concurrent checkouts never exceed the maximum.
+//! - An elastic grant is all or nothing and takes the pool's own units before borrowing.
+//!
+//! # Concurrency
+//! [`Pool`] and [`ElasticGroup`] are `Send + Sync` handles (clone to share). Each holds one
+//! mutex for a few integer updates per operation; blocked checkouts wait on a condition
+//! variable and are woken one per returned member. Guards may move between threads.
+//!
+//! # Errors and panics
+//! [`Error`] names what failed: an invalid setting, an exhausted pool, a timeout, a
+//! provider's failure, an unknown pool, or a grant the group cannot make (with what it
+//! could). Failed operations change nothing (except starting a reclaim, which is the point).
+//! Nothing panics on input.
+//!
+//! # Metrics
+//! None directly; [`PoolStatus`] and [`ElasticStatus`] are what the facade exports.
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use rm_pool::{ElasticGroup, ElasticPoolSpec, Pool};
+//!
+//! // A static pool of three licences.
+//! let licences = Pool::fixed(["lic-a", "lic-b", "lic-c"]);
+//! let held = licences.try_checkout()?;
+//! assert_eq!(licences.status().in_use, 1);
+//! drop(held);
+//! assert_eq!(licences.status().available, 3);
+//!
+//! // Two teams lend each other idle cores.
+//! let spec = |name: &str| ElasticPoolSpec {
+//!     name: name.into(),
+//!     guaranteed: 8,
+//!     borrowing_limit: 4,
+//!     lending_limit: 4,
+//! };
+//! let group = ElasticGroup::new(vec![spec("etl"), spec("ml")])?;
+//! let burst = group.acquire("ml", 12)?;
+//! assert_eq!(burst.borrowed(), 4);
+//! # let _ = Duration::ZERO;
+//! # Ok::<(), rm_pool::Error>(())
+//! ```
+
+mod elastic;
+mod pool;
+
+use std::time::Duration;
+
+pub use elastic::{ElasticGroup, ElasticLease, ElasticPoolSpec, ElasticStatus, Reclaim};
+pub use pool::{Pool, PoolLimits, PoolStatus, Pooled, Provider, ProviderError};
+
+/// What went wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting has a value no pool can work with.
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// The setting, as the builder names it.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No member is idle and the pool may not grow.
+    #[error("the pool is exhausted")]
+    Exhausted,
+    /// No member came back in time.
+    #[error("no member became available within {waited:?}")]
+    Timeout {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The provider could not create a member.
+    #[error("the provider failed: {0}")]
+    Provider(#[from] ProviderError),
+    /// The group has no pool of that name.
+    #[error("no pool named {pool:?}")]
+    UnknownPool {
+        /// The name asked for.
+        pool: String,
+    },
+    /// The group cannot grant the units now.
+    #[error(
+        "pool {pool:?} wants {wanted} units, {available} can be had now ({reclaiming} being reclaimed)"
+    )]
+    Insufficient {
+        /// The pool asking.
+        pool: String,
+        /// Units asked for.
+        wanted: u64,
+        /// Units it could have had (own free plus borrowable).
+        available: u64,
+        /// Lent units this refusal started reclaiming.
+        reclaiming: u64,
+    },
+}
