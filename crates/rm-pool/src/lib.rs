@@ -11,7 +11,8 @@
 //!   resources a label selector picks) or dynamic ([`Pool::dynamic`]: members created through
 //!   a [`Provider`] up to a maximum, idle ones destroyed after a timeout down to a minimum).
 //!   [`Pooled`] is a checked-out member, returned when dropped; [`PoolStatus`] reports size,
-//!   in use, available, waiting and draining.
+//!   in use, available, waiting and draining. Tasks share a contended pool by weight through
+//!   [`Pool::checkout_as`] and [`Pool::set_weight`] ([`ShareStatus`] per task).
 //! - [`ElasticGroup`]: sibling pools of counted units with guaranteed shares, lending and
 //!   borrowing limits, and reclaim; [`ElasticLease`] is a grant, released when dropped.
 //!
@@ -22,6 +23,8 @@
 //!   idle and age out (the same order as deadpool and HikariCP).
 //! - Providers are called without any lock held; a creation slot is reserved first, so
 //!   concurrent checkouts never exceed the maximum.
+//! - Weighted sharing is work-conserving: a task above its fair share only defers to a task
+//!   below its share that is waiting; a member is never left idle while anyone waits.
 //! - An elastic grant is all or nothing and takes the pool's own units before borrowing.
 //!
 //! # Concurrency
@@ -70,7 +73,7 @@ mod pool;
 use std::time::Duration;
 
 pub use elastic::{ElasticGroup, ElasticLease, ElasticPoolSpec, ElasticStatus, Reclaim};
-pub use pool::{Pool, PoolLimits, PoolStatus, Pooled, Provider, ProviderError};
+pub use pool::{Pool, PoolLimits, PoolStatus, Pooled, Provider, ProviderError, ShareStatus};
 
 /// What went wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -95,6 +95,60 @@ struct State<T> {
     limits: PoolLimits,
     /// Members drained from a static pool, handed back to the owner by [`Pool::take_drained`].
     drained: Vec<T>,
+    /// Tasks sharing the pool by weight, in the order they appeared (indices are stable).
+    shares: Vec<Share>,
+}
+
+struct Share {
+    task: String,
+    weight: u64,
+    in_use: usize,
+    waiting: usize,
+}
+
+/// One task's share of a pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareStatus {
+    /// The task.
+    pub task: String,
+    /// Its weight.
+    pub weight: u64,
+    /// Members it holds.
+    pub in_use: usize,
+    /// Its callers waiting.
+    pub waiting: usize,
+    /// Members its weight entitles it to among the tasks holding or waiting now.
+    pub fair_share: usize,
+}
+
+impl<T> State<T> {
+    /// `size × weight / Σ weights` of the tasks holding or waiting (and `task` itself).
+    fn fair_share(&self, task: usize) -> usize {
+        let active: u64 = self
+            .shares
+            .iter()
+            .enumerate()
+            .filter(|(index, share)| *index == task || share.in_use > 0 || share.waiting > 0)
+            .map(|(_, share)| share.weight)
+            .sum();
+        let size = u64::try_from(self.size).unwrap_or(u64::MAX);
+        let share =
+            u128::from(size) * u128::from(self.shares[task].weight) / u128::from(active.max(1));
+        usize::try_from(share).unwrap_or(usize::MAX)
+    }
+
+    /// Whether `task` may take a member now: below its fair share, or no other task that is
+    /// below its share is waiting (so the pool never idles while someone waits).
+    fn may_take(&self, task: usize) -> bool {
+        if self.shares[task].in_use < self.fair_share(task) {
+            return true;
+        }
+        !(0..self.shares.len()).any(|other| {
+            other != task
+                && self.shares[other].waiting > 0
+                && self.shares[other].in_use < self.fair_share(other)
+        })
+    }
 }
 
 struct Inner<T> {
@@ -134,6 +188,7 @@ impl<T> fmt::Debug for Pool<T> {
 pub struct Pooled<T> {
     member: Option<T>,
     pool: Arc<Inner<T>>,
+    task: Option<usize>,
 }
 
 impl<T> Deref for Pooled<T> {
@@ -173,6 +228,9 @@ impl<T> Pooled<T> {
         state.in_use -= 1;
         state.size -= 1;
         state.draining = state.draining.saturating_sub(1);
+        if let Some(task) = self.task {
+            state.shares[task].in_use -= 1;
+        }
         self.pool.unlock_and_wake(state);
         member
     }
@@ -181,7 +239,7 @@ impl<T> Pooled<T> {
 impl<T> Drop for Pooled<T> {
     fn drop(&mut self) {
         if let Some(member) = self.member.take() {
-            self.pool.give_back(member);
+            self.pool.give_back(member, self.task);
         }
     }
 }
@@ -202,12 +260,15 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Releases the lock and wakes one waiter, if any, to look again.
+    /// Releases the lock and wakes a waiter, if any, to look again: one, or all when tasks
+    /// share the pool by weight (only some of them may be entitled to the member).
     fn unlock_and_wake(&self, state: MutexGuard<'_, State<T>>) {
-        let wake = state.waiting > 0;
+        let (wake, all) = (state.waiting > 0, !state.shares.is_empty());
         drop(state);
-        if wake {
-            self.returned.notify_one();
+        match (wake, all) {
+            (false, _) => {}
+            (true, false) => self.returned.notify_one(),
+            (true, true) => self.returned.notify_all(),
         }
     }
 
@@ -218,13 +279,16 @@ impl<T> Inner<T> {
         self.unlock_and_wake(state);
     }
 
-    fn give_back(&self, mut member: T) {
+    fn give_back(&self, mut member: T, task: Option<usize>) {
         let healthy = self
             .provider
             .as_ref()
             .is_none_or(|provider| provider.recycle(&mut member));
         let mut state = self.lock();
         state.in_use -= 1;
+        if let Some(task) = task {
+            state.shares[task].in_use -= 1;
+        }
         if state.draining == 0 && healthy {
             self.park(state, member);
             return;
@@ -243,6 +307,22 @@ impl<T> Inner<T> {
             }
         }
     }
+}
+
+fn share_index<T>(state: &mut State<T>, task: &str) -> usize {
+    state
+        .shares
+        .iter()
+        .position(|share| share.task == task)
+        .unwrap_or_else(|| {
+            state.shares.push(Share {
+                task: task.to_owned(),
+                weight: 1,
+                in_use: 0,
+                waiting: 0,
+            });
+            state.shares.len() - 1
+        })
 }
 
 /// How a checkout attempt ended when it found nothing idle.
@@ -273,6 +353,7 @@ impl<T> Pool<T> {
                     waiting: 0,
                     limits,
                     drained: Vec::new(),
+                    shares: Vec::new(),
                 }),
                 returned: Condvar::new(),
                 provider,
@@ -316,24 +397,34 @@ impl<T> Pool<T> {
         }
     }
 
-    fn attempt(&self, state: &mut State<T>) -> Attempt<T> {
+    fn attempt(&self, state: &mut State<T>, task: Option<usize>) -> Attempt<T> {
+        if task.is_some_and(|task| state.waiting > 0 && !state.may_take(task)) {
+            return Attempt::Exhausted;
+        }
         if let Some((member, _)) = state.idle.pop() {
             state.in_use += 1;
+            if let Some(task) = task {
+                state.shares[task].in_use += 1;
+            }
             return Attempt::Got(Pooled {
                 member: Some(member),
                 pool: self.inner.clone(),
+                task,
             });
         }
         if self.inner.provider.is_some() && state.size < state.limits.max {
             // Reserve the slot now; the member is created outside the lock.
             state.size += 1;
             state.in_use += 1;
+            if let Some(task) = task {
+                state.shares[task].in_use += 1;
+            }
             return Attempt::Create;
         }
         Attempt::Exhausted
     }
 
-    fn create(&self) -> Result<Pooled<T>, Error> {
+    fn create(&self, task: Option<usize>) -> Result<Pooled<T>, Error> {
         let Some(provider) = &self.inner.provider else {
             return Err(Error::Exhausted);
         };
@@ -341,11 +432,15 @@ impl<T> Pool<T> {
             Ok(member) => Ok(Pooled {
                 member: Some(member),
                 pool: self.inner.clone(),
+                task,
             }),
             Err(error) => {
                 let mut state = self.inner.lock();
                 state.size -= 1;
                 state.in_use -= 1;
+                if let Some(task) = task {
+                    state.shares[task].in_use -= 1;
+                }
                 self.inner.unlock_and_wake(state);
                 Err(Error::Provider(error))
             }
@@ -355,10 +450,10 @@ impl<T> Pool<T> {
     /// Checks out an idle member, or creates one in a dynamic pool below its maximum, without
     /// waiting. Fails with [`Error::Exhausted`] when neither is possible.
     pub fn try_checkout(&self) -> Result<Pooled<T>, Error> {
-        let attempt = self.attempt(&mut self.inner.lock());
+        let attempt = self.attempt(&mut self.inner.lock(), None);
         match attempt {
             Attempt::Got(pooled) => Ok(pooled),
-            Attempt::Create => self.create(),
+            Attempt::Create => self.create(None),
             Attempt::Exhausted => Err(Error::Exhausted),
         }
     }
@@ -366,22 +461,77 @@ impl<T> Pool<T> {
     /// Like [`Pool::try_checkout`], waiting up to `timeout` for a member to be returned.
     /// Waiters are woken one per returned member.
     pub fn checkout_timeout(&self, timeout: Duration) -> Result<Pooled<T>, Error> {
+        self.wait_for(None, timeout)
+    }
+
+    /// Checks out a member for `task`, waiting up to `timeout`, sharing the pool among tasks
+    /// by weight ([`Pool::set_weight`]; a task not yet seen has weight 1): while others
+    /// wait, a task at or above its fair share (`size × weight / Σ weights` of the tasks
+    /// holding or waiting) lets a task below its share go first. Nothing held is revoked,
+    /// and a member never stays idle while anyone waits. Checkouts without a task are not
+    /// counted against any share.
+    pub fn checkout_as(&self, task: &str, timeout: Duration) -> Result<Pooled<T>, Error> {
+        let index = {
+            let mut state = self.inner.lock();
+            share_index(&mut state, task)
+        };
+        self.wait_for(Some(index), timeout)
+    }
+
+    /// Sets `task`'s weight (at least 1) for [`Pool::checkout_as`].
+    pub fn set_weight(&self, task: &str, weight: u64) -> Result<(), Error> {
+        if weight == 0 {
+            return Err(Error::InvalidSetting {
+                setting: "weight",
+                reason: "must be at least 1",
+            });
+        }
+        let mut state = self.inner.lock();
+        let index = share_index(&mut state, task);
+        state.shares[index].weight = weight;
+        self.inner.unlock_and_wake(state);
+        Ok(())
+    }
+
+    /// Every task's share now, in the order the tasks appeared.
+    pub fn shares(&self) -> Vec<ShareStatus> {
+        let state = self.inner.lock();
+        (0..state.shares.len())
+            .map(|index| {
+                let share = &state.shares[index];
+                ShareStatus {
+                    task: share.task.clone(),
+                    weight: share.weight,
+                    in_use: share.in_use,
+                    waiting: share.waiting,
+                    fair_share: state.fair_share(index),
+                }
+            })
+            .collect()
+    }
+
+    fn wait_for(&self, task: Option<usize>, timeout: Duration) -> Result<Pooled<T>, Error> {
         let deadline = Instant::now() + timeout;
         let mut state = self.inner.lock();
         loop {
-            match self.attempt(&mut state) {
+            match self.attempt(&mut state, task) {
                 Attempt::Got(pooled) => return Ok(pooled),
                 Attempt::Create => {
                     drop(state);
-                    return self.create();
+                    return self.create(task);
                 }
                 Attempt::Exhausted => {}
             }
             let now = Instant::now();
             if now >= deadline {
+                // Others may have deferred to this caller: let them look again.
+                self.inner.unlock_and_wake(state);
                 return Err(Error::Timeout { waited: timeout });
             }
             state.waiting += 1;
+            if let Some(task) = task {
+                state.shares[task].waiting += 1;
+            }
             let (guard, _) = self
                 .inner
                 .returned
@@ -389,6 +539,9 @@ impl<T> Pool<T> {
                 .unwrap_or_else(PoisonError::into_inner);
             state = guard;
             state.waiting -= 1;
+            if let Some(task) = task {
+                state.shares[task].waiting -= 1;
+            }
         }
     }
 

@@ -251,3 +251,51 @@ fn many_threads_never_hold_more_than_the_maximum() {
         status.size
     );
 }
+
+#[test]
+fn tasks_share_a_contended_pool_by_weight_without_leaving_members_idle() {
+    let pool = Pool::fixed(0..4);
+    pool.set_weight("etl", 3).unwrap();
+    assert!(matches!(
+        pool.set_weight("etl", 0),
+        Err(Error::InvalidSetting {
+            setting: "weight",
+            ..
+        })
+    ));
+    // Alone, a task may hold everything: nothing waits, so nothing stays idle.
+    let mut etl: Vec<_> = (0..4)
+        .map(|_| pool.checkout_as("etl", Duration::from_secs(1)).unwrap())
+        .collect();
+    let ml = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.checkout_as("ml", Duration::from_secs(10)))
+    };
+    while pool.status().waiting == 0 {
+        thread::yield_now();
+    }
+    let shares = pool.shares();
+    assert_eq!((shares[0].fair_share, shares[1].fair_share), (3, 1));
+    // etl gives one back and asks again at once: ml, below its share, goes first.
+    etl.pop();
+    assert_eq!(
+        pool.checkout_as("etl", Duration::from_millis(50))
+            .unwrap_err(),
+        Error::Timeout {
+            waited: Duration::from_millis(50)
+        }
+    );
+    assert!(ml.join().unwrap().is_ok());
+    let shares = pool.shares();
+    assert_eq!(
+        (shares[0].in_use, shares[1].in_use),
+        (3, 0),
+        "ml's guard has dropped"
+    );
+    drop(etl);
+    assert!(
+        pool.shares()
+            .iter()
+            .all(|share| share.in_use == 0 && share.waiting == 0)
+    );
+}
