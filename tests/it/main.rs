@@ -1,5 +1,6 @@
 //! End-to-end flows, one module per area.
 
+mod autoscaled_pool;
 mod config;
 mod seed;
 mod validation;
