@@ -177,3 +177,70 @@ fn under_many_threads_limits_and_conservation_hold_throughout() {
         );
     }
 }
+
+#[test]
+fn under_many_threads_an_owner_gets_its_lent_units_back() {
+    // etl may not borrow: it depends on reclaim alone to get its units back.
+    let group = ElasticGroup::new(vec![
+        spec("etl", 8, 0, 6),
+        spec("ml", 8, 6, 4),
+        spec("web", 4, 0, 2),
+    ])
+    .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let borrowers: Vec<_> = (0..4u64)
+        .map(|worker| {
+            let (group, stop) = (group.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut seed = (worker + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                while !stop.load(Ordering::Relaxed) {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    // ml asks for more than it owns whenever it can: it borrows from etl.
+                    let lease = group.acquire("ml", 1 + seed % 8);
+                    thread::yield_now();
+                    drop(lease);
+                }
+            })
+        })
+        .collect();
+    let (mut reclaimed, rounds) = (0, stress_rounds() / 20);
+    for _ in 0..rounds {
+        let mut first = true;
+        let lease = loop {
+            match group.acquire("etl", 8) {
+                Ok(lease) => break lease,
+                Err(Error::Insufficient { reclaiming, .. }) => {
+                    if first && reclaiming > 0 {
+                        reclaimed += 1;
+                    }
+                    first = false;
+                    thread::yield_now();
+                }
+                Err(other) => panic!("unexpected {other}"),
+            }
+        };
+        // All 8 of its own units, none borrowed: the reclaim brought them home.
+        assert_eq!((lease.units(), lease.borrowed()), (8, 0));
+        group.audit().unwrap();
+        drop(lease);
+        // Give the borrowers time to borrow again.
+        thread::sleep(std::time::Duration::from_micros(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for borrower in borrowers {
+        borrower.join().unwrap();
+    }
+    assert!(
+        reclaimed > 0,
+        "the owner must have had to reclaim at least once"
+    );
+    group.audit().unwrap();
+    assert!(
+        group
+            .status()
+            .iter()
+            .all(|pool| pool.lent == 0 && pool.reclaiming == 0)
+    );
+}
