@@ -2,4 +2,5 @@
 //! elastic groups (lending, borrowing, reclaim, conservation under many threads).
 
 mod elastic;
+mod model;
 mod pool;
