@@ -158,6 +158,13 @@ impl Drop for ElasticLease {
     }
 }
 
+fn inconsistent(pool: &str, detail: String) -> Error {
+    Error::Inconsistent {
+        pool: pool.to_owned(),
+        detail,
+    }
+}
+
 fn lock(shared: &Shared) -> MutexGuard<'_, GroupState> {
     // Every update under the lock is integer arithmetic with no call out: a poisoned lock
     // still holds consistent figures.
@@ -316,28 +323,37 @@ impl ElasticGroup {
     }
 
     /// Checks the group's invariants (own units add up, limits hold, loans match); a test
-    /// and debugging aid. Returns the first violation.
-    pub fn audit(&self) -> Result<(), String> {
+    /// and debugging aid. Returns the first violation as [`Error::Inconsistent`].
+    pub fn audit(&self) -> Result<(), Error> {
         let state = lock(&self.shared);
         let n = state.pools.len();
         for (index, pool) in state.pools.iter().enumerate() {
             let name = &pool.spec.name;
             if pool.used_own + pool.lent > pool.spec.guaranteed {
-                return Err(format!(
-                    "{name}: used {} + lent {} exceed guaranteed {}",
-                    pool.used_own, pool.lent, pool.spec.guaranteed
+                return Err(inconsistent(
+                    name,
+                    format!(
+                        "used {} + lent {} exceed guaranteed {}",
+                        pool.used_own, pool.lent, pool.spec.guaranteed
+                    ),
                 ));
             }
             if pool.lent > pool.spec.lending_limit {
-                return Err(format!(
-                    "{name}: lent {} exceeds the lending limit {}",
-                    pool.lent, pool.spec.lending_limit
+                return Err(inconsistent(
+                    name,
+                    format!(
+                        "lent {} exceeds the lending limit {}",
+                        pool.lent, pool.spec.lending_limit
+                    ),
                 ));
             }
             if pool.borrowed > pool.spec.borrowing_limit {
-                return Err(format!(
-                    "{name}: borrowed {} exceeds the borrowing limit {}",
-                    pool.borrowed, pool.spec.borrowing_limit
+                return Err(inconsistent(
+                    name,
+                    format!(
+                        "borrowed {} exceeds the borrowing limit {}",
+                        pool.borrowed, pool.spec.borrowing_limit
+                    ),
                 ));
             }
             let lent: u64 = (0..n)
@@ -345,15 +361,18 @@ impl ElasticGroup {
                 .sum();
             let borrowed: u64 = (0..n).map(|lender| state.loans[index * n + lender]).sum();
             if lent != pool.lent || borrowed != pool.borrowed {
-                return Err(format!(
-                    "{name}: loans do not match lent {} / borrowed {}",
-                    pool.lent, pool.borrowed
+                return Err(inconsistent(
+                    name,
+                    format!(
+                        "loans do not match lent {} / borrowed {}",
+                        pool.lent, pool.borrowed
+                    ),
                 ));
             }
             if pool.reclaiming > pool.lent {
-                return Err(format!(
-                    "{name}: reclaiming {} exceeds lent {}",
-                    pool.reclaiming, pool.lent
+                return Err(inconsistent(
+                    name,
+                    format!("reclaiming {} exceeds lent {}", pool.reclaiming, pool.lent),
                 ));
             }
         }

@@ -105,6 +105,14 @@ pub enum Error {
         /// The name asked for.
         pool: String,
     },
+    /// An audit found the books of a pool broken (a bug, never the caller's input).
+    #[error("pool {pool:?} is inconsistent: {detail}")]
+    Inconsistent {
+        /// The pool.
+        pool: String,
+        /// What does not add up.
+        detail: String,
+    },
     /// The group cannot grant the units now.
     #[error(
         "pool {pool:?} wants {wanted} units, {available} can be had now ({reclaiming} being reclaimed)"

@@ -563,14 +563,19 @@ impl<T> Pool<T> {
     /// Shrinks a static pool to `size` members: idle members leave at once (returned here),
     /// checked-out ones leave when they come back (collect them with
     /// [`Pool::take_drained`]); nothing in use is revoked. Growing needs members: use
-    /// [`Pool::add`].
-    pub fn resize(&self, size: usize) -> Vec<T> {
+    /// [`Pool::add`]. A dynamic pool's members belong to its provider: resize it with
+    /// [`Pool::set_limits`] (this returns [`Error::InvalidSetting`] for one).
+    pub fn resize(&self, size: usize) -> Result<Vec<T>, Error> {
+        if self.inner.provider.is_some() {
+            return Err(Error::InvalidSetting {
+                setting: "size",
+                reason: "a dynamic pool is resized through set_limits",
+            });
+        }
         let mut state = self.inner.lock();
         let removed = self.shrink(&mut state, size);
-        if self.inner.provider.is_none() {
-            state.limits.max = size.max(state.size - state.draining);
-        }
-        removed.into_iter().map(|(member, _)| member).collect()
+        state.limits.max = size.max(state.size - state.draining);
+        Ok(removed.into_iter().map(|(member, _)| member).collect())
     }
 
     fn shrink(&self, state: &mut State<T>, size: usize) -> Vec<(T, Timestamp)> {

@@ -67,7 +67,7 @@ proptest! {
                     drop(held.swap_remove(index));
                 }
                 PoolOp::Return(_) => {}
-                PoolOp::Resize(size) => gone.extend(pool.resize(size)),
+                PoolOp::Resize(size) => gone.extend(pool.resize(size).unwrap()),
                 PoolOp::Add => {
                     prop_assert!(pool.add(next).is_ok());
                     next += 1;

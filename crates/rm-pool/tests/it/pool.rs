@@ -66,7 +66,7 @@ fn a_blocked_checkout_gets_the_next_returned_member_or_times_out() {
 fn shrinking_drains_members_in_use_instead_of_revoking_them() {
     let pool = Pool::fixed(['a', 'b', 'c', 'd']);
     let held: Vec<_> = (0..3).map(|_| pool.try_checkout().unwrap()).collect();
-    let removed = pool.resize(1);
+    let removed = pool.resize(1).unwrap();
     assert_eq!(removed.len(), 1, "the idle member leaves at once");
     let status = pool.status();
     assert_eq!((status.size, status.in_use, status.draining), (3, 3, 2));
@@ -195,6 +195,13 @@ fn lowering_the_maximum_destroys_idle_members_and_drains_the_rest() {
     let held: Vec<_> = (0..4).map(|_| pool.try_checkout().unwrap()).collect();
     let mut held = held.into_iter();
     drop(held.next());
+    assert!(matches!(
+        pool.resize(1),
+        Err(Error::InvalidSetting {
+            setting: "size",
+            ..
+        })
+    ));
     pool.set_limits(limits(0, 1)).unwrap();
     let status = pool.status();
     assert_eq!((status.size, status.draining, status.max), (3, 2, 1));
