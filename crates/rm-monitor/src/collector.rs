@@ -1,0 +1,442 @@
+//! [`MetricsCollector`]: counts what the ledger, the queues and the autoscaler report, as an
+//! [`EventSink`], and keeps a bounded recent history for the dashboard.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+use rm_model::{
+    CapacityUsage, Event, EventKind, EventSink, Quantity, ReservationState, ResourceName,
+    ResourceType, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::names;
+
+/// How much recent history to keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Recent wait times kept for percentiles.
+    pub waits: usize,
+    /// Recent scaling requests kept.
+    pub scaling: usize,
+    /// How far back expiries count towards an expiry spike.
+    pub expiry_window: Duration,
+    /// Expiries kept within that window (older ones and any beyond this drop).
+    pub expiries: usize,
+    /// Utilisation samples kept per resource capacity.
+    pub utilization: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            waits: 4_096,
+            scaling: 256,
+            expiry_window: Duration::from_secs(300),
+            expiries: 4_096,
+            utilization: 120,
+        }
+    }
+}
+
+/// A scaling request, as reported by an autoscaler or a contention resolver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingRecord {
+    /// When.
+    pub at: Timestamp,
+    /// The scale target.
+    pub target: String,
+    /// Its size before.
+    pub from: u64,
+    /// The size asked for.
+    pub to: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Reservations ended, by how.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedCounts {
+    /// Given back after use.
+    pub released: u64,
+    /// Not confirmed in time.
+    pub expired: u64,
+    /// Taken for a higher-priority request.
+    pub preempted: u64,
+    /// Withdrawn before confirmation.
+    pub cancelled: u64,
+}
+
+const OUTCOMES: [&str; 4] = ["released", "expired", "preempted", "cancelled"];
+
+struct Counted {
+    count: u64,
+    handle: Counter,
+}
+
+struct History {
+    waits: VecDeque<Duration>,
+    scaling: VecDeque<ScalingRecord>,
+    expiries: VecDeque<Timestamp>,
+    grants_by_type: BTreeMap<ResourceType, Counted>,
+    refusals: BTreeMap<String, Counted>,
+    utilization: BTreeMap<(ResourceName, ResourceType), (VecDeque<UtilizationSample>, Gauge)>,
+}
+
+/// One capacity's use at one collection, exact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UtilizationSample {
+    /// When the snapshot was taken.
+    pub at: Timestamp,
+    /// The resource.
+    pub resource: ResourceName,
+    /// Which capacity.
+    pub resource_type: ResourceType,
+    /// In use (external, pending, confirmed and leased), in the capacity's unit.
+    pub used: Quantity,
+    /// The capacity.
+    pub capacity: Quantity,
+    /// `used / capacity` in parts per million, rounded down (0 for a zero capacity).
+    pub ratio_ppm: u64,
+    /// The same amounts in thousandths of the dimension's base unit, for sums across
+    /// resources with different units.
+    #[serde(skip)]
+    pub(crate) base: (i128, i128),
+}
+
+struct Shared {
+    retention: Retention,
+    grants: AtomicU64,
+    confirmed: (AtomicU64, Counter),
+    ended: [(AtomicU64, Counter); 4],
+    waits: [Histogram; 2],
+    queue_depth: (AtomicU64, Gauge),
+    history: Mutex<History>,
+}
+
+/// Counts grants (by type), refusals (by reason), confirmations, endings (by outcome), wait
+/// times, queue depth and scaling requests from events, emitting each through the `metrics`
+/// macros (see [`names`]) and keeping a bounded recent history. Cloning shares it.
+///
+/// Metric handles are taken when the collector is built: build it after installing a
+/// recorder (the facade does) or its emissions go nowhere. Publishing takes a few atomic
+/// increments, plus one short lock for events that carry history (grants by type, refusals,
+/// waits, expiries, scaling); it never calls back into the emitter.
+#[derive(Clone)]
+pub struct MetricsCollector {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MetricsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsCollector")
+            .field("grants", &self.grants())
+            .field("ended", &self.ended())
+            .finish()
+    }
+}
+
+impl Default for MetricsCollector {
+    fn default() -> MetricsCollector {
+        MetricsCollector::new(Retention::default())
+    }
+}
+
+fn lock(history: &Mutex<History>) -> MutexGuard<'_, History> {
+    // Updates under the lock are pushes and increments: a poisoned lock holds usable data.
+    history.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, limit: usize, value: T) {
+    if limit == 0 {
+        return;
+    }
+    if queue.len() == limit {
+        queue.pop_front();
+    }
+    queue.push_back(value);
+}
+
+impl MetricsCollector {
+    /// A collector keeping `retention` worth of history.
+    pub fn new(retention: Retention) -> MetricsCollector {
+        let ended = OUTCOMES.map(|outcome| {
+            (
+                AtomicU64::new(0),
+                metrics::counter!(names::ENDED_TOTAL, "outcome" => outcome),
+            )
+        });
+        MetricsCollector {
+            shared: Arc::new(Shared {
+                retention,
+                grants: AtomicU64::new(0),
+                confirmed: (AtomicU64::new(0), metrics::counter!(names::CONFIRMED_TOTAL)),
+                ended,
+                waits: [
+                    metrics::histogram!(names::WAIT_SECONDS, "outcome" => "granted"),
+                    metrics::histogram!(names::WAIT_SECONDS, "outcome" => "abandoned"),
+                ],
+                queue_depth: (AtomicU64::new(0), metrics::gauge!(names::QUEUE_DEPTH)),
+                history: Mutex::new(History {
+                    waits: VecDeque::with_capacity(retention.waits),
+                    scaling: VecDeque::with_capacity(retention.scaling),
+                    expiries: VecDeque::new(),
+                    grants_by_type: BTreeMap::new(),
+                    refusals: BTreeMap::new(),
+                    utilization: BTreeMap::new(),
+                }),
+            }),
+        }
+    }
+
+    /// Reservations granted.
+    pub fn grants(&self) -> u64 {
+        self.shared.grants.load(Ordering::Relaxed)
+    }
+
+    /// Reservations confirmed.
+    pub fn confirmed(&self) -> u64 {
+        self.shared.confirmed.0.load(Ordering::Relaxed)
+    }
+
+    /// Reservations ended, by how.
+    pub fn ended(&self) -> EndedCounts {
+        let count = |index: usize| self.shared.ended[index].0.load(Ordering::Relaxed);
+        EndedCounts {
+            released: count(0),
+            expired: count(1),
+            preempted: count(2),
+            cancelled: count(3),
+        }
+    }
+
+    /// Grants by resource type (a grant holding two types counts once for each).
+    pub fn grants_by_type(&self) -> BTreeMap<ResourceType, u64> {
+        let history = lock(&self.shared.history);
+        history
+            .grants_by_type
+            .iter()
+            .map(|(kind, counted)| (kind.clone(), counted.count))
+            .collect()
+    }
+
+    /// Refusals by reason code.
+    pub fn refusals(&self) -> BTreeMap<String, u64> {
+        let history = lock(&self.shared.history);
+        history
+            .refusals
+            .iter()
+            .map(|(reason, counted)| (reason.clone(), counted.count))
+            .collect()
+    }
+
+    /// Requests waiting, as of the last queue event.
+    pub fn queue_depth(&self) -> u64 {
+        self.shared.queue_depth.0.load(Ordering::Relaxed)
+    }
+
+    /// The `percentile` (0 to 100) of recent wait times, nearest rank; `None` before any.
+    pub fn wait_percentile(&self, percentile: u8) -> Option<Duration> {
+        let mut waits: Vec<Duration> = lock(&self.shared.history).waits.iter().copied().collect();
+        if waits.is_empty() {
+            return None;
+        }
+        waits.sort_unstable();
+        let rank = (usize::from(percentile.min(100)) * waits.len())
+            .div_ceil(100)
+            .max(1);
+        waits.get(rank - 1).copied()
+    }
+
+    /// Recent scaling requests, oldest first.
+    pub fn recent_scaling(&self) -> Vec<ScalingRecord> {
+        lock(&self.shared.history).scaling.iter().cloned().collect()
+    }
+
+    /// Expiries within the retention's expiry window before `now`.
+    pub fn recent_expiries(&self, now: Timestamp) -> usize {
+        let window = self.shared.retention.expiry_window;
+        lock(&self.shared.history)
+            .expiries
+            .iter()
+            .filter(|at| now.saturating_duration_since(**at) < window)
+            .count()
+    }
+
+    /// Records one capacity's use (what [`ResourceMetricsCollector`](crate::ResourceMetricsCollector)
+    /// does for each registered resource) and returns the sample.
+    pub fn record_usage(&self, at: Timestamp, usage: &CapacityUsage) -> UtilizationSample {
+        let used = usage.used();
+        let base = (
+            usage.unit.to_base_milli(used),
+            usage.unit.to_base_milli(usage.capacity),
+        );
+        let ratio_ppm = if used.as_milli() <= 0 || usage.capacity.as_milli() <= 0 {
+            0
+        } else {
+            let ppm =
+                i128::from(used.as_milli()) * 1_000_000 / i128::from(usage.capacity.as_milli());
+            u64::try_from(ppm).unwrap_or(u64::MAX)
+        };
+        let sample = UtilizationSample {
+            at,
+            resource: usage.resource.clone(),
+            resource_type: usage.resource_type.clone(),
+            used,
+            capacity: usage.capacity,
+            ratio_ppm,
+            base,
+        };
+        let limit = self.shared.retention.utilization;
+        let mut history = lock(&self.shared.history);
+        let (samples, gauge) = history
+            .utilization
+            .entry((usage.resource.clone(), usage.resource_type.clone()))
+            .or_insert_with(|| {
+                let gauge = metrics::gauge!(
+                    names::UTILIZATION_RATIO,
+                    "resource" => usage.resource.as_str().to_owned(),
+                    "type" => usage.resource_type.as_str().to_owned()
+                );
+                (VecDeque::with_capacity(limit), gauge)
+            });
+        gauge.set(ratio_ppm as f64 / 1_000_000.0);
+        push_bounded(samples, limit, sample.clone());
+        sample
+    }
+
+    /// Recent utilisation samples of one capacity, oldest first.
+    pub fn utilization_history(
+        &self,
+        resource: &ResourceName,
+        resource_type: &ResourceType,
+    ) -> Vec<UtilizationSample> {
+        lock(&self.shared.history)
+            .utilization
+            .get(&(resource.clone(), resource_type.clone()))
+            .map(|(samples, _)| samples.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every capacity's recent samples, oldest first within each.
+    pub(crate) fn all_utilization(&self) -> Vec<Vec<UtilizationSample>> {
+        lock(&self.shared.history)
+            .utilization
+            .values()
+            .map(|(samples, _)| samples.iter().cloned().collect())
+            .collect()
+    }
+
+    /// Forgets a capacity's history (its resource was unregistered).
+    pub(crate) fn forget(&self, resource: &ResourceName) {
+        lock(&self.shared.history)
+            .utilization
+            .retain(|(name, _), _| name != resource);
+    }
+
+    fn count_ended(&self, reason: ReservationState, at: Timestamp) {
+        let index = match reason {
+            ReservationState::Released => 0,
+            ReservationState::Expired => 1,
+            ReservationState::Preempted => 2,
+            ReservationState::Cancelled => 3,
+            ReservationState::Pending | ReservationState::Confirmed => return,
+        };
+        let (count, handle) = &self.shared.ended[index];
+        count.fetch_add(1, Ordering::Relaxed);
+        handle.increment(1);
+        if reason == ReservationState::Expired {
+            let retention = self.shared.retention;
+            let mut history = lock(&self.shared.history);
+            while history
+                .expiries
+                .front()
+                .is_some_and(|old| at.saturating_duration_since(*old) >= retention.expiry_window)
+            {
+                history.expiries.pop_front();
+            }
+            push_bounded(&mut history.expiries, retention.expiries, at);
+        }
+    }
+}
+
+impl EventSink for MetricsCollector {
+    fn publish(&self, event: &Event) {
+        let shared = &self.shared;
+        match &event.kind {
+            EventKind::Reserved { items, .. } => {
+                shared.grants.fetch_add(1, Ordering::Relaxed);
+                let mut history = lock(&shared.history);
+                for item in items.iter() {
+                    let counted = history.grants_by_type.entry(item.resource_type.clone()).or_insert_with(|| Counted {
+                        count: 0,
+                        handle: metrics::counter!(names::GRANTS_TOTAL, "type" => item.resource_type.as_str().to_owned()),
+                    });
+                    counted.count += 1;
+                    counted.handle.increment(1);
+                }
+            }
+            EventKind::Confirmed { .. } => {
+                shared.confirmed.0.fetch_add(1, Ordering::Relaxed);
+                shared.confirmed.1.increment(1);
+            }
+            EventKind::Ended { reason, .. } => self.count_ended(*reason, event.at),
+            EventKind::Refused { reason, .. } => {
+                let mut history = lock(&shared.history);
+                let counted = history.refusals.entry(reason.clone()).or_insert_with(|| Counted {
+                    count: 0,
+                    handle: metrics::counter!(names::REFUSALS_TOTAL, "reason" => reason.clone()),
+                });
+                counted.count += 1;
+                counted.handle.increment(1);
+            }
+            EventKind::Queued { depth, .. } => {
+                let depth = u64::try_from(*depth).unwrap_or(u64::MAX);
+                shared.queue_depth.0.store(depth, Ordering::Relaxed);
+                shared.queue_depth.1.set(depth as f64);
+            }
+            EventKind::Dequeued {
+                waited, granted, ..
+            } => {
+                shared.waits[usize::from(!*granted)].record(waited.as_secs_f64());
+                let previous = shared
+                    .queue_depth
+                    .0
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |depth| {
+                        Some(depth.saturating_sub(1))
+                    })
+                    .unwrap_or(0);
+                shared.queue_depth.1.set(previous.saturating_sub(1) as f64);
+                push_bounded(
+                    &mut lock(&shared.history).waits,
+                    shared.retention.waits,
+                    *waited,
+                );
+            }
+            EventKind::Scaled {
+                target,
+                from,
+                to,
+                reason,
+            } => {
+                metrics::counter!(names::SCALING_TOTAL, "target" => target.clone()).increment(1);
+                let record = ScalingRecord {
+                    at: event.at,
+                    target: target.clone(),
+                    from: *from,
+                    to: *to,
+                    reason: reason.clone(),
+                };
+                push_bounded(
+                    &mut lock(&shared.history).scaling,
+                    shared.retention.scaling,
+                    record,
+                );
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Every metric's name, in one place, with its help text ([`describe`]).
+//!
+//! Names follow Prometheus conventions: the `rm_` prefix, base units (seconds, ratios),
+//! `_total` for counters. Labels are bounded: `type` (resource type), `resource`, `reason`
+//! (a refusal code), `outcome`, `target` (a scale target's name).
+
+use metrics::Unit;
+
+/// Counter: reservations granted, by `type` of each item held.
+pub const GRANTS_TOTAL: &str = "rm_grants_total";
+/// Counter: requests refused, by `reason` (a `RefusalReason` code).
+pub const REFUSALS_TOTAL: &str = "rm_refusals_total";
+/// Counter: reservations ended, by `outcome` (released, expired, preempted, cancelled).
+pub const ENDED_TOTAL: &str = "rm_reservations_ended_total";
+/// Counter: reservations confirmed.
+pub const CONFIRMED_TOTAL: &str = "rm_reservations_confirmed_total";
+/// Histogram: time spent in a wait queue, by `outcome` (granted, abandoned).
+pub const WAIT_SECONDS: &str = "rm_wait_seconds";
+/// Gauge: requests waiting in queues, as of the last queue event.
+pub const QUEUE_DEPTH: &str = "rm_queue_depth";
+/// Counter: scaling requests, by `target`.
+pub const SCALING_TOTAL: &str = "rm_scaling_decisions_total";
+/// Gauge: used over capacity, by `resource` and `type`, as of the last collection.
+pub const UTILIZATION_RATIO: &str = "rm_utilization_ratio";
+
+/// Registers every metric's help text and unit with the installed recorder (call it once
+/// after installing one; without a recorder it does nothing).
+pub fn describe() {
+    metrics::describe_counter!(
+        GRANTS_TOTAL,
+        Unit::Count,
+        "Reservations granted, by type of each item held."
+    );
+    metrics::describe_counter!(
+        REFUSALS_TOTAL,
+        Unit::Count,
+        "Requests refused, by refusal reason code."
+    );
+    metrics::describe_counter!(
+        ENDED_TOTAL,
+        Unit::Count,
+        "Reservations ended, by outcome (released, expired, preempted, cancelled)."
+    );
+    metrics::describe_counter!(
+        CONFIRMED_TOTAL,
+        Unit::Count,
+        "Reservations confirmed by their holders."
+    );
+    metrics::describe_histogram!(
+        WAIT_SECONDS,
+        Unit::Seconds,
+        "Time requests spent in wait queues, by outcome (granted, abandoned)."
+    );
+    metrics::describe_gauge!(QUEUE_DEPTH, Unit::Count, "Requests waiting in queues.");
+    metrics::describe_counter!(
+        SCALING_TOTAL,
+        Unit::Count,
+        "Scaling requests, by scale target."
+    );
+    metrics::describe_gauge!(
+        UTILIZATION_RATIO,
+        "Capacity in use over capacity, by resource and type, as of the last collection."
+    );
+}
