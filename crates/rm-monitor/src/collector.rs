@@ -107,7 +107,11 @@ pub struct UtilizationSample {
     pub(crate) base: (i128, i128),
 }
 
+/// A recorder the collector registers its metrics with instead of the global one.
+pub type SharedRecorder = Arc<dyn metrics::Recorder + Send + Sync>;
+
 struct Shared {
+    recorder: Option<SharedRecorder>,
     retention: Retention,
     grants: AtomicU64,
     confirmed: (AtomicU64, Counter),
@@ -121,8 +125,10 @@ struct Shared {
 /// times, queue depth and scaling requests from events, emitting each through the `metrics`
 /// macros (see [`names`]) and keeping a bounded recent history. Cloning shares it.
 ///
-/// Metric handles are taken when the collector is built: build it after installing a
-/// recorder (the facade does) or its emissions go nowhere. Publishing takes a few atomic
+/// Metrics go to the recorder given to [`MetricsCollector::with_recorder`] (so several
+/// managers in one process keep separate metrics and nothing global is installed), or else
+/// to the global recorder as it is when each handle is taken: build a collector that uses
+/// the global recorder after installing one, or its emissions go nowhere. Publishing takes a few atomic
 /// increments, plus one short lock for events that carry history (grants by type, refusals,
 /// waits, expiries, scaling); it never calls back into the emitter.
 #[derive(Clone)]
@@ -150,6 +156,13 @@ fn lock(history: &Mutex<History>) -> MutexGuard<'_, History> {
     history.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn in_recorder<R>(recorder: Option<&SharedRecorder>, register: impl FnOnce() -> R) -> R {
+    match recorder {
+        Some(recorder) => metrics::with_local_recorder(&**recorder, register),
+        None => register(),
+    }
+}
+
 fn push_bounded<T>(queue: &mut VecDeque<T>, limit: usize, value: T) {
     if limit == 0 {
         return;
@@ -161,25 +174,51 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, limit: usize, value: T) {
 }
 
 impl MetricsCollector {
-    /// A collector keeping `retention` worth of history.
+    /// A collector keeping `retention` worth of history, emitting to the global recorder.
     pub fn new(retention: Retention) -> MetricsCollector {
-        let ended = OUTCOMES.map(|outcome| {
+        MetricsCollector::build(retention, None)
+    }
+
+    /// A collector keeping `retention` worth of history, emitting to `recorder` only (with
+    /// help text registered there).
+    pub fn with_recorder(retention: Retention, recorder: SharedRecorder) -> MetricsCollector {
+        metrics::with_local_recorder(&*recorder, names::describe);
+        MetricsCollector::build(retention, Some(recorder))
+    }
+
+    /// Runs `register` (metric macros) against this collector's recorder.
+    fn registered<R>(&self, register: impl FnOnce() -> R) -> R {
+        in_recorder(self.shared.recorder.as_ref(), register)
+    }
+
+    fn build(retention: Retention, recorder: Option<SharedRecorder>) -> MetricsCollector {
+        let (ended, confirmed, waits, depth) = in_recorder(recorder.as_ref(), || {
+            let ended = OUTCOMES.map(|outcome| {
+                (
+                    AtomicU64::new(0),
+                    metrics::counter!(names::ENDED_TOTAL, "outcome" => outcome),
+                )
+            });
+            let waits = [
+                metrics::histogram!(names::WAIT_SECONDS, "outcome" => "granted"),
+                metrics::histogram!(names::WAIT_SECONDS, "outcome" => "abandoned"),
+            ];
             (
-                AtomicU64::new(0),
-                metrics::counter!(names::ENDED_TOTAL, "outcome" => outcome),
+                ended,
+                metrics::counter!(names::CONFIRMED_TOTAL),
+                waits,
+                metrics::gauge!(names::QUEUE_DEPTH),
             )
         });
         MetricsCollector {
             shared: Arc::new(Shared {
+                recorder,
                 retention,
                 grants: AtomicU64::new(0),
-                confirmed: (AtomicU64::new(0), metrics::counter!(names::CONFIRMED_TOTAL)),
+                confirmed: (AtomicU64::new(0), confirmed),
                 ended,
-                waits: [
-                    metrics::histogram!(names::WAIT_SECONDS, "outcome" => "granted"),
-                    metrics::histogram!(names::WAIT_SECONDS, "outcome" => "abandoned"),
-                ],
-                queue_depth: (AtomicU64::new(0), metrics::gauge!(names::QUEUE_DEPTH)),
+                waits,
+                queue_depth: (AtomicU64::new(0), depth),
                 history: Mutex::new(History {
                     waits: VecDeque::with_capacity(retention.waits),
                     scaling: VecDeque::with_capacity(retention.scaling),
@@ -296,11 +335,13 @@ impl MetricsCollector {
             .utilization
             .entry((usage.resource.clone(), usage.resource_type.clone()))
             .or_insert_with(|| {
-                let gauge = metrics::gauge!(
-                    names::UTILIZATION_RATIO,
-                    "resource" => usage.resource.as_str().to_owned(),
-                    "type" => usage.resource_type.as_str().to_owned()
-                );
+                let gauge = self.registered(|| {
+                    metrics::gauge!(
+                        names::UTILIZATION_RATIO,
+                        "resource" => usage.resource.as_str().to_owned(),
+                        "type" => usage.resource_type.as_str().to_owned()
+                    )
+                });
                 (VecDeque::with_capacity(limit), gauge)
             });
         gauge.set(ratio_ppm as f64 / 1_000_000.0);
@@ -373,7 +414,9 @@ impl EventSink for MetricsCollector {
                 for item in items.iter() {
                     let counted = history.grants_by_type.entry(item.resource_type.clone()).or_insert_with(|| Counted {
                         count: 0,
-                        handle: metrics::counter!(names::GRANTS_TOTAL, "type" => item.resource_type.as_str().to_owned()),
+                        handle: self.registered(|| {
+                            metrics::counter!(names::GRANTS_TOTAL, "type" => item.resource_type.as_str().to_owned())
+                        }),
                     });
                     counted.count += 1;
                     counted.handle.increment(1);
@@ -386,10 +429,15 @@ impl EventSink for MetricsCollector {
             EventKind::Ended { reason, .. } => self.count_ended(*reason, event.at),
             EventKind::Refused { reason, .. } => {
                 let mut history = lock(&shared.history);
-                let counted = history.refusals.entry(reason.clone()).or_insert_with(|| Counted {
-                    count: 0,
-                    handle: metrics::counter!(names::REFUSALS_TOTAL, "reason" => reason.clone()),
-                });
+                let counted = history
+                    .refusals
+                    .entry(reason.clone())
+                    .or_insert_with(|| Counted {
+                        count: 0,
+                        handle: self.registered(
+                            || metrics::counter!(names::REFUSALS_TOTAL, "reason" => reason.clone()),
+                        ),
+                    });
                 counted.count += 1;
                 counted.handle.increment(1);
             }
@@ -422,7 +470,10 @@ impl EventSink for MetricsCollector {
                 to,
                 reason,
             } => {
-                metrics::counter!(names::SCALING_TOTAL, "target" => target.clone()).increment(1);
+                self.registered(
+                    || metrics::counter!(names::SCALING_TOTAL, "target" => target.clone()),
+                )
+                .increment(1);
                 let record = ScalingRecord {
                     at: event.at,
                     target: target.clone(),

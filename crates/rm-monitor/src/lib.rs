@@ -24,6 +24,10 @@
 //! - Utilisation is exact: used and capacity are quantities, the ratio is integer parts per
 //!   million, and sums across resources convert exactly to the dimension's base unit. The
 //!   `metrics` gauge gets the ratio as a float, for export only.
+//! - Nothing global is needed: [`MetricsCollector::with_recorder`] registers every handle
+//!   with the recorder it is given, so two managers in one process keep separate metrics
+//!   and a host's own global recorder is left alone. Without one, the global recorder is
+//!   used.
 //! - Labels are bounded: resource, type, refusal reason, outcome and scale target; requester
 //!   ids never become labels.
 //! - History lives in bounded queues sized by [`Retention`], so memory does not grow with
@@ -85,7 +89,9 @@ mod dashboard;
 pub mod names;
 mod resources;
 
-pub use collector::{EndedCounts, MetricsCollector, Retention, ScalingRecord, UtilizationSample};
+pub use collector::{
+    EndedCounts, MetricsCollector, Retention, ScalingRecord, SharedRecorder, UtilizationSample,
+};
 pub use dashboard::{
     Alert, AlertKind, AlertRules, DashboardData, ResourceDashboard, TypeUtilization,
 };

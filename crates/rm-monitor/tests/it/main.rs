@@ -15,6 +15,8 @@ use rm_monitor::{
 };
 use rm_testkit::ReferenceLedger;
 
+mod recorder;
+
 struct Setup {
     clock: Arc<ManualClock>,
     ledger: Arc<ReferenceLedger>,
