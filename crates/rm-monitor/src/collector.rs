@@ -84,6 +84,34 @@ struct History {
     grants_by_type: BTreeMap<ResourceType, Counted>,
     refusals: BTreeMap<String, Counted>,
     utilization: BTreeMap<(ResourceName, ResourceType), (VecDeque<UtilizationSample>, Gauge)>,
+    pools: BTreeMap<String, (PoolSample, Gauge, Gauge)>,
+    reservations: Option<(ReservationCounts, [Gauge; 2])>,
+}
+
+/// A pool's state at one collection (reported by whoever owns the pool: the facade).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSample {
+    /// When.
+    pub at: Timestamp,
+    /// The pool.
+    pub pool: String,
+    /// Members (or units) it has.
+    pub size: u64,
+    /// Of those, in use.
+    pub in_use: u64,
+    /// Callers waiting.
+    pub waiting: u64,
+    /// `in_use / size` in parts per million (0 for an empty pool).
+    pub ratio_ppm: u64,
+}
+
+/// Active reservations by state, from the last snapshot collected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationCounts {
+    /// Granted, not yet confirmed.
+    pub pending: u64,
+    /// Confirmed.
+    pub confirmed: u64,
 }
 
 /// One capacity's use at one collection, exact.
@@ -226,6 +254,8 @@ impl MetricsCollector {
                     grants_by_type: BTreeMap::new(),
                     refusals: BTreeMap::new(),
                     utilization: BTreeMap::new(),
+                    pools: BTreeMap::new(),
+                    reservations: None,
                 }),
             }),
         }
@@ -347,6 +377,79 @@ impl MetricsCollector {
         gauge.set(ratio_ppm as f64 / 1_000_000.0);
         push_bounded(samples, limit, sample.clone());
         sample
+    }
+
+    /// Records a pool's size, use and waiters (the latest sample per pool is kept).
+    pub fn record_pool(
+        &self,
+        at: Timestamp,
+        pool: &str,
+        size: u64,
+        in_use: u64,
+        waiting: u64,
+    ) -> PoolSample {
+        let ratio_ppm = if size == 0 {
+            0
+        } else {
+            u64::try_from(u128::from(in_use) * 1_000_000 / u128::from(size)).unwrap_or(u64::MAX)
+        };
+        let sample = PoolSample {
+            at,
+            pool: pool.to_owned(),
+            size,
+            in_use,
+            waiting,
+            ratio_ppm,
+        };
+        let mut history = lock(&self.shared.history);
+        let entry = history.pools.entry(pool.to_owned()).or_insert_with(|| {
+            self.registered(|| {
+                (
+                    PoolSample::default(),
+                    metrics::gauge!(names::POOL_UTILIZATION_RATIO, "pool" => pool.to_owned()),
+                    metrics::gauge!(names::POOL_WAITING, "pool" => pool.to_owned()),
+                )
+            })
+        });
+        entry.1.set(ratio_ppm as f64 / 1_000_000.0);
+        entry.2.set(waiting as f64);
+        entry.0 = sample.clone();
+        sample
+    }
+
+    /// Every pool's latest sample, by name.
+    pub fn pools(&self) -> Vec<PoolSample> {
+        lock(&self.shared.history)
+            .pools
+            .values()
+            .map(|(sample, _, _)| sample.clone())
+            .collect()
+    }
+
+    /// Records the active reservations by state (what a collection does from a snapshot).
+    pub fn record_reservations(&self, counts: ReservationCounts) {
+        let mut history = lock(&self.shared.history);
+        let entry = history.reservations.get_or_insert_with(|| {
+            let gauges = self.registered(|| {
+                [
+                    metrics::gauge!(names::RESERVATIONS, "state" => "pending"),
+                    metrics::gauge!(names::RESERVATIONS, "state" => "confirmed"),
+                ]
+            });
+            (ReservationCounts::default(), gauges)
+        });
+        entry.1[0].set(counts.pending as f64);
+        entry.1[1].set(counts.confirmed as f64);
+        entry.0 = counts;
+    }
+
+    /// Active reservations by state, as of the last collection.
+    pub fn reservations(&self) -> ReservationCounts {
+        lock(&self.shared.history)
+            .reservations
+            .as_ref()
+            .map(|(counts, _)| *counts)
+            .unwrap_or_default()
     }
 
     /// Recent utilisation samples of one capacity, oldest first.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use rm_model::{ResourceType, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::{EndedCounts, MetricsCollector, ScalingRecord, UtilizationSample};
+use crate::{
+    EndedCounts, MetricsCollector, PoolSample, ReservationCounts, ScalingRecord, UtilizationSample,
+};
 
 /// When the dashboard raises alerts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,10 @@ pub struct DashboardData {
     pub generated_at: Timestamp,
     /// Utilisation by type, from each capacity's latest sample.
     pub utilization_by_type: Vec<TypeUtilization>,
+    /// Every pool's latest sample.
+    pub pools: Vec<PoolSample>,
+    /// Active reservations by state, as of the last collection.
+    pub reservations: ReservationCounts,
     /// The most utilised capacities, most first (latest samples).
     pub most_contended: Vec<UtilizationSample>,
     /// Reservations granted.
@@ -219,6 +225,8 @@ impl ResourceDashboard {
         DashboardData {
             generated_at: now,
             utilization_by_type,
+            pools: self.metrics.pools(),
+            reservations: self.metrics.reservations(),
             most_contended,
             grants: self.metrics.grants(),
             grants_by_type: self.metrics.grants_by_type(),

@@ -44,7 +44,8 @@
 //! # Metrics
 //! See [`names`]: `rm_grants_total`, `rm_refusals_total`, `rm_reservations_ended_total`,
 //! `rm_reservations_confirmed_total`, `rm_wait_seconds`, `rm_queue_depth`,
-//! `rm_scaling_decisions_total`, `rm_utilization_ratio`.
+//! `rm_scaling_decisions_total`, `rm_utilization_ratio`, `rm_reservations`,
+//! `rm_pool_utilization_ratio`, `rm_pool_waiting`.
 //!
 //! # Example
 //! The seed's "Resource Monitoring":
@@ -90,7 +91,8 @@ pub mod names;
 mod resources;
 
 pub use collector::{
-    EndedCounts, MetricsCollector, Retention, ScalingRecord, SharedRecorder, UtilizationSample,
+    EndedCounts, MetricsCollector, PoolSample, ReservationCounts, Retention, ScalingRecord,
+    SharedRecorder, UtilizationSample,
 };
 pub use dashboard::{
     Alert, AlertKind, AlertRules, DashboardData, ResourceDashboard, TypeUtilization,

@@ -22,6 +22,12 @@ pub const QUEUE_DEPTH: &str = "rm_queue_depth";
 pub const SCALING_TOTAL: &str = "rm_scaling_decisions_total";
 /// Gauge: used over capacity, by `resource` and `type`, as of the last collection.
 pub const UTILIZATION_RATIO: &str = "rm_utilization_ratio";
+/// Gauge: active reservations, by `state` (pending, confirmed), as of the last collection.
+pub const RESERVATIONS: &str = "rm_reservations";
+/// Gauge: members (or units) of a pool in use over its size, by `pool`.
+pub const POOL_UTILIZATION_RATIO: &str = "rm_pool_utilization_ratio";
+/// Gauge: callers waiting on a pool, by `pool`.
+pub const POOL_WAITING: &str = "rm_pool_waiting";
 
 /// Registers every metric's help text and unit with the installed recorder (call it once
 /// after installing one; without a recorder it does nothing).
@@ -56,6 +62,20 @@ pub fn describe() {
         SCALING_TOTAL,
         Unit::Count,
         "Scaling requests, by scale target."
+    );
+    metrics::describe_gauge!(
+        RESERVATIONS,
+        Unit::Count,
+        "Active reservations, by state, as of the last collection."
+    );
+    metrics::describe_gauge!(
+        POOL_UTILIZATION_RATIO,
+        "Pool members in use over pool size, by pool."
+    );
+    metrics::describe_gauge!(
+        POOL_WAITING,
+        Unit::Count,
+        "Callers waiting on a pool, by pool."
     );
     metrics::describe_gauge!(
         UTILIZATION_RATIO,

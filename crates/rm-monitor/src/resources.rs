@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rm_model::{LedgerError, ReservationLedger, Resource, ResourceName};
+use rm_model::{LedgerError, ReservationLedger, ReservationState, Resource, ResourceName};
 
-use crate::{MetricsCollector, UtilizationSample};
+use crate::{MetricsCollector, ReservationCounts, UtilizationSample};
 
 /// Samples the utilisation of the resources registered with it (the seed's
 /// `ResourceMetricsCollector`). Each collection takes one ledger snapshot, outside the
@@ -61,9 +61,19 @@ impl ResourceMetricsCollector {
     }
 
     /// Takes one snapshot and records every capacity of every registered resource (a
-    /// registered resource the ledger no longer has is skipped). Returns the samples.
+    /// registered resource the ledger no longer has is skipped) and the active reservations
+    /// by state. Returns the utilisation samples.
     pub fn collect_utilization_metrics(&self) -> Result<Vec<UtilizationSample>, LedgerError> {
         let snapshot = self.ledger.snapshot()?;
+        let mut counts = ReservationCounts::default();
+        for reservation in &snapshot.active {
+            match reservation.state {
+                ReservationState::Pending => counts.pending += 1,
+                ReservationState::Confirmed => counts.confirmed += 1,
+                _ => {}
+            }
+        }
+        self.metrics.record_reservations(counts);
         let registered = self.lock().clone();
         Ok(snapshot
             .usage

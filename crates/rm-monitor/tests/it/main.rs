@@ -311,3 +311,37 @@ fn many_requesters_and_scaling_requests_stay_bounded() {
         [7, 8, 9, 10]
     );
 }
+
+#[test]
+fn pools_and_reservations_by_state_reach_the_dashboard() {
+    let s = setup(Retention::default());
+    let first = node("n1", 10, 1, Unit::GIB);
+    s.ledger.register_resource(first.clone()).unwrap();
+    s.resources.register_resource(&first);
+    let confirmed = s.ledger.reserve(&cores("a", 1)).unwrap();
+    s.ledger.confirm(&confirmed.id, None).unwrap();
+    s.ledger.reserve(&cores("b", 1)).unwrap();
+    s.ledger.reserve(&cores("c", 1)).unwrap();
+    s.resources.collect_utilization_metrics().unwrap();
+    s.metrics.record_pool(s.clock.now(), "licences", 4, 3, 2);
+    s.metrics.record_pool(s.clock.now(), "empty", 0, 0, 0);
+    let data = ResourceDashboard::new(s.metrics.clone()).get_dashboard_data(s.clock.now());
+    assert_eq!(
+        (data.reservations.pending, data.reservations.confirmed),
+        (2, 1)
+    );
+    let licences = data
+        .pools
+        .iter()
+        .find(|pool| pool.pool == "licences")
+        .unwrap();
+    assert_eq!((licences.ratio_ppm, licences.waiting), (750_000, 2));
+    assert_eq!(
+        data.pools
+            .iter()
+            .find(|pool| pool.pool == "empty")
+            .unwrap()
+            .ratio_ppm,
+        0
+    );
+}
