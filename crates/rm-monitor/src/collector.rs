@@ -2,10 +2,12 @@
 //! [`EventSink`], and keeps a bounded recent history for the dashboard.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use metrics::{Counter, Gauge, Histogram};
 use rm_model::{
     CapacityUsage, Event, EventKind, EventSink, Quantity, ReservationState, ResourceName,
@@ -72,17 +74,57 @@ pub struct EndedCounts {
 
 const OUTCOMES: [&str; 4] = ["released", "expired", "preempted", "cancelled"];
 
+/// A labelled counter: our own count (for the dashboard) and the recorder's handle.
 struct Counted {
-    count: u64,
+    count: AtomicU64,
     handle: Counter,
+}
+
+/// Counts one more under `key`, registering its handle the first time. The common case is a
+/// shard read lock and two increments: no key clone, no macro lookup.
+fn bump<K: Hash + Eq + Clone>(
+    map: &DashMap<K, Counted>,
+    key: &K,
+    register: impl FnOnce() -> Counter,
+) {
+    let count = |counted: &Counted| {
+        counted.count.fetch_add(1, Ordering::Relaxed);
+        counted.handle.increment(1);
+    };
+    if let Some(counted) = map.get(key) {
+        count(&counted);
+        return;
+    }
+    let counted = map.entry(key.clone()).or_insert_with(|| Counted {
+        count: AtomicU64::new(0),
+        handle: register(),
+    });
+    count(&counted);
+}
+
+fn snapshot<K: Hash + Eq + Ord + Clone>(map: &DashMap<K, Counted>) -> BTreeMap<K, u64> {
+    map.iter()
+        .map(|entry| {
+            (
+                entry.key().clone(),
+                entry.value().count.load(Ordering::Relaxed),
+            )
+        })
+        .collect()
+}
+
+/// `part / whole` in parts per million, rounded down; 0 when either is not positive.
+pub(crate) fn ppm(part: i128, whole: i128) -> u64 {
+    if part <= 0 || whole <= 0 {
+        return 0;
+    }
+    u64::try_from(part.saturating_mul(1_000_000) / whole).unwrap_or(u64::MAX)
 }
 
 struct History {
     waits: VecDeque<Duration>,
     scaling: VecDeque<ScalingRecord>,
     expiries: VecDeque<Timestamp>,
-    grants_by_type: BTreeMap<ResourceType, Counted>,
-    refusals: BTreeMap<String, Counted>,
     utilization: BTreeMap<(ResourceName, ResourceType), (VecDeque<UtilizationSample>, Gauge)>,
     pools: BTreeMap<String, (PoolSample, Gauge, Gauge)>,
     reservations: Option<(ReservationCounts, [Gauge; 2])>,
@@ -146,6 +188,8 @@ struct Shared {
     ended: [(AtomicU64, Counter); 4],
     waits: [Histogram; 2],
     queue_depth: (AtomicU64, Gauge),
+    grants_by_type: DashMap<ResourceType, Counted>,
+    refusals: DashMap<String, Counted>,
     history: Mutex<History>,
 }
 
@@ -157,8 +201,9 @@ struct Shared {
 /// managers in one process keep separate metrics and nothing global is installed), or else
 /// to the global recorder as it is when each handle is taken: build a collector that uses
 /// the global recorder after installing one, or its emissions go nowhere. Publishing takes a few atomic
-/// increments, plus one short lock for events that carry history (grants by type, refusals,
-/// waits, expiries, scaling); it never calls back into the emitter.
+/// increments (per-type and per-reason counters sit in a sharded map, so a grant takes no
+/// global lock), plus one short lock for events that carry history (waits, expiries,
+/// scaling); it never calls back into the emitter.
 #[derive(Clone)]
 pub struct MetricsCollector {
     shared: Arc<Shared>,
@@ -247,12 +292,12 @@ impl MetricsCollector {
                 ended,
                 waits,
                 queue_depth: (AtomicU64::new(0), depth),
+                grants_by_type: DashMap::new(),
+                refusals: DashMap::new(),
                 history: Mutex::new(History {
                     waits: VecDeque::with_capacity(retention.waits),
                     scaling: VecDeque::with_capacity(retention.scaling),
                     expiries: VecDeque::new(),
-                    grants_by_type: BTreeMap::new(),
-                    refusals: BTreeMap::new(),
                     utilization: BTreeMap::new(),
                     pools: BTreeMap::new(),
                     reservations: None,
@@ -284,22 +329,12 @@ impl MetricsCollector {
 
     /// Grants by resource type (a grant holding two types counts once for each).
     pub fn grants_by_type(&self) -> BTreeMap<ResourceType, u64> {
-        let history = lock(&self.shared.history);
-        history
-            .grants_by_type
-            .iter()
-            .map(|(kind, counted)| (kind.clone(), counted.count))
-            .collect()
+        snapshot(&self.shared.grants_by_type)
     }
 
     /// Refusals by reason code.
     pub fn refusals(&self) -> BTreeMap<String, u64> {
-        let history = lock(&self.shared.history);
-        history
-            .refusals
-            .iter()
-            .map(|(reason, counted)| (reason.clone(), counted.count))
-            .collect()
+        snapshot(&self.shared.refusals)
     }
 
     /// Requests waiting, as of the last queue event.
@@ -343,13 +378,10 @@ impl MetricsCollector {
             usage.unit.to_base_milli(used),
             usage.unit.to_base_milli(usage.capacity),
         );
-        let ratio_ppm = if used.as_milli() <= 0 || usage.capacity.as_milli() <= 0 {
-            0
-        } else {
-            let ppm =
-                i128::from(used.as_milli()) * 1_000_000 / i128::from(usage.capacity.as_milli());
-            u64::try_from(ppm).unwrap_or(u64::MAX)
-        };
+        let ratio_ppm = ppm(
+            i128::from(used.as_milli()),
+            i128::from(usage.capacity.as_milli()),
+        );
         let sample = UtilizationSample {
             at,
             resource: usage.resource.clone(),
@@ -388,11 +420,7 @@ impl MetricsCollector {
         in_use: u64,
         waiting: u64,
     ) -> PoolSample {
-        let ratio_ppm = if size == 0 {
-            0
-        } else {
-            u64::try_from(u128::from(in_use) * 1_000_000 / u128::from(size)).unwrap_or(u64::MAX)
-        };
+        let ratio_ppm = ppm(i128::from(in_use), i128::from(size));
         let sample = PoolSample {
             at,
             pool: pool.to_owned(),
@@ -513,16 +541,12 @@ impl EventSink for MetricsCollector {
         match &event.kind {
             EventKind::Reserved { items, .. } => {
                 shared.grants.fetch_add(1, Ordering::Relaxed);
-                let mut history = lock(&shared.history);
                 for item in items.iter() {
-                    let counted = history.grants_by_type.entry(item.resource_type.clone()).or_insert_with(|| Counted {
-                        count: 0,
-                        handle: self.registered(|| {
+                    bump(&shared.grants_by_type, &item.resource_type, || {
+                        self.registered(|| {
                             metrics::counter!(names::GRANTS_TOTAL, "type" => item.resource_type.as_str().to_owned())
-                        }),
+                        })
                     });
-                    counted.count += 1;
-                    counted.handle.increment(1);
                 }
             }
             EventKind::Confirmed { .. } => {
@@ -531,18 +555,11 @@ impl EventSink for MetricsCollector {
             }
             EventKind::Ended { reason, .. } => self.count_ended(*reason, event.at),
             EventKind::Refused { reason, .. } => {
-                let mut history = lock(&shared.history);
-                let counted = history
-                    .refusals
-                    .entry(reason.clone())
-                    .or_insert_with(|| Counted {
-                        count: 0,
-                        handle: self.registered(
-                            || metrics::counter!(names::REFUSALS_TOTAL, "reason" => reason.clone()),
-                        ),
-                    });
-                counted.count += 1;
-                counted.handle.increment(1);
+                bump(&shared.refusals, reason, || {
+                    self.registered(
+                        || metrics::counter!(names::REFUSALS_TOTAL, "reason" => reason.clone()),
+                    )
+                });
             }
             EventKind::Queued { depth, .. } => {
                 let depth = u64::try_from(*depth).unwrap_or(u64::MAX);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rm_model::{ResourceType, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::collector::ppm;
 use crate::{
     EndedCounts, MetricsCollector, PoolSample, ReservationCounts, ScalingRecord, UtilizationSample,
 };
@@ -159,12 +160,7 @@ impl ResourceDashboard {
             .map(
                 |(resource_type, (used, capacity, capacities))| TypeUtilization {
                     resource_type,
-                    ratio_ppm: if capacity > 0 {
-                        u64::try_from(used.max(0).saturating_mul(1_000_000) / capacity)
-                            .unwrap_or(u64::MAX)
-                    } else {
-                        0
-                    },
+                    ratio_ppm: ppm(used, capacity),
                     capacities,
                 },
             )
