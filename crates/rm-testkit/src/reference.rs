@@ -486,6 +486,28 @@ impl ReferenceLedger {
         Shortfall::explain(index, requirement, offering, matching, colocated)
     }
 
+    /// What every grant checks first: a request whose id is already known returns that
+    /// reservation when it is the same request (an idempotent retry) and conflicts
+    /// otherwise; a malformed request is refused with its first violation.
+    fn admit(
+        state: &State,
+        request: &ReservationRequest,
+    ) -> Result<Option<Reservation>, LedgerError> {
+        if let Some(id) = &request.id
+            && let Some(record) = state.records.get(id)
+        {
+            return if record.request.same_request_as(request) {
+                Ok(Some(record.reservation.clone()))
+            } else {
+                Err(LedgerError::IdConflict { id: id.clone() })
+            };
+        }
+        if let Some(first) = request.violations().into_iter().next() {
+            return Err(invalid(first.path, first.message));
+        }
+        Ok(None)
+    }
+
     /// Places and grants `request` under the lock (validation done by the caller).
     fn grant_locked(
         &self,
@@ -719,17 +741,8 @@ impl ReservationLedger for ReferenceLedger {
 
     fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, LedgerError> {
         let (mut state, now) = self.lock();
-        if let Some(id) = &request.id
-            && let Some(record) = state.records.get(id)
-        {
-            return if record.request.same_request_as(request) {
-                Ok(record.reservation.clone())
-            } else {
-                Err(LedgerError::IdConflict { id: id.clone() })
-            };
-        }
-        if let Some(first) = request.violations().into_iter().next() {
-            return Err(invalid(first.path, first.message));
+        if let Some(earlier) = Self::admit(&state, request)? {
+            return Ok(earlier);
         }
         self.grant_locked(&mut state, request, now)
     }
@@ -888,17 +901,8 @@ impl ReservationLedger for ReferenceLedger {
         victims: &[ReservationId],
     ) -> Result<Reservation, LedgerError> {
         let (mut state, now) = self.lock();
-        if let Some(id) = &request.id
-            && let Some(record) = state.records.get(id)
-        {
-            return if record.request.same_request_as(request) {
-                Ok(record.reservation.clone())
-            } else {
-                Err(LedgerError::IdConflict { id: id.clone() })
-            };
-        }
-        if let Some(first) = request.violations().into_iter().next() {
-            return Err(invalid(first.path, first.message));
+        if let Some(earlier) = Self::admit(&state, request)? {
+            return Ok(earlier);
         }
         // Every victim must hold capacity now.
         let mut freed: Vec<(ResourceName, ResourceType, bool, Quantity)> = Vec::new();
