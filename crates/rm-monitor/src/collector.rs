@@ -128,6 +128,22 @@ struct History {
     utilization: BTreeMap<(ResourceName, ResourceType), (VecDeque<UtilizationSample>, Gauge)>,
     pools: BTreeMap<String, (PoolSample, Gauge, Gauge)>,
     reservations: Option<(ReservationCounts, [Gauge; 2])>,
+    shares: BTreeMap<String, (ShareSample, Gauge, Gauge)>,
+    starvation: Option<(Duration, Gauge)>,
+}
+
+/// A requester class's standing at one collection: the dominant share of capacity its
+/// members hold against the share its weight entitles it to (reported by the facade, which
+/// knows the classes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareSample {
+    /// The class (a configured name, or `other`).
+    pub class: String,
+    /// Its members' dominant share of capacity (the largest, over resource types, of what they
+    /// hold over the type's total), in parts per million.
+    pub share_ppm: u64,
+    /// Its weight over the sum of the weights of all classes, in parts per million.
+    pub entitled_ppm: u64,
 }
 
 /// A pool's state at one collection (reported by whoever owns the pool: the facade).
@@ -301,6 +317,8 @@ impl MetricsCollector {
                     utilization: BTreeMap::new(),
                     pools: BTreeMap::new(),
                     reservations: None,
+                    shares: BTreeMap::new(),
+                    starvation: None,
                 }),
             }),
         }
@@ -478,6 +496,56 @@ impl MetricsCollector {
             .as_ref()
             .map(|(counts, _)| *counts)
             .unwrap_or_default()
+    }
+
+    /// Records every class's fair-share standing (the latest per class is kept; a class not
+    /// in `samples` keeps its previous standing).
+    pub fn record_shares(&self, samples: &[ShareSample]) {
+        let mut history = lock(&self.shared.history);
+        for sample in samples {
+            let entry = history.shares.entry(sample.class.clone()).or_insert_with(|| {
+                self.registered(|| {
+                    (
+                        ShareSample::default(),
+                        metrics::gauge!(names::SHARE_RATIO, "class" => sample.class.clone()),
+                        metrics::gauge!(names::ENTITLED_SHARE_RATIO, "class" => sample.class.clone()),
+                    )
+                })
+            });
+            entry.1.set(sample.share_ppm as f64 / 1_000_000.0);
+            entry.2.set(sample.entitled_ppm as f64 / 1_000_000.0);
+            entry.0 = sample.clone();
+        }
+    }
+
+    /// Every class's latest standing, by class.
+    pub fn shares(&self) -> Vec<ShareSample> {
+        lock(&self.shared.history)
+            .shares
+            .values()
+            .map(|(sample, _, _)| sample.clone())
+            .collect()
+    }
+
+    /// Records how long the oldest waiting request has waited so far (zero when none waits).
+    pub fn record_starvation(&self, age: Duration) {
+        let mut history = lock(&self.shared.history);
+        let entry = history.starvation.get_or_insert_with(|| {
+            (
+                Duration::ZERO,
+                self.registered(|| metrics::gauge!(names::STARVATION_SECONDS)),
+            )
+        });
+        entry.1.set(age.as_secs_f64());
+        entry.0 = age;
+    }
+
+    /// The oldest waiter's age as of the last collection.
+    pub fn starvation_age(&self) -> Duration {
+        lock(&self.shared.history)
+            .starvation
+            .as_ref()
+            .map_or(Duration::ZERO, |(age, _)| *age)
     }
 
     /// Recent utilisation samples of one capacity, oldest first.

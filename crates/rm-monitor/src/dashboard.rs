@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::collector::ppm;
 use crate::{
-    EndedCounts, MetricsCollector, PoolSample, ReservationCounts, ScalingRecord, UtilizationSample,
+    EndedCounts, MetricsCollector, PoolSample, ReservationCounts, ScalingRecord, ShareSample,
+    UtilizationSample,
 };
 
 /// When the dashboard raises alerts.
@@ -99,6 +100,12 @@ pub struct DashboardData {
     pub wait_p50_ms: Option<u64>,
     /// 99th percentile of recent waits, in milliseconds.
     pub wait_p99_ms: Option<u64>,
+    /// How long the oldest request still waiting has waited, in milliseconds, as of the last
+    /// collection.
+    pub starvation_age_ms: u64,
+    /// Each requester class's share of capacity against its entitlement, as of the last
+    /// collection.
+    pub fair_share: Vec<ShareSample>,
     /// Recent scaling requests, oldest first.
     pub recent_scaling: Vec<ScalingRecord>,
     /// Active alerts.
@@ -195,7 +202,12 @@ impl ResourceDashboard {
                 });
             }
         }
-        let longest = self.metrics.wait_percentile(100);
+        let waiting = self.metrics.starvation_age();
+        // The longest finished wait, or the current waiter's age when that is longer.
+        let longest = match self.metrics.wait_percentile(100) {
+            None if waiting.is_zero() => None,
+            finished => Some(finished.unwrap_or_default().max(waiting)),
+        };
         if let Some(longest) = longest.filter(|longest| *longest >= self.rules.starvation) {
             alerts.push(Alert {
                 kind: AlertKind::Starvation,
@@ -232,6 +244,8 @@ impl ResourceDashboard {
             queue_depth: self.metrics.queue_depth(),
             wait_p50_ms: self.metrics.wait_percentile(50).map(millis),
             wait_p99_ms: self.metrics.wait_percentile(99).map(millis),
+            starvation_age_ms: millis(waiting),
+            fair_share: self.metrics.shares(),
             recent_scaling: self.metrics.recent_scaling(),
             alerts,
         }

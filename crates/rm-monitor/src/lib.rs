@@ -45,7 +45,8 @@
 //! See [`names`]: `rm_grants_total`, `rm_refusals_total`, `rm_reservations_ended_total`,
 //! `rm_reservations_confirmed_total`, `rm_wait_seconds`, `rm_queue_depth`,
 //! `rm_scaling_decisions_total`, `rm_utilization_ratio`, `rm_reservations`,
-//! `rm_pool_utilization_ratio`, `rm_pool_waiting`.
+//! `rm_pool_utilization_ratio`, `rm_pool_waiting`, `rm_starvation_seconds`, `rm_share_ratio`,
+//! `rm_entitled_share_ratio`.
 //!
 //! # Example
 //! The seed's "Resource Monitoring":
@@ -92,7 +93,7 @@ mod resources;
 
 pub use collector::{
     EndedCounts, MetricsCollector, PoolSample, ReservationCounts, Retention, ScalingRecord,
-    SharedRecorder, UtilizationSample,
+    ShareSample, SharedRecorder, UtilizationSample,
 };
 pub use dashboard::{
     Alert, AlertKind, AlertRules, DashboardData, ResourceDashboard, TypeUtilization,

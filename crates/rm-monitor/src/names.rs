@@ -2,7 +2,8 @@
 //!
 //! Names follow Prometheus conventions: the `rm_` prefix, base units (seconds, ratios),
 //! `_total` for counters. Labels are bounded: `type` (resource type), `resource`, `reason`
-//! (a refusal code), `outcome`, `target` (a scale target's name).
+//! (a refusal code), `outcome`, `state`, `pool`, `class` (a configured requester class, never a
+//! requester id), `target` (a scale target's name).
 
 use metrics::Unit;
 
@@ -28,6 +29,31 @@ pub const RESERVATIONS: &str = "rm_reservations";
 pub const POOL_UTILIZATION_RATIO: &str = "rm_pool_utilization_ratio";
 /// Gauge: callers waiting on a pool, by `pool`.
 pub const POOL_WAITING: &str = "rm_pool_waiting";
+
+/// Gauge: how long the oldest waiting request has waited, as of the last collection.
+pub const STARVATION_SECONDS: &str = "rm_starvation_seconds";
+/// Gauge: the dominant share of capacity a requester class holds, by `class`.
+pub const SHARE_RATIO: &str = "rm_share_ratio";
+/// Gauge: the share a requester class's weight entitles it to, by `class`.
+pub const ENTITLED_SHARE_RATIO: &str = "rm_entitled_share_ratio";
+
+/// Every metric's name, for documentation checks and dashboards.
+pub const ALL: &[&str] = &[
+    GRANTS_TOTAL,
+    REFUSALS_TOTAL,
+    ENDED_TOTAL,
+    CONFIRMED_TOTAL,
+    WAIT_SECONDS,
+    QUEUE_DEPTH,
+    SCALING_TOTAL,
+    UTILIZATION_RATIO,
+    RESERVATIONS,
+    POOL_UTILIZATION_RATIO,
+    POOL_WAITING,
+    STARVATION_SECONDS,
+    SHARE_RATIO,
+    ENTITLED_SHARE_RATIO,
+];
 
 /// Registers every metric's help text and unit with the installed recorder (call it once
 /// after installing one; without a recorder it does nothing).
@@ -76,6 +102,19 @@ pub fn describe() {
         POOL_WAITING,
         Unit::Count,
         "Callers waiting on a pool, by pool."
+    );
+    metrics::describe_gauge!(
+        STARVATION_SECONDS,
+        Unit::Seconds,
+        "How long the oldest waiting request has waited, as of the last collection."
+    );
+    metrics::describe_gauge!(
+        SHARE_RATIO,
+        "Dominant share of capacity held by a requester class, by class."
+    );
+    metrics::describe_gauge!(
+        ENTITLED_SHARE_RATIO,
+        "Share of capacity a requester class's weight entitles it to, by class."
     );
     metrics::describe_gauge!(
         UTILIZATION_RATIO,

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rm_model::{LedgerError, ReservationLedger, ReservationState, Resource, ResourceName};
+use rm_model::{
+    LedgerError, LedgerSnapshot, ReservationLedger, ReservationState, Resource, ResourceName,
+};
 
 use crate::{MetricsCollector, ReservationCounts, UtilizationSample};
 
@@ -64,7 +66,14 @@ impl ResourceMetricsCollector {
     /// registered resource the ledger no longer has is skipped) and the active reservations
     /// by state. Returns the utilisation samples.
     pub fn collect_utilization_metrics(&self) -> Result<Vec<UtilizationSample>, LedgerError> {
-        let snapshot = self.ledger.snapshot()?;
+        Ok(self.collect_from(&self.ledger.snapshot()?))
+    }
+
+    /// Records what `snapshot` shows, as [`collect_utilization_metrics`] does from its own
+    /// snapshot (for a caller that reads the same snapshot for other figures too).
+    ///
+    /// [`collect_utilization_metrics`]: ResourceMetricsCollector::collect_utilization_metrics
+    pub fn collect_from(&self, snapshot: &LedgerSnapshot) -> Vec<UtilizationSample> {
         let mut counts = ReservationCounts::default();
         for reservation in &snapshot.active {
             match reservation.state {
@@ -75,11 +84,11 @@ impl ResourceMetricsCollector {
         }
         self.metrics.record_reservations(counts);
         let registered = self.lock().clone();
-        Ok(snapshot
+        snapshot
             .usage
             .iter()
             .filter(|usage| registered.contains(&usage.resource))
             .map(|usage| self.metrics.record_usage(snapshot.taken_at, usage))
-            .collect())
+            .collect()
     }
 }

@@ -159,6 +159,24 @@ pub enum Reason {
     AtMaximum,
 }
 
+impl Reason {
+    /// The reason's name, as serialised (`metric`, `stabilized-up`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::WithinTolerance => "within-tolerance",
+            Reason::Metric => "metric",
+            Reason::Forecast => "forecast",
+            Reason::Trend => "trend",
+            Reason::StabilizedUp => "stabilized-up",
+            Reason::StabilizedDown => "stabilized-down",
+            Reason::RateLimited => "rate-limited",
+            Reason::DirectionDisabled => "direction-disabled",
+            Reason::AtMinimum => "at-minimum",
+            Reason::AtMaximum => "at-maximum",
+        }
+    }
+}
+
 /// One decision with its inputs: what an autoscaler records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {

@@ -63,6 +63,18 @@ mod reference;
 pub use reference::ReferenceLedger;
 pub use rm_model::ReservationLedger;
 
+/// A request by `requester` for `amount` cores of compute: the request most tests make.
+pub fn cores(requester: &str, amount: i32) -> rm_model::ReservationRequest {
+    rm_model::ReservationRequest::new(
+        rm_model::RequesterId::new(requester).expect("a valid requester id"),
+        vec![rm_model::ResourceRequirement::new(
+            rm_model::ResourceType::Compute,
+            amount,
+            rm_model::Unit::CORES,
+        )],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::conformance::ledger::LedgerFixture;

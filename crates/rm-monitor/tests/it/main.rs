@@ -13,7 +13,7 @@ use rm_monitor::{
     AlertKind, EndedCounts, MetricsCollector, ResourceDashboard, ResourceMetricsCollector,
     Retention,
 };
-use rm_testkit::ReferenceLedger;
+use rm_testkit::{ReferenceLedger, cores};
 
 mod recorder;
 
@@ -49,17 +49,6 @@ fn node(name: &str, cores: i32, memory: i32, memory_unit: Unit) -> Resource {
             ResourceType::Memory,
             ResourceCapacity::of(memory, memory_unit).unwrap(),
         )
-}
-
-fn cores(task: &str, amount: i32) -> ReservationRequest {
-    ReservationRequest::new(
-        RequesterId::new(task).unwrap(),
-        vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            amount,
-            Unit::CORES,
-        )],
-    )
 }
 
 fn publish(metrics: &MetricsCollector, at: Timestamp, kind: EventKind) {
