@@ -2,5 +2,6 @@
 
 mod autoscaled_pool;
 mod config;
+mod monitoring;
 mod seed;
 mod validation;

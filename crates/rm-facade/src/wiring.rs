@@ -1,0 +1,399 @@
+//! From a [`Config`] to the parts a manager is made of, collecting every problem on the way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rm_model::{
+    AllocationPolicy, ContentionStrategy, PreemptionPolicy, ReservationLedger, ValidationContext,
+    Validator,
+};
+use rm_policy::{
+    Aging, ComposedPolicy, FairAllocationPolicy, PriorityAllocationPolicy, QuotaAllocationPolicy,
+    WeightedAllocationPolicy,
+};
+use rm_pool::{ElasticGroup, ElasticPoolSpec};
+use rm_validate::ConstraintValidator;
+
+use crate::config::{Config, ConfigError, PolicyKind, Problem};
+
+/// What the embedding code supplies besides the file, as far as checking the file needs it.
+#[derive(Default)]
+pub(crate) struct CodeParts {
+    /// A policy given in code replaces `[policy]`.
+    pub(crate) custom_policy: bool,
+    /// Whether a scale target is given (the `scale` strategy needs one).
+    pub(crate) scale_target: bool,
+}
+
+/// Refreshes a fair policy's view of total capacity from the ledger.
+pub(crate) type CapacityRefresh = Arc<dyn Fn(&dyn ReservationLedger) + Send + Sync>;
+
+/// The parts built from a configuration.
+pub(crate) struct Parts {
+    pub(crate) validator: ConstraintValidator,
+    pub(crate) policy: Option<Arc<dyn AllocationPolicy>>,
+    pub(crate) priority: Option<Arc<PriorityAllocationPolicy>>,
+    pub(crate) refresh: Option<CapacityRefresh>,
+    pub(crate) pools: Option<ElasticGroup>,
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl ToString) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.to_string(),
+        });
+    }
+}
+
+fn quoted(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+impl Parts {
+    pub(crate) fn from_config(config: &Config, code: &CodeParts) -> Result<Parts, ConfigError> {
+        let mut problems = Problems(Vec::new());
+        let validator = validator(config, &mut problems);
+        let (policy, priority, refresh) = if code.custom_policy {
+            (None, None, None)
+        } else {
+            policies(config, &mut problems)
+        };
+        contention(config, code, &mut problems);
+        let pools = pools(config, &mut problems);
+        for (requester, class) in &config.metrics.requester_classes {
+            if class.is_empty() {
+                problems.add(
+                    format!("metrics.requester_classes.{}", quoted(requester.as_str())),
+                    "a class name must not be empty",
+                );
+            }
+        }
+        for (class, weight) in &config.metrics.class_weights {
+            if *weight == 0 {
+                problems.add(
+                    format!("metrics.class_weights.{}", quoted(class)),
+                    "a weight must be at least 1",
+                );
+            }
+        }
+        if problems.0.is_empty() {
+            Ok(Parts {
+                validator,
+                policy,
+                priority,
+                refresh,
+                pools,
+            })
+        } else {
+            Err(ConfigError::Invalid(problems.0))
+        }
+    }
+}
+
+fn validator(config: &Config, problems: &mut Problems) -> ConstraintValidator {
+    let mut validator = ConstraintValidator::new();
+    for (resource_type, range) in &config.limits {
+        match validator
+            .clone()
+            .with_limit_range(resource_type.clone(), range.clone())
+        {
+            Ok(with) => validator = with,
+            Err(err) => problems.add(format!("limits.{}", quoted(resource_type.as_str())), err),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, resource) in config.resources.iter().enumerate() {
+        if !seen.insert(resource.name().clone()) {
+            problems.add(
+                format!("resources[{i}].name"),
+                format!("{} is defined twice", resource.name()),
+            );
+            continue;
+        }
+        let context = ValidationContext::default();
+        if let Err(errors) = validator.validate_resource(resource, &context) {
+            for violation in errors.violations {
+                problems.add(
+                    format!("resources[{i}].{}", violation.path),
+                    violation.message,
+                );
+            }
+        }
+    }
+    validator
+}
+
+type PolicyParts = (
+    Option<Arc<dyn AllocationPolicy>>,
+    Option<Arc<PriorityAllocationPolicy>>,
+    Option<CapacityRefresh>,
+);
+
+fn policies(config: &Config, problems: &mut Problems) -> PolicyParts {
+    let order = &config.policy.order;
+    let mut seen = BTreeSet::new();
+    for (i, kind) in order.iter().enumerate() {
+        if !seen.insert(*kind) {
+            problems.add(
+                format!("policy.order[{i}]"),
+                format!("{} is listed twice", kind.as_str()),
+            );
+        }
+    }
+    if seen.contains(&PolicyKind::Fair) && seen.contains(&PolicyKind::Weighted) {
+        problems.add(
+            "policy.order",
+            "fair and weighted are alternatives; list one of them",
+        );
+    }
+    let uses = |kind| seen.contains(&kind);
+    let mut composed = ComposedPolicy::new("configured");
+    let mut priority_policy = None;
+    let mut refresh: Option<CapacityRefresh> = None;
+    // Sections configured for a policy that is not in the order would be silently ignored.
+    let unused = [
+        (
+            PolicyKind::Quota,
+            "quotas",
+            !config.quotas.groups.is_empty()
+                || !config.quotas.assign.is_empty()
+                || !config.quotas.requesters.is_empty(),
+        ),
+        (
+            PolicyKind::Priority,
+            "priorities",
+            !config.priorities.classes.is_empty()
+                || !config.priorities.requesters.is_empty()
+                || config.priorities.aging.is_some(),
+        ),
+        (
+            PolicyKind::Weighted,
+            "fair_share.weights",
+            !config.fair_share.weights.is_empty(),
+        ),
+    ];
+    for (kind, section, configured) in unused {
+        if configured && !uses(kind) {
+            problems.add(
+                section,
+                format!(
+                    "is configured but policy.order does not include {}",
+                    kind.as_str()
+                ),
+            );
+        }
+    }
+    for kind in order {
+        let policy: Arc<dyn AllocationPolicy> = match kind {
+            PolicyKind::Quota => Arc::new(quota(config, problems)),
+            PolicyKind::Fair => {
+                let fair = Arc::new(fair(config, "fair", problems));
+                let handle = fair.clone();
+                refresh = Some(Arc::new(move |ledger: &dyn ReservationLedger| {
+                    // A ledger that cannot list its resources leaves the previous totals.
+                    let _ = handle.refresh_capacity(ledger);
+                }));
+                fair
+            }
+            PolicyKind::Weighted => {
+                let weighted = Arc::new(weighted(config, problems));
+                let handle = weighted.clone();
+                refresh = Some(Arc::new(move |ledger: &dyn ReservationLedger| {
+                    let _ = handle.fair().refresh_capacity(ledger);
+                }));
+                weighted
+            }
+            PolicyKind::Priority => {
+                let priority = Arc::new(priority(config, problems));
+                priority_policy = Some(priority.clone());
+                priority
+            }
+        };
+        composed = composed.then(policy);
+    }
+    let policy: Option<Arc<dyn AllocationPolicy>> = if order.is_empty() {
+        None
+    } else {
+        Some(Arc::new(composed))
+    };
+    (policy, priority_policy, refresh)
+}
+
+fn quota(config: &Config, problems: &mut Problems) -> QuotaAllocationPolicy {
+    let policy = QuotaAllocationPolicy::new("quota");
+    for (i, group) in config.quotas.groups.iter().enumerate() {
+        if let Err(err) = policy.add_group(group.clone()) {
+            problems.add(format!("quotas.groups[{i}]"), err);
+        }
+    }
+    for (requester, group) in &config.quotas.assign {
+        if let Err(err) = policy.assign(requester.clone(), group) {
+            problems.add(format!("quotas.assign.{}", quoted(requester.as_str())), err);
+        }
+    }
+    for (requester, quota) in &config.quotas.requesters {
+        policy.set_requester_quota(requester.clone(), quota.clone());
+    }
+    policy
+}
+
+fn fair(config: &Config, name: &str, problems: &mut Problems) -> FairAllocationPolicy {
+    let policy = FairAllocationPolicy::new(name);
+    match config.fair_share.half_life_ms {
+        None => policy,
+        Some(ms) => match FairAllocationPolicy::new(name).with_half_life(Duration::from_millis(ms))
+        {
+            Ok(policy) => policy,
+            Err(err) => {
+                problems.add("fair_share.half_life_ms", err);
+                policy
+            }
+        },
+    }
+}
+
+fn weighted(config: &Config, problems: &mut Problems) -> WeightedAllocationPolicy {
+    if config.fair_share.half_life_ms.is_some() {
+        problems.add(
+            "fair_share.half_life_ms",
+            "decay applies to the fair policy only; the weighted policy counts current holds",
+        );
+    }
+    let policy = WeightedAllocationPolicy::new("weighted");
+    for (requester, weight) in &config.fair_share.weights {
+        if let Err(err) = policy.set_weight(requester.clone(), *weight) {
+            problems.add(
+                format!("fair_share.weights.{}", quoted(requester.as_str())),
+                err,
+            );
+        }
+    }
+    policy
+}
+
+fn priority(config: &Config, problems: &mut Problems) -> PriorityAllocationPolicy {
+    let mut policy = PriorityAllocationPolicy::new("priority");
+    if let Some(aging) = config.priorities.aging {
+        let aging = Aging {
+            step: aging.step,
+            every: Duration::from_millis(aging.every_ms),
+            cap: aging.cap,
+        };
+        match PriorityAllocationPolicy::new("priority").with_aging(aging) {
+            Ok(aged) => policy = aged,
+            Err(err) => problems.add("priorities.aging", err),
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, class) in config.priorities.classes.iter().enumerate() {
+        if !names.insert(class.name.clone()) {
+            problems.add(
+                format!("priorities.classes[{i}].name"),
+                format!("{} is defined twice", class.name),
+            );
+        }
+        policy.add_class(class.clone());
+    }
+    for (requester, class) in &config.priorities.requesters {
+        if let Err(err) = policy.set_requester_class(requester.clone(), class) {
+            problems.add(
+                format!("priorities.requesters.{}", quoted(requester.as_str())),
+                err,
+            );
+        }
+    }
+    policy
+}
+
+fn contention(config: &Config, code: &CodeParts, problems: &mut Problems) {
+    let settings = &config.contention;
+    let check = |path: String, strategy: ContentionStrategy, problems: &mut Problems| {
+        if strategy == ContentionStrategy::Scale && !code.scale_target {
+            problems.add(
+                path,
+                "the scale strategy needs a scale target (ResourceManagerBuilder::scale_target)",
+            );
+        }
+    };
+    check("contention.default".into(), settings.default, problems);
+    if !matches!(
+        settings.fallback,
+        ContentionStrategy::Wait | ContentionStrategy::Priority
+    ) {
+        problems.add(
+            "contention.fallback",
+            format!(
+                "{} cannot be a fallback; it must wait (wait or priority)",
+                settings.fallback
+            ),
+        );
+    }
+    for (class, strategy) in &settings.classes {
+        check(
+            format!("contention.classes.{}", quoted(class)),
+            *strategy,
+            problems,
+        );
+    }
+    for (requester, strategy) in &settings.requesters {
+        check(
+            format!("contention.requesters.{}", quoted(requester.as_str())),
+            *strategy,
+            problems,
+        );
+    }
+}
+
+fn pools(config: &Config, problems: &mut Problems) -> Option<ElasticGroup> {
+    if config.pools.is_empty() {
+        return None;
+    }
+    let mut first = BTreeMap::new();
+    for (i, pool) in config.pools.iter().enumerate() {
+        if let Some(earlier) = first.insert(pool.name.clone(), i) {
+            problems.add(
+                format!("pools[{i}].name"),
+                format!("{} is already the name of pools[{earlier}]", pool.name),
+            );
+        }
+    }
+    let specs = config
+        .pools
+        .iter()
+        .map(|pool| ElasticPoolSpec {
+            name: pool.name.clone(),
+            guaranteed: pool.guaranteed,
+            borrowing_limit: pool.borrowing_limit,
+            lending_limit: pool.lending_limit,
+        })
+        .collect();
+    match ElasticGroup::new(specs) {
+        Ok(group) => Some(group),
+        Err(err) => {
+            problems.add("pools", err);
+            None
+        }
+    }
+}
+
+/// The preemption policy of each requester, from its priority class when there is one.
+pub(crate) fn preemption_policy_of(
+    priority: Option<Arc<PriorityAllocationPolicy>>,
+) -> rm_contention::PreemptionPolicyOf {
+    match priority {
+        Some(policy) => Arc::new(move |requester| policy.preemption_policy(requester)),
+        None => Arc::new(|_| PreemptionPolicy::PreemptLowerPriority),
+    }
+}

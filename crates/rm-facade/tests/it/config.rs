@@ -1,0 +1,136 @@
+//! Configuration: unknown fields refused, every problem named with its path.
+
+use rm_facade::{Config, ConfigError, ResourceManager};
+
+#[test]
+fn an_unknown_field_is_an_error_that_names_it() {
+    let err = Config::from_toml("[manager]\nttl_ms = 5\n").unwrap_err();
+    let ConfigError::Parse(message) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("ttl_ms"), "{message}");
+    assert!(message.contains("unknown field"), "{message}");
+    let err = Config::from_toml("[metricz]\nlisten = \"127.0.0.1:1\"\n").unwrap_err();
+    assert!(err.to_string().contains("metricz"), "{err}");
+}
+
+#[test]
+fn every_problem_is_named_with_its_path() {
+    let config = Config::from_toml(
+        r#"
+        [[resources]]
+        name = "node-1"
+        type = "compute"
+        capacity = { maximum = 8, unit = "cores" }
+
+        [[resources]]
+        name = "node-1"
+        type = "compute"
+        capacity = { maximum = 8, unit = "cores" }
+
+        [[resources]]
+        name = "node-2"
+        type = "memory"
+        capacity = { maximum = 8, unit = "cores" }
+
+        [limits.compute]
+        max = 4
+        unit = "bytes"
+
+        [policy]
+        order = ["quota", "weighted", "priority", "priority"]
+
+        [priorities.requesters]
+        etl = "no-such-class"
+
+        [quotas.assign]
+        etl = "no-such-group"
+
+        [fair_share.weights]
+        etl = 0
+
+        [contention]
+        default = "scale"
+        fallback = "preempt"
+
+        [[pools]]
+        name = "lic"
+        guaranteed = 2
+
+        [[pools]]
+        name = "lic"
+        guaranteed = 2
+
+        [metrics.class_weights]
+        batch = 0
+        "#,
+    )
+    .unwrap();
+    let err = config.check().unwrap_err();
+    let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+    for expected in [
+        "resources[1].name",
+        "resources[2].capacity.unit",
+        "limits.compute",
+        "policy.order[3]",
+        "priorities.requesters.etl",
+        "quotas.assign.etl",
+        "fair_share.weights.etl",
+        "contention.default",
+        "contention.fallback",
+        "pools[1].name",
+        "metrics.class_weights.batch",
+    ] {
+        assert!(
+            paths.iter().any(|path| path.starts_with(expected)),
+            "{expected} not among {paths:?}"
+        );
+    }
+    // Building refuses the same configuration with the same problems, and registers nothing.
+    let built = ResourceManager::from_config(config).unwrap_err();
+    assert!(matches!(
+        built,
+        rm_facade::Error::Config(ConfigError::Invalid(_))
+    ));
+}
+
+#[test]
+fn a_section_for_a_policy_that_is_not_used_is_a_problem() {
+    let config = Config::from_toml(
+        r#"
+        [policy]
+        order = ["priority"]
+        [quotas.requesters.etl]
+        compute = { amount = 6, unit = "cores" }
+        "#,
+    )
+    .unwrap();
+    let err = config.check().unwrap_err();
+    assert_eq!(err.problems()[0].path, "quotas", "{err}");
+}
+
+#[test]
+fn a_configuration_file_is_read_and_its_errors_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("rm-facade-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[manager]\ndefault_ttl_ms = 1000\n").unwrap();
+    assert_eq!(
+        Config::from_file(&good).unwrap().manager.default_ttl_ms,
+        1000
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[manager\n").unwrap();
+    let err = Config::from_file(&bad).unwrap_err();
+    assert!(err.to_string().contains("bad.toml"), "{err}");
+    let missing = Config::from_file(dir.join("missing.toml")).unwrap_err();
+    assert!(matches!(missing, ConfigError::Read { .. }));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_zero_ttl_is_named() {
+    let config = Config::from_toml("[manager]\ndefault_ttl_ms = 0\n").unwrap();
+    let err = ResourceManager::from_config(config).unwrap_err();
+    assert!(err.to_string().contains("manager.default_ttl_ms"), "{err}");
+}

@@ -1,0 +1,288 @@
+//! Flows through the manager: waiting hand-off, bad input, replaced parts, pools,
+//! autoscaling, expiry, separate metrics per manager.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use rm_facade::{Error, ResourceManager};
+use rm_model::{
+    Admission, AllocationPolicy, LedgerError, ManualClock, Quantity, Refusal, RefusalReason,
+    ReservationRequest, Timestamp,
+};
+use rm_scale::ScaleTarget as _;
+use rm_testkit::ReferenceLedger;
+use rm_testkit::fakes::RecordingSink;
+
+use crate::one_node;
+use rm_testkit::cores;
+
+#[test]
+fn a_waiting_request_gets_the_capacity_released_by_another_thread() {
+    let manager =
+        ResourceManager::from_config(one_node(4, "[manager]\nwait_timeout_ms = 10000")).unwrap();
+    let held = manager.reserve(&cores("a", 4)).unwrap();
+    manager.confirm(&held.id, None).unwrap();
+    let barrier = Arc::new(Barrier::new(2));
+    let waiter = {
+        let (manager, barrier) = (manager.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            manager.reserve(&cores("b", 2))
+        })
+    };
+    barrier.wait();
+    // Release once the waiter is queued (its Queued event raises the depth).
+    while manager.monitor().queue_depth() == 0 {
+        std::thread::yield_now();
+    }
+    manager.release(&held.id, None).unwrap();
+    let granted = waiter.join().unwrap().unwrap();
+    assert_eq!(granted.requester.as_str(), "b");
+    assert_eq!(manager.monitor().queue_depth(), 0);
+    let text = manager.render_metrics().unwrap();
+    assert!(
+        text.contains(r#"rm_wait_seconds_count{outcome="granted"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_the_typed_error_and_changes_nothing() {
+    let manager = ResourceManager::from_config(one_node(4, "")).unwrap();
+    let before = manager.snapshot().unwrap();
+    let zero = cores("a", 0);
+    let err = manager.reserve(&zero).unwrap_err();
+    let refusal = err.refusal().unwrap();
+    assert_eq!(refusal.reason, RefusalReason::InvalidRequest);
+    assert!(matches!(
+        refusal.ledger_error,
+        Some(LedgerError::InvalidInput { .. })
+    ));
+    let mut after = manager.snapshot().unwrap();
+    after.taken_at = before.taken_at;
+    assert_eq!(before, after);
+    assert_eq!(manager.monitor().refusals()["invalid-request"], 1);
+    // Operations on unknown ids are ledger errors.
+    let unknown = rm_model::ReservationId::new("nope").unwrap();
+    assert!(matches!(
+        manager.confirm(&unknown, None),
+        Err(Error::Ledger(LedgerError::UnknownReservation { .. }))
+    ));
+}
+
+#[test]
+fn a_replaced_ledger_is_wired_to_the_monitor_and_the_sinks() {
+    let clock = Arc::new(ManualClock::new());
+    let sink = Arc::new(RecordingSink::new());
+    let manager = ResourceManager::builder()
+        .config(one_node(4, ""))
+        .clock(clock.clone())
+        .event_sink(sink.clone())
+        .ledger(|parts| {
+            Arc::new(ReferenceLedger::new(
+                parts.clock,
+                parts.sink,
+                parts.default_ttl,
+            ))
+        })
+        .build()
+        .unwrap();
+    let held = manager.reserve(&cores("a", 1)).unwrap();
+    assert_eq!(manager.monitor().grants(), 1);
+    // The default TTL (30 s) passes: the hold expires at the next tick.
+    clock.advance(Duration::from_secs(31));
+    let report = manager.tick().unwrap();
+    assert_eq!(report.expired, 1);
+    assert_eq!(manager.monitor().ended().expired, 1);
+    assert!(manager.confirm(&held.id, None).is_err());
+    let names = sink.names();
+    assert!(names.contains(&"reserved".to_owned()), "{names:?}");
+    assert!(names.contains(&"ended:expired".to_owned()), "{names:?}");
+}
+
+struct DenyAll;
+
+impl AllocationPolicy for DenyAll {
+    fn name(&self) -> &str {
+        "deny-all"
+    }
+
+    fn admit(&self, _: &ReservationRequest, _: Timestamp) -> Admission {
+        Admission::Refuse(Refusal::new(
+            RefusalReason::PolicyDenied,
+            "maintenance window",
+        ))
+    }
+}
+
+#[test]
+fn a_policy_given_in_code_replaces_the_configured_ones() {
+    let manager = ResourceManager::builder()
+        .config(one_node(4, ""))
+        .policy(Arc::new(DenyAll))
+        .build()
+        .unwrap();
+    let err = manager.reserve(&cores("a", 1)).unwrap_err();
+    assert_eq!(err.refusal().unwrap().message, "maintenance window");
+    assert_eq!(manager.snapshot().unwrap().active.len(), 0);
+}
+
+#[test]
+fn quota_usage_returns_when_holds_end() {
+    let manager = ResourceManager::from_config(one_node(
+        16,
+        r#"
+        [policy]
+        order = ["quota"]
+        [quotas.requesters.etl]
+        compute = { amount = 4, unit = "cores" }
+        "#,
+    ))
+    .unwrap();
+    let first = manager.reserve(&cores("etl", 4)).unwrap();
+    let over = manager.reserve(&cores("etl", 1)).unwrap_err();
+    assert_eq!(over.refusal().unwrap().reason, RefusalReason::QuotaExceeded);
+    manager.cancel(&first.id, None).unwrap();
+    manager.reserve(&cores("etl", 4)).unwrap();
+}
+
+#[test]
+fn elastic_pools_from_the_configuration_lend_and_are_sampled() {
+    let manager = ResourceManager::from_config(one_node(
+        1,
+        r#"
+        [[pools]]
+        name = "etl"
+        guaranteed = 4
+        borrowing_limit = 2
+        lending_limit = 2
+
+        [[pools]]
+        name = "ml"
+        guaranteed = 4
+        borrowing_limit = 2
+        lending_limit = 2
+        "#,
+    ))
+    .unwrap();
+    let lease = manager.acquire_units("ml", 6).unwrap();
+    assert_eq!(lease.borrowed(), 2);
+    assert!(manager.acquire_units("nope", 1).is_err());
+    let text = manager.render_metrics().unwrap();
+    assert!(
+        text.contains(r#"rm_pool_utilization_ratio{pool="ml"} 1"#),
+        "{text}"
+    );
+    drop(lease);
+    let text = manager.render_metrics().unwrap();
+    assert!(
+        text.contains(r#"rm_pool_utilization_ratio{pool="ml"} 0"#),
+        "{text}"
+    );
+}
+
+struct Workers {
+    size: AtomicU64,
+    busy: AtomicU64,
+}
+
+impl rm_scale::ScaleTarget for Workers {
+    fn size(&self) -> u64 {
+        self.size.load(Ordering::SeqCst)
+    }
+
+    fn metric(&self) -> Quantity {
+        let size = self.size().max(1);
+        Quantity::from_units(i32::try_from(self.busy.load(Ordering::SeqCst) * 100 / size).unwrap())
+    }
+
+    fn scale_to(&self, size: u64) -> Result<(), rm_scale::ScaleRefused> {
+        self.size.store(size, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn autoscaled_targets_resize_at_each_tick_and_are_counted() {
+    let workers = Arc::new(Workers {
+        size: AtomicU64::new(2),
+        busy: AtomicU64::new(2),
+    });
+    let rule = rm_scale::ThresholdScaling::new(Quantity::from_units(50), 1, 10).unwrap();
+    let manager = ResourceManager::builder()
+        .config(one_node(1, ""))
+        .autoscale("workers", workers.clone(), rule)
+        .build()
+        .unwrap();
+    let report = manager.tick().unwrap();
+    assert_eq!(report.scaled, 1);
+    assert_eq!(workers.size(), 4);
+    let scaling = manager.dashboard().recent_scaling;
+    assert_eq!(
+        (scaling[0].target.as_str(), scaling[0].from, scaling[0].to),
+        ("workers", 2, 4)
+    );
+    let text = manager.render_metrics().unwrap();
+    assert!(
+        text.contains(r#"rm_scaling_decisions_total{target="workers"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_managers_in_one_process_keep_separate_metrics() {
+    let one = ResourceManager::from_config(one_node(4, "")).unwrap();
+    let two = ResourceManager::from_config(one_node(4, "")).unwrap();
+    one.reserve(&cores("a", 1)).unwrap();
+    let text = two.render_metrics().unwrap();
+    assert!(
+        !text.contains(r#"rm_grants_total{type="compute"} 1"#),
+        "{text}"
+    );
+    assert!(
+        one.render_metrics()
+            .unwrap()
+            .contains(r#"rm_grants_total{type="compute"} 1"#)
+    );
+}
+
+#[test]
+fn the_priority_class_sets_the_priority_and_preemption_follows_it() {
+    let manager = ResourceManager::from_config(one_node(
+        4,
+        r#"
+        [manager]
+        wait_timeout_ms = 20
+        [[priorities.classes]]
+        name = "low"
+        priority = 1
+        [[priorities.classes]]
+        name = "high"
+        priority = 10
+        [[priorities.classes]]
+        name = "polite"
+        priority = 20
+        preemption = "never"
+        [priorities.requesters]
+        batch = "low"
+        urgent = "high"
+        gentle = "polite"
+        [contention]
+        default = "preempt"
+        "#,
+    ))
+    .unwrap();
+    let low = manager.reserve(&cores("batch", 4)).unwrap();
+    assert_eq!(low.priority.0, 1);
+    // A class that never preempts waits instead, and times out.
+    let polite = manager.reserve(&cores("gentle", 4)).unwrap_err();
+    assert_eq!(
+        polite.refusal().unwrap().reason,
+        RefusalReason::InsufficientCapacity
+    );
+    // The high class preempts the low hold.
+    let high = manager.reserve(&cores("urgent", 4)).unwrap();
+    assert_eq!(high.priority.0, 10);
+    assert_eq!(manager.monitor().ended().preempted, 1);
+}

@@ -1,0 +1,65 @@
+//! The `/metrics` endpoint: status codes, shutdown, and a manager that is gone.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use rm_facade::ResourceManager;
+
+use crate::one_node;
+
+fn request(addr: SocketAddr, text: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn the_endpoint_answers_by_method_and_path() {
+    let manager = ResourceManager::from_config(one_node(4, "")).unwrap();
+    let server = manager
+        .serve_metrics_on("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = server.local_addr();
+    let ok = request(addr, "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    assert!(ok.contains("rm_utilization_ratio"), "{ok}");
+    let head = request(addr, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(request(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    assert!(request(addr, "GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(request(addr, "GET / HTTP/1.1\r\n\r\n").contains("/metrics"));
+    // A client that sends nothing and hangs up does not stop the endpoint.
+    drop(TcpStream::connect(addr).unwrap());
+    assert!(request(addr, "GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+    // Once the manager is gone, scrapes get 503.
+    drop(manager);
+    assert!(request(addr, "GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503"));
+}
+
+#[test]
+fn an_address_in_use_is_a_typed_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let manager = ResourceManager::from_config(one_node(4, "")).unwrap();
+    let err = manager
+        .serve_metrics_on(taken.local_addr().unwrap())
+        .unwrap_err();
+    assert!(matches!(err, rm_facade::Error::Serve { .. }), "{err}");
+}
+
+#[test]
+fn without_prometheus_there_is_nothing_to_render() {
+    let manager =
+        ResourceManager::from_config(one_node(4, "[metrics]\nprometheus = false")).unwrap();
+    assert!(matches!(
+        manager.render_metrics(),
+        Err(rm_facade::Error::PrometheusDisabled)
+    ));
+    // The dashboard still works from the collector.
+    manager.collect().unwrap();
+    assert_eq!(manager.dashboard().utilization_by_type.len(), 1);
+}

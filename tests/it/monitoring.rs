@@ -1,0 +1,299 @@
+//! The facade end to end, as an orchestrator embeds it and Prometheus scrapes it: reserve,
+//! confirm, release, a refusal by quota, one for lack of capacity, a preemption; the series
+//! with their values in the rendered text and over HTTP; `promtool` on the scrape and on the
+//! shipped alert rules; bounded series; one copy of `metrics`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use rm_facade::{Config, ResourceManager};
+use rm_model::{Quantity, RefusalReason};
+use rm_testkit::cores;
+
+const CONFIG: &str = r#"
+[manager]
+wait_timeout_ms = 50
+
+[[resources]]
+name = "node-a"
+type = "compute"
+capacity = { maximum = 8, unit = "cores" }
+
+[policy]
+order = ["quota", "priority"]
+
+[[priorities.classes]]
+name = "batch"
+priority = 0
+
+[[priorities.classes]]
+name = "urgent"
+priority = 100
+
+[priorities.requesters]
+etl = "batch"
+oncall = "urgent"
+
+[quotas.requesters.etl]
+compute = { amount = 6, unit = "cores" }
+
+[contention.requesters]
+oncall = "preempt"
+
+[metrics.requester_classes]
+etl = "batch"
+oncall = "urgent"
+"#;
+
+/// Drives the flow and returns the manager.
+fn drive() -> ResourceManager {
+    let manager = ResourceManager::from_config(Config::from_toml(CONFIG).unwrap()).unwrap();
+    // Reserve, confirm, release.
+    let first = manager.reserve(&cores("etl", 4)).unwrap();
+    manager.confirm(&first.id, None).unwrap();
+    manager.release(&first.id, None).unwrap();
+    // A confirmed hold, then a second one over etl's quota of 6 cores.
+    let held = manager.reserve(&cores("etl", 4)).unwrap();
+    manager.confirm(&held.id, None).unwrap();
+    let over = manager.reserve(&cores("etl", 4)).unwrap_err();
+    assert_eq!(
+        over.refusal().map(|r| r.reason),
+        Some(RefusalReason::QuotaExceeded)
+    );
+    // The urgent class preempts the batch hold to take the whole node.
+    let urgent = manager.reserve(&cores("oncall", 8)).unwrap();
+    assert_eq!(urgent.items[0].amount, Quantity::from_units(8));
+    let victim = manager.get(&held.id).unwrap();
+    assert_eq!(victim.state, rm_model::ReservationState::Preempted);
+    // Nothing is left for anyone, and try_reserve does not wait.
+    let none = manager.try_reserve(&cores("someone", 1)).unwrap_err();
+    assert_eq!(
+        none.refusal().map(|r| r.reason),
+        Some(RefusalReason::InsufficientCapacity)
+    );
+    manager
+}
+
+const EXPECTED: &[&str] = &[
+    r#"rm_grants_total{type="compute"} 3"#,
+    "rm_reservations_confirmed_total 2",
+    r#"rm_reservations_ended_total{outcome="released"} 1"#,
+    r#"rm_reservations_ended_total{outcome="preempted"} 1"#,
+    r#"rm_reservations_ended_total{outcome="expired"} 0"#,
+    r#"rm_refusals_total{reason="quota-exceeded"} 1"#,
+    r#"rm_refusals_total{reason="insufficient-capacity"} 1"#,
+    r#"rm_utilization_ratio{resource="node-a",type="compute"} 1"#,
+    r#"rm_reservations{state="pending"} 1"#,
+    r#"rm_reservations{state="confirmed"} 0"#,
+    r#"rm_share_ratio{class="urgent"} 1"#,
+    r#"rm_share_ratio{class="batch"} 0"#,
+    r#"rm_entitled_share_ratio{class="other"} 0.333333"#,
+    "rm_queue_depth 0",
+    "# HELP rm_grants_total Reservations granted",
+    "# TYPE rm_wait_seconds histogram",
+];
+
+fn assert_series(text: &str) {
+    for expected in EXPECTED {
+        assert!(
+            text.lines().any(|line| line.starts_with(expected)),
+            "missing {expected:?} in\n{text}"
+        );
+    }
+}
+
+/// Lints exposition text with `promtool check metrics`. Skipped when promtool is missing,
+/// unless `RM_REQUIRE_PROMTOOL` is set (as `.ci/run` does after installing it).
+fn promtool(args: &[&str], stdin: Option<&str>) -> Option<String> {
+    let child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(err) => {
+            assert!(
+                std::env::var_os("RM_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required (RM_REQUIRE_PROMTOOL) but cannot run: {err}"
+            );
+            return None;
+        }
+    };
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool {args:?} failed:\n{report}"
+    );
+    Some(report)
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_rendered_text_has_every_series_with_its_value() {
+    let manager = drive();
+    let text = manager.render_metrics().unwrap();
+    assert_series(&text);
+    // Every metric has help text.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP"
+        );
+    }
+    if let Some(report) = promtool(&["check", "metrics"], Some(&text)) {
+        assert!(report.trim().is_empty(), "promtool complains:\n{report}");
+    }
+}
+
+#[test]
+fn the_endpoint_serves_the_same_series_over_http() {
+    let manager = drive();
+    let server = manager
+        .serve_metrics_on("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = server.local_addr();
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    let (head, body) = http_get(addr, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert_series(&body);
+    if let Some(report) = promtool(&["check", "metrics"], Some(&body)) {
+        assert!(report.trim().is_empty(), "promtool complains:\n{report}");
+    }
+    let (head, _) = http_get(addr, "/nothing");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // Stopping closes the port.
+    server.shutdown();
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn the_shipped_alert_rules_pass_promtool() {
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/prometheus/alerts.yml");
+    assert!(rules.exists(), "{} is missing", rules.display());
+    if let Some(report) = promtool(&["check", "rules", rules.to_str().unwrap()], None) {
+        assert!(report.contains("SUCCESS"), "{report}");
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/resource-manager.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(!panels.is_empty());
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let metric = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .find(|word| word.starts_with("rm_"))
+                .unwrap_or_else(|| panic!("{expr} queries no rm_ metric"));
+            let base = metric
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                rm_monitor::names::ALL.contains(&base),
+                "panel {} queries {metric}, which is not exported",
+                panel["title"]
+            );
+        }
+    }
+}
+
+#[test]
+fn docs_metrics_lists_every_metric() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    for name in rm_monitor::names::ALL {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/metrics.md does not list {name}"
+        );
+    }
+}
+
+fn series(text: &str) -> usize {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count()
+}
+
+#[test]
+fn ten_thousand_requesters_add_no_series() {
+    let manager = drive();
+    let before = series(&manager.render_metrics().unwrap());
+    let mut held = Vec::new();
+    manager.cancel(&held_by(&manager, "oncall"), None).unwrap();
+    for i in 0..10_000 {
+        let request = cores(&format!("tenant-{i}"), 1);
+        match manager.try_reserve(&request) {
+            Ok(reservation) => {
+                manager.confirm(&reservation.id, None).unwrap();
+                held.push(reservation.id);
+            }
+            Err(_) => {
+                let id = held.remove(0);
+                manager.release(&id, None).unwrap();
+            }
+        }
+    }
+    let after = manager.render_metrics().unwrap();
+    assert_eq!(series(&after), before, "{after}");
+    assert!(!after.contains("tenant-"));
+}
+
+fn held_by(manager: &ResourceManager, requester: &str) -> rm_model::ReservationId {
+    let snapshot = manager.snapshot().unwrap();
+    snapshot
+        .active
+        .iter()
+        .find(|r| r.requester.as_str() == requester)
+        .map(|r| r.id.clone())
+        .unwrap()
+}
+
+/// Were a second copy of `metrics` linked (two incompatible versions in the graph), the
+/// middle crate's macros would record into a recorder the facade's exporter never sees: the
+/// counter below is emitted by `rm-monitor`, and must reach the facade's rendering.
+#[test]
+fn a_metric_emitted_by_a_middle_crate_reaches_the_facades_exporter() {
+    let manager = ResourceManager::from_config(Config::from_toml(CONFIG).unwrap()).unwrap();
+    manager.reserve(&cores("etl", 1)).unwrap();
+    let text = manager.exporter().unwrap().render();
+    assert!(
+        text.contains(r#"rm_grants_total{type="compute"} 1"#),
+        "{text}"
+    );
+}
