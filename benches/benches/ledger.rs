@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group};
-use rm_benches::{CountingAllocator, allocations};
+use rm_benches::{CountingAllocator, allocations, one_core};
 use rm_model::{
     Constraint, DiscardEvents, FencingToken, LedgerError, Quantity, RequesterId, Reservation,
     ReservationLedger, ReservationRequest, ReservationStrategy, Resource, ResourceCapacity,
@@ -97,18 +97,6 @@ impl Cycle for GlobalMutex {
         self.run(|m| m.release(&hold.id, Some(hold.fencing_token)))?;
         Ok(())
     }
-}
-
-fn one_core() -> ReservationRequest {
-    ReservationRequest::new(
-        RequesterId::new("t").expect("valid"),
-        vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            1,
-            Unit::CORES,
-        )],
-    )
-    .with_strategy(ReservationStrategy::Greedy)
 }
 
 fn single_node(ledger: &dyn ReservationLedger) {

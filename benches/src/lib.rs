@@ -74,3 +74,16 @@ pub fn task_requirements(
         ResourceRequirement::new(ResourceType::Memory, memory_gib, Unit::GIB).colocated(group),
     ])
 }
+
+/// One core of compute, placed greedily: the request of the one-resource cycle benches.
+pub fn one_core() -> rm_model::ReservationRequest {
+    rm_model::ReservationRequest::new(
+        rm_model::RequesterId::new("t").expect("a valid requester id"),
+        vec![rm_model::ResourceRequirement::new(
+            rm_model::ResourceType::Compute,
+            1,
+            rm_model::Unit::CORES,
+        )],
+    )
+    .with_strategy(rm_model::ReservationStrategy::Greedy)
+}

@@ -192,11 +192,46 @@ fn metadata(root: &Path) -> Result<String, String> {
     String::from_utf8(output.stdout).map_err(|err| format!("read cargo metadata: {err}"))
 }
 
+/// Crates of which the lock file may hold one version only: with two versions of `metrics`,
+/// a middle crate's macros would record into a recorder the facade's exporter never sees.
+const SINGLE_COPY: [&str; 2] = ["metrics", "rm-model"];
+
+/// Checks that each crate of [`SINGLE_COPY`] appears at most once in `lock` (Cargo.lock).
+pub(crate) fn check_single_copies(lock: &str) -> Result<Vec<String>, String> {
+    let lock: toml::Table =
+        toml::from_str(lock).map_err(|err| format!("read Cargo.lock: {err}"))?;
+    let packages = lock
+        .get("package")
+        .and_then(toml::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut violations = Vec::new();
+    for name in SINGLE_COPY {
+        let versions: Vec<&str> = packages
+            .iter()
+            .filter(|package| package.get("name").and_then(toml::Value::as_str) == Some(name))
+            .filter_map(|package| package.get("version").and_then(toml::Value::as_str))
+            .collect();
+        if versions.len() > 1 {
+            violations.push(format!(
+                "Cargo.lock: {name} in {} versions ({}); one copy only, or metrics recorded by one are lost to the other",
+                versions.len(),
+                versions.join(", ")
+            ));
+        }
+    }
+    Ok(violations)
+}
+
 /// Checks the workspace at `root`.
 pub(crate) fn check_workspace(root: &Path) -> Result<Vec<String>, String> {
-    check(&metadata(root)?, |path| {
+    let mut violations = check(&metadata(root)?, |path| {
         std::fs::read_to_string(path).map_err(|err| format!("read {}: {err}", path.display()))
-    })
+    })?;
+    let lock = std::fs::read_to_string(root.join("Cargo.lock"))
+        .map_err(|err| format!("read Cargo.lock: {err}"))?;
+    violations.extend(check_single_copies(&lock)?);
+    Ok(violations)
 }
 
 /// The names of the workspace members, sorted.

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use rm_model::{ContentionStrategy, PriorityClass, RequesterId, Resource, ResourceType};
+use rm_model::{ContentionStrategy, PriorityClass, Quantity, RequesterId, Resource, ResourceType};
 use rm_policy::{QuotaGroup, ResourceQuota};
+use rm_scale::Behavior;
 use rm_validate::LimitRange;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,10 @@ pub struct Config {
     /// Elastic pools of counted units lending to each other (one group).
     #[serde(default)]
     pub pools: Vec<PoolSettings>,
+    /// Autoscaling rules for targets the embedding code names
+    /// ([`ResourceManagerBuilder::scalable`](crate::ResourceManagerBuilder::scalable)).
+    #[serde(default)]
+    pub scaling: Vec<ScalingSettings>,
     /// Monitoring and the Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSettings,
@@ -239,6 +244,67 @@ pub struct PoolSettings {
     /// Units of its own siblings may borrow while idle.
     #[serde(default)]
     pub lending_limit: u64,
+}
+
+/// Which scaling rule drives a target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScalingRuleKind {
+    /// Kubernetes' horizontal autoscaler rule on the metric now.
+    #[default]
+    Threshold,
+    /// The same limits, acting on a Holt (or Holt–Winters) forecast `lead_ms` ahead.
+    Predictive,
+    /// The same limits, acting on the metric's rate of change over `window_ms` projected
+    /// `horizon_ms` ahead.
+    RateOfChange,
+}
+
+impl ScalingRuleKind {
+    /// The name in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScalingRuleKind::Threshold => "threshold",
+            ScalingRuleKind::Predictive => "predictive",
+            ScalingRuleKind::RateOfChange => "rate-of-change",
+        }
+    }
+}
+
+/// An autoscaling rule for one named target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingSettings {
+    /// The target's name, as given to
+    /// [`ResourceManagerBuilder::scalable`](crate::ResourceManagerBuilder::scalable).
+    pub target: String,
+    /// The rule.
+    #[serde(default)]
+    pub rule: ScalingRuleKind,
+    /// The metric's target value (for utilisation, in percent).
+    pub metric_target: Quantity,
+    /// The fewest units.
+    pub minimum: u64,
+    /// The most units.
+    pub maximum: u64,
+    /// How scaling up behaves (Kubernetes' defaults when absent).
+    #[serde(default)]
+    pub scale_up: Option<Behavior>,
+    /// How scaling down behaves (Kubernetes' defaults when absent).
+    #[serde(default)]
+    pub scale_down: Option<Behavior>,
+    /// Predictive: how far ahead to forecast, in milliseconds (default 60,000).
+    #[serde(default)]
+    pub lead_ms: Option<u64>,
+    /// Predictive: the season's length in ticks, when the load has one.
+    #[serde(default)]
+    pub season: Option<usize>,
+    /// Rate of change: the window the rate is measured over, in milliseconds (default 60,000).
+    #[serde(default)]
+    pub window_ms: Option<u64>,
+    /// Rate of change: how far ahead the rate is projected, in milliseconds (default 60,000).
+    #[serde(default)]
+    pub horizon_ms: Option<u64>,
 }
 
 /// Monitoring and the Prometheus endpoint.

@@ -43,6 +43,9 @@ pub enum Error {
     /// A global `metrics` recorder is installed already.
     #[error("a global metrics recorder is installed already")]
     GlobalRecorderTaken,
+    /// A background thread could not be started.
+    #[error("start a thread: {0}")]
+    Thread(String),
     /// The metrics endpoint could not be started.
     #[error("serve metrics on {address}: {message}")]
     Serve {

@@ -16,7 +16,7 @@
 //!   ([`ResourceManagerBuilder::ledger`], built from [`LedgerParts`]), the validator, the
 //!   policy, the resolver; event sinks can be added.
 //! - [`Config`]: resources, limit ranges, policies, priorities, quotas, fair shares,
-//!   contention, elastic pools and metrics, from TOML, with unknown fields refused and every
+//!   contention, elastic pools, scaling rules and metrics, from TOML, with unknown fields refused and every
 //!   problem named with its path ([`ConfigError::Invalid`] lists [`Problem`]s).
 //! - [`PrometheusExporter`]: a recorder of the manager's own (never installed globally unless
 //!   asked), rendered by [`ResourceManager::render_metrics`] or served at `/metrics` by
@@ -85,15 +85,17 @@ mod config;
 mod error;
 mod exporter;
 mod manager;
+mod periodic;
 mod server;
 mod wiring;
 
 pub use config::{
     AgingSettings, Config, ConfigError, ContentionSettings, DEFAULT_METRICS_ADDR,
     FairShareSettings, HeadOfLineSetting, ManagerSettings, MetricsSettings, PolicyKind,
-    PolicySettings, PoolSettings, PrioritySettings, Problem, QuotaSettings,
+    PolicySettings, PoolSettings, PrioritySettings, Problem, QuotaSettings, ScalingRuleKind,
+    ScalingSettings,
 };
 pub use error::Error;
 pub use exporter::{PrometheusExporter, WAIT_BUCKETS};
-pub use manager::{LedgerParts, ResourceManager, ResourceManagerBuilder, TickReport};
+pub use manager::{LedgerParts, ResourceManager, ResourceManagerBuilder, TickReport, Ticker};
 pub use server::MetricsServer;

@@ -26,8 +26,9 @@ use rm_scale::{Autoscaler, Outcome, ScalingRule};
 use crate::Error;
 use crate::config::{Config, ConfigError, HeadOfLineSetting, Problem};
 use crate::exporter::PrometheusExporter;
+use crate::periodic::Periodic;
 use crate::server::MetricsServer;
-use crate::wiring::{CapacityRefresh, CodeParts, Parts, preemption_policy_of};
+use crate::wiring::{AnyRule, CapacityRefresh, CodeParts, Parts, preemption_policy_of};
 
 /// What a replacement ledger is built from (see [`ResourceManagerBuilder::ledger`]).
 pub struct LedgerParts {
@@ -132,6 +133,7 @@ pub struct ResourceManagerBuilder {
     exporter: Option<PrometheusExporter>,
     pools: Vec<(String, PoolProbe)>,
     autoscaled: Vec<(String, Box<dyn Drive>)>,
+    scalable: BTreeMap<String, Arc<dyn rm_scale::ScaleTarget>>,
 }
 
 impl std::fmt::Debug for ResourceManagerBuilder {
@@ -240,23 +242,43 @@ impl ResourceManagerBuilder {
         self
     }
 
+    /// Names a target that `[[scaling]]` entries of the configuration may scale.
+    pub fn scalable(mut self, name: &str, target: Arc<dyn rm_scale::ScaleTarget>) -> Self {
+        self.scalable.insert(name.to_owned(), target);
+        self
+    }
+
     /// Builds the manager and registers the configured resources. Fails with every problem of
     /// the configuration ([`ConfigError::Invalid`]), or with the ledger's error for a resource
     /// it refuses.
-    pub fn build(self) -> Result<ResourceManager, Error> {
-        let config = self.config;
+    pub fn build(mut self) -> Result<ResourceManager, Error> {
+        let config = std::mem::take(&mut self.config);
         let code = CodeParts {
             custom_policy: self.policy.is_some(),
             scale_target: self.scale_target.is_some(),
+            scalable: Some(self.scalable.keys().cloned().collect()),
         };
         let mut parts = Parts::from_config(&config, &code)?;
-        let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
-        let validator: Arc<dyn Validator> = match self.validator {
+        let mut builder = self;
+        for (name, rule) in std::mem::take(&mut parts.scaling) {
+            // Every name was checked against the scalable targets above.
+            let Some(target) = builder.scalable.get(&name).cloned() else {
+                continue;
+            };
+            builder = match rule {
+                AnyRule::Threshold(rule) => builder.autoscale(&name, target, rule),
+                AnyRule::Predictive(rule) => builder.autoscale(&name, target, rule),
+                AnyRule::RateOfChange(rule) => builder.autoscale(&name, target, rule),
+            };
+        }
+        let this = builder;
+        let clock: Arc<dyn Clock> = this.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        let validator: Arc<dyn Validator> = match this.validator {
             Some(validator) => validator,
             None => Arc::new(parts.validator.clone()),
         };
-        let policy = self.policy.or(parts.policy.take());
-        let (exporter, monitor) = if let Some(exporter) = self.exporter {
+        let policy = this.policy.or(parts.policy.take());
+        let (exporter, monitor) = if let Some(exporter) = this.exporter {
             let monitor = MetricsCollector::with_recorder(retention(&config), exporter.recorder());
             (Some(exporter), monitor)
         } else if config.metrics.prometheus {
@@ -273,7 +295,7 @@ impl ResourceManagerBuilder {
         if let Some(policy) = &policy {
             sinks.push(Arc::new(PolicyObserver(policy.clone())));
         }
-        sinks.extend(self.sinks);
+        sinks.extend(this.sinks);
         let emitter = Arc::new(Emitter {
             sinks,
             sequence: AtomicU64::new(0),
@@ -286,7 +308,7 @@ impl ResourceManagerBuilder {
             default_ttl: config.default_ttl(),
             retention: Duration::from_millis(config.manager.retention_ms),
         };
-        let ledger: Arc<dyn ReservationLedger> = match self.ledger {
+        let ledger: Arc<dyn ReservationLedger> = match this.ledger {
             Some(factory) => factory(ledger_parts),
             None => Arc::new(
                 ReservationManager::builder()
@@ -316,16 +338,16 @@ impl ResourceManagerBuilder {
         wakeup.connect(&queue);
         let wait_timeout = Duration::from_millis(config.manager.wait_timeout_ms);
         let (resolver, graceful): (Arc<dyn ContentionResolver>, Option<Arc<Resolver>>) =
-            match self.resolver {
+            match this.resolver {
                 Some(resolver) => (resolver, None),
                 None => {
                     let resolver = Arc::new(resolver_from(
                         &config,
                         queue.clone(),
                         wait_timeout,
-                        self.victim_notifier,
+                        this.victim_notifier,
                         preemption_policy_of(parts.priority.clone()),
-                        self.scale_target,
+                        this.scale_target,
                     )?);
                     (resolver.clone(), Some(resolver))
                 }
@@ -347,8 +369,8 @@ impl ResourceManagerBuilder {
             resources,
             exporter,
             elastic: parts.pools.take(),
-            pools: self.pools,
-            autoscaled: Mutex::new(self.autoscaled),
+            pools: this.pools,
+            autoscaled: Mutex::new(this.autoscaled),
             classes: config.metrics.requester_classes.clone(),
             class_weights: config.metrics.class_weights.clone(),
             listen: config.metrics.listen,
@@ -439,6 +461,24 @@ struct Inner {
     listen: Option<SocketAddr>,
 }
 
+/// Runs [`ResourceManager::tick`] periodically on a thread of its own (see
+/// [`ResourceManager::start_ticker`]); dropping it stops the thread.
+#[derive(Debug)]
+pub struct Ticker {
+    _periodic: Periodic,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Ticker {
+    /// The error of the latest tick, if it failed (ticks go on after a failure).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// What one [`ResourceManager::tick`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TickReport {
@@ -489,6 +529,7 @@ impl ResourceManager {
             exporter: None,
             pools: Vec::new(),
             autoscaled: Vec::new(),
+            scalable: BTreeMap::new(),
         }
     }
 
@@ -728,6 +769,27 @@ impl ResourceManager {
             expired,
             preempted,
             scaled,
+        })
+    }
+
+    /// Ticks every `interval` on a thread of its own until the returned [`Ticker`] is
+    /// dropped: expiries, preemption deadlines, autoscaling and gauges without a host loop.
+    /// The thread holds the manager weakly and stops ticking once every handle is gone.
+    pub fn start_ticker(&self, interval: Duration) -> Result<Ticker, Error> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let last_error = Arc::new(Mutex::new(None));
+        let record = last_error.clone();
+        let periodic = Periodic::start("rm-ticker", interval, move || {
+            if let Some(inner) = weak.upgrade() {
+                let outcome = ResourceManager { inner }.tick();
+                *record.lock().unwrap_or_else(PoisonError::into_inner) =
+                    outcome.err().map(|err| err.to_string());
+            }
+        })
+        .map_err(|err| Error::Thread(err.to_string()))?;
+        Ok(Ticker {
+            _periodic: periodic,
+            last_error,
         })
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, bounded};
+use crate::periodic::Periodic;
 
 /// Produces the body of a scrape, or `None` when there is nothing to serve any more.
 pub(crate) type Render = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -26,8 +26,8 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct MetricsServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    upkeep_stop: Option<Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+    upkeep: Option<Periodic>,
+    serving: Option<JoinHandle<()>>,
 }
 
 impl MetricsServer {
@@ -47,32 +47,17 @@ impl MetricsServer {
                 .name("rm-metrics-http".into())
                 .spawn(move || serve(&listener, &stop, &*render))?
         };
-        let (upkeep_stop, stopped) = bounded::<()>(0);
-        let upkeeping = std::thread::Builder::new()
-            .name("rm-metrics-upkeep".into())
-            .spawn(move || {
-                // Runs until the sender is dropped (a disconnect ends the wait at once).
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(interval)
-                {
-                    upkeep();
-                }
-            });
-        let upkeeping = match upkeeping {
-            Ok(handle) => handle,
-            Err(err) => {
-                stop.store(true, Ordering::SeqCst);
-                let _ = TcpStream::connect(addr);
-                let _ = serving.join();
-                return Err(err);
-            }
-        };
-        Ok(MetricsServer {
+        let mut server = MetricsServer {
             addr,
             stop,
-            upkeep_stop: Some(upkeep_stop),
-            threads: vec![serving, upkeeping],
-        })
+            upkeep: None,
+            serving: Some(serving),
+        };
+        // On failure the server is dropped, which stops the serving thread.
+        server.upkeep = Some(Periodic::start("rm-metrics-upkeep", interval, move || {
+            upkeep()
+        })?);
+        Ok(server)
     }
 
     /// The address it listens on (with the port the system chose when asked for port 0).
@@ -87,10 +72,10 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.upkeep_stop.take();
+        self.upkeep.take();
         // Wake the blocking accept; if the connection fails the listener is gone already.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        for thread in self.threads.drain(..) {
+        if let Some(thread) = self.serving.take() {
             let _ = thread.join();
         }
     }

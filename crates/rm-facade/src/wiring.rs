@@ -13,9 +13,10 @@ use rm_policy::{
     WeightedAllocationPolicy,
 };
 use rm_pool::{ElasticGroup, ElasticPoolSpec};
+use rm_scale::{PredictiveScaling, RateOfChangeScaling, ThresholdScaling};
 use rm_validate::ConstraintValidator;
 
-use crate::config::{Config, ConfigError, PolicyKind, Problem};
+use crate::config::{Config, ConfigError, PolicyKind, Problem, ScalingRuleKind};
 
 /// What the embedding code supplies besides the file, as far as checking the file needs it.
 #[derive(Default)]
@@ -24,6 +25,16 @@ pub(crate) struct CodeParts {
     pub(crate) custom_policy: bool,
     /// Whether a scale target is given (the `scale` strategy needs one).
     pub(crate) scale_target: bool,
+    /// The names of the targets `[[scaling]]` may name, when known (not when a file is
+    /// checked on its own).
+    pub(crate) scalable: Option<BTreeSet<String>>,
+}
+
+/// A configured scaling rule, whichever kind.
+pub(crate) enum AnyRule {
+    Threshold(ThresholdScaling),
+    Predictive(PredictiveScaling),
+    RateOfChange(RateOfChangeScaling),
 }
 
 /// Refreshes a fair policy's view of total capacity from the ledger.
@@ -36,6 +47,8 @@ pub(crate) struct Parts {
     pub(crate) priority: Option<Arc<PriorityAllocationPolicy>>,
     pub(crate) refresh: Option<CapacityRefresh>,
     pub(crate) pools: Option<ElasticGroup>,
+    /// Target name and rule, per `[[scaling]]` entry.
+    pub(crate) scaling: Vec<(String, AnyRule)>,
 }
 
 struct Problems(Vec<Problem>);
@@ -72,6 +85,7 @@ impl Parts {
         };
         contention(config, code, &mut problems);
         let pools = pools(config, &mut problems);
+        let scaling = scaling(config, code, &mut problems);
         for (requester, class) in &config.metrics.requester_classes {
             if class.is_empty() {
                 problems.add(
@@ -95,6 +109,7 @@ impl Parts {
                 priority,
                 refresh,
                 pools,
+                scaling,
             })
         } else {
             Err(ConfigError::Invalid(problems.0))
@@ -386,6 +401,117 @@ fn pools(config: &Config, problems: &mut Problems) -> Option<ElasticGroup> {
             None
         }
     }
+}
+
+const DEFAULT_HORIZON: Duration = Duration::from_secs(60);
+
+fn scaling(config: &Config, code: &CodeParts, problems: &mut Problems) -> Vec<(String, AnyRule)> {
+    let mut rules = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, settings) in config.scaling.iter().enumerate() {
+        let path = |field: &str| format!("scaling[{i}].{field}");
+        if !seen.insert(settings.target.as_str()) {
+            problems.add(
+                path("target"),
+                format!("{} is scaled twice", settings.target),
+            );
+        }
+        if let Some(known) = &code.scalable
+            && !known.contains(&settings.target)
+        {
+            problems.add(
+                path("target"),
+                format!(
+                    "no scalable target named {:?} was given to the builder (known: {:?})",
+                    settings.target, known
+                ),
+            );
+        }
+        let limits =
+            match ThresholdScaling::new(settings.metric_target, settings.minimum, settings.maximum)
+            {
+                Ok(limits) => limits,
+                Err(err) => {
+                    problems.add(path("metric_target"), err);
+                    continue;
+                }
+            };
+        let limits = match &settings.scale_up {
+            Some(up) => limits.with_scale_up(up.clone()),
+            None => limits,
+        };
+        let limits = match &settings.scale_down {
+            Some(down) => limits.with_scale_down(down.clone()),
+            None => limits,
+        };
+        // Settings of one rule kind are mistakes under another.
+        let specific = [
+            (
+                "lead_ms",
+                settings.lead_ms.is_some(),
+                ScalingRuleKind::Predictive,
+            ),
+            (
+                "season",
+                settings.season.is_some(),
+                ScalingRuleKind::Predictive,
+            ),
+            (
+                "window_ms",
+                settings.window_ms.is_some(),
+                ScalingRuleKind::RateOfChange,
+            ),
+            (
+                "horizon_ms",
+                settings.horizon_ms.is_some(),
+                ScalingRuleKind::RateOfChange,
+            ),
+        ];
+        for (field, set, kind) in specific {
+            if set && kind != settings.rule {
+                problems.add(
+                    path(field),
+                    format!("applies to the {} rule only", kind.as_str()),
+                );
+            }
+        }
+        let rule = match settings.rule {
+            ScalingRuleKind::Threshold => AnyRule::Threshold(limits),
+            ScalingRuleKind::Predictive => {
+                let lead = settings
+                    .lead_ms
+                    .map_or(DEFAULT_HORIZON, Duration::from_millis);
+                let rule = PredictiveScaling::new(limits, lead);
+                match settings.season {
+                    None => AnyRule::Predictive(rule),
+                    Some(season) => match rule.with_season(season) {
+                        Ok(rule) => AnyRule::Predictive(rule),
+                        Err(err) => {
+                            problems.add(path("season"), err);
+                            continue;
+                        }
+                    },
+                }
+            }
+            ScalingRuleKind::RateOfChange => {
+                let window = settings
+                    .window_ms
+                    .map_or(DEFAULT_HORIZON, Duration::from_millis);
+                let horizon = settings
+                    .horizon_ms
+                    .map_or(DEFAULT_HORIZON, Duration::from_millis);
+                match RateOfChangeScaling::new(limits, window, horizon) {
+                    Ok(rule) => AnyRule::RateOfChange(rule),
+                    Err(err) => {
+                        problems.add(path("window_ms"), err);
+                        continue;
+                    }
+                }
+            }
+        };
+        rules.push((settings.target.clone(), rule));
+    }
+    rules
 }
 
 /// The preemption policy of each requester, from its priority class when there is one.

@@ -13,6 +13,9 @@ pub(crate) struct Observers {
     sink: Option<Arc<dyn EventSink>>,
     subscribers: Mutex<Vec<Sender<Event>>>,
     listening: AtomicBool,
+    /// Whether any channel subscriber may be listening, so that a ledger with a sink only
+    /// does not take the subscribers' lock per event.
+    subscribed: AtomicBool,
     sequence: AtomicU64,
 }
 
@@ -22,6 +25,7 @@ impl Observers {
             listening: AtomicBool::new(sink.is_some()),
             sink,
             subscribers: Mutex::new(Vec::new()),
+            subscribed: AtomicBool::new(false),
             sequence: AtomicU64::new(0),
         }
     }
@@ -40,11 +44,15 @@ impl Observers {
         if let Some(sink) = &self.sink {
             sink.publish(&event);
         }
+        if !self.subscribed.load(Ordering::Acquire) {
+            return;
+        }
         let mut subscribers = lock(&self.subscribers);
-        if !subscribers.is_empty() {
-            // A dropped receiver unsubscribes.
-            subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
-            if subscribers.is_empty() && self.sink.is_none() {
+        // A dropped receiver unsubscribes.
+        subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
+        if subscribers.is_empty() {
+            self.subscribed.store(false, Ordering::Release);
+            if self.sink.is_none() {
                 self.listening.store(false, Ordering::Release);
             }
         }
@@ -52,7 +60,9 @@ impl Observers {
 
     pub(crate) fn subscribe(&self) -> Receiver<Event> {
         let (sender, receiver) = crossbeam_channel::unbounded();
-        lock(&self.subscribers).push(sender);
+        let mut subscribers = lock(&self.subscribers);
+        subscribers.push(sender);
+        self.subscribed.store(true, Ordering::Release);
         self.listening.store(true, Ordering::Release);
         receiver
     }

@@ -152,6 +152,26 @@ fn an_unknown_crate_is_caught() {
     assert_one(violations, "rm-extra: not in the layer table");
 }
 
+#[test]
+fn two_versions_of_metrics_in_the_lock_file_are_caught() {
+    let lock = r#"
+        version = 4
+        [[package]]
+        name = "metrics"
+        version = "0.24.6"
+        [[package]]
+        name = "metrics"
+        version = "0.23.1"
+        [[package]]
+        name = "serde"
+        version = "1.0.228"
+    "#;
+    let violations = check_single_copies(lock).unwrap();
+    assert_one(violations, "metrics in 2 versions (0.24.6, 0.23.1)");
+    let one = "[[package]]\nname = \"metrics\"\nversion = \"0.24.6\"\n";
+    assert!(check_single_copies(one).unwrap().is_empty());
+}
+
 /// The real workspace follows the rules.
 #[test]
 fn the_workspace_follows_the_layer_rules() {

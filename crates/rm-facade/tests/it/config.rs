@@ -61,6 +61,14 @@ fn every_problem_is_named_with_its_path() {
         name = "lic"
         guaranteed = 2
 
+        [[scaling]]
+        target = "workers"
+        rule = "predictive"
+        metric_target = 50
+        minimum = 5
+        maximum = 1
+        window_ms = 1000
+
         [metrics.class_weights]
         batch = 0
         "#,
@@ -80,6 +88,7 @@ fn every_problem_is_named_with_its_path() {
         "contention.fallback",
         "pools[1].name",
         "metrics.class_weights.batch",
+        "scaling[0].metric_target",
     ] {
         assert!(
             paths.iter().any(|path| path.starts_with(expected)),

@@ -286,3 +286,57 @@ fn the_priority_class_sets_the_priority_and_preemption_follows_it() {
     assert_eq!(high.priority.0, 10);
     assert_eq!(manager.monitor().ended().preempted, 1);
 }
+
+#[test]
+fn scaling_rules_from_the_configuration_drive_named_targets() {
+    let workers = Arc::new(Workers {
+        size: AtomicU64::new(2),
+        busy: AtomicU64::new(2),
+    });
+    let config = one_node(
+        1,
+        r#"
+        [[scaling]]
+        target = "workers"
+        rule = "threshold"
+        metric_target = 50
+        minimum = 1
+        maximum = 3
+        "#,
+    );
+    let manager = ResourceManager::builder()
+        .config(config.clone())
+        .scalable("workers", workers.clone())
+        .build()
+        .unwrap();
+    manager.tick().unwrap();
+    assert_eq!(workers.size(), 3, "capped at the maximum");
+    assert_eq!(manager.dashboard().recent_scaling[0].reason, "at-maximum");
+    // The same file without the target in code names the problem.
+    let err = ResourceManager::from_config(config).unwrap_err();
+    assert!(err.to_string().contains("scaling[0].target"), "{err}");
+}
+
+#[test]
+fn a_ticker_expires_holds_without_a_host_loop() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = ResourceManager::builder()
+        .config(one_node(4, ""))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let held = manager.reserve(&cores("a", 4)).unwrap();
+    let ticker = manager.start_ticker(Duration::from_millis(5)).unwrap();
+    clock.advance(Duration::from_secs(31));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while manager.monitor().ended().expired == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticker never expired the hold"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(ticker.last_error().is_none());
+    drop(ticker);
+    assert!(manager.confirm(&held.id, None).is_err());
+}
