@@ -63,3 +63,19 @@ fn without_prometheus_there_is_nothing_to_render() {
     manager.collect().unwrap();
     assert_eq!(manager.dashboard().utilization_by_type.len(), 1);
 }
+
+/// The one test in this binary that installs a global recorder: an explicit opt-in, after
+/// which the host's own `metrics` macros land in the manager's exporter; a second install
+/// is refused.
+#[test]
+fn installing_the_exporter_globally_is_an_explicit_opt_in() {
+    let manager = ResourceManager::from_config(one_node(4, "")).unwrap();
+    let exporter = manager.exporter().unwrap();
+    exporter.install_global().unwrap();
+    metrics::counter!("host_jobs_total").increment(3);
+    assert!(exporter.render().contains("host_jobs_total 3"));
+    assert!(matches!(
+        exporter.install_global(),
+        Err(rm_facade::Error::GlobalRecorderTaken)
+    ));
+}
