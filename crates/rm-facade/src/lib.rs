@@ -98,4 +98,14 @@ pub use config::{
 pub use error::Error;
 pub use exporter::{PrometheusExporter, WAIT_BUCKETS};
 pub use manager::{LedgerParts, ResourceManager, ResourceManagerBuilder, TickReport, Ticker};
+pub use rm_validate::LimitRange;
 pub use server::MetricsServer;
+
+// The layers below, re-exported so that one dependency on the facade is enough to embed it
+// (and so that `rm-cli` sees no crate but this one).
+pub use rm_contention as contention;
+pub use rm_model as model;
+pub use rm_monitor as monitor;
+pub use rm_policy as policy;
+pub use rm_pool as pool;
+pub use rm_scale as scale;

@@ -1,0 +1,314 @@
+//! What a replay found: [`Report`], printed as a table, written as JSON, per-task CSV or HTML.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Utilisation of one dimension over the replay.
+#[derive(Clone, Debug, Serialize)]
+pub struct TypeUtilization {
+    /// `cpu`, `memory` or `gpu`.
+    pub resource_type: String,
+    /// Mean over the samples, parts per million.
+    pub average_ppm: u64,
+    /// Highest sample, parts per million.
+    pub peak_ppm: u64,
+}
+
+/// Waits from ready to start, per instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct Waits {
+    /// Median.
+    pub p50_s: f64,
+    /// 99th percentile.
+    pub p99_s: f64,
+    /// Longest.
+    pub max_s: f64,
+    /// Mean.
+    pub mean_s: f64,
+}
+
+/// Job completion times (a job is its tasks; from its arrival to its last task's end).
+#[derive(Clone, Debug, Serialize)]
+pub struct Jobs {
+    /// Jobs in the workload.
+    pub count: usize,
+    /// Jobs that completed.
+    pub completed: usize,
+    /// Median completion time.
+    pub jct_p50_s: f64,
+    /// 99th percentile.
+    pub jct_p99_s: f64,
+    /// Mean.
+    pub jct_mean_s: f64,
+}
+
+/// One tenant's share against its entitlement, averaged over contended samples.
+#[derive(Clone, Debug, Serialize)]
+pub struct TenantShare {
+    /// The tenant.
+    pub tenant: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Weight over the sum of weights, parts per million.
+    pub entitled_ppm: u64,
+    /// Its mean dominant share while anyone waited, parts per million.
+    pub average_share_ppm: u64,
+    /// Average minus entitled.
+    pub share_error_ppm: i64,
+}
+
+/// Fairness across tenants.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fairness {
+    /// Samples in which some task waited (the ones fairness is measured on).
+    pub contended_samples: u64,
+    /// Jain's index of share over entitlement (1 is perfectly fair).
+    pub jain_index: f64,
+    /// Per tenant.
+    pub tenants: Vec<TenantShare>,
+}
+
+/// The state at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    /// Virtual time, seconds.
+    pub t_s: f64,
+    /// Utilisation per dimension in `Report::types` order (all three kept), ppm.
+    pub utilization_ppm: Vec<u64>,
+    /// CPU utilisation per node group (pool), in `Report::pools` order, ppm.
+    pub pools_ppm: Vec<u64>,
+    /// Instances waiting to start.
+    pub waiting: u64,
+    /// Each tenant's dominant share, ppm, in `Report::tenant_names` order.
+    pub shares_ppm: Vec<u64>,
+}
+
+/// One task's fate.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRecord {
+    /// Its id.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its priority.
+    pub priority: i32,
+    /// Arrival.
+    pub arrival_s: f64,
+    /// Its first instance's start.
+    pub start_s: Option<f64>,
+    /// Its last instance's end.
+    pub end_s: Option<f64>,
+    /// First start minus arrival.
+    pub wait_s: Option<f64>,
+    /// Where its first instance ran.
+    pub placed_on: Option<String>,
+    /// Instances.
+    pub instances: u32,
+    /// How many times an instance of it was preempted.
+    pub preempted: u32,
+    /// The task whose request preempted it last.
+    pub preempted_by: Option<String>,
+    /// Why it was given up, if it was.
+    pub rejected: Option<String>,
+}
+
+/// Everything a replay found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub name: String,
+    /// The ordering policy (`priority`, `fair`, `weighted`, `fifo`).
+    pub policy: String,
+    /// The placement strategy.
+    pub strategy: String,
+    /// Tasks.
+    pub tasks: usize,
+    /// Instances.
+    pub instances: u64,
+    /// Tasks that finished.
+    pub completed: usize,
+    /// Tasks given up as never placeable.
+    pub rejected: usize,
+    /// Virtual time until the last task ended.
+    pub makespan_s: f64,
+    /// Utilisation per dimension.
+    pub utilization: Vec<TypeUtilization>,
+    /// Waits.
+    pub wait: Waits,
+    /// Job completion times.
+    pub jobs: Jobs,
+    /// Fairness.
+    pub fairness: Fairness,
+    /// Tasks held back at least once, by the first reason.
+    pub refusals: BTreeMap<String, u64>,
+    /// Instances preempted.
+    pub preemptions: u64,
+    /// Scaling decisions, oldest first.
+    pub scaling: Vec<String>,
+    /// Whether the ledger's audit found nothing wrong at the end.
+    pub audit_clean: bool,
+    /// The dimensions with capacity.
+    pub types: Vec<String>,
+    /// Node groups (pools).
+    pub pools: Vec<String>,
+    /// Tenants.
+    pub tenant_names: Vec<String>,
+    /// Each tenant's entitlement, ppm.
+    pub entitled_ppm: Vec<u64>,
+    /// The time series.
+    pub samples: Vec<Sample>,
+    /// Wall-clock seconds the replay took.
+    pub wall_s: f64,
+    /// Per task (written by `--tasks`; left out of the JSON report).
+    #[serde(skip)]
+    pub records: Vec<TaskRecord>,
+}
+
+fn percent(ppm: u64) -> String {
+    format!("{:.1}%", ppm as f64 / 10_000.0)
+}
+
+impl Report {
+    /// The report as a readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        line(format!("scenario      {}", self.name));
+        line(format!(
+            "policy        {} (placement {})",
+            self.policy, self.strategy
+        ));
+        line(format!(
+            "tasks         {} ({} instances), {} completed, {} rejected",
+            self.tasks, self.instances, self.completed, self.rejected
+        ));
+        line(format!("makespan      {:.1} s", self.makespan_s));
+        line(String::new());
+        line("utilisation   type      average   peak".into());
+        for u in &self.utilization {
+            line(format!(
+                "              {:<9} {:>7}   {:>6}",
+                u.resource_type,
+                percent(u.average_ppm),
+                percent(u.peak_ppm)
+            ));
+        }
+        if !self.pools.is_empty() && !self.samples.is_empty() {
+            line("pool cpu      pool      average   peak".into());
+            for (i, pool) in self.pools.iter().enumerate() {
+                let values: Vec<u64> = self.samples.iter().map(|s| s.pools_ppm[i]).collect();
+                let average = values.iter().sum::<u64>() / values.len().max(1) as u64;
+                let peak = values.iter().copied().max().unwrap_or(0);
+                line(format!(
+                    "              {:<9} {:>7}   {:>6}",
+                    pool,
+                    percent(average),
+                    percent(peak)
+                ));
+            }
+        }
+        line(String::new());
+        line(format!(
+            "wait          p50 {:.1} s   p99 {:.1} s   max {:.1} s   mean {:.1} s",
+            self.wait.p50_s, self.wait.p99_s, self.wait.max_s, self.wait.mean_s
+        ));
+        line(format!(
+            "jobs          {} of {} completed; completion time p50 {:.1} s, p99 {:.1} s, mean {:.1} s",
+            self.jobs.completed,
+            self.jobs.count,
+            self.jobs.jct_p50_s,
+            self.jobs.jct_p99_s,
+            self.jobs.jct_mean_s
+        ));
+        line(String::new());
+        line(format!(
+            "fairness      Jain's index {:.3} over {} contended samples",
+            self.fairness.jain_index, self.fairness.contended_samples
+        ));
+        line("              tenant          weight  entitled  average share  error".into());
+        for t in &self.fairness.tenants {
+            line(format!(
+                "              {:<15} {:>6}  {:>8}  {:>13}  {:>+6.1}%",
+                t.tenant,
+                t.weight,
+                percent(t.entitled_ppm),
+                percent(t.average_share_ppm),
+                t.share_error_ppm as f64 / 10_000.0
+            ));
+        }
+        line(String::new());
+        if self.refusals.is_empty() {
+            line("held back     none".into());
+        } else {
+            let parts: Vec<String> = self
+                .refusals
+                .iter()
+                .map(|(reason, count)| format!("{reason} {count}"))
+                .collect();
+            line(format!(
+                "held back     {} (tasks, by first reason)",
+                parts.join(", ")
+            ));
+        }
+        line(format!("preemptions   {}", self.preemptions));
+        if self.scaling.is_empty() {
+            line("scaling       none".into());
+        } else {
+            line(format!("scaling       {} decisions", self.scaling.len()));
+            for decision in &self.scaling {
+                line(format!("              {decision}"));
+            }
+        }
+        line(format!(
+            "audit         {}",
+            if self.audit_clean {
+                "clean"
+            } else {
+                "VIOLATIONS"
+            }
+        ));
+        line(format!("replayed in   {:.2} s", self.wall_s));
+        out
+    }
+
+    /// One CSV record per task.
+    pub fn tasks_csv(&self) -> String {
+        let mut out = String::from(
+            "id,tenant,priority,arrival_s,start_s,end_s,wait_s,placed_on,instances,preempted,preempted_by,rejected\n",
+        );
+        let opt = |value: Option<f64>| value.map(|v| format!("{v:.3}")).unwrap_or_default();
+        for r in &self.records {
+            let _ = writeln!(
+                out,
+                "{},{},{},{:.3},{},{},{},{},{},{},{},{}",
+                csv(&r.id),
+                csv(&r.tenant),
+                r.priority,
+                r.arrival_s,
+                opt(r.start_s),
+                opt(r.end_s),
+                opt(r.wait_s),
+                csv(r.placed_on.as_deref().unwrap_or("")),
+                r.instances,
+                r.preempted,
+                csv(r.preempted_by.as_deref().unwrap_or("")),
+                csv(r.rejected.as_deref().unwrap_or("")),
+            );
+        }
+        out
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}

@@ -1,0 +1,500 @@
+//! The scenario format: a facade configuration (`[manager]`, `[policy]`, `[contention]`, …)
+//! plus what a replay needs: `[simulation]`, `[[cluster]]` node groups, `[[tenants]]`,
+//! `[[tasks]]` (with DAG dependencies) or a `[trace]` importer. See `docs/scenario.md`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use rm_facade::model::{Quantity, ReservationStrategy};
+use rm_facade::policy::ResourceQuota;
+use rm_facade::{Config, ConfigError, Problem};
+use serde::Deserialize;
+
+/// Keys of a scenario file that belong to the replay rather than to the facade.
+pub const SCENARIO_KEYS: [&str; 6] = [
+    "simulation",
+    "cluster",
+    "tenants",
+    "tasks",
+    "generate",
+    "trace",
+];
+
+/// A workload to replay and the system to replay it on.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The facade's configuration (the node groups of [`Scenario::cluster`] are added to its
+    /// resources when the replay starts).
+    pub config: Config,
+    /// The replay's own settings.
+    pub simulation: SimulationSettings,
+    /// Node groups.
+    pub cluster: Vec<NodeGroup>,
+    /// Tenants (requesters).
+    pub tenants: Vec<Tenant>,
+    /// Tasks.
+    pub tasks: Vec<TaskSpec>,
+    /// A trace to import instead of (or besides) `tasks`.
+    pub trace: Option<TraceSettings>,
+    /// The folder relative paths are read from (the scenario file's).
+    pub base: PathBuf,
+}
+
+/// How the replay runs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulationSettings {
+    /// A name for the report.
+    pub name: String,
+    /// The placement strategy of every request.
+    pub strategy: ReservationStrategy,
+    /// How many waiting tasks of one tenant a scheduling pass looks at behind a blocked one.
+    pub backfill_depth: usize,
+    /// Virtual seconds between samples of the time series (0: chosen from the workload).
+    pub sample_every_s: u64,
+    /// Virtual seconds between ticks of the manager (expiry, autoscaling).
+    pub tick_every_s: u64,
+}
+
+impl Default for SimulationSettings {
+    fn default() -> SimulationSettings {
+        SimulationSettings {
+            name: "scenario".into(),
+            strategy: ReservationStrategy::BinPack,
+            backfill_depth: 64,
+            sample_every_s: 0,
+            tick_every_s: 15,
+        }
+    }
+}
+
+/// `count` identical nodes named `prefix-0`, `prefix-1`, …
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroup {
+    /// Name prefix.
+    pub prefix: String,
+    /// How many nodes at the start.
+    pub count: u32,
+    /// Cores per node.
+    pub cpu: Quantity,
+    /// Memory per node, in bytes (`64Gi`).
+    #[serde(default)]
+    pub memory: Quantity,
+    /// GPUs per node.
+    #[serde(default)]
+    pub gpus: Quantity,
+    /// Labels of every node (a `pool` label names the group in reports).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Grow and shrink the group between these node counts with `[[scaling]]` rules naming
+    /// `prefix` (the metric: the group's busiest dimension with waiting demand, in percent).
+    #[serde(default)]
+    pub autoscale: Option<AutoscaleRange>,
+}
+
+/// The node counts an autoscaled group may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleRange {
+    /// Fewest nodes.
+    pub min: u32,
+    /// Most nodes.
+    pub max: u32,
+}
+
+/// A tenant: the requester its tasks ask as.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// Its name (the requester id).
+    pub name: String,
+    /// Its weight under the weighted policy.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Its priority class (from `[[priorities.classes]]`).
+    #[serde(default)]
+    pub class: Option<String>,
+    /// Its hard quota per type.
+    #[serde(default)]
+    pub quota: Option<ResourceQuota>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A task: `count` identical instances, each holding its amounts for `duration_s`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Unique id.
+    pub id: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// The job it belongs to (for job completion times); its own id when absent.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// When it arrives, in virtual seconds.
+    #[serde(default)]
+    pub arrival_s: u64,
+    /// How long each instance runs, in virtual seconds.
+    pub duration_s: u64,
+    /// Cores per instance.
+    pub cpu: Quantity,
+    /// Memory per instance, in bytes.
+    #[serde(default)]
+    pub memory: Quantity,
+    /// GPUs per instance.
+    #[serde(default)]
+    pub gpus: Quantity,
+    /// Instances.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Its priority (the tenant's class decides when absent).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Tasks that must finish before it starts.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Label `contention=<class>` for the contention strategy of a request class.
+    #[serde(default)]
+    pub contention: Option<String>,
+}
+
+/// `tasks` tasks arriving every `every_s` seconds from `start_s`, named `prefix-0`, …; with
+/// `chain` > 1, each run of `chain` consecutive tasks is one job whose tasks wait for each
+/// other in turn.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generator {
+    /// Task id prefix.
+    pub prefix: String,
+    /// The tenant.
+    pub tenant: String,
+    /// How many tasks.
+    pub tasks: u32,
+    /// First arrival, virtual seconds.
+    #[serde(default)]
+    pub start_s: u64,
+    /// Seconds between arrivals.
+    pub every_s: u64,
+    /// Tasks per dependency chain (1: independent tasks).
+    #[serde(default = "one")]
+    pub chain: u32,
+    /// Each instance's run time.
+    pub duration_s: u64,
+    /// Cores per instance.
+    pub cpu: Quantity,
+    /// Memory per instance, bytes.
+    #[serde(default)]
+    pub memory: Quantity,
+    /// GPUs per instance.
+    #[serde(default)]
+    pub gpus: Quantity,
+    /// Instances per task.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Priority (the tenant's class decides when absent).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Contention class label.
+    #[serde(default)]
+    pub contention: Option<String>,
+}
+
+impl Generator {
+    fn expand(&self) -> Vec<TaskSpec> {
+        let chain = self.chain.max(1);
+        (0..self.tasks)
+            .map(|i| {
+                let job = format!("{}-job-{}", self.prefix, i / chain);
+                let after = if i % chain == 0 {
+                    Vec::new()
+                } else {
+                    vec![format!("{}-{}", self.prefix, i - 1)]
+                };
+                TaskSpec {
+                    id: format!("{}-{i}", self.prefix),
+                    tenant: self.tenant.clone(),
+                    job: Some(job),
+                    arrival_s: self.start_s + u64::from(i) * self.every_s,
+                    duration_s: self.duration_s,
+                    cpu: self.cpu,
+                    memory: self.memory,
+                    gpus: self.gpus,
+                    count: self.count,
+                    priority: self.priority,
+                    after,
+                    contention: self.contention.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A trace importer.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum TraceSettings {
+    /// Alibaba cluster-trace-v2018 batch jobs (`batch_task.csv` and
+    /// `batch_instance_by_task.csv`).
+    #[serde(rename = "alibaba-batch-2018")]
+    AlibabaBatch2018 {
+        /// The folder with the CSV files.
+        path: PathBuf,
+        /// Only jobs arriving before this many seconds.
+        #[serde(default)]
+        until_s: Option<u64>,
+        /// Tenants to spread jobs over (round-robin by job), named `tenant-0`, …; 1 by default.
+        #[serde(default)]
+        tenants: Option<u32>,
+    },
+}
+
+/// The file as written: the facade's sections and the replay's, every one typed so that a
+/// parse error names its line and column (unknown fields included).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    #[serde(default)]
+    manager: rm_facade::ManagerSettings,
+    #[serde(default)]
+    resources: Vec<rm_facade::model::Resource>,
+    #[serde(default)]
+    limits: BTreeMap<rm_facade::model::ResourceType, rm_facade::LimitRange>,
+    #[serde(default)]
+    policy: rm_facade::PolicySettings,
+    #[serde(default)]
+    priorities: rm_facade::PrioritySettings,
+    #[serde(default)]
+    quotas: rm_facade::QuotaSettings,
+    #[serde(default)]
+    fair_share: rm_facade::FairShareSettings,
+    #[serde(default)]
+    contention: rm_facade::ContentionSettings,
+    #[serde(default)]
+    pools: Vec<rm_facade::PoolSettings>,
+    #[serde(default)]
+    scaling: Vec<rm_facade::ScalingSettings>,
+    #[serde(default)]
+    metrics: rm_facade::MetricsSettings,
+    #[serde(default)]
+    simulation: SimulationSettings,
+    #[serde(default)]
+    cluster: Vec<NodeGroup>,
+    #[serde(default)]
+    tenants: Vec<Tenant>,
+    #[serde(default)]
+    tasks: Vec<TaskSpec>,
+    #[serde(default)]
+    generate: Vec<Generator>,
+    #[serde(default)]
+    trace: Option<TraceSettings>,
+}
+
+/// Parses and checks a scenario; relative paths are read from `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Scenario, ConfigError> {
+    let file: ScenarioFile =
+        toml::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))?;
+    let config = Config {
+        manager: file.manager,
+        resources: file.resources,
+        limits: file.limits,
+        policy: file.policy,
+        priorities: file.priorities,
+        quotas: file.quotas,
+        fair_share: file.fair_share,
+        contention: file.contention,
+        pools: file.pools,
+        scaling: file.scaling,
+        metrics: file.metrics,
+    };
+    let mut tasks = file.tasks;
+    for generator in &file.generate {
+        tasks.extend(generator.expand());
+    }
+    let scenario = Scenario {
+        config,
+        simulation: file.simulation,
+        cluster: file.cluster,
+        tenants: file.tenants,
+        tasks,
+        trace: file.trace,
+        base: base.to_path_buf(),
+    };
+    scenario.check()?;
+    Ok(scenario)
+}
+
+/// Reads, parses and checks a scenario file.
+pub fn read(path: &Path) -> Result<Scenario, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+        path: path.display().to_string(),
+        message: err.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).map_err(|err| match err {
+        ConfigError::Parse(message) => ConfigError::Parse(format!("{}: {message}", path.display())),
+        other => other,
+    })
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: String, message: impl ToString) {
+        self.0.push(Problem {
+            path,
+            message: message.to_string(),
+        });
+    }
+}
+
+impl Scenario {
+    /// Reads the trace from `dir` (a user's own copy) instead of the file's `path`.
+    pub fn set_trace_path(&mut self, dir: &Path) {
+        match &mut self.trace {
+            Some(TraceSettings::AlibabaBatch2018 { path, .. }) => {
+                *path = std::env::current_dir().unwrap_or_default().join(dir);
+            }
+            None => {}
+        }
+    }
+
+    /// Every problem of the replay's own sections (the facade's are checked when it is built).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems(Vec::new());
+        let mut prefixes = BTreeSet::new();
+        for (i, group) in self.cluster.iter().enumerate() {
+            let path = |field: &str| format!("cluster[{i}].{field}");
+            if !prefixes.insert(group.prefix.as_str()) {
+                problems.add(path("prefix"), format!("{} is used twice", group.prefix));
+            }
+            if group.cpu <= Quantity::ZERO {
+                problems.add(path("cpu"), "must be positive");
+            }
+            if group.memory < Quantity::ZERO {
+                problems.add(path("memory"), "must not be negative");
+            }
+            if group.gpus < Quantity::ZERO {
+                problems.add(path("gpus"), "must not be negative");
+            }
+            if let Some(range) = group.autoscale
+                && (range.min > range.max || group.count < range.min || group.count > range.max)
+            {
+                problems.add(
+                    path("autoscale"),
+                    format!(
+                        "needs min <= count <= max (min {}, count {}, max {})",
+                        range.min, group.count, range.max
+                    ),
+                );
+            }
+        }
+        if self.cluster.is_empty() && self.config.resources.is_empty() {
+            problems.add(
+                "cluster".into(),
+                "the scenario has no nodes and no [[resources]]",
+            );
+        }
+        let mut tenants = BTreeSet::new();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            if !tenants.insert(tenant.name.as_str()) {
+                problems.add(
+                    format!("tenants[{i}].name"),
+                    format!("{} is defined twice", tenant.name),
+                );
+            }
+            if tenant.weight == 0 {
+                problems.add(format!("tenants[{i}].weight"), "must be at least 1");
+            }
+        }
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        for (i, task) in self.tasks.iter().enumerate() {
+            if ids.insert(task.id.as_str(), i).is_some() {
+                problems.add(
+                    format!("tasks[{i}].id"),
+                    format!("{} is defined twice", task.id),
+                );
+            }
+        }
+        for (i, task) in self.tasks.iter().enumerate() {
+            let path = |field: &str| format!("tasks[{i}].{field}");
+            if !tenants.contains(task.tenant.as_str()) {
+                problems.add(path("tenant"), format!("no tenant named {:?}", task.tenant));
+            }
+            if task.cpu <= Quantity::ZERO {
+                problems.add(path("cpu"), format!("must be positive, not {}", task.cpu));
+            }
+            for (field, amount) in [("memory", task.memory), ("gpus", task.gpus)] {
+                if amount < Quantity::ZERO {
+                    problems.add(path(field), format!("must not be negative, not {amount}"));
+                }
+            }
+            if task.count == 0 {
+                problems.add(path("count"), "must be at least 1");
+            }
+            for parent in &task.after {
+                if !ids.contains_key(parent.as_str()) {
+                    problems.add(path("after"), format!("no task named {parent:?}"));
+                } else if parent == &task.id {
+                    problems.add(path("after"), "a task cannot wait for itself");
+                }
+            }
+        }
+        if let Some(cycle) = self.cycle(&ids) {
+            let first = ids[cycle[0].as_str()];
+            problems.add(
+                format!("tasks[{first}].after"),
+                format!("dependency cycle: {}", cycle.join(" -> ")),
+            );
+        }
+        if problems.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.0))
+        }
+    }
+
+    /// A dependency cycle among the tasks, as ids from a task back to itself.
+    fn cycle(&self, ids: &HashMap<&str, usize>) -> Option<Vec<String>> {
+        // Iterative depth-first search; 0 unvisited, 1 on the stack, 2 done.
+        let mut state = vec![0u8; self.tasks.len()];
+        for start in 0..self.tasks.len() {
+            if state[start] != 0 {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            state[start] = 1;
+            while let Some(&mut (task, ref mut next)) = stack.last_mut() {
+                let parents = &self.tasks[task].after;
+                if *next < parents.len() {
+                    let parent = parents[*next].as_str();
+                    *next += 1;
+                    let Some(&p) = ids.get(parent) else { continue };
+                    match state[p] {
+                        0 => {
+                            state[p] = 1;
+                            stack.push((p, 0));
+                        }
+                        1 => {
+                            let at = stack.iter().position(|(t, _)| *t == p).unwrap_or(0);
+                            let mut cycle: Vec<String> = stack[at..]
+                                .iter()
+                                .map(|(t, _)| self.tasks[*t].id.clone())
+                                .collect();
+                            cycle.push(self.tasks[p].id.clone());
+                            return Some(cycle);
+                        }
+                        _ => {}
+                    }
+                } else {
+                    state[task] = 2;
+                    stack.pop();
+                }
+            }
+        }
+        None
+    }
+}

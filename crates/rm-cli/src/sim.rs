@@ -1,0 +1,1085 @@
+//! The replay: tasks arrive, wait, start, finish (or are preempted) in virtual time, every
+//! grant made by the facade's `ResourceManager` on a manual clock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use rm_facade::model::{
+    ColocationGroup, ContentionStrategy, Event, EventKind, EventSink, Labels, ManualClock,
+    Priority, Quantity, RefusalReason, RequesterId, ReservationId, ReservationLedger,
+    ReservationRequest, ReservationState, Resource, ResourceCapacity, ResourceName,
+    ResourceRequirement, ResourceType, Timestamp, Unit,
+};
+use rm_facade::scale::{ScaleRefused, ScaleTarget};
+use rm_facade::{Config, ConfigError, Error, PolicyKind, Problem, ResourceManager};
+
+use crate::report::{
+    Fairness, Jobs, Report, Sample, TaskRecord, TenantShare, TypeUtilization, Waits,
+};
+use crate::scenario::{NodeGroup, Scenario, TaskSpec, Tenant, TraceSettings};
+use crate::trace;
+
+/// The dimensions a replay accounts: cores, bytes, devices.
+const TYPES: [(ResourceType, &str); 3] = [
+    (ResourceType::Compute, "cpu"),
+    (ResourceType::Memory, "memory"),
+    (ResourceType::Gpu, "gpu"),
+];
+
+/// Exact amounts per dimension, in thousandths of cores, bytes and devices.
+type Amounts = [i128; 3];
+
+fn amounts(cpu: Quantity, memory: Quantity, gpus: Quantity) -> Amounts {
+    [cpu, memory, gpus].map(|q| i128::from(q.as_milli()))
+}
+
+fn ppm(part: i128, whole: i128) -> u64 {
+    if whole <= 0 {
+        return 0;
+    }
+    u64::try_from(part.max(0) * 1_000_000 / whole).unwrap_or(u64::MAX)
+}
+
+/// How the next tenant to serve is chosen, from the facade's `[policy]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    Fifo,
+    Priority,
+    Fair,
+    Weighted,
+}
+
+impl Order {
+    fn of(config: &Config) -> Order {
+        let has = |kind| config.policy.order.contains(&kind);
+        if has(PolicyKind::Weighted) {
+            Order::Weighted
+        } else if has(PolicyKind::Fair) {
+            Order::Fair
+        } else if has(PolicyKind::Priority) {
+            Order::Priority
+        } else {
+            Order::Fifo
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Order::Fifo => "fifo",
+            Order::Priority => "priority",
+            Order::Fair => "fair",
+            Order::Weighted => "weighted",
+        }
+    }
+}
+
+/// Records preemptions as the ledger reports them.
+#[derive(Default)]
+struct Preemptions(Mutex<Vec<(ReservationId, Option<ReservationId>)>>);
+
+impl EventSink for Preemptions {
+    fn publish(&self, event: &Event) {
+        if let EventKind::Ended {
+            reservation,
+            reason: ReservationState::Preempted,
+            preempted_by,
+            ..
+        } = &event.kind
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((reservation.clone(), preempted_by.clone()));
+        }
+    }
+}
+
+impl Preemptions {
+    fn drain(&self) -> Vec<(ReservationId, Option<ReservationId>)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn node(group: &NodeGroup, index: u32) -> Result<Resource, ConfigError> {
+    let invalid = |message: String| {
+        ConfigError::Invalid(vec![Problem {
+            path: format!("cluster.{}", group.prefix),
+            message,
+        }])
+    };
+    let name = format!("{}-{index}", group.prefix);
+    let capacity = |amount: Quantity, unit: Unit| {
+        ResourceCapacity::of(amount, unit).map_err(|err| invalid(err.to_string()))
+    };
+    let mut resource = Resource::new(
+        &name,
+        ResourceType::Compute,
+        capacity(group.cpu, Unit::CORES)?,
+    )
+    .map_err(|err| invalid(err.to_string()))?;
+    if group.memory > Quantity::ZERO {
+        resource =
+            resource.with_capacity(ResourceType::Memory, capacity(group.memory, Unit::BYTES)?);
+    }
+    if group.gpus > Quantity::ZERO {
+        resource = resource.with_capacity(ResourceType::Gpu, capacity(group.gpus, Unit::DEVICES)?);
+    }
+    let mut labels = Labels::new();
+    labels
+        .insert("group", &group.prefix)
+        .map_err(|err| invalid(err.to_string()))?;
+    for (key, value) in &group.labels {
+        labels
+            .insert(key, value)
+            .map_err(|err| invalid(format!("label {key}: {err}")))?;
+    }
+    Ok(resource.with_labels(labels))
+}
+
+/// An autoscaled node group as a scale target: nodes are registered and unregistered in the
+/// ledger; the metric is the group's cores held plus the cores waiting tasks ask for, over its
+/// cores, in percent.
+struct GroupTarget {
+    group: NodeGroup,
+    ledger: OnceLock<Arc<dyn ReservationLedger>>,
+    live: Mutex<Vec<u32>>,
+    next: Mutex<u32>,
+    waiting_cpu: Arc<AtomicI64>,
+    held_cpu: AtomicI64,
+}
+
+impl GroupTarget {
+    fn live(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ScaleTarget for GroupTarget {
+    fn size(&self) -> u64 {
+        self.live().len() as u64
+    }
+
+    fn metric(&self) -> Quantity {
+        let nodes = self.live().len() as i128;
+        let capacity = i128::from(self.group.cpu.as_milli()) * nodes.max(1);
+        let demand = i128::from(self.held_cpu.load(Ordering::Relaxed))
+            + i128::from(self.waiting_cpu.load(Ordering::Relaxed));
+        let milli_percent = demand * 100_000 / capacity;
+        Quantity::from_milli(i64::try_from(milli_percent).unwrap_or(i64::MAX))
+    }
+
+    fn scale_to(&self, size: u64) -> Result<(), ScaleRefused> {
+        let refused = |message: String| ScaleRefused { message };
+        let ledger = self
+            .ledger
+            .get()
+            .ok_or_else(|| refused("the ledger is not connected yet".into()))?;
+        let mut live = self.live();
+        while (live.len() as u64) < size {
+            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+            let index = *next;
+            *next += 1;
+            let resource = node(&self.group, index).map_err(|err| refused(err.to_string()))?;
+            ledger
+                .register_resource(resource)
+                .map_err(|err| refused(err.to_string()))?;
+            live.push(index);
+        }
+        // Shrink by removing idle nodes, newest first; busy ones stay until a later tick.
+        let mut at = live.len();
+        while live.len() as u64 > size && at > 0 {
+            at -= 1;
+            let name = ResourceName::new(&format!("{}-{}", self.group.prefix, live[at]))
+                .map_err(|err| refused(err.to_string()))?;
+            if ledger.unregister_resource(&name).is_ok() {
+                live.remove(at);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    /// A task arrives.
+    Arrive(usize),
+    /// An instance's hold ends: its slot in `holds` and the slot's generation then.
+    Finish(usize, u32),
+}
+
+struct TaskState {
+    spec_index: usize,
+    tenant: usize,
+    job: usize,
+    arrival: u64,
+    duration: u64,
+    amounts: Amounts,
+    priority: i32,
+    children: Vec<usize>,
+    unmet: u32,
+    arrived: bool,
+    to_start: u32,
+    running: u32,
+    finished: u32,
+    queued: bool,
+    seq: u64,
+    ready_at: u64,
+    first_start: Option<u64>,
+    end: Option<u64>,
+    placed_on: Option<ResourceName>,
+    preempted: u32,
+    preempted_by: Option<String>,
+    held_back: Option<RefusalReason>,
+    rejected: Option<String>,
+    request: ReservationRequest,
+}
+
+/// A running instance. Slots are reused once an instance ends, so memory follows what runs,
+/// not what ran; the generation tells a stale finish event from the slot's current hold.
+struct Hold {
+    id: ReservationId,
+    task: usize,
+    group: Option<usize>,
+    live: bool,
+    generation: u32,
+}
+
+/// Runs a replay. `progress` is told (virtual seconds done, tasks finished, tasks) now and then.
+pub fn run(
+    scenario: &Scenario,
+    metrics_addr: Option<std::net::SocketAddr>,
+    progress: &mut dyn FnMut(u64, usize, usize),
+) -> Result<Report, Error> {
+    let wall = std::time::Instant::now();
+    let mut specs: Vec<TaskSpec> = scenario.tasks.clone();
+    let mut tenants: Vec<Tenant> = scenario.tenants.clone();
+    if let Some(TraceSettings::AlibabaBatch2018 {
+        path,
+        until_s,
+        tenants: spread,
+    }) = &scenario.trace
+    {
+        let memory = scenario
+            .cluster
+            .first()
+            .map(|group| group.memory)
+            .filter(|memory| *memory > Quantity::ZERO)
+            .ok_or_else(|| {
+                ConfigError::Invalid(vec![Problem {
+                    path: "cluster[0].memory".into(),
+                    message: "the 2018 batch trace gives memory as a share of a machine; the first node group must say how much a machine has".into(),
+                }])
+            })?;
+        let folder = scenario.base.join(path);
+        let imported = trace::alibaba_batch_2018(&folder, memory, *until_s, spread.unwrap_or(1))?;
+        for index in 0..spread.unwrap_or(1) {
+            let name = format!("tenant-{index}");
+            if !tenants.iter().any(|t| t.name == name) {
+                tenants.push(Tenant {
+                    name,
+                    weight: 1,
+                    class: None,
+                    quota: None,
+                });
+            }
+        }
+        specs.extend(imported);
+    }
+
+    let mut config = scenario.config.clone();
+    config.manager.wait_timeout_ms = 0;
+    // Ended reservations need not be remembered: the replay never retries by id.
+    config.manager.retention_ms = 1;
+    config.manager.default_ttl_ms = config.manager.default_ttl_ms.max(86_400_000);
+    let order = Order::of(&config);
+    let uses = |kind| config.policy.order.contains(&kind);
+    let (quota, priority, weighted) = (
+        uses(PolicyKind::Quota),
+        uses(PolicyKind::Priority),
+        uses(PolicyKind::Weighted),
+    );
+    let mut problems = Vec::new();
+    for (i, tenant) in tenants.iter().enumerate() {
+        let id = RequesterId::new(&tenant.name).map_err(|err| {
+            ConfigError::Invalid(vec![Problem {
+                path: format!("tenants[{i}].name"),
+                message: err.to_string(),
+            }])
+        })?;
+        if let Some(limits) = &tenant.quota {
+            if quota {
+                config.quotas.requesters.insert(id.clone(), limits.clone());
+            } else {
+                problems.push(Problem {
+                    path: format!("tenants[{i}].quota"),
+                    message: "policy.order does not include quota".into(),
+                });
+            }
+        }
+        if let Some(class) = &tenant.class {
+            if priority {
+                config
+                    .priorities
+                    .requesters
+                    .insert(id.clone(), class.clone());
+            } else {
+                problems.push(Problem {
+                    path: format!("tenants[{i}].class"),
+                    message: "policy.order does not include priority".into(),
+                });
+            }
+        }
+        if weighted {
+            config.fair_share.weights.insert(id.clone(), tenant.weight);
+        }
+        config
+            .metrics
+            .requester_classes
+            .insert(id, tenant.name.clone());
+        config
+            .metrics
+            .class_weights
+            .insert(tenant.name.clone(), tenant.weight);
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems).into());
+    }
+    let class_priority: HashMap<&str, i32> = config
+        .priorities
+        .classes
+        .iter()
+        .map(|class| (class.name.as_str(), class.priority.0))
+        .collect();
+
+    // Nodes: fixed groups go in as resources; autoscaled ones through their scale targets.
+    let waiting_cpu = Arc::new(AtomicI64::new(0));
+    let mut targets: Vec<(usize, Arc<GroupTarget>)> = Vec::new();
+    let mut node_group: HashMap<String, usize> = HashMap::new();
+    for (g, group) in scenario.cluster.iter().enumerate() {
+        for index in 0..group.count {
+            node_group.insert(format!("{}-{index}", group.prefix), g);
+        }
+        if group.autoscale.is_some() {
+            targets.push((
+                g,
+                Arc::new(GroupTarget {
+                    group: group.clone(),
+                    ledger: OnceLock::new(),
+                    live: Mutex::new(Vec::new()),
+                    next: Mutex::new(0),
+                    waiting_cpu: waiting_cpu.clone(),
+                    held_cpu: AtomicI64::new(0),
+                }),
+            ));
+        } else {
+            for index in 0..group.count {
+                config.resources.push(node(group, index)?);
+            }
+        }
+    }
+
+    let clock = Arc::new(ManualClock::new());
+    let preemptions = Arc::new(Preemptions::default());
+    let mut builder = ResourceManager::builder()
+        .config(config.clone())
+        .clock(clock.clone())
+        .event_sink(preemptions.clone());
+    for (_, target) in &targets {
+        builder = builder.scalable(&target.group.prefix, target.clone());
+    }
+    let manager = builder.build()?;
+    for (_, target) in &targets {
+        // Connected after the build (the ledger is built there), then grown to its count.
+        let _ = target.ledger.set(manager.ledger().clone());
+        target
+            .scale_to(u64::from(target.group.count))
+            .map_err(|err| {
+                Error::Config(ConfigError::Invalid(vec![Problem {
+                    path: format!("cluster.{}", target.group.prefix),
+                    message: err.message,
+                }]))
+            })?;
+    }
+    let _server = match metrics_addr {
+        Some(addr) => Some(manager.serve_metrics_on(addr)?),
+        None => None,
+    };
+
+    // Tasks. A task's parts land on one node.
+    let colocation = ColocationGroup::new("node").map_err(|err| {
+        ConfigError::Invalid(vec![Problem {
+            path: "tasks".into(),
+            message: err.to_string(),
+        }])
+    })?;
+    let tenant_index: HashMap<&str, usize> = tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
+    let id_index: HashMap<&str, usize> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let mut job_index: HashMap<&str, usize> = HashMap::new();
+    let mut job_arrival: Vec<u64> = Vec::new();
+    let mut job_left: Vec<u32> = Vec::new();
+    let mut tasks: Vec<TaskState> = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let tenant = *tenant_index.get(spec.tenant.as_str()).ok_or_else(|| {
+            ConfigError::Invalid(vec![Problem {
+                path: format!("tasks[{i}].tenant"),
+                message: format!("no tenant named {:?}", spec.tenant),
+            }])
+        })?;
+        let job_name = spec.job.as_deref().unwrap_or(spec.id.as_str());
+        let next = job_index.len();
+        let job = *job_index.entry(job_name).or_insert(next);
+        if job == job_arrival.len() {
+            job_arrival.push(spec.arrival_s * 1000);
+            job_left.push(0);
+        }
+        job_arrival[job] = job_arrival[job].min(spec.arrival_s * 1000);
+        job_left[job] += 1;
+        let class = tenants[tenant].class.as_deref();
+        let priority = spec
+            .priority
+            .or_else(|| class.and_then(|c| class_priority.get(c).copied()))
+            .unwrap_or(0);
+        let mut requirements = vec![ResourceRequirement::new(
+            ResourceType::Compute,
+            spec.cpu,
+            Unit::CORES,
+        )];
+        if spec.memory > Quantity::ZERO {
+            requirements.push(
+                ResourceRequirement::new(ResourceType::Memory, spec.memory, Unit::BYTES)
+                    .colocated(colocation.clone()),
+            );
+            requirements[0] = requirements[0].clone().colocated(colocation.clone());
+        }
+        if spec.gpus > Quantity::ZERO {
+            requirements.push(
+                ResourceRequirement::new(ResourceType::Gpu, spec.gpus, Unit::DEVICES)
+                    .colocated(colocation.clone()),
+            );
+            requirements[0] = requirements[0].clone().colocated(colocation.clone());
+        }
+        let requester = RequesterId::new(&spec.tenant).map_err(|err| {
+            ConfigError::Invalid(vec![Problem {
+                path: format!("tasks[{i}].tenant"),
+                message: err.to_string(),
+            }])
+        })?;
+        let mut request = ReservationRequest::new(requester, requirements)
+            .with_priority(Priority(priority))
+            .with_strategy(scenario.simulation.strategy);
+        if let Some(class) = &spec.contention {
+            let mut labels = Labels::new();
+            labels.insert("contention", class).map_err(|err| {
+                ConfigError::Invalid(vec![Problem {
+                    path: format!("tasks[{i}].contention"),
+                    message: err.to_string(),
+                }])
+            })?;
+            request = request.with_labels(labels);
+        }
+        tasks.push(TaskState {
+            spec_index: i,
+            tenant,
+            job,
+            arrival: spec.arrival_s * 1000,
+            duration: spec.duration_s * 1000,
+            amounts: amounts(spec.cpu, spec.memory, spec.gpus),
+            priority,
+            children: Vec::new(),
+            unmet: 0,
+            arrived: false,
+            to_start: spec.count,
+            running: 0,
+            finished: 0,
+            queued: false,
+            seq: 0,
+            ready_at: 0,
+            first_start: None,
+            end: None,
+            placed_on: None,
+            preempted: 0,
+            preempted_by: None,
+            held_back: None,
+            rejected: None,
+            request,
+        });
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        for parent in &spec.after {
+            if let Some(&p) = id_index.get(parent.as_str()) {
+                tasks[p].children.push(i);
+                tasks[i].unmet += 1;
+            }
+        }
+    }
+    let instances: u64 = tasks.iter().map(|t| u64::from(t.to_start)).sum();
+
+    let mut events: BinaryHeap<Reverse<(u64, Ev)>> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Reverse((t.arrival, Ev::Arrive(i))))
+        .collect();
+    let horizon = tasks.iter().map(|t| t.arrival).max().unwrap_or(0);
+    let sample_every = if scenario.simulation.sample_every_s > 0 {
+        scenario.simulation.sample_every_s * 1000
+    } else {
+        (horizon / 200).max(1000)
+    };
+    let tick_every = scenario.simulation.tick_every_s.max(1) * 1000;
+
+    let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); tenants.len()];
+    let mut held: Vec<Amounts> = vec![[0; 3]; tenants.len()];
+    let mut group_held: Vec<Amounts> = vec![[0; 3]; scenario.cluster.len()];
+    let mut holds: Vec<Hold> = Vec::new();
+    let mut free_slots: Vec<usize> = Vec::new();
+    let mut hold_of: HashMap<ReservationId, usize> = HashMap::new();
+    // Holds are looked up by id only to handle preemption; without a strategy that ends or
+    // shrinks holds, the map is not kept.
+    let contention = &config.contention;
+    let may_preempt = std::iter::once(contention.default)
+        .chain(contention.classes.values().copied())
+        .chain(contention.requesters.values().copied())
+        .any(|strategy| {
+            matches!(
+                strategy,
+                ContentionStrategy::Preempt | ContentionStrategy::Redistribute
+            )
+        });
+    let mut waits: Vec<u64> = Vec::with_capacity(usize::try_from(instances).unwrap_or(0));
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut share_sums: Vec<u128> = vec![0; tenants.len()];
+    let mut contended_samples: u64 = 0;
+    let mut jcts: Vec<u64> = Vec::new();
+    let mut preempted_total: u64 = 0;
+    let mut seq: u64 = 0;
+    let mut next_sample: u64 = 0;
+    let mut next_tick: u64 = tick_every;
+    let mut done_tasks = 0usize;
+    let mut now: u64 = 0;
+    let mut capacity = capacity_of(&manager)?;
+    let mut group_capacity = group_capacity_of(&manager, &scenario.cluster)?;
+    let weights: Vec<i128> = tenants
+        .iter()
+        .map(|t| i128::from(t.weight.max(1)))
+        .collect();
+    let total_weight: i128 = weights.iter().sum::<i128>().max(1);
+    let mut last_progress = std::time::Instant::now();
+
+    macro_rules! enqueue {
+        ($task:expr) => {{
+            let task: usize = $task;
+            if !tasks[task].queued && tasks[task].to_start > 0 && tasks[task].rejected.is_none() {
+                seq += 1;
+                tasks[task].seq = seq;
+                tasks[task].queued = true;
+                tasks[task].ready_at = now;
+                queues[tasks[task].tenant].push_back(task);
+            }
+        }};
+    }
+
+    // Preempted holds go back to waiting.
+    macro_rules! drain_preemptions {
+        () => {{
+            for (victim, by) in preemptions.drain() {
+                let Some(h) = hold_of.remove(&victim) else {
+                    continue;
+                };
+                holds[h].live = false;
+                free_slots.push(h);
+                preempted_total += 1;
+                let task = holds[h].task;
+                let victim_tenant = tasks[task].tenant;
+                let amounts = tasks[task].amounts;
+                for d in 0..3 {
+                    held[victim_tenant][d] -= amounts[d];
+                    if let Some(g) = holds[h].group {
+                        group_held[g][d] -= amounts[d];
+                    }
+                }
+                let by_requester = by
+                    .and_then(|by| hold_of.get(&by).map(|&bh| holds[bh].task))
+                    .map(|t| specs[tasks[t].spec_index].id.clone());
+                let state = &mut tasks[task];
+                state.running -= 1;
+                state.to_start += 1;
+                state.preempted += 1;
+                if by_requester.is_some() {
+                    state.preempted_by = by_requester;
+                }
+                enqueue!(task);
+            }
+        }};
+    }
+
+    while let Some(&Reverse((at, _))) = events.peek() {
+        // Samples and ticks that fall before the next event see the state as it is.
+        while next_sample < at || (next_sample == at && samples.is_empty()) {
+            let waiting: u64 = queues
+                .iter()
+                .flatten()
+                .map(|&t| u64::from(tasks[t].to_start))
+                .sum();
+            let shares: Vec<u64> = held
+                .iter()
+                .map(|h| (0..3).map(|d| ppm(h[d], capacity[d])).max().unwrap_or(0))
+                .collect();
+            if waiting > 0 {
+                contended_samples += 1;
+                for (sum, share) in share_sums.iter_mut().zip(&shares) {
+                    *sum += u128::from(*share);
+                }
+            }
+            let total: Amounts = held
+                .iter()
+                .fold([0; 3], |a, h| [a[0] + h[0], a[1] + h[1], a[2] + h[2]]);
+            samples.push(Sample {
+                t_s: next_sample as f64 / 1000.0,
+                utilization_ppm: (0..3).map(|d| ppm(total[d], capacity[d])).collect(),
+                pools_ppm: group_held
+                    .iter()
+                    .zip(&group_capacity)
+                    .map(|(h, c)| ppm(h[0], c[0]))
+                    .collect(),
+                waiting,
+                shares_ppm: shares,
+            });
+            next_sample += sample_every;
+        }
+        if !targets.is_empty() {
+            while next_tick <= at {
+                clock.set(Timestamp::from_nanos(next_tick * 1_000_000));
+                let waiting: i128 = queues
+                    .iter()
+                    .flatten()
+                    .map(|&t| tasks[t].amounts[0] * i128::from(tasks[t].to_start))
+                    .sum();
+                waiting_cpu.store(
+                    i64::try_from(waiting).unwrap_or(i64::MAX),
+                    Ordering::Relaxed,
+                );
+                for (g, target) in &targets {
+                    target.held_cpu.store(
+                        i64::try_from(group_held[*g][0]).unwrap_or(i64::MAX),
+                        Ordering::Relaxed,
+                    );
+                }
+                manager.tick()?;
+                drain_preemptions!();
+                capacity = capacity_of(&manager)?;
+                group_capacity = group_capacity_of(&manager, &scenario.cluster)?;
+                for (_, target) in &targets {
+                    for index in target.live().iter() {
+                        node_group
+                            .entry(format!("{}-{index}", target.group.prefix))
+                            .or_insert_with(|| {
+                                scenario
+                                    .cluster
+                                    .iter()
+                                    .position(|g| g.prefix == target.group.prefix)
+                                    .unwrap_or(0)
+                            });
+                    }
+                }
+                next_tick += tick_every;
+            }
+        }
+        now = at;
+        clock.set(Timestamp::from_nanos(now * 1_000_000));
+        while let Some(&Reverse((t, event))) = events.peek() {
+            if t != now {
+                break;
+            }
+            events.pop();
+            match event {
+                Ev::Arrive(task) => {
+                    tasks[task].arrived = true;
+                    if tasks[task].unmet == 0 {
+                        enqueue!(task);
+                    }
+                }
+                Ev::Finish(h, generation) => {
+                    if !holds[h].live || holds[h].generation != generation {
+                        continue;
+                    }
+                    holds[h].live = false;
+                    free_slots.push(h);
+                    if may_preempt {
+                        hold_of.remove(&holds[h].id);
+                    }
+                    manager.release(&holds[h].id, None)?;
+                    let task = holds[h].task;
+                    let amounts = tasks[task].amounts;
+                    for d in 0..3 {
+                        held[tasks[task].tenant][d] -= amounts[d];
+                        if let Some(g) = holds[h].group {
+                            group_held[g][d] -= amounts[d];
+                        }
+                    }
+                    let state = &mut tasks[task];
+                    state.running -= 1;
+                    state.finished += 1;
+                    if state.to_start == 0 && state.running == 0 {
+                        state.end = Some(now);
+                        done_tasks += 1;
+                        let job = state.job;
+                        job_left[job] -= 1;
+                        if job_left[job] == 0 {
+                            jcts.push(now - job_arrival[job]);
+                        }
+                        for child in tasks[task].children.clone() {
+                            tasks[child].unmet -= 1;
+                            if tasks[child].unmet == 0 && tasks[child].arrived {
+                                enqueue!(child);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // One scheduling pass: serve tenants in the policy's order, one instance at a time.
+        let mut failed: Vec<Amounts> = Vec::new();
+        let mut blocked = vec![false; tenants.len()];
+        loop {
+            let mut best: Option<(usize, (i128, i128, u64))> = None;
+            for (tenant, queue) in queues.iter().enumerate() {
+                let Some(&head) = queue.front() else { continue };
+                if blocked[tenant] {
+                    continue;
+                }
+                let share = (0..3)
+                    .map(|d| ppm(held[tenant][d], capacity[d]))
+                    .max()
+                    .unwrap_or(0);
+                let key = match order {
+                    Order::Fifo => (0, 0, tasks[head].seq),
+                    Order::Priority => (-i128::from(tasks[head].priority), 0, tasks[head].seq),
+                    Order::Fair => (i128::from(share), 0, tasks[head].seq),
+                    Order::Weighted => (
+                        i128::from(share) * total_weight / weights[tenant],
+                        0,
+                        tasks[head].seq,
+                    ),
+                };
+                if best.is_none_or(|(_, k)| key < k) {
+                    best = Some((tenant, key));
+                }
+            }
+            let Some((tenant, _)) = best else { break };
+            let depth = scenario
+                .simulation
+                .backfill_depth
+                .max(1)
+                .min(queues[tenant].len());
+            let mut started = false;
+            let mut position = 0;
+            while position < depth.min(queues[tenant].len()) {
+                let task = queues[tenant][position];
+                let shape = tasks[task].amounts;
+                if failed.iter().any(|f| (0..3).all(|d| shape[d] >= f[d])) {
+                    position += 1;
+                    continue;
+                }
+                let request = tasks[task]
+                    .request
+                    .clone()
+                    .with_id(ReservationId::generate());
+                match manager.reserve(&request) {
+                    Ok(reservation) => {
+                        manager.confirm(&reservation.id, None)?;
+                        let node = reservation.items.first().map(|item| item.resource.clone());
+                        let group = node
+                            .as_ref()
+                            .and_then(|n| node_group.get(n.as_str()).copied());
+                        for d in 0..3 {
+                            held[tenant][d] += shape[d];
+                            if let Some(g) = group {
+                                group_held[g][d] += shape[d];
+                            }
+                        }
+                        let h = match free_slots.pop() {
+                            Some(h) => {
+                                let hold = &mut holds[h];
+                                hold.id = reservation.id.clone();
+                                hold.task = task;
+                                hold.group = group;
+                                hold.live = true;
+                                hold.generation = hold.generation.wrapping_add(1);
+                                h
+                            }
+                            None => {
+                                holds.push(Hold {
+                                    id: reservation.id.clone(),
+                                    task,
+                                    group,
+                                    live: true,
+                                    generation: 0,
+                                });
+                                holds.len() - 1
+                            }
+                        };
+                        let generation = holds[h].generation;
+                        if may_preempt {
+                            hold_of.insert(reservation.id, h);
+                        }
+                        let state = &mut tasks[task];
+                        waits.push(now - state.ready_at);
+                        state.first_start.get_or_insert(now);
+                        if state.placed_on.is_none() {
+                            state.placed_on = node;
+                        }
+                        state.to_start -= 1;
+                        state.running += 1;
+                        events.push(Reverse((now + state.duration, Ev::Finish(h, generation))));
+                        if state.to_start == 0 {
+                            state.queued = false;
+                            queues[tenant].remove(position);
+                        }
+                        started = true;
+                    }
+                    Err(err) => {
+                        let reason = err.refusal().map(|r| r.reason);
+                        match reason {
+                            Some(RefusalReason::InsufficientCapacity) => {
+                                tasks[task]
+                                    .held_back
+                                    .get_or_insert(RefusalReason::InsufficientCapacity);
+                                failed.push(shape);
+                                position += 1;
+                                continue;
+                            }
+                            Some(
+                                reason @ (RefusalReason::QuotaExceeded
+                                | RefusalReason::BorrowingLimitExceeded
+                                | RefusalReason::FairShareExceeded
+                                | RefusalReason::PriorityTooLow
+                                | RefusalReason::PolicyDenied
+                                | RefusalReason::Indeterminate),
+                            ) => {
+                                tasks[task].held_back.get_or_insert(reason);
+                                break;
+                            }
+                            _ => {
+                                // Never placeable (unsatisfiable or malformed): give up on it.
+                                let state = &mut tasks[task];
+                                state.rejected = Some(err.to_string());
+                                state
+                                    .held_back
+                                    .get_or_insert(reason.unwrap_or(RefusalReason::InvalidRequest));
+                                state.queued = false;
+                                queues[tenant].remove(position);
+                                done_tasks += 1;
+                                continue;
+                            }
+                        }
+                    }
+                }
+                drain_preemptions!();
+                break;
+            }
+            if !started {
+                blocked[tenant] = true;
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_millis(200) {
+            progress(now / 1000, done_tasks, tasks.len());
+            last_progress = std::time::Instant::now();
+        }
+    }
+    progress(now / 1000, done_tasks, tasks.len());
+
+    // The report.
+    let makespan = tasks.iter().filter_map(|t| t.end).max().unwrap_or(0);
+    waits.sort_unstable();
+    let pick = |p: usize| -> f64 {
+        if waits.is_empty() {
+            return 0.0;
+        }
+        let rank = (p * waits.len()).div_ceil(100).max(1) - 1;
+        waits[rank.min(waits.len() - 1)] as f64 / 1000.0
+    };
+    let wait = Waits {
+        p50_s: pick(50),
+        p99_s: pick(99),
+        max_s: waits.last().map_or(0.0, |w| *w as f64 / 1000.0),
+        mean_s: if waits.is_empty() {
+            0.0
+        } else {
+            waits.iter().map(|w| *w as f64).sum::<f64>() / waits.len() as f64 / 1000.0
+        },
+    };
+    jcts.sort_unstable();
+    let jobs = Jobs {
+        count: job_arrival.len(),
+        completed: jcts.len(),
+        jct_p50_s: percentile(&jcts, 50),
+        jct_p99_s: percentile(&jcts, 99),
+        jct_mean_s: if jcts.is_empty() {
+            0.0
+        } else {
+            jcts.iter().map(|j| *j as f64).sum::<f64>() / jcts.len() as f64 / 1000.0
+        },
+    };
+    let entitled: Vec<u64> = weights.iter().map(|w| ppm(*w, total_weight)).collect();
+    let average: Vec<u64> = share_sums
+        .iter()
+        .map(|sum| u64::try_from(sum / u128::from(contended_samples.max(1))).unwrap_or(u64::MAX))
+        .collect();
+    let ratios: Vec<f64> = average
+        .iter()
+        .zip(&entitled)
+        .map(|(a, e)| *a as f64 / (*e).max(1) as f64)
+        .collect();
+    let sum: f64 = ratios.iter().sum();
+    let squares: f64 = ratios.iter().map(|r| r * r).sum();
+    let jain = if squares > 0.0 {
+        sum * sum / (ratios.len() as f64 * squares)
+    } else {
+        1.0
+    };
+    let fairness = Fairness {
+        contended_samples,
+        jain_index: jain,
+        tenants: tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TenantShare {
+                tenant: t.name.clone(),
+                weight: t.weight,
+                entitled_ppm: entitled[i],
+                average_share_ppm: average[i],
+                share_error_ppm: i64::try_from(average[i]).unwrap_or(i64::MAX)
+                    - i64::try_from(entitled[i]).unwrap_or(i64::MAX),
+            })
+            .collect(),
+    };
+    let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
+    for task in &tasks {
+        if let Some(reason) = task.held_back {
+            *refusals.entry(reason.as_str().to_owned()).or_default() += 1;
+        }
+    }
+    let utilization = TYPES
+        .iter()
+        .enumerate()
+        .filter(|(d, _)| capacity[*d] > 0)
+        .map(|(d, (_, name))| {
+            let values: Vec<u64> = samples.iter().map(|s| s.utilization_ppm[d]).collect();
+            TypeUtilization {
+                resource_type: (*name).to_owned(),
+                average_ppm: values.iter().sum::<u64>() / (values.len().max(1) as u64),
+                peak_ppm: values.iter().copied().max().unwrap_or(0),
+            }
+        })
+        .collect();
+    let dashboard = manager.dashboard();
+    let records = tasks
+        .iter()
+        .map(|t| TaskRecord {
+            id: specs[t.spec_index].id.clone(),
+            tenant: tenants[t.tenant].name.clone(),
+            priority: t.priority,
+            arrival_s: t.arrival as f64 / 1000.0,
+            start_s: t.first_start.map(|s| s as f64 / 1000.0),
+            end_s: t.end.map(|e| e as f64 / 1000.0),
+            wait_s: t
+                .first_start
+                .map(|s| s.saturating_sub(t.arrival) as f64 / 1000.0),
+            placed_on: t.placed_on.as_ref().map(|n| n.as_str().to_owned()),
+            instances: specs[t.spec_index].count,
+            preempted: t.preempted,
+            preempted_by: t.preempted_by.clone(),
+            rejected: t.rejected.clone(),
+        })
+        .collect();
+    let audit = manager.ledger().audit()?;
+    Ok(Report {
+        name: scenario.simulation.name.clone(),
+        policy: order.as_str().to_owned(),
+        strategy: scenario.simulation.strategy.as_str().to_owned(),
+        tasks: tasks.len(),
+        instances,
+        completed: tasks.iter().filter(|t| t.end.is_some()).count(),
+        rejected: tasks.iter().filter(|t| t.rejected.is_some()).count(),
+        makespan_s: makespan as f64 / 1000.0,
+        utilization,
+        wait,
+        jobs,
+        fairness,
+        refusals,
+        preemptions: preempted_total,
+        scaling: dashboard
+            .recent_scaling
+            .iter()
+            .map(|r| format!("{}: {} -> {} ({})", r.target, r.from, r.to, r.reason))
+            .collect(),
+        audit_clean: audit.is_clean(),
+        types: TYPES
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| capacity[*d] > 0)
+            .map(|(_, (_, n))| (*n).to_owned())
+            .collect(),
+        pools: scenario.cluster.iter().map(|g| g.prefix.clone()).collect(),
+        tenant_names: tenants.iter().map(|t| t.name.clone()).collect(),
+        entitled_ppm: entitled,
+        samples,
+        wall_s: wall.elapsed().as_secs_f64(),
+        records,
+    })
+}
+
+fn percentile(sorted: &[u64], p: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1) - 1;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// Total capacity per accounted dimension, from the ledger.
+fn capacity_of(manager: &ResourceManager) -> Result<Amounts, Error> {
+    let mut total = [0; 3];
+    for resource in manager.ledger().resources()? {
+        for (d, (resource_type, _)) in TYPES.iter().enumerate() {
+            if let Some(capacity) = resource.capacity_of(resource_type) {
+                total[d] += i128::from(capacity.maximum().as_milli());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Capacity per node group (by the `group` label).
+fn group_capacity_of(
+    manager: &ResourceManager,
+    groups: &[NodeGroup],
+) -> Result<Vec<Amounts>, Error> {
+    let mut totals = vec![[0; 3]; groups.len()];
+    for resource in manager.ledger().resources()? {
+        let Some(g) = resource
+            .label("group")
+            .and_then(|label| groups.iter().position(|group| group.prefix == label))
+        else {
+            continue;
+        };
+        for (d, (resource_type, _)) in TYPES.iter().enumerate() {
+            if let Some(capacity) = resource.capacity_of(resource_type) {
+                totals[g][d] += i128::from(capacity.maximum().as_milli());
+            }
+        }
+    }
+    Ok(totals)
+}

@@ -1,0 +1,99 @@
+//! Bad files: one message per problem, a non-zero exit, never a panic.
+
+use crate::rmctl;
+
+fn check(text: &str) -> (i32, String) {
+    let path = std::env::temp_dir().join(format!(
+        "rmctl-bad-{}-{}.toml",
+        std::process::id(),
+        text.len()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let output = rmctl(&["validate", path.to_str().unwrap()]);
+    let simulate = rmctl(&["simulate", "--quiet", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(output.status.code(), simulate.status.code());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.code().unwrap(), stderr)
+}
+
+#[test]
+fn every_problem_is_named_once_with_its_place() {
+    let (code, stderr) = check(
+        r#"
+        [[cluster]]
+        prefix = "n"
+        count = 1
+        cpu = -2
+
+        [[tenants]]
+        name = "t"
+
+        [[tasks]]
+        id = "a"
+        tenant = "nobody"
+        duration_s = 1
+        cpu = -1
+        after = ["b"]
+
+        [[tasks]]
+        id = "b"
+        tenant = "t"
+        duration_s = 1
+        cpu = 1
+        after = ["a"]
+        "#,
+    );
+    assert_eq!(code, 2);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 4, "{stderr}");
+    for expected in [
+        "cluster[0].cpu: must be positive",
+        "tasks[0].tenant: no tenant named \"nobody\"",
+        "tasks[0].cpu: must be positive",
+        "dependency cycle: a -> b -> a",
+    ] {
+        assert!(stderr.contains(expected), "{expected} missing in {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_field_or_unknown_type_names_the_line() {
+    let (code, stderr) = check("[[tasks]]\nid = \"a\"\ntenant = \"t\"\ncpu = 1\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing field `duration_s`"), "{stderr}");
+    assert!(stderr.contains("line 1"), "{stderr}");
+    let (code, stderr) = check(
+        "[[resources]]\nname = \"n\"\ntype = \"quantum\"\ncapacity = { maximum = 1, unit = \"cores\" }\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("line 3") || stderr.contains("quantum"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_facade_configuration_is_validated_too() {
+    let (code, stderr) = check("[policy]\norder = [\"priority\", \"priority\"]\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("policy.order[1]"), "{stderr}");
+    let output = rmctl(&["validate", "scenarios/showcase.toml"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_exit_non_zero() {
+    assert_eq!(rmctl(&[]).status.code(), Some(2));
+    assert_eq!(rmctl(&["simulate", "--bogus"]).status.code(), Some(2));
+    assert_eq!(rmctl(&["simulate", "missing.toml"]).status.code(), Some(2));
+    assert!(rmctl(&["help"]).status.success());
+}
