@@ -100,3 +100,31 @@ fn the_command_prints_a_table_json_and_task_records() {
         "preempting tasks are named in preempted_by"
     );
 }
+
+#[test]
+fn the_examples_of_the_scenario_documentation_parse() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenario.md"),
+    )
+    .unwrap();
+    assert!(
+        doc.contains(SHOWCASE),
+        "docs/scenario.md must show the bundled scenario verbatim"
+    );
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    // The task example needs a cluster and a tenant around it to be a whole scenario.
+    let tasks = format!(
+        "[[cluster]]\nprefix = \"n\"\ncount = 1\ncpu = 16\nmemory = \"64Gi\"\ngpus = 1\n[[tenants]]\nname = \"ml\"\n{}",
+        blocks[0]
+    );
+    let parsed = scenario::parse(&tasks, std::path::Path::new(".")).unwrap();
+    let report = sim::run(&parsed, None, &mut |_, _, _| {}).unwrap();
+    assert_eq!(report.completed, 2);
+    scenario::parse(blocks[1], std::path::Path::new(".")).unwrap();
+    scenario::parse(blocks[2], std::path::Path::new(".")).unwrap();
+}
