@@ -11,7 +11,8 @@
 //!   `[[generate]]`, `[trace]`), with every problem named.
 //! - [`trace`]: importers of the Alibaba 2018 batch trace.
 //! - [`sim`]: [`run`](sim::run) replays a scenario in virtual time.
-//! - [`report`]: [`Report`](report::Report) as a table, JSON or per-task CSV.
+//! - [`report`]: [`Report`](report::Report) as a table, JSON or per-task CSV, and
+//!   [`html`]: as a self-contained HTML page of charts.
 //!
 //! # Concurrency, errors, metrics
 //! A replay runs on the calling thread. Bad scenarios give
@@ -49,6 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod html;
 pub mod report;
 pub mod scenario;
 pub mod sim;

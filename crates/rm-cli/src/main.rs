@@ -2,7 +2,7 @@
 //! them; checks configuration and scenario files.
 //!
 //! ```text
-//! rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--trace-path DIR] [--metrics-addr ADDR] [--quiet]
+//! rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR] [--quiet]
 //! rmctl validate FILE
 //! ```
 //!
@@ -17,13 +17,17 @@ use rm_cli::{SHOWCASE, scenario, sim};
 use rm_facade::{Config, ConfigError};
 
 const USAGE: &str = "usage:
-  rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--trace-path DIR] [--metrics-addr ADDR] [--quiet]
+  rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR] [--quiet]
       replay SCENARIO (a TOML file; the bundled showcase when absent) in virtual time
       --json               print the report as JSON instead of a table
       --tasks FILE         write one CSV record per task to FILE
+      --html FILE          write a self-contained HTML report with charts to FILE
       --trace-path DIR     read the scenario's [trace] from DIR instead of its `path`
       --metrics-addr ADDR  serve live Prometheus metrics at http://ADDR/metrics meanwhile
       --quiet              no progress line on standard error
+  rmctl compare [SCENARIO] [--strategy S1,S2,...] [--policy P1,P2,...] [--json] [--trace-path DIR] [--quiet]
+      replay one workload under each placement strategy (greedy, balanced, bin-pack, aligned)
+      and/or ordering policy (fifo, priority, fair, weighted) and put the reports side by side
   rmctl validate FILE
       check a scenario or configuration file and name every problem
 ";
@@ -32,6 +36,7 @@ struct Simulate {
     scenario: Option<PathBuf>,
     json: bool,
     tasks: Option<PathBuf>,
+    html: Option<PathBuf>,
     metrics_addr: Option<std::net::SocketAddr>,
     trace_path: Option<PathBuf>,
     quiet: bool,
@@ -42,6 +47,7 @@ fn parse_simulate(args: &[String]) -> Result<Simulate, String> {
         scenario: None,
         json: false,
         tasks: None,
+        html: None,
         metrics_addr: None,
         trace_path: None,
         quiet: false,
@@ -54,6 +60,10 @@ fn parse_simulate(args: &[String]) -> Result<Simulate, String> {
             "--tasks" => {
                 let file = args.next().ok_or("--tasks needs a file")?;
                 options.tasks = Some(PathBuf::from(file));
+            }
+            "--html" => {
+                let file = args.next().ok_or("--html needs a file")?;
+                options.html = Some(PathBuf::from(file));
             }
             "--trace-path" => {
                 let dir = args.next().ok_or("--trace-path needs a folder")?;
@@ -90,17 +100,7 @@ fn print_config_error(err: &ConfigError) {
 }
 
 fn simulate(options: &Simulate) -> Result<(), ExitCode> {
-    let mut scenario = match &options.scenario {
-        Some(path) => scenario::read(path),
-        None => scenario::parse(SHOWCASE, Path::new(".")),
-    }
-    .map_err(|err| {
-        print_config_error(&err);
-        ExitCode::from(2)
-    })?;
-    if let Some(dir) = &options.trace_path {
-        scenario.set_trace_path(dir);
-    }
+    let scenario = load(options.scenario.as_deref(), options.trace_path.as_deref())?;
     let quiet = options.quiet;
     let mut progress = |virtual_s: u64, done: usize, total: usize| {
         if !quiet {
@@ -124,11 +124,20 @@ fn simulate(options: &Simulate) -> Result<(), ExitCode> {
         }
         ExitCode::from(2)
     })?;
-    if let Some(path) = &options.tasks {
-        std::fs::write(path, report.tasks_csv()).map_err(|err| {
-            let _ = writeln!(std::io::stderr(), "error: write {}: {err}", path.display());
-            ExitCode::FAILURE
-        })?;
+    let outputs = [
+        (
+            &options.tasks,
+            rm_cli::report::Report::tasks_csv as fn(&rm_cli::report::Report) -> String,
+        ),
+        (&options.html, rm_cli::report::Report::html),
+    ];
+    for (path, render) in outputs {
+        if let Some(path) = path {
+            std::fs::write(path, render(&report)).map_err(|err| {
+                let _ = writeln!(std::io::stderr(), "error: write {}: {err}", path.display());
+                ExitCode::FAILURE
+            })?;
+        }
     }
     let mut stdout = std::io::stdout().lock();
     let text = if options.json {
@@ -140,6 +149,131 @@ fn simulate(options: &Simulate) -> Result<(), ExitCode> {
         report.table()
     };
     let _ = writeln!(stdout, "{text}");
+    Ok(())
+}
+
+fn load(path: Option<&Path>, trace_path: Option<&Path>) -> Result<scenario::Scenario, ExitCode> {
+    let mut scenario = match path {
+        Some(path) => scenario::read(path),
+        None => scenario::parse(SHOWCASE, Path::new(".")),
+    }
+    .map_err(|err| {
+        print_config_error(&err);
+        ExitCode::from(2)
+    })?;
+    if let Some(dir) = trace_path {
+        scenario.set_trace_path(dir);
+    }
+    Ok(scenario)
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    let _ = write!(std::io::stderr(), "error: {message}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn compare(args: &[String]) -> Result<(), ExitCode> {
+    let mut path = None;
+    let mut strategies = Vec::new();
+    let mut orders = Vec::new();
+    let mut json = false;
+    let mut quiet = false;
+    let mut trace_path = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--strategy" => {
+                let list = args
+                    .next()
+                    .ok_or_else(|| usage_error("--strategy needs a list"))?;
+                for name in list.split(',') {
+                    let strategy = serde_json::from_value::<rm_facade::model::ReservationStrategy>(
+                        serde_json::Value::String(name.to_owned()),
+                    )
+                    .map_err(|_| usage_error(&format!("unknown strategy {name}")))?;
+                    strategies.push(strategy);
+                }
+            }
+            "--policy" => {
+                let list = args
+                    .next()
+                    .ok_or_else(|| usage_error("--policy needs a list"))?;
+                for name in list.split(',') {
+                    orders.push(
+                        sim::Order::parse(name)
+                            .ok_or_else(|| usage_error(&format!("unknown policy {name}")))?,
+                    );
+                }
+            }
+            "--trace-path" => {
+                let dir = args
+                    .next()
+                    .ok_or_else(|| usage_error("--trace-path needs a folder"))?;
+                trace_path = Some(PathBuf::from(dir));
+            }
+            "--json" => json = true,
+            "--quiet" => quiet = true,
+            flag if flag.starts_with("--") => {
+                return Err(usage_error(&format!("unknown option {flag}")));
+            }
+            file if path.is_none() => path = Some(PathBuf::from(file)),
+            extra => return Err(usage_error(&format!("unexpected argument {extra}"))),
+        }
+    }
+    let base = load(path.as_deref(), trace_path.as_deref())?;
+    if strategies.is_empty() && orders.is_empty() {
+        strategies = ["greedy", "balanced", "bin-pack"]
+            .iter()
+            .filter_map(|name| {
+                serde_json::from_value(serde_json::Value::String((*name).to_owned())).ok()
+            })
+            .collect();
+    }
+    let mut variants: Vec<(String, scenario::Scenario)> = Vec::new();
+    for strategy in &strategies {
+        let mut scenario = base.clone();
+        scenario.simulation.strategy = *strategy;
+        variants.push((strategy.as_str().to_owned(), scenario));
+    }
+    for order in &orders {
+        let mut scenario = base.clone();
+        scenario.order = Some(*order);
+        variants.push((order.as_str().to_owned(), scenario));
+    }
+    let mut reports = Vec::new();
+    for (name, scenario) in variants {
+        let mut progress = |virtual_s: u64, done: usize, total: usize| {
+            if !quiet {
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r  {name}: {done}/{total} tasks done, virtual time {virtual_s} s   "
+                );
+            }
+        };
+        let report = sim::run(&scenario, None, &mut progress).map_err(|err| {
+            let _ = writeln!(std::io::stderr(), "\nerror: {name}: {err}");
+            ExitCode::from(2)
+        })?;
+        if !quiet {
+            let _ = writeln!(std::io::stderr());
+        }
+        reports.push((name, report));
+    }
+    let text = if json {
+        let map: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|(name, report)| {
+                (
+                    name.clone(),
+                    serde_json::to_value(report).unwrap_or_default(),
+                )
+            })
+            .collect();
+        serde_json::to_string_pretty(&map).unwrap_or_default()
+    } else {
+        rm_cli::report::Report::side_by_side(&reports)
+    };
+    let _ = writeln!(std::io::stdout(), "{text}");
     Ok(())
 }
 
@@ -175,11 +309,9 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("simulate") => match parse_simulate(&args[1..]) {
             Ok(options) => simulate(&options),
-            Err(message) => {
-                let _ = write!(std::io::stderr(), "error: {message}\n{USAGE}");
-                Err(ExitCode::from(2))
-            }
+            Err(message) => Err(usage_error(&message)),
         },
+        Some("compare") => compare(&args[1..]),
         Some("validate") => match &args[1..] {
             [file] => validate(Path::new(file)),
             _ => {

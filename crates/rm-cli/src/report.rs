@@ -159,11 +159,27 @@ pub struct Report {
     pub entitled_ppm: Vec<u64>,
     /// The time series.
     pub samples: Vec<Sample>,
+    /// Instances by wait from ready to start: (bucket label, count).
+    pub wait_histogram: Vec<(String, u64)>,
     /// Wall-clock seconds the replay took.
     pub wall_s: f64,
     /// Per task (written by `--tasks`; left out of the JSON report).
     #[serde(skip)]
     pub records: Vec<TaskRecord>,
+}
+
+/// How one row of a side-by-side table reads a report.
+type Cell = Box<dyn Fn(&Report) -> String>;
+
+fn util(report: &Report, resource_type: &str, peak: bool) -> String {
+    report
+        .utilization
+        .iter()
+        .find(|u| u.resource_type == resource_type)
+        .map_or_else(
+            || "-".into(),
+            |u| percent(if peak { u.peak_ppm } else { u.average_ppm }),
+        )
 }
 
 fn percent(ppm: u64) -> String {
@@ -273,6 +289,92 @@ impl Report {
             }
         ));
         line(format!("replayed in   {:.2} s", self.wall_s));
+        out
+    }
+
+    /// Several reports of one workload side by side, a column each.
+    pub fn side_by_side(reports: &[(String, Report)]) -> String {
+        let rows: Vec<(&str, Cell)> = vec![
+            (
+                "tasks completed",
+                Box::new(|r: &Report| format!("{}/{}", r.completed, r.tasks)),
+            ),
+            (
+                "makespan",
+                Box::new(|r: &Report| format!("{:.0} s", r.makespan_s)),
+            ),
+            ("cpu average", Box::new(|r: &Report| util(r, "cpu", false))),
+            ("cpu peak", Box::new(|r: &Report| util(r, "cpu", true))),
+            (
+                "memory average",
+                Box::new(|r: &Report| util(r, "memory", false)),
+            ),
+            ("gpu average", Box::new(|r: &Report| util(r, "gpu", false))),
+            (
+                "wait p50",
+                Box::new(|r: &Report| format!("{:.1} s", r.wait.p50_s)),
+            ),
+            (
+                "wait p99",
+                Box::new(|r: &Report| format!("{:.1} s", r.wait.p99_s)),
+            ),
+            (
+                "wait max",
+                Box::new(|r: &Report| format!("{:.1} s", r.wait.max_s)),
+            ),
+            (
+                "job completion p50",
+                Box::new(|r: &Report| format!("{:.1} s", r.jobs.jct_p50_s)),
+            ),
+            (
+                "job completion p99",
+                Box::new(|r: &Report| format!("{:.1} s", r.jobs.jct_p99_s)),
+            ),
+            (
+                "Jain's index",
+                Box::new(|r: &Report| format!("{:.3}", r.fairness.jain_index)),
+            ),
+            (
+                "held back",
+                Box::new(|r: &Report| r.refusals.values().sum::<u64>().to_string()),
+            ),
+            (
+                "preemptions",
+                Box::new(|r: &Report| r.preemptions.to_string()),
+            ),
+            (
+                "scaling decisions",
+                Box::new(|r: &Report| r.scaling.len().to_string()),
+            ),
+            (
+                "audit",
+                Box::new(|r: &Report| {
+                    if r.audit_clean {
+                        "clean".into()
+                    } else {
+                        "VIOLATIONS".into()
+                    }
+                }),
+            ),
+        ];
+        let width = reports
+            .iter()
+            .map(|(name, _)| name.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        let mut out = format!("{:<20}", "");
+        for (name, _) in reports {
+            let _ = write!(out, "  {name:>width$}");
+        }
+        out.push('\n');
+        for (label, value) in rows {
+            let _ = write!(out, "{label:<20}");
+            for (_, report) in reports {
+                let _ = write!(out, "  {:>width$}", value(report));
+            }
+            out.push('\n');
+        }
         out
     }
 

@@ -38,6 +38,8 @@ pub struct Scenario {
     pub trace: Option<TraceSettings>,
     /// The folder relative paths are read from (the scenario file's).
     pub base: PathBuf,
+    /// Serve tenants in this order whatever `[policy]` says (set by `rmctl compare`).
+    pub order: Option<crate::sim::Order>,
 }
 
 /// How the replay runs.
@@ -322,6 +324,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Scenario, ConfigError> {
         tasks,
         trace: file.trace,
         base: base.to_path_buf(),
+        order: None,
     };
     scenario.check()?;
     Ok(scenario)

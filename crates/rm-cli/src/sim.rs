@@ -43,16 +43,32 @@ fn ppm(part: i128, whole: i128) -> u64 {
     u64::try_from(part.max(0) * 1_000_000 / whole).unwrap_or(u64::MAX)
 }
 
-/// How the next tenant to serve is chosen, from the facade's `[policy]`.
+/// How the next tenant to serve is chosen: from the facade's `[policy]`, or forced by
+/// [`Scenario::order`] (as `rmctl compare --policy` does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Order {
+pub enum Order {
+    /// Arrival order.
     Fifo,
+    /// Highest priority first.
     Priority,
+    /// Lowest dominant share first.
     Fair,
+    /// Lowest dominant share over weight first.
     Weighted,
 }
 
 impl Order {
+    /// Parses `fifo`, `priority`, `fair` or `weighted`.
+    pub fn parse(name: &str) -> Option<Order> {
+        match name {
+            "fifo" => Some(Order::Fifo),
+            "priority" => Some(Order::Priority),
+            "fair" => Some(Order::Fair),
+            "weighted" => Some(Order::Weighted),
+            _ => None,
+        }
+    }
+
     fn of(config: &Config) -> Order {
         let has = |kind| config.policy.order.contains(&kind);
         if has(PolicyKind::Weighted) {
@@ -66,7 +82,8 @@ impl Order {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Order::Fifo => "fifo",
             Order::Priority => "priority",
@@ -294,7 +311,7 @@ pub fn run(
     // Ended reservations need not be remembered: the replay never retries by id.
     config.manager.retention_ms = 1;
     config.manager.default_ttl_ms = config.manager.default_ttl_ms.max(86_400_000);
-    let order = Order::of(&config);
+    let order = scenario.order.unwrap_or_else(|| Order::of(&config));
     let uses = |kind| config.policy.order.contains(&kind);
     let (quota, priority, weighted) = (
         uses(PolicyKind::Quota),
@@ -901,6 +918,7 @@ pub fn run(
     progress(now / 1000, done_tasks, tasks.len());
 
     // The report.
+    let wait_histogram = histogram(&waits);
     let makespan = tasks.iter().filter_map(|t| t.end).max().unwrap_or(0);
     waits.sort_unstable();
     let pick = |p: usize| -> f64 {
@@ -1036,9 +1054,48 @@ pub fn run(
         tenant_names: tenants.iter().map(|t| t.name.clone()).collect(),
         entitled_ppm: entitled,
         samples,
+        wait_histogram,
         wall_s: wall.elapsed().as_secs_f64(),
         records,
     })
+}
+
+/// Waits (milliseconds) counted into buckets from "0 s" to "> 1 h".
+fn histogram(waits: &[u64]) -> Vec<(String, u64)> {
+    const BOUNDS_S: [u64; 11] = [1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, u64::MAX];
+    let mut counts = vec![0u64; BOUNDS_S.len() + 1];
+    for wait in waits {
+        let bucket = if *wait == 0 {
+            0
+        } else {
+            1 + BOUNDS_S
+                .iter()
+                .position(|bound| *wait <= bound.saturating_mul(1000))
+                .unwrap_or(BOUNDS_S.len() - 1)
+        };
+        counts[bucket] += 1;
+    }
+    let mut labels = vec!["0 s".to_owned()];
+    let mut previous = 0;
+    for bound in BOUNDS_S {
+        labels.push(if bound == u64::MAX {
+            format!("> {}", short(previous))
+        } else {
+            format!("≤ {}", short(bound))
+        });
+        previous = bound;
+    }
+    labels.into_iter().zip(counts).collect()
+}
+
+fn short(seconds: u64) -> String {
+    if seconds >= 3600 {
+        format!("{} h", seconds / 3600)
+    } else if seconds >= 60 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{seconds} s")
+    }
 }
 
 fn percentile(sorted: &[u64], p: usize) -> f64 {

@@ -128,3 +128,86 @@ fn the_examples_of_the_scenario_documentation_parse() {
     scenario::parse(blocks[1], std::path::Path::new(".")).unwrap();
     scenario::parse(blocks[2], std::path::Path::new(".")).unwrap();
 }
+
+#[test]
+fn the_html_report_is_self_contained_with_one_chart_per_section() {
+    let (_, report) = replay();
+    let html = report.html();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    let sections: Vec<&str> = html.split("<section ").skip(1).collect();
+    let ids: Vec<&str> = sections
+        .iter()
+        .map(|s| s.split('"').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "utilization-by-type",
+            "utilization-by-pool",
+            "queue-depth",
+            "wait-distribution",
+            "tenant-shares"
+        ]
+    );
+    for section in &sections {
+        let section = section.split("</section>").next().unwrap();
+        assert_eq!(section.matches("<svg ").count(), 1, "one chart per section");
+        // Data present: lines with as many points as samples, or bars with counts.
+        let polylines: Vec<&str> = section.split("points=\"").skip(1).collect();
+        let bars = section.matches("<rect class=\"bar\"").count();
+        assert!(
+            !polylines.is_empty() || bars > 0,
+            "no data in {section:.80}"
+        );
+        for points in polylines {
+            let points = points.split('"').next().unwrap();
+            assert_eq!(points.split(' ').count(), report.samples.len());
+        }
+    }
+    // No external references: no scripts, no links, no URLs.
+    for forbidden in [
+        "<script", "<link", "http://", "https://", "src=", "@import", "url(",
+    ] {
+        assert!(!html.contains(forbidden), "{forbidden} found");
+    }
+    // Every tenant appears in the share chart's legend.
+    for tenant in &report.tenant_names {
+        assert!(
+            sections[4].contains(&format!(">{tenant}</text>")),
+            "{tenant} missing"
+        );
+    }
+}
+
+#[test]
+fn compare_puts_strategies_and_policies_side_by_side() {
+    let output = rmctl(&[
+        "compare",
+        "--quiet",
+        "--strategy",
+        "greedy,bin-pack",
+        "--policy",
+        "fifo,weighted",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    for column in ["greedy", "bin-pack", "fifo", "weighted"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(
+        text.contains("Jain's index") && text.contains("wait p99"),
+        "{text}"
+    );
+    let json = rmctl(&["compare", "--quiet", "--json", "--strategy", "balanced"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["balanced"]["strategy"], "balanced");
+    assert_eq!(
+        rmctl(&["compare", "--strategy", "nope"]).status.code(),
+        Some(2)
+    );
+}

@@ -1,0 +1,310 @@
+//! A self-contained HTML report: inline SVG charts and CSS, no scripts, no network.
+
+use std::fmt::Write as _;
+
+use crate::report::Report;
+
+const PALETTE: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 260.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 150.0;
+const TOP: f64 = 16.0;
+const BOTTOM: f64 = 36.0;
+
+/// Text for HTML: `&`, `<`, `>` and quotes escaped.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One line of a chart.
+struct Line<'a> {
+    name: &'a str,
+    values: Vec<f64>,
+    dashed: bool,
+    colour: &'a str,
+}
+
+/// A line chart of `lines` over `xs` (seconds), y from 0 to `y_max`, formatted by `y_label`.
+fn line_chart(
+    id: &str,
+    xs: &[f64],
+    lines: &[Line<'_>],
+    y_max: f64,
+    y_label: &dyn Fn(f64) -> String,
+) -> String {
+    let x_max = xs.last().copied().unwrap_or(1.0).max(1.0);
+    let y_max = if y_max > 0.0 { y_max } else { 1.0 };
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x_at = |x: f64| LEFT + x / x_max * plot_w;
+    let y_at = |y: f64| TOP + plot_h - (y / y_max).clamp(0.0, 1.0) * plot_h;
+    let mut svg =
+        format!(r#"<svg id="{id}" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"#);
+    for step in 0..=4 {
+        let y = y_max * f64::from(step) / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" class="tick">{}</text>"##,
+            LEFT + plot_w,
+            y_at(y),
+            y_at(y),
+            LEFT - 6.0,
+            y_at(y) + 4.0,
+            escape(&y_label(y))
+        );
+    }
+    for step in 0..=5 {
+        let x = x_max * f64::from(step) / 5.0;
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="tick">{}</text>"#,
+            x_at(x),
+            HEIGHT - BOTTOM + 16.0,
+            format_seconds(x)
+        );
+    }
+    for (i, line) in lines.iter().enumerate() {
+        let points: Vec<String> = xs
+            .iter()
+            .zip(&line.values)
+            .map(|(x, y)| format!("{:.1},{:.1}", x_at(*x), y_at(*y)))
+            .collect();
+        let dash = if line.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            svg,
+            r#"<polyline class="series" fill="none" stroke="{}" stroke-width="1.8"{dash} points="{}"/>"#,
+            line.colour,
+            points.join(" ")
+        );
+        let legend_y = TOP + 14.0 + 16.0 * i as f64;
+        let _ = write!(
+            svg,
+            r#"<line x1="{:.1}" x2="{:.1}" y1="{legend_y:.1}" y2="{legend_y:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
+            WIDTH - RIGHT + 10.0,
+            WIDTH - RIGHT + 30.0,
+            line.colour,
+            WIDTH - RIGHT + 36.0,
+            legend_y + 4.0,
+            escape(line.name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A bar chart of `bars` (label, count).
+fn bar_chart(id: &str, bars: &[(String, u64)]) -> String {
+    let max = bars.iter().map(|(_, c)| *c).max().unwrap_or(0).max(1) as f64;
+    let plot_w = WIDTH - LEFT - 20.0;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let width = plot_w / bars.len().max(1) as f64;
+    let mut svg =
+        format!(r#"<svg id="{id}" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"#);
+    for (i, (label, count)) in bars.iter().enumerate() {
+        let h = *count as f64 / max * plot_h;
+        let x = LEFT + width * i as f64;
+        // The count sits above its bar, or inside it in white when the bar is too tall.
+        let (count_y, count_class) = if h > plot_h - 14.0 {
+            (TOP + plot_h - h + 14.0, "tick inside")
+        } else {
+            (TOP + plot_h - h - 4.0, "tick")
+        };
+        let _ = write!(
+            svg,
+            r#"<rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {count}</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" class="tick">{}</text><text x="{:.1}" y="{count_y:.1}" text-anchor="middle" class="{count_class}">{count}</text>"#,
+            x + 2.0,
+            TOP + plot_h - h,
+            (width - 4.0).max(1.0),
+            PALETTE[0],
+            escape(label),
+            x + width / 2.0,
+            HEIGHT - BOTTOM + 16.0,
+            escape(label),
+            x + width / 2.0,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn format_seconds(seconds: f64) -> String {
+    if seconds >= 7200.0 {
+        format!("{:.1} h", seconds / 3600.0)
+    } else if seconds >= 120.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{seconds:.0} s")
+    }
+}
+
+fn percent(value: f64) -> String {
+    format!("{:.0}%", value * 100.0)
+}
+
+const STYLE: &str =
+    "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:820px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}table{border-collapse:collapse}
+td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}
+.chart{width:100%;height:auto;background:#fff}.tick,.legend{font-size:11px;fill:#555}
+.note{color:#666;font-size:12px}.inside{fill:#fff}";
+
+impl Report {
+    /// The report as one self-contained HTML page: a summary, then one chart per section
+    /// (utilisation by type, utilisation by pool, queue depth, the wait distribution, each
+    /// tenant's share against its entitlement).
+    pub fn html(&self) -> String {
+        let xs: Vec<f64> = self.samples.iter().map(|s| s.t_s).collect();
+        let mut page = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+            escape(&self.name),
+            escape(&self.name)
+        );
+        let _ = writeln!(
+            page,
+            "<table class=\"summary\"><tr><th>policy</th><td>{} (placement {})</td></tr><tr><th>tasks</th><td>{} ({} instances), {} completed, {} rejected</td></tr><tr><th>makespan</th><td>{:.1} s</td></tr><tr><th>wait</th><td>p50 {:.1} s, p99 {:.1} s, max {:.1} s</td></tr><tr><th>jobs</th><td>{} of {}; completion p50 {:.1} s, p99 {:.1} s</td></tr><tr><th>fairness</th><td>Jain's index {:.3}</td></tr><tr><th>preemptions</th><td>{}</td></tr><tr><th>scaling decisions</th><td>{}</td></tr><tr><th>audit</th><td>{}</td></tr></table>",
+            escape(&self.policy),
+            escape(&self.strategy),
+            self.tasks,
+            self.instances,
+            self.completed,
+            self.rejected,
+            self.makespan_s,
+            self.wait.p50_s,
+            self.wait.p99_s,
+            self.wait.max_s,
+            self.jobs.completed,
+            self.jobs.count,
+            self.jobs.jct_p50_s,
+            self.jobs.jct_p99_s,
+            self.fairness.jain_index,
+            self.preemptions,
+            self.scaling.len(),
+            if self.audit_clean {
+                "clean"
+            } else {
+                "violations"
+            }
+        );
+        let ratio = |ppm: u64| ppm as f64 / 1_000_000.0;
+
+        let type_lines: Vec<Line<'_>> = self
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let d = ["cpu", "memory", "gpu"]
+                    .iter()
+                    .position(|t| t == name)
+                    .unwrap_or(i);
+                Line {
+                    name,
+                    values: self
+                        .samples
+                        .iter()
+                        .map(|s| ratio(s.utilization_ppm[d]))
+                        .collect(),
+                    dashed: false,
+                    colour: PALETTE[i % PALETTE.len()],
+                }
+            })
+            .collect();
+        section(
+            &mut page,
+            "utilization-by-type",
+            "Utilisation by resource type",
+            &line_chart("chart-utilization-by-type", &xs, &type_lines, 1.0, &percent),
+        );
+
+        let pool_lines: Vec<Line<'_>> = self
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Line {
+                name,
+                values: self.samples.iter().map(|s| ratio(s.pools_ppm[i])).collect(),
+                dashed: false,
+                colour: PALETTE[i % PALETTE.len()],
+            })
+            .collect();
+        section(
+            &mut page,
+            "utilization-by-pool",
+            "CPU utilisation by pool (node group)",
+            &line_chart("chart-utilization-by-pool", &xs, &pool_lines, 1.0, &percent),
+        );
+
+        let waiting: Vec<f64> = self.samples.iter().map(|s| s.waiting as f64).collect();
+        let most = waiting.iter().copied().fold(0.0, f64::max);
+        section(
+            &mut page,
+            "queue-depth",
+            "Queue depth (instances waiting to start)",
+            &line_chart(
+                "chart-queue-depth",
+                &xs,
+                &[Line {
+                    name: "waiting",
+                    values: waiting,
+                    dashed: false,
+                    colour: PALETTE[1],
+                }],
+                most.max(1.0),
+                &|y| format!("{y:.0}"),
+            ),
+        );
+
+        section(
+            &mut page,
+            "wait-distribution",
+            "Wait from ready to start, per instance",
+            &bar_chart("chart-wait-distribution", &self.wait_histogram),
+        );
+
+        let mut share_lines = Vec::new();
+        for (i, tenant) in self.tenant_names.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            share_lines.push(Line {
+                name: tenant,
+                values: self
+                    .samples
+                    .iter()
+                    .map(|s| ratio(s.shares_ppm[i]))
+                    .collect(),
+                dashed: false,
+                colour,
+            });
+            share_lines.push(Line {
+                name: "  entitled",
+                values: vec![ratio(self.entitled_ppm[i]); xs.len()],
+                dashed: true,
+                colour,
+            });
+        }
+        section(
+            &mut page,
+            "tenant-shares",
+            "Each tenant's dominant share (solid) against its entitlement (dashed)",
+            &line_chart("chart-tenant-shares", &xs, &share_lines, 1.0, &percent),
+        );
+        page.push_str("<p class=\"note\">Generated by rmctl; self-contained: no scripts, no external resources.</p>\n</body></html>\n");
+        page
+    }
+}
+
+fn section(page: &mut String, id: &str, title: &str, chart: &str) {
+    let _ = write!(
+        page,
+        "<section id=\"{id}\"><h2>{}</h2>\n{chart}\n</section>\n",
+        escape(title)
+    );
+}
