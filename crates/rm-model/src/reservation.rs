@@ -15,10 +15,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::clock::Timestamp;
-use crate::name::{NameError, RequesterId, ResourceName, check_name};
+use crate::name::{LabelKey, NameError, RequesterId, ResourceName, check_name};
 use crate::quantity::Quantity;
 use crate::requirement::ResourceRequirement;
-use crate::resource::{Labels, ResourceType};
+use crate::resource::{Labels, Resource, ResourceType};
 use crate::unit::Unit;
 use crate::validate::{FieldPath, Violation};
 
@@ -253,6 +253,11 @@ pub struct ReservationRequest {
     /// Whether a higher-priority request may preempt the hold.
     #[serde(default = "yes")]
     pub preemptible: bool,
+    /// When set, every requirement lands on resources that carry the same value of this label:
+    /// co-location by a shared label rather than on one resource (with `node`, a pod's CPU and
+    /// memory on its machine and each GPU on one of that machine's devices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colocate_by: Option<LabelKey>,
 }
 
 fn yes() -> bool {
@@ -275,7 +280,28 @@ impl ReservationRequest {
             ttl: None,
             labels: Labels::new(),
             preemptible: true,
+            colocate_by: None,
         }
+    }
+
+    /// Places every requirement on resources sharing one value of `label` (see
+    /// [`ReservationRequest::colocate_by`]).
+    pub fn with_colocation_label(mut self, label: LabelKey) -> ReservationRequest {
+        self.colocate_by = Some(label);
+        self
+    }
+
+    /// Whether `resources` (where the requirements landed) satisfy
+    /// [`ReservationRequest::colocate_by`]: all carry the label with one value. True when
+    /// the request sets no label.
+    pub fn same_domain<'a>(&self, mut resources: impl Iterator<Item = &'a Resource>) -> bool {
+        let Some(key) = &self.colocate_by else {
+            return true;
+        };
+        let Some(first) = resources.next().map(|r| r.label(key.as_str())) else {
+            return true;
+        };
+        first.is_some() && resources.all(|r| r.label(key.as_str()) == first)
     }
 
     /// Names the reservation, so that retries are idempotent.

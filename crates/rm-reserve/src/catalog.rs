@@ -269,7 +269,13 @@ pub(crate) struct Catalog {
     /// Positions of the resources that pass each requirement shape's type, unit and
     /// constraints; cleared whenever the catalog changes.
     candidates: RwLock<CandidateCache>,
+    /// Per label key: each value's resource positions, in order of first appearance;
+    /// cleared whenever the catalog changes.
+    domains: RwLock<HashMap<String, Arc<Domains>>>,
 }
+
+/// The resources of each value of one label: (value, positions in registration order).
+pub(crate) type Domains = Vec<(String, Vec<usize>)>;
 
 impl Catalog {
     pub(crate) fn position(&self, name: &ResourceName) -> Option<usize> {
@@ -309,6 +315,43 @@ impl Catalog {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.domains
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The resources grouped by their value of label `key` (resources without it are in no
+    /// domain), cached until the catalog changes.
+    pub(crate) fn domains(&self, key: &str) -> Arc<Domains> {
+        if let Some(found) = self
+            .domains
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
+            return found.clone();
+        }
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut domains: Domains = Vec::new();
+        for (position, resource) in self.resources.iter().enumerate() {
+            let Some(value) = resource.label(key) else {
+                continue;
+            };
+            match index.get(value) {
+                Some(&d) => domains[d].1.push(position),
+                None => {
+                    index.insert(value, domains.len());
+                    domains.push((value.to_owned(), vec![position]));
+                }
+            }
+        }
+        let domains = Arc::new(domains);
+        self.domains
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned(), domains.clone());
+        domains
     }
 
     /// The resources that offer every requirement of `group` in a convertible unit and pass

@@ -107,6 +107,30 @@ fn rejected(errors: ValidationErrors) -> LedgerError {
 /// The amount of `requirement` in thousandths of `unit`, or `None` when it does not convert
 /// exactly.
 #[inline]
+/// How well `placements` suit `strategy`, summed over the placed amounts: what decides
+/// between domains of a co-location label.
+fn domain_score(catalog: &Catalog, strategy: ReservationStrategy, placements: &[Placement]) -> i64 {
+    let mut total: i64 = 0;
+    for placement in placements {
+        let slot = &catalog.slots[placement.position];
+        let state = lock(&slot.state);
+        let Some(d) = state.dim(&placement.resource_type) else {
+            continue;
+        };
+        let maximum = state.dims[d].maximum;
+        let fit = RawFit {
+            requested: placement.amount,
+            free: slot.free(d),
+            capacity: maximum,
+            inverse_capacity: rm_model::placement::inverse_capacity(maximum),
+        };
+        if let Some(score) = strategy_score(strategy, &[fit]) {
+            total = total.saturating_add(score);
+        }
+    }
+    total
+}
+
 fn amount_in(requirement: &ResourceRequirement, unit: &Unit) -> Option<i64> {
     if requirement.unit() == unit {
         Some(requirement.amount().as_milli())
@@ -600,12 +624,77 @@ impl ReservationManager {
 
     /// Places every requirement reading the free counters without locks; `Err` explains what
     /// cannot be placed.
+    /// Chooses where each requirement goes. With a co-location label, the request is planned
+    /// within each domain of that label (the resources sharing one value) and the best domain
+    /// by the strategy wins (the first that fits, for greedy).
     fn plan(
         &self,
         catalog: &Catalog,
         request: &ReservationRequest,
         explain: bool,
         extra: &[(usize, usize, i64)],
+    ) -> Result<Vec<Placement>, LedgerError> {
+        let Some(key) = &request.colocate_by else {
+            return self.plan_in(catalog, request, explain, extra, None);
+        };
+        let domains = catalog.domains(key.as_str());
+        let mut best: Option<(i64, Vec<Placement>)> = None;
+        for (_, positions) in domains.iter() {
+            let Ok(placements) = self.plan_in(catalog, request, false, extra, Some(positions))
+            else {
+                continue;
+            };
+            if request.strategy == ReservationStrategy::Greedy {
+                return Ok(placements);
+            }
+            let score = domain_score(catalog, request.strategy, &placements);
+            if best.as_ref().is_none_or(|(top, _)| score > *top) {
+                best = Some((score, placements));
+            }
+        }
+        if let Some((_, placements)) = best {
+            return Ok(placements);
+        }
+        if !explain {
+            return Err(LedgerError::InsufficientCapacity {
+                requester: request.requester.clone(),
+                shortfalls: Vec::new(),
+            });
+        }
+        // Explain as if the label did not bind; if even that fits, the label is the reason.
+        self.plan_in(catalog, request, true, extra, None)?;
+        Err(LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: request
+                .requirements
+                .iter()
+                .enumerate()
+                .map(|(i, requirement)| Shortfall {
+                    requirement: i,
+                    resource_type: requirement.resource_type().clone(),
+                    requested: requirement.amount(),
+                    unit: requirement.unit().clone(),
+                    matching_resources: catalog.candidates(&request.requirements, &[i]).len(),
+                    best_candidate: None,
+                    available: Quantity::ZERO,
+                    short_by: requirement.amount(),
+                    detail: format!(
+                        "no single value of label {} has room for every requirement together",
+                        key.as_str()
+                    ),
+                })
+                .collect(),
+        })
+    }
+
+    /// Plans `request`, considering only the resources at `domain`'s positions when given.
+    fn plan_in(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+        explain: bool,
+        extra: &[(usize, usize, i64)],
+        domain: Option<&[usize]>,
     ) -> Result<Vec<Placement>, LedgerError> {
         // Capacity to count as free beyond the counters: (position, dim, amount), for a
         // preemptor planning with its victims' holds.
@@ -644,7 +733,28 @@ impl ReservationManager {
             }
         });
         for group in groups {
-            let candidates = catalog.candidates(&request.requirements, group);
+            let all_candidates = catalog.candidates(&request.requirements, group);
+            // Within a domain, only its resources that are candidates (both in position order).
+            let in_domain: Vec<&crate::catalog::Candidate> = match domain {
+                Some(positions) => positions
+                    .iter()
+                    .filter_map(|&p| {
+                        all_candidates
+                            .binary_search_by_key(&p, |c| c.position as usize)
+                            .ok()
+                            .map(|i| &all_candidates[i])
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut everywhere = all_candidates.iter();
+            let mut within = in_domain.iter().copied();
+            let candidates: &mut dyn Iterator<Item = &crate::catalog::Candidate> =
+                if domain.is_some() {
+                    &mut within
+                } else {
+                    &mut everywhere
+                };
             let soft = group.iter().any(|&i| {
                 let r = &request.requirements[i];
                 !r.preferences().is_empty() || r.affinity().iter().any(|t| t.weight.is_some())
@@ -678,7 +788,7 @@ impl ReservationManager {
                     amounts[k] = request.requirements[i].amount().as_milli();
                 }
             }
-            'candidates: for candidate in candidates.iter() {
+            'candidates: for candidate in candidates {
                 let position = candidate.position as usize;
                 if plain && candidate.all_same_unit() {
                     let members = candidate.members();

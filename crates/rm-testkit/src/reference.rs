@@ -271,9 +271,43 @@ impl ReferenceLedger {
             .ok_or_else(|| Self::wrong_state(operation, &reservation))
     }
 
+    /// Places `request`. With a co-location label, the domains (values of the label) are tried
+    /// in registration order of their first resource and the first that holds everything wins
+    /// (plainly first fit, whatever the strategy: the oracle answers whether a grant exists).
     fn place(
         state: &State,
         request: &ReservationRequest,
+    ) -> Result<Vec<ReservationItem>, LedgerError> {
+        let Some(key) = &request.colocate_by else {
+            return Self::place_in(state, request, None);
+        };
+        let mut values: Vec<&str> = Vec::new();
+        for entry in &state.entries {
+            if let Some(value) = entry.resource.label(key.as_str())
+                && !values.contains(&value)
+            {
+                values.push(value);
+            }
+        }
+        for value in values {
+            if let Ok(items) = Self::place_in(state, request, Some((key.as_str(), value))) {
+                return Ok(items);
+            }
+        }
+        // No domain holds it: explain as if the label did not bind.
+        Self::place_in(state, request, None).and_then(|_| {
+            Err(LedgerError::InsufficientCapacity {
+                requester: request.requester.clone(),
+                shortfalls: Vec::new(),
+            })
+        })
+    }
+
+    /// Places `request` on resources whose label `domain.0` is `domain.1`, or anywhere.
+    fn place_in(
+        state: &State,
+        request: &ReservationRequest,
+        domain: Option<(&str, &str)>,
     ) -> Result<Vec<ReservationItem>, LedgerError> {
         let groups = request.placement_groups();
 
@@ -284,6 +318,9 @@ impl ReferenceLedger {
         for group in &groups {
             let mut candidates = Vec::new();
             for (order, entry) in state.entries.iter().enumerate() {
+                if domain.is_some_and(|(key, value)| entry.resource.label(key) != Some(value)) {
+                    continue;
+                }
                 if let Some(dims) =
                     Self::dimensions(state, request, group, order, entry, &tentative)
                 {

@@ -433,6 +433,32 @@ impl Validator for ConstraintValidator {
                 ));
             }
         }
+        if let Some(key) = &request.colocate_by {
+            let resources: Vec<&rm_model::Resource> = reservation
+                .items
+                .iter()
+                .filter_map(|item| {
+                    context
+                        .resources
+                        .iter()
+                        .find(|r| r.name() == &item.resource)
+                })
+                .collect();
+            if !request.same_domain(resources.iter().copied()) {
+                let places: Vec<String> = resources
+                    .iter()
+                    .map(|r| format!("{}={}", r.name(), r.label(key.as_str()).unwrap_or("(none)")))
+                    .collect();
+                out.push(Violation::new(
+                    "items",
+                    format!(
+                        "not co-located by label {}: {}",
+                        key.as_str(),
+                        places.join(", ")
+                    ),
+                ));
+            }
+        }
         let mut colocated: BTreeMap<&ColocationGroup, (usize, &str)> = BTreeMap::new();
         for (j, item) in reservation.items.iter().enumerate() {
             let at = format!("items[{j}]");

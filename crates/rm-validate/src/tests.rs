@@ -371,3 +371,20 @@ fn grants_honour_required_affinity() {
         &["items[0]"],
     );
 }
+
+#[test]
+fn grants_co_located_by_a_label_share_its_value() {
+    use ResourceType::{Compute, Memory};
+    let req = request(vec![cores(2), gib(4)])
+        .with_colocation_label(rm_model::LabelKey::new("zone").unwrap());
+    let together = granted(vec![
+        (0, "n1", Compute, 2, Unit::CORES),
+        (1, "n1", Memory, 4, Unit::GIB),
+    ]);
+    check_grant(&req, &together, &[], &[]);
+    let split = granted(vec![
+        (0, "n2", Compute, 2, Unit::CORES),
+        (1, "n1", Memory, 4, Unit::GIB),
+    ]);
+    check_grant(&req, &split, &[], &["items"]);
+}
