@@ -70,6 +70,43 @@ pub struct Fairness {
     pub tenants: Vec<TenantShare>,
 }
 
+/// When a GPU task without a model constraint first found no room (filling).
+#[derive(Clone, Debug, Serialize)]
+pub struct Saturation {
+    /// Virtual time of the first GPU task dropped for lack of room.
+    pub at_s: f64,
+    /// GPUs allocated then over the cluster's GPUs, ppm.
+    pub allocation_ppm: u64,
+    /// GPUs left unallocated then (fragments too small or in the wrong place).
+    pub unallocated_gpus: f64,
+}
+
+/// GPU allocation, with every GPU placement audited.
+#[derive(Clone, Debug, Serialize)]
+pub struct GpuSummary {
+    /// The cluster's GPUs.
+    pub capacity_gpus: f64,
+    /// GPUs the GPU tasks ask for in all.
+    pub requested_gpus: f64,
+    /// GPUs allocated at the end.
+    pub allocated_gpus: f64,
+    /// `allocated_gpus` over `capacity_gpus`, ppm.
+    pub allocation_ppm: u64,
+    /// Tasks that ask for GPUs.
+    pub gpu_tasks: usize,
+    /// Of those, the ones placed.
+    pub gpu_tasks_placed: usize,
+    /// The moment GPU tasks first found no room, when they did.
+    pub saturation: Option<Saturation>,
+    /// Free GPU capacity on devices that are partly used, at the end.
+    pub fragmented_gpus_at_end: f64,
+    /// GPU grants checked: every part on one node, each GPU item on one device, the model
+    /// accepted.
+    pub placements_audited: u64,
+    /// Grants that failed the check.
+    pub placement_violations: u64,
+}
+
 /// The state at one moment.
 #[derive(Clone, Debug, Serialize)]
 pub struct Sample {
@@ -149,6 +186,8 @@ pub struct Report {
     pub scaling: Vec<String>,
     /// Whether the ledger's audit found nothing wrong at the end.
     pub audit_clean: bool,
+    /// GPU allocation, when the cluster has GPUs.
+    pub gpu: Option<GpuSummary>,
     /// The dimensions with capacity.
     pub types: Vec<String>,
     /// Node groups (pools).
@@ -280,6 +319,29 @@ impl Report {
                 line(format!("              {decision}"));
             }
         }
+        if let Some(gpu) = &self.gpu {
+            line(format!(
+                "gpu           {:.1} of {:.0} GPUs allocated ({}), {} of {} GPU tasks placed; {:.1} GPUs free in fragments",
+                gpu.allocated_gpus,
+                gpu.capacity_gpus,
+                percent(gpu.allocation_ppm),
+                gpu.gpu_tasks_placed,
+                gpu.gpu_tasks,
+                gpu.fragmented_gpus_at_end
+            ));
+            if let Some(saturation) = &gpu.saturation {
+                line(format!(
+                    "              saturation at {:.0} s: {} allocated, {:.1} GPUs unallocated",
+                    saturation.at_s,
+                    percent(saturation.allocation_ppm),
+                    saturation.unallocated_gpus
+                ));
+            }
+            line(format!(
+                "              placements audited {}, violations {}",
+                gpu.placements_audited, gpu.placement_violations
+            ));
+        }
         line(format!(
             "audit         {}",
             if self.audit_clean {
@@ -347,6 +409,49 @@ impl Report {
                 Box::new(|r: &Report| r.scaling.len().to_string()),
             ),
             (
+                "GPU allocated",
+                Box::new(|r: &Report| {
+                    r.gpu
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |g| percent(g.allocation_ppm))
+                }),
+            ),
+            (
+                "GPU tasks placed",
+                Box::new(|r: &Report| {
+                    r.gpu.as_ref().map_or_else(
+                        || "-".into(),
+                        |g| format!("{}/{}", g.gpu_tasks_placed, g.gpu_tasks),
+                    )
+                }),
+            ),
+            (
+                "GPUs unallocated at saturation",
+                Box::new(|r: &Report| {
+                    r.gpu
+                        .as_ref()
+                        .and_then(|g| g.saturation.as_ref())
+                        .map_or_else(|| "-".into(), |s| format!("{:.1}", s.unallocated_gpus))
+                }),
+            ),
+            (
+                "GPUs in fragments at end",
+                Box::new(|r: &Report| {
+                    r.gpu.as_ref().map_or_else(
+                        || "-".into(),
+                        |g| format!("{:.1}", g.fragmented_gpus_at_end),
+                    )
+                }),
+            ),
+            (
+                "GPU placement violations",
+                Box::new(|r: &Report| {
+                    r.gpu
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |g| g.placement_violations.to_string())
+                }),
+            ),
+            (
                 "audit",
                 Box::new(|r: &Report| {
                     if r.audit_clean {
@@ -369,7 +474,7 @@ impl Report {
         }
         out.push('\n');
         for (label, value) in rows {
-            let _ = write!(out, "{label:<20}");
+            let _ = write!(out, "{label:<30}");
             for (_, report) in reports {
                 let _ = write!(out, "  {:>width$}", value(report));
             }

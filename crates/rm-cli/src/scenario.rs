@@ -86,6 +86,11 @@ pub struct NodeGroup {
     /// GPUs per node.
     #[serde(default)]
     pub gpus: Quantity,
+    /// Model each GPU as a device of its own (`<node>-gpu-<k>`, one device each, labelled
+    /// with its node), so that a fraction of a GPU stays on one device and a task's parts stay
+    /// on one node; otherwise a node's GPUs are one pooled capacity.
+    #[serde(default)]
+    pub gpu_devices: bool,
     /// Labels of every node (a `pool` label names the group in reports).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -162,6 +167,9 @@ pub struct TaskSpec {
     /// Label `contention=<class>` for the contention strategy of a request class.
     #[serde(default)]
     pub contention: Option<String>,
+    /// GPU models the task accepts (the `model` label of GPU devices); any when empty.
+    #[serde(default)]
+    pub gpu_models: Vec<String>,
 }
 
 /// `tasks` tasks arriving every `every_s` seconds from `start_s`, named `prefix-0`, …; with
@@ -229,6 +237,7 @@ impl Generator {
                     priority: self.priority,
                     after,
                     contention: self.contention.clone(),
+                    gpu_models: Vec::new(),
                 }
             })
             .collect()
@@ -252,6 +261,33 @@ pub enum TraceSettings {
         #[serde(default)]
         tenants: Option<u32>,
     },
+    /// Alibaba GPU cluster trace v2023 ("openb"): a node list and a pod list.
+    #[serde(rename = "alibaba-gpu-2023")]
+    AlibabaGpu2023 {
+        /// The node list CSV (`openb_node_list_gpu_node.csv`): the cluster.
+        nodes: PathBuf,
+        /// The pod list CSV (`openb_pod_list_*.csv`).
+        pods: PathBuf,
+        /// `fill`: pods arrive one a second in list order and never leave; a pod that does
+        /// not fit is dropped (how the FGD paper measures fragmentation). `replay`: pods
+        /// arrive at their creation time, hold until their deletion time, and wait for room.
+        #[serde(default)]
+        mode: GpuMode,
+        /// Only the first this many pods.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+}
+
+/// How the GPU trace is replayed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuMode {
+    /// Arrivals only, until the cluster is full; unplaceable pods are dropped.
+    #[default]
+    Fill,
+    /// Creation and deletion times, with waiting.
+    Replay,
 }
 
 /// The file as written: the facade's sections and the replay's, every one typed so that a
@@ -361,6 +397,14 @@ impl Scenario {
             Some(TraceSettings::AlibabaBatch2018 { path, .. }) => {
                 *path = std::env::current_dir().unwrap_or_default().join(dir);
             }
+            Some(TraceSettings::AlibabaGpu2023 { nodes, pods, .. }) => {
+                let dir = std::env::current_dir().unwrap_or_default().join(dir);
+                for file in [nodes, pods] {
+                    if let Some(name) = file.file_name() {
+                        *file = dir.join(name);
+                    }
+                }
+            }
             None => {}
         }
     }
@@ -395,7 +439,8 @@ impl Scenario {
                 );
             }
         }
-        if self.cluster.is_empty() && self.config.resources.is_empty() {
+        let gpu_trace = matches!(self.trace, Some(TraceSettings::AlibabaGpu2023 { .. }));
+        if self.cluster.is_empty() && self.config.resources.is_empty() && !gpu_trace {
             problems.add(
                 "cluster".into(),
                 "the scenario has no nodes and no [[resources]]",

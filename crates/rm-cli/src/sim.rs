@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use rm_facade::model::{
-    ColocationGroup, ContentionStrategy, Event, EventKind, EventSink, Labels, ManualClock,
-    Priority, Quantity, RefusalReason, RequesterId, ReservationId, ReservationLedger,
+    ColocationGroup, Constraint, ContentionStrategy, Event, EventKind, EventSink, LabelKey, Labels,
+    ManualClock, Priority, Quantity, RefusalReason, RequesterId, ReservationId, ReservationLedger,
     ReservationRequest, ReservationState, Resource, ResourceCapacity, ResourceName,
     ResourceRequirement, ResourceType, Timestamp, Unit,
 };
@@ -17,9 +17,10 @@ use rm_facade::scale::{ScaleRefused, ScaleTarget};
 use rm_facade::{Config, ConfigError, Error, PolicyKind, Problem, ResourceManager};
 
 use crate::report::{
-    Fairness, Jobs, Report, Sample, TaskRecord, TenantShare, TypeUtilization, Waits,
+    Fairness, GpuSummary, Jobs, Report, Sample, Saturation, TaskRecord, TenantShare,
+    TypeUtilization, Waits,
 };
-use crate::scenario::{NodeGroup, Scenario, TaskSpec, Tenant, TraceSettings};
+use crate::scenario::{GpuMode, NodeGroup, Scenario, TaskSpec, Tenant, TraceSettings};
 use crate::trace;
 
 /// The dimensions a replay accounts: cores, bytes, devices.
@@ -120,40 +121,83 @@ impl Preemptions {
     }
 }
 
-fn node(group: &NodeGroup, index: u32) -> Result<Resource, ConfigError> {
-    let invalid = |message: String| {
-        ConfigError::Invalid(vec![Problem {
-            path: format!("cluster.{}", group.prefix),
-            message,
-        }])
-    };
-    let name = format!("{}-{index}", group.prefix);
-    let capacity = |amount: Quantity, unit: Unit| {
-        ResourceCapacity::of(amount, unit).map_err(|err| invalid(err.to_string()))
-    };
-    let mut resource = Resource::new(
-        &name,
-        ResourceType::Compute,
-        capacity(group.cpu, Unit::CORES)?,
-    )
-    .map_err(|err| invalid(err.to_string()))?;
-    if group.memory > Quantity::ZERO {
-        resource =
-            resource.with_capacity(ResourceType::Memory, capacity(group.memory, Unit::BYTES)?);
-    }
-    if group.gpus > Quantity::ZERO {
-        resource = resource.with_capacity(ResourceType::Gpu, capacity(group.gpus, Unit::DEVICES)?);
-    }
-    let mut labels = Labels::new();
-    labels
-        .insert("group", &group.prefix)
+/// A machine: one resource with its cores and memory (and its GPUs, pooled, unless they are
+/// devices of their own), then one resource per GPU device; all labelled `node` = its name,
+/// `group` = its pool, and with `labels`.
+struct Machine<'a> {
+    name: String,
+    pool: &'a str,
+    cpu: Quantity,
+    memory: Quantity,
+    gpus: Quantity,
+    gpu_devices: bool,
+    labels: Vec<(&'a str, &'a str)>,
+}
+
+impl Machine<'_> {
+    fn resources(&self) -> Result<Vec<Resource>, ConfigError> {
+        let invalid = |message: String| {
+            ConfigError::Invalid(vec![Problem {
+                path: format!("cluster.{}", self.pool),
+                message,
+            }])
+        };
+        let capacity = |amount: Quantity, unit: Unit| {
+            ResourceCapacity::of(amount, unit).map_err(|err| invalid(err.to_string()))
+        };
+        let mut labels = Labels::new();
+        for (key, value) in [("group", self.pool), ("node", self.name.as_str())]
+            .into_iter()
+            .chain(self.labels.iter().copied())
+        {
+            labels
+                .insert(key, value)
+                .map_err(|err| invalid(format!("label {key}: {err}")))?;
+        }
+        let mut node = Resource::new(
+            &self.name,
+            ResourceType::Compute,
+            capacity(self.cpu, Unit::CORES)?,
+        )
         .map_err(|err| invalid(err.to_string()))?;
-    for (key, value) in &group.labels {
-        labels
-            .insert(key, value)
-            .map_err(|err| invalid(format!("label {key}: {err}")))?;
+        if self.memory > Quantity::ZERO {
+            node = node.with_capacity(ResourceType::Memory, capacity(self.memory, Unit::BYTES)?);
+        }
+        if self.gpus > Quantity::ZERO && !self.gpu_devices {
+            node = node.with_capacity(ResourceType::Gpu, capacity(self.gpus, Unit::DEVICES)?);
+        }
+        let mut out = vec![node.with_labels(labels.clone())];
+        if self.gpu_devices {
+            let devices = self.gpus.as_milli() / 1000;
+            for k in 0..devices {
+                let device = Resource::new(
+                    &format!("{}-gpu-{k}", self.name),
+                    ResourceType::Gpu,
+                    capacity(Quantity::from_units(1), Unit::DEVICES)?,
+                )
+                .map_err(|err| invalid(err.to_string()))?;
+                out.push(device.with_labels(labels.clone()));
+            }
+        }
+        Ok(out)
     }
-    Ok(resource.with_labels(labels))
+}
+
+fn node(group: &NodeGroup, index: u32) -> Result<Vec<Resource>, ConfigError> {
+    Machine {
+        name: format!("{}-{index}", group.prefix),
+        pool: &group.prefix,
+        cpu: group.cpu,
+        memory: group.memory,
+        gpus: group.gpus,
+        gpu_devices: group.gpu_devices,
+        labels: group
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+    }
+    .resources()
 }
 
 /// An autoscaled node group as a scale target: nodes are registered and unregistered in the
@@ -199,19 +243,27 @@ impl ScaleTarget for GroupTarget {
             let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
             let index = *next;
             *next += 1;
-            let resource = node(&self.group, index).map_err(|err| refused(err.to_string()))?;
-            ledger
-                .register_resource(resource)
-                .map_err(|err| refused(err.to_string()))?;
+            for resource in node(&self.group, index).map_err(|err| refused(err.to_string()))? {
+                ledger
+                    .register_resource(resource)
+                    .map_err(|err| refused(err.to_string()))?;
+            }
             live.push(index);
         }
         // Shrink by removing idle nodes, newest first; busy ones stay until a later tick.
         let mut at = live.len();
         while live.len() as u64 > size && at > 0 {
             at -= 1;
-            let name = ResourceName::new(&format!("{}-{}", self.group.prefix, live[at]))
-                .map_err(|err| refused(err.to_string()))?;
+            let machine = format!("{}-{}", self.group.prefix, live[at]);
+            let name = ResourceName::new(&machine).map_err(|err| refused(err.to_string()))?;
             if ledger.unregister_resource(&name).is_ok() {
+                // Its devices hold nothing either: every hold has a part on the node.
+                let devices = self.group.gpus.as_milli() / 1000;
+                for k in 0..if self.group.gpu_devices { devices } else { 0 } {
+                    if let Ok(device) = ResourceName::new(&format!("{machine}-gpu-{k}")) {
+                        let _ = ledger.unregister_resource(&device);
+                    }
+                }
                 live.remove(at);
             }
         }
@@ -305,6 +357,36 @@ pub fn run(
         }
         specs.extend(imported);
     }
+    let mut gpu_machines: Vec<trace::GpuNode> = Vec::new();
+    let mut fill = false;
+    if let Some(TraceSettings::AlibabaGpu2023 {
+        nodes,
+        pods,
+        mode,
+        limit,
+    }) = &scenario.trace
+    {
+        fill = *mode == GpuMode::Fill;
+        gpu_machines = trace::alibaba_gpu_nodes(&scenario.base.join(nodes))?;
+        let tenant = "pods";
+        if !tenants.iter().any(|t| t.name == tenant) {
+            tenants.push(Tenant {
+                name: tenant.into(),
+                weight: 1,
+                class: None,
+                quota: None,
+            });
+        }
+        specs.extend(trace::alibaba_gpu_pods(
+            &scenario.base.join(pods),
+            tenant,
+            fill,
+            *limit,
+        )?);
+    }
+    // GPUs are devices of their own (fractions stay on one device, a task's parts on one
+    // node) for the GPU trace and for groups that ask for it.
+    let device_gpus = !gpu_machines.is_empty() || scenario.cluster.iter().any(|g| g.gpu_devices);
 
     let mut config = scenario.config.clone();
     config.manager.wait_timeout_ms = 0;
@@ -371,6 +453,18 @@ pub fn run(
         .map(|class| (class.name.as_str(), class.priority.0))
         .collect();
 
+    // Pools: the node groups, then the GPU trace's machines by GPU model.
+    let mut pools: Vec<String> = scenario.cluster.iter().map(|g| g.prefix.clone()).collect();
+    for machine in &gpu_machines {
+        let pool = if machine.model.is_empty() {
+            "cpu-only"
+        } else {
+            machine.model.as_str()
+        };
+        if !pools.iter().any(|p| p == pool) {
+            pools.push(pool.to_owned());
+        }
+    }
     // Nodes: fixed groups go in as resources; autoscaled ones through their scale targets.
     let waiting_cpu = Arc::new(AtomicI64::new(0));
     let mut targets: Vec<(usize, Arc<GroupTarget>)> = Vec::new();
@@ -393,10 +487,57 @@ pub fn run(
             ));
         } else {
             for index in 0..group.count {
-                config.resources.push(node(group, index)?);
+                config.resources.extend(node(group, index)?);
             }
         }
     }
+    for machine in &gpu_machines {
+        let pool = if machine.model.is_empty() {
+            "cpu-only"
+        } else {
+            machine.model.as_str()
+        };
+        node_group.insert(
+            machine.name.clone(),
+            pools.iter().position(|p| p == pool).unwrap_or(0),
+        );
+        let mut labels = Vec::new();
+        if !machine.model.is_empty() {
+            labels.push(("model", machine.model.as_str()));
+        }
+        config.resources.extend(
+            Machine {
+                name: machine.name.clone(),
+                pool,
+                cpu: machine.cpu,
+                memory: machine.memory,
+                gpus: Quantity::from_units(i32::try_from(machine.gpus).unwrap_or(i32::MAX)),
+                gpu_devices: true,
+                labels,
+            }
+            .resources()?,
+        );
+    }
+    // Where each resource is: its node and, for a GPU device, its model (for the audit).
+    let placement_of: HashMap<String, (String, Option<String>)> = config
+        .resources
+        .iter()
+        .map(|r| {
+            (
+                r.name().as_str().to_owned(),
+                (
+                    r.label("node").unwrap_or("").to_owned(),
+                    r.label("model").map(str::to_owned),
+                ),
+            )
+        })
+        .collect();
+    let node_label = LabelKey::new("node").map_err(|err| {
+        ConfigError::Invalid(vec![Problem {
+            path: "cluster".into(),
+            message: err.to_string(),
+        }])
+    })?;
 
     let clock = Arc::new(ManualClock::new());
     let preemptions = Arc::new(Preemptions::default());
@@ -479,11 +620,44 @@ pub fn run(
             );
             requirements[0] = requirements[0].clone().colocated(colocation.clone());
         }
-        if spec.gpus > Quantity::ZERO {
-            requirements.push(
+        let model_constraint = if spec.gpu_models.is_empty() {
+            None
+        } else {
+            let builder = Constraint::label("model").map_err(|err| {
+                ConfigError::Invalid(vec![Problem {
+                    path: format!("tasks[{i}].gpu_models"),
+                    message: err.to_string(),
+                }])
+            })?;
+            Some(builder.is_in(spec.gpu_models.iter().map(String::as_str)))
+        };
+        let with_model = |requirement: ResourceRequirement| match &model_constraint {
+            Some(constraint) => requirement.with_constraint(constraint.clone()),
+            None => requirement,
+        };
+        if spec.gpus > Quantity::ZERO && device_gpus {
+            // One requirement per whole GPU and one for a fraction, each on one device; the
+            // request keeps every part on one node.
+            let milli = spec.gpus.as_milli();
+            for _ in 0..milli / 1000 {
+                requirements.push(with_model(ResourceRequirement::new(
+                    ResourceType::Gpu,
+                    Quantity::from_units(1),
+                    Unit::DEVICES,
+                )));
+            }
+            if milli % 1000 != 0 {
+                requirements.push(with_model(ResourceRequirement::new(
+                    ResourceType::Gpu,
+                    Quantity::from_milli(milli % 1000),
+                    Unit::DEVICES,
+                )));
+            }
+        } else if spec.gpus > Quantity::ZERO {
+            requirements.push(with_model(
                 ResourceRequirement::new(ResourceType::Gpu, spec.gpus, Unit::DEVICES)
                     .colocated(colocation.clone()),
-            );
+            ));
             requirements[0] = requirements[0].clone().colocated(colocation.clone());
         }
         let requester = RequesterId::new(&spec.tenant).map_err(|err| {
@@ -495,6 +669,9 @@ pub fn run(
         let mut request = ReservationRequest::new(requester, requirements)
             .with_priority(Priority(priority))
             .with_strategy(scenario.simulation.strategy);
+        if device_gpus && spec.gpus > Quantity::ZERO {
+            request = request.with_colocation_label(node_label.clone());
+        }
         if let Some(class) = &spec.contention {
             let mut labels = Labels::new();
             labels.insert("contention", class).map_err(|err| {
@@ -557,7 +734,7 @@ pub fn run(
 
     let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); tenants.len()];
     let mut held: Vec<Amounts> = vec![[0; 3]; tenants.len()];
-    let mut group_held: Vec<Amounts> = vec![[0; 3]; scenario.cluster.len()];
+    let mut group_held: Vec<Amounts> = vec![[0; 3]; pools.len()];
     let mut holds: Vec<Hold> = Vec::new();
     let mut free_slots: Vec<usize> = Vec::new();
     let mut hold_of: HashMap<ReservationId, usize> = HashMap::new();
@@ -585,13 +762,16 @@ pub fn run(
     let mut done_tasks = 0usize;
     let mut now: u64 = 0;
     let mut capacity = capacity_of(&manager)?;
-    let mut group_capacity = group_capacity_of(&manager, &scenario.cluster)?;
+    let mut group_capacity = group_capacity_of(&manager, &pools)?;
     let weights: Vec<i128> = tenants
         .iter()
         .map(|t| i128::from(t.weight.max(1)))
         .collect();
     let total_weight: i128 = weights.iter().sum::<i128>().max(1);
     let mut last_progress = std::time::Instant::now();
+    let mut audited: u64 = 0;
+    let mut placement_violations: u64 = 0;
+    let mut saturation: Option<(u64, i128)> = None;
 
     macro_rules! enqueue {
         ($task:expr) => {{
@@ -602,6 +782,20 @@ pub fn run(
                 tasks[task].queued = true;
                 tasks[task].ready_at = now;
                 queues[tasks[task].tenant].push_back(task);
+            }
+        }};
+    }
+
+    // A task whose last instance is done: its end, and its job's completion time.
+    macro_rules! finish_task {
+        ($task:expr) => {{
+            let task: usize = $task;
+            tasks[task].end = Some(now);
+            done_tasks += 1;
+            let job = tasks[task].job;
+            job_left[job] -= 1;
+            if job_left[job] == 0 {
+                jcts.push(now - job_arrival[job]);
             }
         }};
     }
@@ -695,7 +889,7 @@ pub fn run(
                 manager.tick()?;
                 drain_preemptions!();
                 capacity = capacity_of(&manager)?;
-                group_capacity = group_capacity_of(&manager, &scenario.cluster)?;
+                group_capacity = group_capacity_of(&manager, &pools)?;
                 for (_, target) in &targets {
                     for index in target.live().iter() {
                         node_group
@@ -748,13 +942,7 @@ pub fn run(
                     state.running -= 1;
                     state.finished += 1;
                     if state.to_start == 0 && state.running == 0 {
-                        state.end = Some(now);
-                        done_tasks += 1;
-                        let job = state.job;
-                        job_left[job] -= 1;
-                        if job_left[job] == 0 {
-                            jcts.push(now - job_arrival[job]);
-                        }
+                        finish_task!(task);
                         for child in tasks[task].children.clone() {
                             tasks[child].unmet -= 1;
                             if tasks[child].unmet == 0 && tasks[child].arrived {
@@ -816,6 +1004,16 @@ pub fn run(
                 match manager.reserve(&request) {
                     Ok(reservation) => {
                         manager.confirm(&reservation.id, None)?;
+                        if device_gpus && shape[2] > 0 {
+                            audited += 1;
+                            if !placement_ok(
+                                &reservation,
+                                &placement_of,
+                                &specs[tasks[task].spec_index].gpu_models,
+                            ) {
+                                placement_violations += 1;
+                            }
+                        }
                         let node = reservation.items.first().map(|item| item.resource.clone());
                         let group = node
                             .as_ref()
@@ -859,16 +1057,44 @@ pub fn run(
                         }
                         state.to_start -= 1;
                         state.running += 1;
-                        events.push(Reverse((now + state.duration, Ev::Finish(h, generation))));
-                        if state.to_start == 0 {
+                        let all_started = state.to_start == 0;
+                        if !fill {
+                            events.push(Reverse((now + state.duration, Ev::Finish(h, generation))));
+                        }
+                        if all_started {
                             state.queued = false;
                             queues[tenant].remove(position);
+                            if fill {
+                                // Filling: pods never leave; placed is done.
+                                finish_task!(task);
+                            }
                         }
                         started = true;
                     }
                     Err(err) => {
                         let reason = err.refusal().map(|r| r.reason);
                         match reason {
+                            Some(RefusalReason::InsufficientCapacity) if fill => {
+                                // Filling: a pod with no room now is dropped.
+                                // Saturation: an unconstrained GPU pod finds no room (one
+                                // limited to a rare model may fail long before).
+                                if shape[2] > 0
+                                    && saturation.is_none()
+                                    && specs[tasks[task].spec_index].gpu_models.is_empty()
+                                {
+                                    let allocated: i128 = held.iter().map(|h| h[2]).sum();
+                                    saturation = Some((now, allocated));
+                                }
+                                let state = &mut tasks[task];
+                                state
+                                    .held_back
+                                    .get_or_insert(RefusalReason::InsufficientCapacity);
+                                state.rejected = Some("no room when it arrived".into());
+                                state.queued = false;
+                                queues[tenant].remove(position);
+                                done_tasks += 1;
+                                continue;
+                            }
                             Some(RefusalReason::InsufficientCapacity) => {
                                 tasks[task]
                                     .held_back
@@ -1023,6 +1249,46 @@ pub fn run(
         })
         .collect();
     let audit = manager.ledger().audit()?;
+    let gpu = (capacity[2] > 0).then(|| {
+        let devices = |milli: i128| milli as f64 / 1000.0;
+        let allocated: i128 = held.iter().map(|h| h[2]).sum();
+        let gpu_tasks: Vec<&TaskState> = tasks.iter().filter(|t| t.amounts[2] > 0).collect();
+        let requested: i128 = gpu_tasks
+            .iter()
+            .map(|t| t.amounts[2] * i128::from(specs[t.spec_index].count))
+            .sum();
+        let fragmented: i128 = manager
+            .snapshot()
+            .map(|snapshot| {
+                snapshot
+                    .usage
+                    .iter()
+                    .filter(|u| u.resource_type == ResourceType::Gpu)
+                    .map(|u| {
+                        let capacity = i128::from(u.capacity.as_milli());
+                        let free = i128::from(u.free.as_milli());
+                        if free > 0 && free < capacity { free } else { 0 }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        GpuSummary {
+            capacity_gpus: devices(capacity[2]),
+            requested_gpus: devices(requested),
+            allocated_gpus: devices(allocated),
+            allocation_ppm: ppm(allocated, capacity[2]),
+            gpu_tasks: gpu_tasks.len(),
+            gpu_tasks_placed: gpu_tasks.iter().filter(|t| t.first_start.is_some()).count(),
+            saturation: saturation.map(|(at, allocated)| Saturation {
+                at_s: at as f64 / 1000.0,
+                allocation_ppm: ppm(allocated, capacity[2]),
+                unallocated_gpus: devices(capacity[2] - allocated),
+            }),
+            fragmented_gpus_at_end: devices(fragmented),
+            placements_audited: audited,
+            placement_violations,
+        }
+    });
     Ok(Report {
         name: scenario.simulation.name.clone(),
         policy: order.as_str().to_owned(),
@@ -1050,14 +1316,42 @@ pub fn run(
             .filter(|(d, _)| capacity[*d] > 0)
             .map(|(_, (_, n))| (*n).to_owned())
             .collect(),
-        pools: scenario.cluster.iter().map(|g| g.prefix.clone()).collect(),
+        pools: pools.clone(),
         tenant_names: tenants.iter().map(|t| t.name.clone()).collect(),
         entitled_ppm: entitled,
+        gpu,
         samples,
         wait_histogram,
         wall_s: wall.elapsed().as_secs_f64(),
         records,
     })
+}
+
+/// Whether a grant keeps every part on one node, each GPU item within one device, and each
+/// device of an accepted model.
+fn placement_ok(
+    reservation: &rm_facade::model::Reservation,
+    placement_of: &HashMap<String, (String, Option<String>)>,
+    models: &[String],
+) -> bool {
+    let mut node: Option<&str> = None;
+    for item in reservation.items.iter() {
+        let Some((item_node, model)) = placement_of.get(item.resource.as_str()) else {
+            return false;
+        };
+        if *node.get_or_insert(item_node) != item_node.as_str() || item_node.is_empty() {
+            return false;
+        }
+        if item.resource_type == ResourceType::Gpu {
+            if item.amount > Quantity::from_units(1) {
+                return false;
+            }
+            if !models.is_empty() && !model.as_ref().is_some_and(|m| models.contains(m)) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Waits (milliseconds) counted into buckets from "0 s" to "> 1 h".
@@ -1120,15 +1414,12 @@ fn capacity_of(manager: &ResourceManager) -> Result<Amounts, Error> {
 }
 
 /// Capacity per node group (by the `group` label).
-fn group_capacity_of(
-    manager: &ResourceManager,
-    groups: &[NodeGroup],
-) -> Result<Vec<Amounts>, Error> {
-    let mut totals = vec![[0; 3]; groups.len()];
+fn group_capacity_of(manager: &ResourceManager, pools: &[String]) -> Result<Vec<Amounts>, Error> {
+    let mut totals = vec![[0; 3]; pools.len()];
     for resource in manager.ledger().resources()? {
         let Some(g) = resource
             .label("group")
-            .and_then(|label| groups.iter().position(|group| group.prefix == label))
+            .and_then(|label| pools.iter().position(|pool| pool == label))
         else {
             continue;
         };

@@ -172,6 +172,7 @@ pub fn alibaba_batch_2018(
             priority: None,
             after: Vec::new(),
             contention: None,
+            gpu_models: Vec::new(),
         });
     }
     for (index, job, parents) in pending_parents {
@@ -188,6 +189,149 @@ pub fn alibaba_batch_2018(
             };
             out[index].after.push(parent.clone());
         }
+    }
+    Ok(out)
+}
+
+/// One node of the GPU trace: its name, cores, memory, GPUs and GPU model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuNode {
+    /// `sn`.
+    pub name: String,
+    /// `cpu_milli` as cores.
+    pub cpu: Quantity,
+    /// `memory_mib` in bytes.
+    pub memory: Quantity,
+    /// `gpu`.
+    pub gpus: u32,
+    /// `model` (empty without GPUs).
+    pub model: String,
+}
+
+fn number<T: std::str::FromStr>(text: &str, at: impl Fn() -> String) -> Result<T, ConfigError> {
+    text.parse()
+        .map_err(|_| problem(at(), format!("{text:?} is not a number")))
+}
+
+const MIB: i64 = 1024 * 1024;
+
+/// Reads an `openb_node_list_*.csv` of the Alibaba GPU trace (2023).
+pub fn alibaba_gpu_nodes(path: &Path) -> Result<Vec<GpuNode>, ConfigError> {
+    let text = read(path)?;
+    let mut nodes = Vec::new();
+    for (row, line) in text.lines().enumerate().skip(1) {
+        let at = |field: &str| format!("{}:{}: {field}", path.display(), row + 1);
+        let fields: Vec<&str> = line.split(',').collect();
+        let [name, cpu, memory, gpus, model] = fields[..] else {
+            return Err(problem(
+                at("row"),
+                format!("expected 5 fields, found {}", fields.len()),
+            ));
+        };
+        let cpu: i64 = number(cpu, || at("cpu_milli"))?;
+        let memory: i64 = number(memory, || at("memory_mib"))?;
+        nodes.push(GpuNode {
+            name: name.to_owned(),
+            cpu: Quantity::from_milli(cpu),
+            memory: Quantity::from_milli(memory.saturating_mul(MIB).saturating_mul(1000)),
+            gpus: number(gpus, || at("gpu"))?,
+            model: model.to_owned(),
+        });
+    }
+    Ok(nodes)
+}
+
+/// Reads an `openb_pod_list_*.csv` of the Alibaba GPU trace (2023) as tasks of tenant
+/// `tenant`: a pod asks `cpu_milli`, `memory_mib` and `num_gpu` whole GPUs, or
+/// `gpu_milli` thousandths of one GPU, of the models in `gpu_spec`. With `fill`, pods arrive
+/// one a second in list order and never leave; otherwise at their creation time (rebased to
+/// the first) until their deletion time.
+pub fn alibaba_gpu_pods(
+    path: &Path,
+    tenant: &str,
+    fill: bool,
+    limit: Option<usize>,
+) -> Result<Vec<TaskSpec>, ConfigError> {
+    let text = read(path)?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let need = |name: &str| {
+        column(name).ok_or_else(|| {
+            problem(
+                format!("{}: header", path.display()),
+                format!("no column {name}"),
+            )
+        })
+    };
+    let (name_at, cpu_at, memory_at, gpus_at, milli_at) = (
+        need("name")?,
+        need("cpu_milli")?,
+        need("memory_mib")?,
+        need("num_gpu")?,
+        need("gpu_milli")?,
+    );
+    let spec_at = column("gpu_spec");
+    let (created_at, deleted_at) = (column("creation_time"), column("deletion_time"));
+    if !fill && (created_at.is_none() || deleted_at.is_none()) {
+        return Err(problem(
+            format!("{}: header", path.display()),
+            "replay needs creation_time and deletion_time (this list has none: use mode = \"fill\")",
+        ));
+    }
+    let mut out = Vec::new();
+    let mut origin = None;
+    for (row, line) in lines.enumerate() {
+        if limit.is_some_and(|limit| out.len() >= limit) {
+            break;
+        }
+        let at = |field: &str| format!("{}:{}: {field}", path.display(), row + 2);
+        let fields: Vec<&str> = line.split(',').collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or("");
+        let cpu: i64 = number(field(cpu_at), || at("cpu_milli"))?;
+        let memory: i64 = number(field(memory_at), || at("memory_mib"))?;
+        let gpus: i64 = number(field(gpus_at), || at("num_gpu"))?;
+        let milli: i64 = number(field(milli_at), || at("gpu_milli"))?;
+        let gpus = if gpus == 1 && milli > 0 && milli < 1000 {
+            Quantity::from_milli(milli)
+        } else {
+            Quantity::from_milli(gpus * 1000)
+        };
+        let mut models: Vec<String> = spec_at
+            .map(field)
+            .unwrap_or("")
+            .split('|')
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        models.sort();
+        models.dedup();
+        let (arrival_s, duration_s) = if fill {
+            (out.len() as u64, u64::MAX / 4_000)
+        } else {
+            let created: u64 = number(field(created_at.unwrap_or(0)), || at("creation_time"))?;
+            let deleted: u64 = number(field(deleted_at.unwrap_or(0)), || at("deletion_time"))?;
+            let origin = *origin.get_or_insert(created);
+            (
+                created.saturating_sub(origin),
+                deleted.saturating_sub(created),
+            )
+        };
+        out.push(TaskSpec {
+            id: field(name_at).to_owned(),
+            tenant: tenant.to_owned(),
+            job: None,
+            arrival_s,
+            duration_s,
+            cpu: Quantity::from_milli(cpu),
+            memory: Quantity::from_milli(memory.saturating_mul(MIB).saturating_mul(1000)),
+            gpus,
+            count: 1,
+            priority: None,
+            after: Vec::new(),
+            contention: None,
+            gpu_models: models,
+        });
     }
     Ok(out)
 }

@@ -59,3 +59,74 @@ fn a_slice_of_the_2018_batch_trace_respects_dependencies() {
     }
     assert!(edges > 100, "{edges} dependency edges checked");
 }
+
+fn gpu_scenario(
+    data: &std::path::Path,
+    pods: &str,
+    strategy: &str,
+    limit: usize,
+) -> scenario::Scenario {
+    let folder = data.join("alibaba-gpu-2023");
+    let text = format!(
+        r#"
+        [simulation]
+        strategy = "{strategy}"
+        [policy]
+        order = []
+        [trace]
+        kind = "alibaba-gpu-2023"
+        nodes = "{}"
+        pods = "{}"
+        mode = "fill"
+        limit = {limit}
+        "#,
+        folder.join("openb_node_list_gpu_node.csv").display(),
+        folder.join(pods).display(),
+    );
+    scenario::parse(&text, std::path::Path::new(".")).unwrap()
+}
+
+#[test]
+fn gpu_pods_are_placed_whole_on_one_node_and_fractions_on_one_device() {
+    let Some(data) = data_dir("gpu_pods_are_placed_whole_on_one_node_and_fractions_on_one_device")
+    else {
+        return;
+    };
+    // The list with GPU-model constraints, so the audit checks models too.
+    let scenario = gpu_scenario(&data, "openb_pod_list_gpuspec33.csv", "greedy", 2500);
+    let report = sim::run(&scenario, None, &mut |_, _, _| {}).unwrap();
+    let gpu = report.gpu.as_ref().unwrap();
+    assert_eq!(gpu.capacity_gpus, 6212.0);
+    assert!(gpu.gpu_tasks_placed > 1500, "{gpu:?}");
+    assert_eq!(gpu.placements_audited, gpu.gpu_tasks_placed as u64);
+    assert_eq!(gpu.placement_violations, 0);
+    assert!(report.audit_clean);
+}
+
+#[test]
+fn gpu_strategies_compare_side_by_side() {
+    let Some(data) = data_dir("gpu_strategies_compare_side_by_side") else {
+        return;
+    };
+    let reports: Vec<(String, rm_cli::report::Report)> = ["greedy", "bin-pack"]
+        .iter()
+        .map(|strategy| {
+            let scenario = gpu_scenario(&data, "openb_pod_list_multigpu50.csv", strategy, 1500);
+            (
+                (*strategy).to_owned(),
+                sim::run(&scenario, None, &mut |_, _, _| {}).unwrap(),
+            )
+        })
+        .collect();
+    let table = rm_cli::report::Report::side_by_side(&reports);
+    for row in [
+        "GPU allocated",
+        "GPUs unallocated at saturation",
+        "GPU placement violations",
+    ] {
+        assert!(table.contains(row), "{row} missing in\n{table}");
+    }
+    for (_, report) in &reports {
+        assert_eq!(report.gpu.as_ref().unwrap().placement_violations, 0);
+    }
+}
