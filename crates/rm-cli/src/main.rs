@@ -102,6 +102,12 @@ fn print_config_error(err: &ConfigError) {
 fn simulate(options: &Simulate) -> Result<(), ExitCode> {
     let scenario = load(options.scenario.as_deref(), options.trace_path.as_deref())?;
     let quiet = options.quiet;
+    if let Some(addr) = options.metrics_addr {
+        let _ = writeln!(
+            std::io::stderr(),
+            "serving live metrics at http://{addr}/metrics during the replay"
+        );
+    }
     let mut progress = |virtual_s: u64, done: usize, total: usize| {
         if !quiet {
             let mut stderr = std::io::stderr().lock();

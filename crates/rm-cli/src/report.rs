@@ -474,9 +474,14 @@ impl Report {
         }
         out.push('\n');
         for (label, value) in rows {
+            let cells: Vec<String> = reports.iter().map(|(_, report)| value(report)).collect();
+            // A row that applies to none of the reports (GPU rows without GPUs) is left out.
+            if cells.iter().all(|cell| cell == "-") {
+                continue;
+            }
             let _ = write!(out, "{label:<30}");
-            for (_, report) in reports {
-                let _ = write!(out, "  {:>width$}", value(report));
+            for cell in cells {
+                let _ = write!(out, "  {cell:>width$}");
             }
             out.push('\n');
         }

@@ -211,3 +211,30 @@ fn compare_puts_strategies_and_policies_side_by_side() {
         Some(2)
     );
 }
+
+#[test]
+fn live_metrics_are_served_during_a_replay() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let output = rmctl(&["simulate", "--quiet", "--metrics-addr", &addr]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("http://{addr}/metrics")),
+        "{stderr}"
+    );
+    assert_eq!(
+        rmctl(&["simulate", "--metrics-addr", "nowhere"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

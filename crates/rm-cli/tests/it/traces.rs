@@ -108,16 +108,33 @@ fn gpu_strategies_compare_side_by_side() {
     let Some(data) = data_dir("gpu_strategies_compare_side_by_side") else {
         return;
     };
+    // The first 40 GPU nodes of the trace, so that 1,500 pods saturate them.
+    let nodes = std::fs::read_to_string(data.join("alibaba-gpu-2023/openb_node_list_gpu_node.csv"))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("rmctl-gpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = dir.join("nodes.csv");
+    std::fs::write(
+        &small,
+        nodes.lines().take(41).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
     let reports: Vec<(String, rm_cli::report::Report)> = ["greedy", "bin-pack"]
         .iter()
         .map(|strategy| {
-            let scenario = gpu_scenario(&data, "openb_pod_list_multigpu50.csv", strategy, 1500);
+            let mut scenario = gpu_scenario(&data, "openb_pod_list_multigpu50.csv", strategy, 1500);
+            if let Some(rm_cli::scenario::TraceSettings::AlibabaGpu2023 { nodes, .. }) =
+                &mut scenario.trace
+            {
+                *nodes = small.clone();
+            }
             (
                 (*strategy).to_owned(),
                 sim::run(&scenario, None, &mut |_, _, _| {}).unwrap(),
             )
         })
         .collect();
+    std::fs::remove_dir_all(&dir).unwrap();
     let table = rm_cli::report::Report::side_by_side(&reports);
     for row in [
         "GPU allocated",
@@ -127,6 +144,11 @@ fn gpu_strategies_compare_side_by_side() {
         assert!(table.contains(row), "{row} missing in\n{table}");
     }
     for (_, report) in &reports {
-        assert_eq!(report.gpu.as_ref().unwrap().placement_violations, 0);
+        let gpu = report.gpu.as_ref().unwrap();
+        assert_eq!(gpu.placement_violations, 0);
+        let saturation = gpu.saturation.as_ref().expect("40 nodes saturate");
+        assert!(
+            saturation.unallocated_gpus >= 0.0 && saturation.unallocated_gpus < gpu.capacity_gpus
+        );
     }
 }
