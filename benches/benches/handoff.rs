@@ -5,6 +5,13 @@
 //! `tokio::sync::Semaphore` with one permit (FIFO hand-off), awaited with a minimal
 //! thread-parking executor; ours is a `WaitQueue` over `ReservationManager`, woken by the
 //! ledger's events and honouring priority order.
+//!
+//! A hand-off costs the kernel's wake-up of the other thread (tens of microseconds on a
+//! virtual machine), which drifts from second to second; criterion measures the variants one
+//! after another, so their ratio moves with the drift. Before the criterion run the binary
+//! therefore prints medians of interleaved rounds (each round runs every variant in turn),
+//! whose ratios are what `docs/performance.md` quotes.
+#![expect(clippy::print_stderr, reason = "the bench reports interleaved medians")]
 
 use std::future::Future;
 use std::pin::pin;
@@ -66,20 +73,45 @@ fn two_threads(iters: u64, turn: impl Fn() + Sync) -> Duration {
     start.elapsed()
 }
 
+/// Medians over `rounds` interleaved rounds of `turns` turns per variant, per turn; each round
+/// starts with the next variant, so that none always runs first.
+fn interleaved(rounds: usize, turns: u64, variants: &[(&str, &(dyn Fn() + Sync))]) {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); variants.len()];
+    for round in 0..rounds {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let turn = variants[i].1;
+            times[i].push(two_threads(turns, turn) / u32::try_from(turns).unwrap_or(u32::MAX));
+        }
+    }
+    let medians: Vec<Duration> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect();
+    for ((name, _), median) in variants.iter().zip(&medians) {
+        eprintln!(
+            "interleaved median of {rounds} rounds x {turns} turns: {name}: {median:.2?} per turn ({:.3}x the first)",
+            median.as_secs_f64() / medians[0].as_secs_f64()
+        );
+    }
+}
+
 fn handoff(c: &mut Criterion) {
     let mut group = c.benchmark_group("hand-off 1 unit, 2 threads");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(4));
 
     let semaphore = tokio::sync::Semaphore::new(1);
+    let tokio_turn = || {
+        let permit = block_on(semaphore.acquire()).expect("open");
+        hold();
+        drop(permit);
+    };
     group.bench_function("tokio-semaphore", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, || {
-                let permit = block_on(semaphore.acquire()).expect("open");
-                hold();
-                drop(permit);
-            })
-        });
+        b.iter_custom(|iters| two_threads(iters, tokio_turn));
     });
 
     let wakeup = Wakeup::new();
@@ -111,30 +143,37 @@ fn handoff(c: &mut Criterion) {
         )],
     )
     .with_strategy(ReservationStrategy::Greedy);
+    let future_turn = || {
+        let granted = block_on(queue.enqueue(request.clone())).expect("granted");
+        hold();
+        queue
+            .cancel(&granted.id, Some(granted.fencing_token))
+            .expect("cancel");
+    };
+    let blocking_turn = || {
+        let granted = queue
+            .enqueue(request.clone())
+            .wait_timeout(Duration::from_secs(10))
+            .expect("granted");
+        hold();
+        queue
+            .cancel(&granted.id, Some(granted.fencing_token))
+            .expect("cancel");
+    };
+    interleaved(
+        15,
+        2_000,
+        &[
+            ("tokio-semaphore", &tokio_turn),
+            ("wait-queue (future)", &future_turn),
+            ("wait-queue (blocking)", &blocking_turn),
+        ],
+    );
     group.bench_function("wait-queue (future)", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, || {
-                let granted = block_on(queue.enqueue(request.clone())).expect("granted");
-                hold();
-                queue
-                    .cancel(&granted.id, Some(granted.fencing_token))
-                    .expect("cancel");
-            })
-        });
+        b.iter_custom(|iters| two_threads(iters, future_turn));
     });
     group.bench_function("wait-queue (blocking)", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, || {
-                let granted = queue
-                    .enqueue(request.clone())
-                    .wait_timeout(Duration::from_secs(10))
-                    .expect("granted");
-                hold();
-                queue
-                    .cancel(&granted.id, Some(granted.fencing_token))
-                    .expect("cancel");
-            })
-        });
+        b.iter_custom(|iters| two_threads(iters, blocking_turn));
     });
     group.finish();
 }

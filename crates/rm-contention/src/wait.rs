@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -65,14 +65,14 @@ struct Waiter {
     arrival: u64,
     enqueued_at: Timestamp,
     signal: Mutex<Signal>,
-    ready: Condvar,
 }
 
 impl Waiter {
+    /// Wakes whoever waits, a blocked thread or a task: both leave a [`Waker`] (a blocked
+    /// thread's unparks it, which is one futex call where a condition variable takes two).
     fn wake(&self, mut signal: MutexGuard<'_, Signal>) {
         let waker = signal.waker.take();
         drop(signal);
-        self.ready.notify_one();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -257,7 +257,6 @@ impl WaitQueue {
                     try_now: true,
                     ..Signal::default()
                 }),
-                ready: Condvar::new(),
             });
             queue.next_arrival += 1;
             queue.waiting.push(waiter.clone());
@@ -580,6 +579,7 @@ impl Ticket {
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<Reservation, WaitError> {
         let start = Instant::now();
         let deadline = start + timeout;
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         loop {
             // The head also wakes when the earliest pending hold expires, and has the ledger
             // apply the expiry: expired capacity is handed on without anyone polling.
@@ -610,12 +610,12 @@ impl Ticket {
                         }
                         sleep = sleep.min(until);
                     }
-                    signal = self
-                        .waiter
-                        .ready
-                        .wait_timeout(signal, sleep)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                    // A wake between the unlock and the park leaves the unpark token, so the
+                    // park returns at once: no wake-up is lost.
+                    signal.waker = Some(waker.clone());
+                    drop(signal);
+                    std::thread::park_timeout(sleep);
+                    signal = lock(&self.waiter.signal);
                 }
                 signal.try_now = false;
             }
@@ -633,6 +633,19 @@ impl Ticket {
     /// Leaves the queue.
     pub fn cancel(self) {
         drop(self);
+    }
+}
+
+/// Wakes a thread blocked in [`Ticket::wait_timeout`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 
