@@ -155,7 +155,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
 #[test]
 fn the_rendered_text_has_every_series_with_its_value() {
     let manager = drive();
-    let text = manager.render_metrics().unwrap();
+    let text = manager.render().unwrap();
     assert_series(&text);
     // Every metric has help text.
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
@@ -253,7 +253,7 @@ fn series(text: &str) -> usize {
 #[test]
 fn ten_thousand_requesters_add_no_series() {
     let manager = drive();
-    let before = series(&manager.render_metrics().unwrap());
+    let before = series(&manager.render().unwrap());
     let mut held = Vec::new();
     manager.cancel(&held_by(&manager, "oncall"), None).unwrap();
     for i in 0..10_000 {
@@ -269,7 +269,7 @@ fn ten_thousand_requesters_add_no_series() {
             }
         }
     }
-    let after = manager.render_metrics().unwrap();
+    let after = manager.render().unwrap();
     assert_eq!(series(&after), before, "{after}");
     assert!(!after.contains("tenant-"));
 }

@@ -19,7 +19,7 @@
 //!   contention, elastic pools, scaling rules and metrics, from TOML, with unknown fields refused and every
 //!   problem named with its path ([`ConfigError::Invalid`] lists [`Problem`]s).
 //! - [`PrometheusExporter`]: a recorder of the manager's own (never installed globally unless
-//!   asked), rendered by [`ResourceManager::render_metrics`] or served at `/metrics` by
+//!   asked), rendered by [`ResourceManager::render`] or served at `/metrics` by
 //!   [`ResourceManager::serve_metrics_on`] ([`MetricsServer`], default address
 //!   [`DEFAULT_METRICS_ADDR`]).
 //!
@@ -76,7 +76,7 @@
 //! assert_eq!(dashboard.utilization_by_type[0].ratio_ppm, 400_000);
 //!
 //! // What Prometheus scrapes.
-//! let text = manager.render_metrics()?;
+//! let text = manager.render()?;
 //! assert!(text.contains(r#"rm_utilization_ratio{resource="compute-node-1",type="compute"} 0.4"#));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -892,7 +892,7 @@ impl ResourceManager {
 
     /// Collects the gauges and renders every metric in the Prometheus text format, for hosts
     /// that serve `/metrics` themselves.
-    pub fn render_metrics(&self) -> Result<String, Error> {
+    pub fn render(&self) -> Result<String, Error> {
         let exporter = self
             .inner
             .exporter
@@ -928,7 +928,7 @@ impl ResourceManager {
         let render = Arc::new(move || {
             let inner = weak.upgrade()?;
             let manager = ResourceManager { inner };
-            manager.render_metrics().ok()
+            manager.render().ok()
         });
         let upkeep = Arc::new(move || exporter.run_upkeep());
         MetricsServer::start(addr, render, upkeep, Duration::from_secs(5)).map_err(|err| {

@@ -40,7 +40,7 @@ fn a_waiting_request_gets_the_capacity_released_by_another_thread() {
     let granted = waiter.join().unwrap().unwrap();
     assert_eq!(granted.requester.as_str(), "b");
     assert_eq!(manager.monitor().queue_depth(), 0);
-    let text = manager.render_metrics().unwrap();
+    let text = manager.render().unwrap();
     assert!(
         text.contains(r#"rm_wait_seconds_count{outcome="granted"} 1"#),
         "{text}"
@@ -169,13 +169,13 @@ fn elastic_pools_from_the_configuration_lend_and_are_sampled() {
     let lease = manager.acquire_units("ml", 6).unwrap();
     assert_eq!(lease.borrowed(), 2);
     assert!(manager.acquire_units("nope", 1).is_err());
-    let text = manager.render_metrics().unwrap();
+    let text = manager.render().unwrap();
     assert!(
         text.contains(r#"rm_pool_utilization_ratio{pool="ml"} 1"#),
         "{text}"
     );
     drop(lease);
-    let text = manager.render_metrics().unwrap();
+    let text = manager.render().unwrap();
     assert!(
         text.contains(r#"rm_pool_utilization_ratio{pool="ml"} 0"#),
         "{text}"
@@ -223,7 +223,7 @@ fn autoscaled_targets_resize_at_each_tick_and_are_counted() {
         (scaling[0].target.as_str(), scaling[0].from, scaling[0].to),
         ("workers", 2, 4)
     );
-    let text = manager.render_metrics().unwrap();
+    let text = manager.render().unwrap();
     assert!(
         text.contains(r#"rm_scaling_decisions_total{target="workers"} 1"#),
         "{text}"
@@ -235,13 +235,13 @@ fn two_managers_in_one_process_keep_separate_metrics() {
     let one = ResourceManager::from_config(one_node(4, "")).unwrap();
     let two = ResourceManager::from_config(one_node(4, "")).unwrap();
     one.reserve(&cores("a", 1)).unwrap();
-    let text = two.render_metrics().unwrap();
+    let text = two.render().unwrap();
     assert!(
         !text.contains(r#"rm_grants_total{type="compute"} 1"#),
         "{text}"
     );
     assert!(
-        one.render_metrics()
+        one.render()
             .unwrap()
             .contains(r#"rm_grants_total{type="compute"} 1"#)
     );

@@ -56,7 +56,7 @@ fn without_prometheus_there_is_nothing_to_render() {
     let manager =
         ResourceManager::from_config(one_node(4, "[metrics]\nprometheus = false")).unwrap();
     assert!(matches!(
-        manager.render_metrics(),
+        manager.render(),
         Err(rm_facade::Error::PrometheusDisabled)
     ));
     // The dashboard still works from the collector.
