@@ -379,6 +379,9 @@ pub fn read(path: &Path) -> Result<Scenario, ConfigError> {
     })
 }
 
+/// The longest virtual time a scenario may name: a hundred years, in seconds.
+pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
 struct Problems(Vec<Problem>);
 
 impl Problems {
@@ -482,6 +485,19 @@ impl Scenario {
             }
             if task.count == 0 {
                 problems.add(path("count"), "must be at least 1");
+            }
+            for (field, seconds) in [
+                ("arrival_s", task.arrival_s),
+                ("duration_s", task.duration_s),
+            ] {
+                if seconds > MAX_SECONDS {
+                    problems.add(
+                        path(field),
+                        format!(
+                            "{seconds} is more than {MAX_SECONDS} (a hundred years of virtual time)"
+                        ),
+                    );
+                }
             }
             for parent in &task.after {
                 if !ids.contains_key(parent.as_str()) {

@@ -30,6 +30,12 @@ const TYPES: [(ResourceType, &str); 3] = [
     (ResourceType::Gpu, "gpu"),
 ];
 
+/// The most samples a report keeps (the series ends there; figures cover what was sampled).
+const MAX_SAMPLES: usize = 20_000;
+
+/// The most ticks run over one quiet gap between events.
+const MAX_QUIET_TICKS: u64 = 100;
+
 /// Exact amounts per dimension, in thousandths of cores, bytes and devices.
 type Amounts = [i128; 3];
 
@@ -384,6 +390,23 @@ pub fn run(
             *limit,
         )?);
     }
+    // Imported times are data too: the same bound as the file's own tasks.
+    let max = crate::scenario::MAX_SECONDS;
+    let too_long: Vec<Problem> = specs
+        .iter()
+        .filter(|t| t.arrival_s > max || t.duration_s > max)
+        .take(10)
+        .map(|t| Problem {
+            path: format!("trace: task {}", t.id),
+            message: format!(
+                "arrival {} s or duration {} s is more than {max} s (a hundred years)",
+                t.arrival_s, t.duration_s
+            ),
+        })
+        .collect();
+    if !too_long.is_empty() {
+        return Err(ConfigError::Invalid(too_long).into());
+    }
     // GPUs are devices of their own (fractions stay on one device, a task's parts on one
     // node) for the GPU trace and for groups that ask for it.
     let device_gpus = !gpu_machines.is_empty() || scenario.cluster.iter().any(|g| g.gpu_devices);
@@ -598,10 +621,10 @@ pub fn run(
         let next = job_index.len();
         let job = *job_index.entry(job_name).or_insert(next);
         if job == job_arrival.len() {
-            job_arrival.push(spec.arrival_s * 1000);
+            job_arrival.push(spec.arrival_s.saturating_mul(1000));
             job_left.push(0);
         }
-        job_arrival[job] = job_arrival[job].min(spec.arrival_s * 1000);
+        job_arrival[job] = job_arrival[job].min(spec.arrival_s.saturating_mul(1000));
         job_left[job] += 1;
         let class = tenants[tenant].class.as_deref();
         let priority = spec
@@ -686,8 +709,8 @@ pub fn run(
             spec_index: i,
             tenant,
             job,
-            arrival: spec.arrival_s * 1000,
-            duration: spec.duration_s * 1000,
+            arrival: spec.arrival_s.saturating_mul(1000),
+            duration: spec.duration_s.saturating_mul(1000),
             amounts: amounts(spec.cpu, spec.memory, spec.gpus),
             priority,
             children: Vec::new(),
@@ -726,11 +749,11 @@ pub fn run(
         .collect();
     let horizon = tasks.iter().map(|t| t.arrival).max().unwrap_or(0);
     let sample_every = if scenario.simulation.sample_every_s > 0 {
-        scenario.simulation.sample_every_s * 1000
+        scenario.simulation.sample_every_s.saturating_mul(1000)
     } else {
         (horizon / 200).max(1000)
     };
-    let tick_every = scenario.simulation.tick_every_s.max(1) * 1000;
+    let tick_every = scenario.simulation.tick_every_s.max(1).saturating_mul(1000);
 
     let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); tenants.len()];
     let mut held: Vec<Amounts> = vec![[0; 3]; tenants.len()];
@@ -836,7 +859,9 @@ pub fn run(
 
     while let Some(&Reverse((at, _))) = events.peek() {
         // Samples and ticks that fall before the next event see the state as it is.
-        while next_sample < at || (next_sample == at && samples.is_empty()) {
+        while (next_sample < at || (next_sample == at && samples.is_empty()))
+            && samples.len() < MAX_SAMPLES
+        {
             let waiting: u64 = queues
                 .iter()
                 .flatten()
@@ -866,11 +891,16 @@ pub fn run(
                 waiting,
                 shares_ppm: shares,
             });
-            next_sample += sample_every;
+            next_sample = next_sample.saturating_add(sample_every);
         }
         if !targets.is_empty() {
-            while next_tick <= at {
-                clock.set(Timestamp::from_nanos(next_tick * 1_000_000));
+            // Nothing changes between events: over a long quiet gap, tick the last few only.
+            let quiet = at.saturating_sub(next_tick) / tick_every;
+            if quiet > MAX_QUIET_TICKS {
+                next_tick = next_tick.saturating_add((quiet - MAX_QUIET_TICKS) * tick_every);
+            }
+            while next_tick <= at && next_tick < u64::MAX {
+                clock.set(Timestamp::from_nanos(next_tick.saturating_mul(1_000_000)));
                 let waiting: i128 = queues
                     .iter()
                     .flatten()
@@ -903,11 +933,11 @@ pub fn run(
                             });
                     }
                 }
-                next_tick += tick_every;
+                next_tick = next_tick.saturating_add(tick_every);
             }
         }
         now = at;
-        clock.set(Timestamp::from_nanos(now * 1_000_000));
+        clock.set(Timestamp::from_nanos(now.saturating_mul(1_000_000)));
         while let Some(&Reverse((t, event))) = events.peek() {
             if t != now {
                 break;
@@ -1059,7 +1089,10 @@ pub fn run(
                         state.running += 1;
                         let all_started = state.to_start == 0;
                         if !fill {
-                            events.push(Reverse((now + state.duration, Ev::Finish(h, generation))));
+                            events.push(Reverse((
+                                now.saturating_add(state.duration),
+                                Ev::Finish(h, generation),
+                            )));
                         }
                         if all_started {
                             state.queued = false;

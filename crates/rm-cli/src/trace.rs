@@ -307,7 +307,8 @@ pub fn alibaba_gpu_pods(
         models.sort();
         models.dedup();
         let (arrival_s, duration_s) = if fill {
-            (out.len() as u64, u64::MAX / 4_000)
+            // Filling never ends a pod: the replay keeps every placed pod to the end.
+            (out.len() as u64, 0)
         } else {
             let created: u64 = number(field(created_at.unwrap_or(0)), || at("creation_time"))?;
             let deleted: u64 = number(field(deleted_at.unwrap_or(0)), || at("deletion_time"))?;

@@ -97,3 +97,53 @@ fn usage_errors_exit_non_zero() {
     assert_eq!(rmctl(&["simulate", "missing.toml"]).status.code(), Some(2));
     assert!(rmctl(&["help"]).status.success());
 }
+
+#[test]
+fn enormous_times_are_refused_and_long_quiet_replays_finish() {
+    let scenario = |tasks: &str| {
+        format!(
+            r#"
+            [[cluster]]
+            prefix = "n"
+            count = 1
+            cpu = 4
+            autoscale = {{ min = 1, max = 2 }}
+            [[scaling]]
+            target = "n"
+            metric_target = 50
+            minimum = 1
+            maximum = 2
+            [[tenants]]
+            name = "t"
+            {tasks}
+            "#
+        )
+    };
+    let path = std::env::temp_dir().join(format!("rmctl-huge-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        scenario(
+            "[[tasks]]\nid = \"late\"\ntenant = \"t\"\narrival_s = 18446744073709551615\nduration_s = 18446744073709551615\ncpu = 1\n",
+        ),
+    )
+    .unwrap();
+    let refused = rmctl(&["simulate", "--quiet", path.to_str().unwrap()]);
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tasks[0].arrival_s"), "{stderr}");
+    assert!(stderr.contains("tasks[0].duration_s"), "{stderr}");
+    // A long but possible replay (95 years of virtual time, mostly quiet) finishes at once.
+    std::fs::write(
+        &path,
+        scenario(
+            "[[tasks]]\nid = \"long\"\ntenant = \"t\"\narrival_s = 3000000000\nduration_s = 3000000000\ncpu = 1\n",
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = rmctl(&["simulate", "--quiet", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
