@@ -1027,11 +1027,8 @@ pub fn run(
                     position += 1;
                     continue;
                 }
-                let request = tasks[task]
-                    .request
-                    .clone()
-                    .with_id(ReservationId::generate());
-                match manager.reserve(&request) {
+                // Each instance is its own reservation; the ledger names it.
+                match manager.reserve(&tasks[task].request) {
                     Ok(reservation) => {
                         manager.confirm(&reservation.id, None)?;
                         if device_gpus && shape[2] > 0 {

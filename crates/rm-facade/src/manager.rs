@@ -600,18 +600,21 @@ impl ResourceManager {
         resolve: bool,
     ) -> Result<Reservation, Error> {
         let inner = &*self.inner;
-        // The request gets an id (so that an admission can be withdrawn and a grant found
-        // after waiting) and its priority class's priority (so that preemption and queue
-        // order see it).
+        // The request gets an id when a policy admits it (so that the admission can be
+        // withdrawn, or confirmed by the grant's event) and its priority class's priority (so
+        // that preemption and queue order see it); otherwise it goes on as it is, uncopied.
         let priority = inner.priority.as_ref().map_or(request.priority, |policy| {
             policy.base_priority(&request.requester, request.priority)
         });
         let adjusted;
-        let request = if request.id.is_some() && priority == request.priority {
+        let needs_id = request.id.is_none() && inner.policy.is_some();
+        let request = if !needs_id && priority == request.priority {
             request
         } else {
             let mut copy = request.clone();
-            copy.id.get_or_insert_with(ReservationId::generate);
+            if needs_id {
+                copy.id = Some(ReservationId::generate());
+            }
             copy.priority = priority;
             adjusted = copy;
             &adjusted
