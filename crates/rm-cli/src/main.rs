@@ -84,6 +84,21 @@ fn parse_simulate(args: &[String]) -> Result<Simulate, String> {
     Ok(options)
 }
 
+/// `label [#######.............]  35% 1234/3525 tasks, virtual time 600 s`.
+fn progress_line(label: &str, virtual_s: u64, done: usize, total: usize) -> String {
+    const WIDTH: usize = 30;
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "{label} [{}{}] {percent:>3}% {done}/{total} tasks, virtual time {virtual_s} s   ",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled)
+    )
+}
+
 fn print_config_error(err: &ConfigError) {
     let mut stderr = std::io::stderr().lock();
     match err {
@@ -113,7 +128,8 @@ fn simulate(options: &Simulate) -> Result<(), ExitCode> {
             let mut stderr = std::io::stderr().lock();
             let _ = write!(
                 stderr,
-                "\r  replaying: {done}/{total} tasks done, virtual time {virtual_s} s   "
+                "\r  {}",
+                progress_line("replaying", virtual_s, done, total)
             );
         }
     };
@@ -252,7 +268,8 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
             if !quiet {
                 let _ = write!(
                     std::io::stderr(),
-                    "\r  {name}: {done}/{total} tasks done, virtual time {virtual_s} s   "
+                    "\r  {}",
+                    progress_line(&name, virtual_s, done, total)
                 );
             }
         };
