@@ -784,8 +784,7 @@ pub fn run(
     let mut next_tick: u64 = tick_every;
     let mut done_tasks = 0usize;
     let mut now: u64 = 0;
-    let mut capacity = capacity_of(&manager)?;
-    let mut group_capacity = group_capacity_of(&manager, &pools)?;
+    let (mut capacity, mut group_capacity) = capacities(&manager, &pools)?;
     let weights: Vec<i128> = tenants
         .iter()
         .map(|t| i128::from(t.weight.max(1)))
@@ -918,8 +917,7 @@ pub fn run(
                 }
                 manager.tick()?;
                 drain_preemptions!();
-                capacity = capacity_of(&manager)?;
-                group_capacity = group_capacity_of(&manager, &pools)?;
+                (capacity, group_capacity) = capacities(&manager, &pools)?;
                 for (_, target) in &targets {
                     for index in target.live().iter() {
                         node_group
@@ -1177,16 +1175,9 @@ pub fn run(
     let wait_histogram = histogram(&waits);
     let makespan = tasks.iter().filter_map(|t| t.end).max().unwrap_or(0);
     waits.sort_unstable();
-    let pick = |p: usize| -> f64 {
-        if waits.is_empty() {
-            return 0.0;
-        }
-        let rank = (p * waits.len()).div_ceil(100).max(1) - 1;
-        waits[rank.min(waits.len() - 1)] as f64 / 1000.0
-    };
     let wait = Waits {
-        p50_s: pick(50),
-        p99_s: pick(99),
+        p50_s: percentile(&waits, 50),
+        p99_s: percentile(&waits, 99),
         max_s: waits.last().map_or(0.0, |w| *w as f64 / 1000.0),
         mean_s: if waits.is_empty() {
             0.0
@@ -1430,34 +1421,27 @@ fn percentile(sorted: &[u64], p: usize) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-/// Total capacity per accounted dimension, from the ledger.
-fn capacity_of(manager: &ResourceManager) -> Result<Amounts, Error> {
+/// Capacity per accounted dimension from one listing of the ledger's resources: in all, and
+/// per pool (by the `group` label).
+fn capacities(
+    manager: &ResourceManager,
+    pools: &[String],
+) -> Result<(Amounts, Vec<Amounts>), Error> {
     let mut total = [0; 3];
+    let mut per_pool = vec![[0; 3]; pools.len()];
     for resource in manager.ledger().resources()? {
-        for (d, (resource_type, _)) in TYPES.iter().enumerate() {
-            if let Some(capacity) = resource.capacity_of(resource_type) {
-                total[d] += i128::from(capacity.maximum().as_milli());
-            }
-        }
-    }
-    Ok(total)
-}
-
-/// Capacity per node group (by the `group` label).
-fn group_capacity_of(manager: &ResourceManager, pools: &[String]) -> Result<Vec<Amounts>, Error> {
-    let mut totals = vec![[0; 3]; pools.len()];
-    for resource in manager.ledger().resources()? {
-        let Some(g) = resource
+        let pool = resource
             .label("group")
-            .and_then(|label| pools.iter().position(|pool| pool == label))
-        else {
-            continue;
-        };
+            .and_then(|label| pools.iter().position(|pool| pool == label));
         for (d, (resource_type, _)) in TYPES.iter().enumerate() {
             if let Some(capacity) = resource.capacity_of(resource_type) {
-                totals[g][d] += i128::from(capacity.maximum().as_milli());
+                let amount = i128::from(capacity.maximum().as_milli());
+                total[d] += amount;
+                if let Some(g) = pool {
+                    per_pool[g][d] += amount;
+                }
             }
         }
     }
-    Ok(totals)
+    Ok((total, per_pool))
 }

@@ -550,19 +550,9 @@ impl ResourceManager {
 
     /// Registers a resource (validated) and starts monitoring it.
     pub fn register_resource(&self, resource: Resource) -> Result<(), Error> {
+        // Monitored only once registered: a refused resource leaves no trace.
+        self.inner.ledger.register_resource(resource.clone())?;
         self.inner.resources.register_resource(&resource);
-        if let Err(err) = self.inner.ledger.register_resource(resource.clone()) {
-            // Keep monitoring what was registered before, not the refused resource.
-            if !self
-                .inner
-                .ledger
-                .resources()
-                .is_ok_and(|registered| registered.iter().any(|r| r.name() == resource.name()))
-            {
-                self.inner.resources.unregister_resource(resource.name());
-            }
-            return Err(err.into());
-        }
         self.refresh_capacity();
         Ok(())
     }
