@@ -3,7 +3,7 @@
 //! shape's constraints.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -193,36 +193,10 @@ impl Slot {
     }
 }
 
-/// The multiply-rotate hash of rustc (FxHash): fast for the small keys of the candidate
-/// cache, which come from the embedding program's own requests, and every hit is confirmed by
-/// comparing shapes, so a collision costs a comparison, never a wrong answer.
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.write_u64(value as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A requirement as the candidate cache sees it: what decides which resources pass.
 fn shape_hash(requirements: &[ResourceRequirement], group: &[usize]) -> u64 {
-    let mut hasher = FxHasher(0);
+    // A fixed seed: the key only has to be stable within the process. Every hit is confirmed
+    // by comparing shapes, so a collision costs a comparison, never a wrong answer.
+    let mut hasher = foldhash::fast::FixedState::default().build_hasher();
     for &i in group {
         let requirement = &requirements[i];
         requirement.resource_type().hash(&mut hasher);
@@ -235,7 +209,11 @@ fn shape_hash(requirements: &[ResourceRequirement], group: &[usize]) -> u64 {
 type Shape = Vec<(ResourceType, Unit, Vec<Constraint>)>;
 
 /// Candidate lists by the hash of their shape; a bucket holds the shapes that share a hash.
-type CandidateCache = HashMap<u64, Vec<(Shape, Arc<[Candidate]>)>>;
+type CandidateCache = HashMap<u64, Vec<(Shape, Arc<[Candidate]>)>, Fast>;
+
+/// The catalog's maps hash with foldhash (seeded per map): these lookups sit on every
+/// reservation's path.
+type Fast = foldhash::fast::RandomState;
 
 fn shape_of(requirements: &[ResourceRequirement], group: &[usize]) -> Shape {
     group
@@ -265,7 +243,7 @@ pub(crate) struct Catalog {
     pub(crate) slots: Vec<Arc<Slot>>,
     /// The descriptions, by the same position as `slots`.
     pub(crate) resources: Vec<Resource>,
-    pub(crate) by_name: HashMap<ResourceName, usize>,
+    pub(crate) by_name: HashMap<ResourceName, usize, Fast>,
     /// Positions of the resources that pass each requirement shape's type, unit and
     /// constraints; cleared whenever the catalog changes.
     candidates: RwLock<CandidateCache>,

@@ -29,17 +29,25 @@
 //! - **An index instead of a scan of descriptions.** The resources that pass a requirement's
 //!   type, unit and hard constraints are computed once per requirement shape and cached until
 //!   the catalog changes; placement then reads only each candidate's free counters.
-//! - **Timers, not threads.** TTL expiry and the forgetting of ended reservations run from a
-//!   timer heap on the callers' threads (and on [`ReservationLedger::expire_due`]); an expired
-//!   hold is also expired lazily when touched, so it never confirms and never blocks a grant.
+//! - **Timers, not threads.** TTL expiry and the forgetting of ended reservations run on the
+//!   callers' threads (and on [`ReservationLedger::expire_due`]) from a timer heap with one
+//!   entry per pending hold (confirm, release and renew remove or move it at once) and a
+//!   retention queue; an expired hold is also expired lazily when touched, so it never
+//!   confirms and never blocks a grant.
+//! - **No allocation in steady state.** A reserve → confirm → release cycle allocates nothing
+//!   once warm: a forgotten record nobody holds is refilled by a later grant (its items too,
+//!   unless a caller still keeps a reservation of its last life), and a request's few
+//!   placements are planned in inline storage.
 //! - **Consistent snapshots.** A snapshot holds every resource lock at once; since every change
 //!   holds the locks of the resources it touches, the snapshot is one moment.
 //!
 //! # Concurrency
 //! `ReservationManager` is `Send + Sync`; every operation takes `&self`. Lock order: the
 //! catalog (read for grants, write for registration and capacity changes), then resource locks
-//! by registration order, then a reservation's state lock, then the reservation map's shards
-//! and the timer heap. Event sinks are called with resource locks held and must not call back.
+//! by registration order, then the reservation map's shard (a grant inserts its record, and
+//! forgetting checks a record's state, under it), then a reservation's state lock, then the
+//! timer heap, the retention queue and the spare records, which are leaves. Event sinks are
+//! called with resource locks held and must not call back.
 //!
 //! # Errors and panics
 //! Operations return [`LedgerError`]: definite errors (insufficient capacity with a shortfall
@@ -92,6 +100,7 @@ mod events;
 mod manager;
 mod permit;
 mod record;
+mod timers;
 
 pub use error::Error;
 pub use manager::{ReservationManager, ReservationManagerBuilder};

@@ -1,7 +1,6 @@
 //! [`ReservationManager`]: the embedded, concurrent implementation of the ledger contract.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -17,24 +16,30 @@ use rm_model::{
     Resource, ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, Shortfall,
     SystemClock, Timestamp, Unit, ValidationContext, ValidationErrors, Validator, shrink_item,
 };
+use smallvec::SmallVec;
 
 use crate::Error;
-use crate::catalog::{Catalog, MAX_DIMS, Slot, SlotState, lock};
+use crate::catalog::{Candidate, Catalog, MAX_DIMS, Slot, SlotState, lock};
 use crate::events::Observers;
 use crate::permit::PermitPool;
-use crate::record::{Hold, Record, RecordState};
+use crate::record::{Grant, Hold, Record, RecordState};
+use crate::timers::TimerHeap;
 
 /// How many times a grant re-plans when another thread took the capacity it planned on
 /// between planning (lock-free) and committing (under the slot locks).
 const COMMIT_ATTEMPTS: usize = 32;
 
-/// A scheduled expiry of a pending hold.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    at: Timestamp,
-    token: FencingToken,
-    id: ReservationId,
-}
+/// How many forgotten records are kept for reuse, so that steady traffic does not allocate
+/// one per reservation.
+const SPARE_RECORDS: usize = 256;
+
+/// Inline storage for the few placements, slots and holds of a typical request, so that
+/// planning and committing it does not allocate.
+type Small<T> = SmallVec<[T; 4]>;
+
+/// The hasher of the id map: foldhash, several times faster than the standard library's
+/// SipHash on these short keys, and seeded per map.
+type IdHasher = foldhash::fast::RandomState;
 
 /// One requirement placed on one resource, before it is committed.
 struct Placement {
@@ -189,19 +194,24 @@ impl ReservationManagerBuilder {
                 reason: "must be positive",
             });
         }
-        Ok(ReservationManager {
+        Ok(self.assemble())
+    }
+
+    fn assemble(self) -> ReservationManager {
+        ReservationManager {
             clock: self.clock,
             default_ttl: self.default_ttl,
             retention: self.retention,
             validator: self.validator,
             observers: Observers::new(self.sink),
             catalog: RwLock::new(Catalog::default()),
-            records: DashMap::new(),
-            timers: Mutex::new(BinaryHeap::new()),
+            records: DashMap::with_hasher(IdHasher::default()),
+            timers: Mutex::new(TimerHeap::default()),
             forgets: Mutex::new(VecDeque::new()),
+            spare: Mutex::new(Vec::new()),
             next_timer: AtomicU64::new(u64::MAX),
             last_token: Arc::new(AtomicU64::new(0)),
-        })
+        }
     }
 }
 
@@ -213,11 +223,14 @@ pub struct ReservationManager {
     validator: Option<Arc<dyn Validator>>,
     observers: Observers,
     catalog: RwLock<Catalog>,
-    records: DashMap<ReservationId, Arc<Record>>,
-    timers: Mutex<BinaryHeap<Reverse<Timer>>>,
+    records: DashMap<ReservationId, Arc<Record>, IdHasher>,
+    /// The expiry timers of pending holds, one each.
+    timers: Mutex<TimerHeap>,
     /// Ended reservations to forget, in the order they ended: retention is one duration for
     /// all, so the order they ended is the order they are due.
     forgets: Mutex<VecDeque<(Timestamp, FencingToken, ReservationId)>>,
+    /// Forgotten records nobody else holds, emptied, to be filled by the next grants.
+    spare: Mutex<Vec<Arc<Record>>>,
     /// The earliest timer, in nanoseconds of the clock (`u64::MAX` for none): a lock-free
     /// check of whether any timer is due.
     next_timer: AtomicU64,
@@ -244,19 +257,7 @@ impl ReservationManager {
     /// A manager on the system clock, with a 30 s default TTL, 5 minutes of retention, no
     /// validator and no event sink.
     pub fn new() -> ReservationManager {
-        ReservationManager {
-            clock: Arc::new(SystemClock::new()),
-            default_ttl: Duration::from_secs(30),
-            retention: Duration::from_secs(300),
-            validator: None,
-            observers: Observers::new(None),
-            catalog: RwLock::new(Catalog::default()),
-            records: DashMap::new(),
-            timers: Mutex::new(BinaryHeap::new()),
-            forgets: Mutex::new(VecDeque::new()),
-            next_timer: AtomicU64::new(u64::MAX),
-            last_token: Arc::new(AtomicU64::new(0)),
-        }
+        ReservationManager::builder().assemble()
     }
 
     /// A builder, starting from the defaults of [`ReservationManager::new`].
@@ -338,34 +339,24 @@ impl ReservationManager {
         self.catalog.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn schedule(&self, timer: Timer) {
-        let at = timer.at.as_nanos();
+    /// Schedules the pending hold's expiry at `at`, or moves its timer there; the caller
+    /// holds the record's state lock.
+    fn arm(&self, record: &Record, state: &mut RecordState, at: Timestamp) {
         let mut timers = lock(&self.timers);
-        timers.push(Reverse(timer));
-        self.next_timer.fetch_min(at, Ordering::AcqRel);
-        // Expiry timers of holds confirmed or ended early stay in the heap until due; when they
-        // outnumber the remembered reservations, drop them (amortised: the heap has at least
-        // doubled since the last prune).
-        if timers.len() > 1024 && timers.len() > 2 * self.records.len() {
-            timers.retain(|Reverse(t)| self.timer_is_live(t));
+        let moved = state
+            .timer
+            .is_some_and(|handle| timers.reschedule(handle, record.token, at));
+        if !moved {
+            state.timer = Some(timers.insert(at, record.token, record.id.clone()));
         }
+        drop(timers);
+        self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
     }
 
-    /// Whether a timer still has work to do. Called with the timer heap locked, so it only
-    /// tries the record's state lock (a holder of that lock may be waiting for the heap) and
-    /// keeps the timer when it cannot tell.
-    fn timer_is_live(&self, timer: &Timer) -> bool {
-        let Some(record) = self.records.get(&timer.id).map(|r| r.clone()) else {
-            return false;
-        };
-        if record.token != timer.token {
-            return false;
-        }
-        match record.state.try_lock() {
-            Ok(state) => {
-                state.state == ReservationState::Pending && state.expires_at == Some(timer.at)
-            }
-            Err(_) => true,
+    /// Cancels the hold's expiry timer, if it has one; the caller holds its state lock.
+    fn disarm(&self, record: &Record, state: &mut RecordState) {
+        if let Some(handle) = state.timer.take() {
+            lock(&self.timers).remove(handle, record.token);
         }
     }
 
@@ -376,42 +367,28 @@ impl ReservationManager {
         }
         // Reset the hint first, so that a timer added while we work lowers it again.
         self.next_timer.store(u64::MAX, Ordering::Release);
-        let (due, forget): (Vec<Timer>, Vec<(Timestamp, FencingToken, ReservationId)>) = {
-            let mut timers = lock(&self.timers);
-            let mut due = Vec::new();
-            while timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
-                if let Some(Reverse(timer)) = timers.pop() {
-                    due.push(timer);
-                }
-            }
-            if let Some(Reverse(next)) = timers.peek() {
-                self.next_timer
-                    .fetch_min(next.at.as_nanos(), Ordering::AcqRel);
-            }
-            drop(timers);
-            let mut forgets = lock(&self.forgets);
-            let mut forget = Vec::new();
-            while forgets.front().is_some_and(|(at, _, _)| *at <= now) {
-                if let Some(entry) = forgets.pop_front() {
-                    forget.push(entry);
-                }
-            }
-            if let Some((next, _, _)) = forgets.front() {
-                self.next_timer.fetch_min(next.as_nanos(), Ordering::AcqRel);
-            }
-            (due, forget)
-        };
-        for (_, token, id) in forget {
-            self.records.remove_if(&id, |_, record| {
-                record.token == token && lock(&record.state).state.is_terminal()
-            });
-        }
+        self.forget_due(now);
         let mut expired = Vec::new();
-        for timer in due {
-            let Some(record) = self.records.get(&timer.id).map(|r| r.clone()) else {
+        loop {
+            // One at a time, so that no list is built and the heap's lock is never held
+            // while a record's locks are taken.
+            let due = {
+                let mut timers = lock(&self.timers);
+                let due = timers.pop_due(now);
+                if due.is_none()
+                    && let Some(next) = timers.next()
+                {
+                    self.next_timer.fetch_min(next.as_nanos(), Ordering::AcqRel);
+                }
+                due
+            };
+            let Some(due) = due else {
+                break;
+            };
+            let Some(record) = self.records.get(&due.id).map(|r| r.clone()) else {
                 continue;
             };
-            if record.token != timer.token {
+            if record.token != due.token {
                 continue;
             }
             let mut guards = record.lock_slots();
@@ -424,6 +401,38 @@ impl ReservationManager {
             self.flush(&record, &state, &mut outbox, now);
         }
         expired
+    }
+
+    /// Forgets the ended reservations whose retention ran out by `now`, keeping their records
+    /// for reuse.
+    fn forget_due(&self, now: Timestamp) {
+        loop {
+            let entry = {
+                let mut forgets = lock(&self.forgets);
+                match forgets.front() {
+                    Some((at, _, _)) if *at <= now => forgets.pop_front(),
+                    Some((at, _, _)) => {
+                        self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
+                        None
+                    }
+                    None => None,
+                }
+            };
+            let Some((_, token, id)) = entry else {
+                return;
+            };
+            let forgotten = self.records.remove_if(&id, |_, record| {
+                record.token == token && lock(&record.state).state.is_terminal()
+            });
+            if let Some((_, mut record)) = forgotten
+                && record.empty_for_reuse()
+            {
+                let mut spare = lock(&self.spare);
+                if spare.len() < SPARE_RECORDS {
+                    spare.push(record);
+                }
+            }
+        }
     }
 
     /// Expires the reservation if it is pending and its TTL has run out by `now`; the caller
@@ -500,6 +509,7 @@ impl ReservationManager {
         outbox: &mut Outbox,
     ) {
         let from = state.state;
+        self.disarm(record, state);
         for hold in &state.holds {
             let dim = &mut guards[hold.slot].dims[hold.dim];
             if from == ReservationState::Pending {
@@ -633,12 +643,12 @@ impl ReservationManager {
         request: &ReservationRequest,
         explain: bool,
         extra: &[(usize, usize, i64)],
-    ) -> Result<Vec<Placement>, LedgerError> {
+    ) -> Result<Small<Placement>, LedgerError> {
         let Some(key) = &request.colocate_by else {
             return self.plan_in(catalog, request, explain, extra, None);
         };
         let domains = catalog.domains(key.as_str());
-        let mut best: Option<(i64, Vec<Placement>)> = None;
+        let mut best: Option<(i64, Small<Placement>)> = None;
         for (_, positions) in domains.iter() {
             let Ok(placements) = self.plan_in(catalog, request, false, extra, Some(positions))
             else {
@@ -695,7 +705,7 @@ impl ReservationManager {
         explain: bool,
         extra: &[(usize, usize, i64)],
         domain: Option<&[usize]>,
-    ) -> Result<Vec<Placement>, LedgerError> {
+    ) -> Result<Small<Placement>, LedgerError> {
         // Capacity to count as free beyond the counters: (position, dim, amount), for a
         // preemptor planning with its victims' holds.
         let free_of = |position: usize, slot: &Slot, dim: usize| {
@@ -721,7 +731,7 @@ impl ReservationManager {
         } else {
             grouped.len()
         };
-        let mut placed: Vec<Placement> = Vec::with_capacity(request.requirements.len());
+        let mut placed: Small<Placement> = Small::new();
         let mut shortfalls = Vec::new();
         let affinity = AffinityView::new(self, catalog, request);
         let single = request.requirements.len() == 1;
@@ -735,7 +745,7 @@ impl ReservationManager {
         for group in groups {
             let all_candidates = catalog.candidates(&request.requirements, group);
             // Within a domain, only its resources that are candidates (both in position order).
-            let in_domain: Vec<&crate::catalog::Candidate> = match domain {
+            let in_domain: Vec<&Candidate> = match domain {
                 Some(positions) => positions
                     .iter()
                     .filter_map(|&p| {
@@ -749,12 +759,11 @@ impl ReservationManager {
             };
             let mut everywhere = all_candidates.iter();
             let mut within = in_domain.iter().copied();
-            let candidates: &mut dyn Iterator<Item = &crate::catalog::Candidate> =
-                if domain.is_some() {
-                    &mut within
-                } else {
-                    &mut everywhere
-                };
+            let candidates: &mut dyn Iterator<Item = &Candidate> = if domain.is_some() {
+                &mut within
+            } else {
+                &mut everywhere
+            };
             let soft = group.iter().any(|&i| {
                 let r = &request.requirements[i];
                 !r.preferences().is_empty() || r.affinity().iter().any(|t| t.weight.is_some())
@@ -762,8 +771,8 @@ impl ReservationManager {
             let first_fit = request.strategy == ReservationStrategy::Greedy && !soft;
             let mut best: Option<(i64, usize)> = None;
             // Each member's distinct type, so that members of one type add up on a candidate.
-            let mut type_of_member: Vec<(usize, bool)> = Vec::with_capacity(group.len());
-            let mut types: Vec<&ResourceType> = Vec::with_capacity(group.len());
+            let mut type_of_member: Small<(usize, bool)> = Small::new();
+            let mut types: Small<&ResourceType> = Small::new();
             for &i in group {
                 let resource_type = request.requirements[i].resource_type();
                 match types.iter().position(|t| *t == resource_type) {
@@ -958,14 +967,14 @@ impl ReservationManager {
         &self,
         catalog: &Catalog,
         request: &ReservationRequest,
-        plan: Vec<Placement>,
+        plan: Small<Placement>,
         now: Timestamp,
     ) -> Result<Reservation, Abort> {
         // Positions are in registration order, which is the lock order.
-        let mut positions: Vec<usize> = plan.iter().map(|p| p.position).collect();
+        let mut positions: Small<usize> = plan.iter().map(|p| p.position).collect();
         positions.sort_unstable();
         positions.dedup();
-        let mut holds: Vec<Hold> = Vec::with_capacity(plan.len());
+        let mut holds: Small<Hold> = Small::new();
         for placement in &plan {
             let slot = positions
                 .binary_search(&placement.position)
@@ -991,7 +1000,7 @@ impl ReservationManager {
                 }),
             }
         }
-        let mut guards: Vec<MutexGuard<'_, SlotState>> = positions
+        let mut guards: Small<MutexGuard<'_, SlotState>> = positions
             .iter()
             .map(|&p| lock(&catalog.slots[p].state))
             .collect();
@@ -1039,66 +1048,47 @@ impl ReservationManager {
         for guard in guards.iter_mut() {
             guard.holders += 1;
         }
-        let lock_set: Vec<Arc<Slot>> = positions
-            .iter()
-            .map(|&p| catalog.slots[p].clone())
-            .collect();
         let token = FencingToken(self.last_token.fetch_add(1, Ordering::AcqRel) + 1);
         let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
-        let items = plan
-            .into_iter()
-            .map(|p| {
-                let requirement = &request.requirements[p.requirement];
-                ReservationItem {
-                    requirement: p.requirement,
-                    resource: catalog.resources[p.position].name().clone(),
-                    resource_type: p.resource_type,
-                    amount: Quantity::from_milli(p.amount),
-                    minimum: requirement
-                        .minimum()
-                        .and_then(|m| requirement.unit().convert(m, &p.unit).ok()),
-                    unit: p.unit,
-                }
-            })
-            .collect();
-        let record = Arc::new(Record {
-            id: id.clone(),
-            requester: request.requester.clone(),
-            priority: request.priority,
-            labels: request.labels.clone(),
-            preemptible: request.preemptible,
-            token,
-            created_at: now,
-            lock_set,
-            request: request.id.is_some().then(|| request.clone()),
-            state: Mutex::new(RecordState {
-                state: ReservationState::Pending,
-                updated_at: now,
-                expires_at: Some(expires_at),
-                items,
-                holds,
-            }),
+        let items = plan.into_iter().map(|p| {
+            let requirement = &request.requirements[p.requirement];
+            ReservationItem {
+                requirement: p.requirement,
+                resource: catalog.resources[p.position].name().clone(),
+                resource_type: p.resource_type,
+                amount: Quantity::from_milli(p.amount),
+                minimum: requirement
+                    .minimum()
+                    .and_then(|m| requirement.unit().convert(m, &p.unit).ok()),
+                unit: p.unit,
+            }
         });
+        let grant = Grant {
+            id: id.clone(),
+            request,
+            token,
+            now,
+            expires_at,
+        };
+        let slots = positions.iter().map(|&p| catalog.slots[p].clone());
+        let spare = lock(&self.spare).pop();
+        let record = Record::fill(spare, grant, items, holds, slots);
         let reservation = record.current();
         vacant.insert(record.clone());
         // Publish after the slot locks go (an observer woken by the event must not queue on
         // them) but under the record's state lock (nothing about this reservation can be
-        // published before its grant).
-        let state = lock(&record.state);
+        // published before its grant, and its timer is armed before anyone can end it).
+        let mut state = lock(&record.state);
+        self.arm(&record, &mut state, expires_at);
         drop(guards);
         self.observers.publish(now, || EventKind::Reserved {
-            reservation: id.clone(),
+            reservation: id,
             requester: record.requester.clone(),
             priority: record.priority,
             items: state.items.clone(),
             fencing_token: token,
         });
         drop(state);
-        self.schedule(Timer {
-            at: expires_at,
-            token,
-            id,
-        });
         Ok(reservation)
     }
 }
@@ -1296,6 +1286,7 @@ impl ReservationManager {
                     dim.pending -= hold.amount;
                     dim.confirmed += hold.amount;
                 }
+                self.disarm(record, state);
                 state.state = ReservationState::Confirmed;
                 state.updated_at = now;
                 state.expires_at = None;
@@ -1567,27 +1558,19 @@ impl ReservationLedger for ReservationManager {
         if ttl.is_zero() {
             return Err(invalid("ttl", "must be positive"));
         }
-        let renewed = self.with_record("renew", id, fence, |record, _, state, now, outbox| {
+        self.with_record("renew", id, fence, |record, _, state, now, outbox| {
             match state.state {
-                ReservationState::Confirmed => return Ok((record.reservation(state), None)),
+                ReservationState::Confirmed => return Ok(record.reservation(state)),
                 ReservationState::Pending => {}
                 other => return Err(Self::wrong_state("renew", record, other)),
             }
             let expires_at = now + ttl;
             state.expires_at = Some(expires_at);
             state.updated_at = now;
+            self.arm(record, state, expires_at);
             outbox.push(Note::Renewed { expires_at });
-            Ok((record.reservation(state), Some((expires_at, record.token))))
-        })?;
-        if let (reservation, Some((at, token))) = renewed {
-            self.schedule(Timer {
-                at,
-                token,
-                id: id.clone(),
-            });
-            return Ok(reservation);
-        }
-        Ok(renewed.0)
+            Ok(record.reservation(state))
+        })
     }
 
     fn release(

@@ -1,7 +1,7 @@
 //! One granted reservation as the manager keeps it: what it holds where, and its life-cycle
 //! state behind a small mutex that is only changed while the record's slots are locked.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rm_model::{
     FencingToken, Labels, Priority, RequesterId, Reservation, ReservationId, ReservationItem,
@@ -33,6 +33,8 @@ pub(crate) struct RecordState {
     /// What was granted (elastic items shrink, so this changes).
     pub(crate) items: Arc<[ReservationItem]>,
     pub(crate) holds: Vec<Hold>,
+    /// The handle of its expiry timer while pending (see [`crate::timers::TimerHeap`]).
+    pub(crate) timer: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -51,7 +53,104 @@ pub(crate) struct Record {
     pub(crate) state: Mutex<RecordState>,
 }
 
+/// What a new grant puts in its record, besides the items, holds and slots.
+pub(crate) struct Grant<'r> {
+    pub(crate) id: ReservationId,
+    pub(crate) request: &'r ReservationRequest,
+    pub(crate) token: FencingToken,
+    pub(crate) now: Timestamp,
+    pub(crate) expires_at: Timestamp,
+}
+
 impl Record {
+    /// The record of a new pending grant, filled into `spare` (a record emptied by
+    /// [`Record::empty_for_reuse`]) when one is given, so that its storage (the record, its
+    /// items, holds and slot list) is reused instead of allocated.
+    pub(crate) fn fill(
+        spare: Option<Arc<Record>>,
+        grant: Grant<'_>,
+        items: impl ExactSizeIterator<Item = ReservationItem>,
+        holds: impl IntoIterator<Item = Hold>,
+        slots: impl IntoIterator<Item = Arc<Slot>>,
+    ) -> Arc<Record> {
+        let request = grant.request;
+        let mut record = spare.unwrap_or_else(|| {
+            Arc::new(Record {
+                id: grant.id.clone(),
+                requester: request.requester.clone(),
+                priority: request.priority,
+                labels: Labels::default(),
+                preemptible: false,
+                token: grant.token,
+                created_at: grant.now,
+                lock_set: Vec::new(),
+                request: None,
+                state: Mutex::new(RecordState {
+                    state: ReservationState::Pending,
+                    updated_at: grant.now,
+                    expires_at: None,
+                    items: Arc::from([]),
+                    holds: Vec::new(),
+                    timer: None,
+                }),
+            })
+        });
+        let Some(fields) = Arc::get_mut(&mut record) else {
+            // A spare is never shared (it was unique when emptied and nobody can reach it
+            // since), but should that ever change, a fresh record is still correct.
+            return Record::fill(None, grant, items, holds, slots);
+        };
+        fields.id = grant.id;
+        fields.requester.clone_from(&request.requester);
+        fields.priority = request.priority;
+        fields.labels.clone_from(&request.labels);
+        fields.preemptible = request.preemptible;
+        fields.token = grant.token;
+        fields.created_at = grant.now;
+        fields.lock_set.clear();
+        fields.lock_set.extend(slots);
+        fields.request = request.id.is_some().then(|| request.clone());
+        let state = fields
+            .state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.state = ReservationState::Pending;
+        state.updated_at = grant.now;
+        state.expires_at = Some(grant.expires_at);
+        state.timer = None;
+        state.holds.clear();
+        state.holds.extend(holds);
+        match Arc::get_mut(&mut state.items) {
+            // Nobody kept a reservation of the record's last life: overwrite its items.
+            Some(old) if old.len() == items.len() => {
+                for (old, new) in old.iter_mut().zip(items) {
+                    *old = new;
+                }
+            }
+            _ => state.items = items.collect(),
+        }
+        record
+    }
+
+    /// Empties a forgotten record so that [`Record::fill`] can reuse it, keeping its storage;
+    /// false when someone else still holds it (then it is simply dropped).
+    pub(crate) fn empty_for_reuse(self: &mut Arc<Self>) -> bool {
+        let Some(fields) = Arc::get_mut(self) else {
+            return false;
+        };
+        // Let go of what the record refers to (slots, the request, labels), keep the storage.
+        fields.lock_set.clear();
+        fields.request = None;
+        fields.labels = Labels::default();
+        let state = fields
+            .state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.holds.clear();
+        state.timer = None;
+        true
+    }
+
     pub(crate) fn reservation(&self, state: &RecordState) -> Reservation {
         Reservation {
             id: self.id.clone(),

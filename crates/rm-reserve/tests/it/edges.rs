@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rm_model::{
-    ColocationGroup, EventKind, LedgerError, LedgerSnapshot, ManualClock, Quantity, RequesterId,
-    Reservation, ReservationId, ReservationLedger, ReservationRequest, ReservationState,
-    ReservationStrategy, Resource, ResourceCapacity, ResourceRequirement, ResourceType, Unit,
-    ValidationContext, ValidationErrors, Validator, Violation,
+    ColocationGroup, EventKind, Labels, LedgerError, LedgerSnapshot, ManualClock, Quantity,
+    RequesterId, Reservation, ReservationId, ReservationLedger, ReservationRequest,
+    ReservationState, ReservationStrategy, Resource, ResourceCapacity, ResourceRequirement,
+    ResourceType, Unit, ValidationContext, ValidationErrors, Validator, Violation,
 };
 use rm_reserve::{Error, ReservationManager};
 
@@ -317,6 +317,62 @@ fn ended_reservations_are_forgotten_after_retention() {
         manager.get(&hold.id).unwrap_err().code(),
         "unknown-reservation"
     );
+}
+
+/// A forgotten record's storage is reused by a later grant: answers given in its earlier life
+/// stay as they were, and the new grant has its own id, items, labels and expiry timer.
+#[test]
+fn a_reused_record_keeps_earlier_answers_intact() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let first = manager.reserve(&ask(vec![cores(1)])).unwrap();
+    manager.cancel(&first.id, None).unwrap();
+    clock.advance(Duration::from_secs(60));
+    manager.expire_due().unwrap();
+    assert_eq!(manager.remembered(), 0);
+
+    manager.register_resource(host("g", 8, 8)).unwrap();
+    let named = ReservationId::new("second").unwrap();
+    let second = manager
+        .reserve(
+            &ask(vec![cores(6), gib(2)])
+                .with_id(named.clone())
+                .with_labels(team_ml())
+                .with_ttl(Duration::from_secs(5)),
+        )
+        .unwrap();
+    assert_eq!(placed(&first), ["h"], "an earlier answer is not rewritten");
+    assert_eq!(first.items[0].amount, Quantity::from_milli(1_000));
+    assert_eq!(first.state, ReservationState::Pending);
+    assert_eq!(placed(&second), ["g", "h"], "first fit, per requirement");
+    assert_eq!(manager.get(&named).unwrap(), second);
+    assert_eq!(second.labels.get("team"), Some("ml"));
+    assert!(second.fencing_token > first.fencing_token);
+    // A third grant with a longer TTL, renewed: each keeps its own timer.
+    let third = manager.reserve(&ask(vec![cores(1)])).unwrap();
+    manager
+        .renew(&third.id, None, Duration::from_secs(20))
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+    let expired = manager.expire_due().unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].id, named);
+    assert_eq!(
+        manager.get(&third.id).unwrap().state,
+        ReservationState::Pending
+    );
+    clock.advance(Duration::from_secs(15));
+    let expired = manager.expire_due().unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].id, third.id);
+    assert!(manager.audit().unwrap().is_clean());
+}
+
+fn team_ml() -> Labels {
+    let mut labels = Labels::new();
+    labels.insert("team", "ml").unwrap();
+    labels
 }
 
 #[test]
