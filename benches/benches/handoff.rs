@@ -10,7 +10,9 @@
 //! virtual machine), which drifts from second to second; criterion measures the variants one
 //! after another, so their ratio moves with the drift. Before the criterion run the binary
 //! therefore prints medians of interleaved rounds (each round runs every variant in turn),
-//! whose ratios are what `docs/performance.md` quotes.
+//! and the median of the round-by-round ratios to each variant's peer, which are what
+//! `docs/performance.md` quotes. A blocking wait with a timeout parks with a timer; its
+//! like-for-like peer is the same semaphore awaited with timed parks.
 #![expect(clippy::print_stderr, reason = "the bench reports interleaved medians")]
 
 use std::future::Future;
@@ -38,6 +40,13 @@ impl Wake for Unpark {
 
 /// Runs a future to completion on this thread, parking while it is pending.
 fn block_on<F: Future>(future: F) -> F::Output {
+    run_parking(future, None)
+}
+
+/// Runs a future to completion on this thread, parking while it is pending; with a timeout,
+/// each park is a timed park (what a blocking wait with a deadline does), though the
+/// timeout itself is never reached here.
+fn run_parking<F: Future>(future: F, timeout: Option<Duration>) -> F::Output {
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut context = Context::from_waker(&waker);
     let mut future = pin!(future);
@@ -45,7 +54,10 @@ fn block_on<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
             return output;
         }
-        thread::park();
+        match timeout {
+            Some(timeout) => thread::park_timeout(timeout),
+            None => thread::park(),
+        }
     }
 }
 
@@ -73,9 +85,15 @@ fn two_threads(iters: u64, turn: impl Fn() + Sync) -> Duration {
     start.elapsed()
 }
 
+/// One variant of the interleaved comparison: its name, its turn, and the index of the peer
+/// it is compared with (itself for a peer).
+type Variant<'a> = (&'a str, &'a (dyn Fn() + Sync), usize);
+
 /// Medians over `rounds` interleaved rounds of `turns` turns per variant, per turn; each round
-/// starts with the next variant, so that none always runs first.
-fn interleaved(rounds: usize, turns: u64, variants: &[(&str, &(dyn Fn() + Sync))]) {
+/// starts with the next variant, so that none always runs first. Each variant is also compared
+/// with its peer round by round (the ratio of the two in one round, whose median is steadier
+/// than the ratio of the medians while the machine drifts).
+fn interleaved(rounds: usize, turns: u64, variants: &[Variant<'_>]) {
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); variants.len()];
     for round in 0..rounds {
         for k in 0..variants.len() {
@@ -84,17 +102,23 @@ fn interleaved(rounds: usize, turns: u64, variants: &[(&str, &(dyn Fn() + Sync))
             times[i].push(two_threads(turns, turn) / u32::try_from(turns).unwrap_or(u32::MAX));
         }
     }
-    let medians: Vec<Duration> = times
-        .iter_mut()
-        .map(|t| {
-            t.sort();
-            t[t.len() / 2]
-        })
-        .collect();
-    for ((name, _), median) in variants.iter().zip(&medians) {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    for (i, (name, _, peer)) in variants.iter().enumerate() {
+        let per_turn = median(times[i].iter().map(Duration::as_secs_f64).collect());
+        let ratios = times[i]
+            .iter()
+            .zip(&times[*peer])
+            .map(|(ours, theirs)| ours.as_secs_f64() / theirs.as_secs_f64())
+            .collect();
         eprintln!(
-            "interleaved median of {rounds} rounds x {turns} turns: {name}: {median:.2?} per turn ({:.3}x the first)",
-            median.as_secs_f64() / medians[0].as_secs_f64()
+            "interleaved, {rounds} rounds x {turns} turns: {name}: median {:.2} µs per turn, \
+             median ratio to {} {:.3}",
+            per_turn * 1e6,
+            variants[*peer].0,
+            median(ratios)
         );
     }
 }
@@ -107,6 +131,13 @@ fn handoff(c: &mut Criterion) {
     let semaphore = tokio::sync::Semaphore::new(1);
     let tokio_turn = || {
         let permit = block_on(semaphore.acquire()).expect("open");
+        hold();
+        drop(permit);
+    };
+    // The like-for-like peer of a blocking wait with a timeout: the same hand-off, each park
+    // a timed one.
+    let tokio_timed_turn = || {
+        let permit = run_parking(semaphore.acquire(), Some(Duration::from_secs(10))).expect("open");
         hold();
         drop(permit);
     };
@@ -164,11 +195,15 @@ fn handoff(c: &mut Criterion) {
         15,
         2_000,
         &[
-            ("tokio-semaphore", &tokio_turn),
-            ("wait-queue (future)", &future_turn),
-            ("wait-queue (blocking)", &blocking_turn),
+            ("tokio-semaphore", &tokio_turn, 0),
+            ("wait-queue (future)", &future_turn, 0),
+            ("tokio-semaphore (timed park)", &tokio_timed_turn, 2),
+            ("wait-queue (blocking)", &blocking_turn, 2),
         ],
     );
+    group.bench_function("tokio-semaphore (timed park)", |b| {
+        b.iter_custom(|iters| two_threads(iters, tokio_timed_turn));
+    });
     group.bench_function("wait-queue (future)", |b| {
         b.iter_custom(|iters| two_threads(iters, future_turn));
     });

@@ -58,6 +58,15 @@ struct Signal {
     waker: Option<Waker>,
 }
 
+impl Signal {
+    /// Takes an answer delivered on the waiter's behalf, if there is one.
+    fn take_answer(&mut self) -> Option<Result<Reservation, WaitError>> {
+        self.result
+            .take()
+            .map(|result| result.map_err(WaitError::Refused))
+    }
+}
+
 struct Waiter {
     request: Arc<ReservationRequest>,
     /// How long it is expected to hold once granted (for backfill).
@@ -278,6 +287,7 @@ impl WaitQueue {
         id: &ReservationId,
         fence: Option<rm_model::FencingToken>,
     ) -> Result<Reservation, LedgerError> {
+        self.notify();
         let released = self.ledger.release(id, fence)?;
         self.hand_on();
         Ok(released)
@@ -290,6 +300,7 @@ impl WaitQueue {
         id: &ReservationId,
         fence: Option<rm_model::FencingToken>,
     ) -> Result<Reservation, LedgerError> {
+        self.notify();
         let cancelled = self.ledger.cancel(id, fence)?;
         self.hand_on();
         Ok(cancelled)
@@ -529,8 +540,8 @@ impl WaitQueue {
 
     /// One attempt by `waiter` on its own thread: `Some` when it leaves with an answer.
     fn attempt(&self, waiter: &Arc<Waiter>) -> Option<Result<Reservation, WaitError>> {
-        if let Some(result) = lock(&waiter.signal).result.take() {
-            return Some(result.map_err(WaitError::Refused));
+        if let Some(answer) = lock(&waiter.signal).take_answer() {
+            return Some(answer);
         }
         if !self.is_head(waiter) || !waiter.begin() {
             return None;
@@ -618,6 +629,11 @@ impl Ticket {
                     signal = lock(&self.waiter.signal);
                 }
                 signal.try_now = false;
+                // A grant handed over by a releasing thread: nothing else to do.
+                if let Some(answer) = signal.take_answer() {
+                    self.done = true;
+                    return answer;
+                }
             }
             if expiry_due {
                 // Publishes the expiries, which wake the head (this ticket) again.
@@ -657,13 +673,19 @@ impl Future for Ticket {
             return Poll::Ready(Err(WaitError::Cancelled));
         }
         loop {
-            {
+            let handed = {
                 let mut signal = lock(&self.waiter.signal);
                 if !signal.try_now && signal.result.is_none() {
                     signal.waker = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
                 signal.try_now = false;
+                signal.take_answer()
+            };
+            // A grant handed over by a releasing thread: nothing else to do.
+            if let Some(answer) = handed {
+                self.done = true;
+                return Poll::Ready(answer);
             }
             if let Some(answer) = self.queue.attempt(&self.waiter) {
                 self.done = true;

@@ -1689,10 +1689,11 @@ impl ReservationLedger for ReservationManager {
     }
 
     fn next_expiry(&self) -> Result<Option<Duration>, LedgerError> {
-        // The earliest timer (an expiry or a forgetting): early at worst, never late.
-        let next = self.next_timer.load(Ordering::Acquire);
-        Ok((next != u64::MAX)
-            .then(|| Timestamp::from_nanos(next).saturating_duration_since(self.clock.now())))
+        // The earliest expiry only: forgetting ended reservations frees no capacity, so a
+        // waiter has no reason to wake for it (and a short timed park is dear: it makes the
+        // kernel reprogram its timer).
+        let next = lock(&self.timers).next();
+        Ok(next.map(|at| at.saturating_duration_since(self.clock.now())))
     }
 
     fn get(&self, id: &ReservationId) -> Result<Reservation, LedgerError> {

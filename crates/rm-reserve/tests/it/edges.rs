@@ -375,6 +375,40 @@ fn team_ml() -> Labels {
     labels
 }
 
+/// `next_expiry` names the earliest pending hold's expiry and nothing else: a waiter that
+/// sleeps until it must not wake for the forgetting of ended reservations.
+#[test]
+fn next_expiry_is_the_earliest_pending_expiry() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    assert_eq!(manager.next_expiry().unwrap(), None);
+    let ended = manager.reserve(&ask(vec![cores(1)])).unwrap();
+    manager.cancel(&ended.id, None).unwrap();
+    assert_eq!(
+        manager.next_expiry().unwrap(),
+        None,
+        "a forgetting (due in 60 s) is not an expiry"
+    );
+    let long = manager
+        .reserve(&ask(vec![cores(1)]).with_ttl(Duration::from_secs(20)))
+        .unwrap();
+    let short = manager.reserve(&ask(vec![cores(1)])).unwrap();
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(manager.next_expiry().unwrap(), Some(Duration::from_secs(6)));
+    manager.confirm(&short.id, None).unwrap();
+    assert_eq!(
+        manager.next_expiry().unwrap(),
+        Some(Duration::from_secs(16))
+    );
+    manager
+        .renew(&long.id, None, Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(manager.next_expiry().unwrap(), Some(Duration::from_secs(2)));
+    manager.cancel(&long.id, None).unwrap();
+    assert_eq!(manager.next_expiry().unwrap(), None);
+}
+
 #[test]
 fn the_builder_checks_its_settings() {
     let err = ReservationManager::builder()
