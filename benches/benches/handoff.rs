@@ -191,8 +191,13 @@ fn handoff(c: &mut Criterion) {
             .cancel(&granted.id, Some(granted.fencing_token))
             .expect("cancel");
     };
+    // More rounds (a steadier median) with RM_HANDOFF_ROUNDS.
+    let rounds = std::env::var("RM_HANDOFF_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(15);
     interleaved(
-        15,
+        rounds,
         2_000,
         &[
             ("tokio-semaphore", &tokio_turn, 0),
