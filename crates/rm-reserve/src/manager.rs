@@ -406,31 +406,44 @@ impl ReservationManager {
     /// Forgets the ended reservations whose retention ran out by `now`, keeping their records
     /// for reuse.
     fn forget_due(&self, now: Timestamp) {
+        /// Entries taken per lock of the retention queue (and records kept per lock of the
+        /// spare list), on the stack.
+        const BATCH: usize = 16;
         loop {
-            let entry = {
-                let mut forgets = lock(&self.forgets);
-                match forgets.front() {
-                    Some((at, _, _)) if *at <= now => forgets.pop_front(),
-                    Some((at, _, _)) => {
-                        self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
-                        None
-                    }
-                    None => None,
-                }
-            };
-            let Some((_, token, id)) = entry else {
-                return;
-            };
-            let forgotten = self.records.remove_if(&id, |_, record| {
-                record.token == token && lock(&record.state).state.is_terminal()
-            });
-            if let Some((_, mut record)) = forgotten
-                && record.empty_for_reuse()
+            let mut due: SmallVec<[(Timestamp, FencingToken, ReservationId); BATCH]> =
+                SmallVec::new();
             {
-                let mut spare = lock(&self.spare);
-                if spare.len() < SPARE_RECORDS {
-                    spare.push(record);
+                let mut forgets = lock(&self.forgets);
+                while due.len() < BATCH {
+                    match forgets.front() {
+                        Some((at, _, _)) if *at <= now => due.extend(forgets.pop_front()),
+                        Some((at, _, _)) => {
+                            self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
+                            break;
+                        }
+                        None => break,
+                    }
                 }
+            }
+            let more = due.len() == BATCH;
+            let mut reusable: SmallVec<[Arc<Record>; BATCH]> = SmallVec::new();
+            for (_, token, id) in due {
+                let forgotten = self.records.remove_if(&id, |_, record| {
+                    record.token == token && lock(&record.state).state.is_terminal()
+                });
+                if let Some((_, mut record)) = forgotten
+                    && record.empty_for_reuse()
+                {
+                    reusable.push(record);
+                }
+            }
+            if !reusable.is_empty() {
+                let mut spare = lock(&self.spare);
+                let room = SPARE_RECORDS.saturating_sub(spare.len());
+                spare.extend(reusable.drain(..).take(room));
+            }
+            if !more {
+                return;
             }
         }
     }
@@ -1073,13 +1086,15 @@ impl ReservationManager {
         let slots = positions.iter().map(|&p| catalog.slots[p].clone());
         let spare = lock(&self.spare).pop();
         let record = Record::fill(spare, grant, items, holds, slots);
-        let reservation = record.current();
-        vacant.insert(record.clone());
-        // Publish after the slot locks go (an observer woken by the event must not queue on
-        // them) but under the record's state lock (nothing about this reservation can be
-        // published before its grant, and its timer is armed before anyone can end it).
+        // Locked before it is reachable, and held until the event is out: nothing about this
+        // reservation can be published before its grant, and its timer is armed before
+        // anyone can end it.
         let mut state = lock(&record.state);
+        let reservation = record.reservation(&state);
+        vacant.insert(record.clone());
         self.arm(&record, &mut state, expires_at);
+        // Publish after the slot locks go (an observer woken by the event must not queue on
+        // them).
         drop(guards);
         self.observers.publish(now, || EventKind::Reserved {
             reservation: id,
