@@ -13,6 +13,10 @@
 //! and the median of the round-by-round ratios to each variant's peer, which are what
 //! `docs/performance.md` quotes. A blocking wait with a timeout parks with a timer; its
 //! like-for-like peer is the same semaphore awaited with timed parks.
+//!
+//! The `release with 10000 waiting` group measures what a release costs when the queue is
+//! deep: the release, finding the head among all waiters, granting and delivering to it, in
+//! priority order and in the order of a policy and of a composition of policies.
 #![expect(clippy::print_stderr, reason = "the bench reports interleaved medians")]
 
 use std::future::Future;
@@ -25,9 +29,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rm_contention::{WaitQueue, Wakeup};
 use rm_model::{
-    RequesterId, ReservationLedger, ReservationRequest, ReservationStrategy, Resource,
-    ResourceCapacity, ResourceRequirement, ResourceType, SystemClock, Unit,
+    AllocationPolicy, RequesterId, ReservationLedger, ReservationRequest, ReservationStrategy,
+    Resource, ResourceCapacity, ResourceRequirement, ResourceType, SystemClock, Unit,
 };
+use rm_policy::{Aging, ComposedPolicy, PriorityAllocationPolicy};
 use rm_reserve::ReservationManager;
 
 struct Unpark(Thread);
@@ -123,6 +128,44 @@ fn interleaved(rounds: usize, turns: u64, variants: &[Variant<'_>]) {
     }
 }
 
+/// A ledger with one node of one core, its wait queue (ordered by `order`, or by priority)
+/// woken by the ledger's events, and a request for the core.
+fn one_core_queue(
+    order: Option<Arc<dyn AllocationPolicy>>,
+) -> (Arc<ReservationManager>, Arc<WaitQueue>, ReservationRequest) {
+    let wakeup = Wakeup::new();
+    let manager = Arc::new(
+        ReservationManager::builder()
+            .event_sink(Arc::new(wakeup.clone()))
+            .retention(Duration::from_millis(1))
+            .build()
+            .expect("valid settings"),
+    );
+    let node = Resource::new(
+        "n",
+        ResourceType::Compute,
+        ResourceCapacity::of(1, Unit::CORES).expect("valid"),
+    )
+    .expect("valid");
+    manager.register_resource(node).expect("register");
+    let mut queue = WaitQueue::new(manager.clone(), Arc::new(SystemClock::new()));
+    if let Some(order) = order {
+        queue = queue.with_order(order);
+    }
+    let queue = Arc::new(queue);
+    wakeup.connect(&queue);
+    let request = ReservationRequest::new(
+        RequesterId::new("t").expect("valid"),
+        vec![ResourceRequirement::new(
+            ResourceType::Compute,
+            1,
+            Unit::CORES,
+        )],
+    )
+    .with_strategy(ReservationStrategy::Greedy);
+    (manager, queue, request)
+}
+
 fn handoff(c: &mut Criterion) {
     let mut group = c.benchmark_group("hand-off 1 unit, 2 threads");
     group.sample_size(20);
@@ -145,35 +188,7 @@ fn handoff(c: &mut Criterion) {
         b.iter_custom(|iters| two_threads(iters, tokio_turn));
     });
 
-    let wakeup = Wakeup::new();
-    let manager = Arc::new(
-        ReservationManager::builder()
-            .event_sink(Arc::new(wakeup.clone()))
-            .retention(Duration::from_millis(1))
-            .build()
-            .expect("valid settings"),
-    );
-    let node = Resource::new(
-        "n",
-        ResourceType::Compute,
-        ResourceCapacity::of(1, Unit::CORES).expect("valid"),
-    )
-    .expect("valid");
-    manager.register_resource(node).expect("register");
-    let queue = Arc::new(WaitQueue::new(
-        manager.clone(),
-        Arc::new(SystemClock::new()),
-    ));
-    wakeup.connect(&queue);
-    let request = ReservationRequest::new(
-        RequesterId::new("t").expect("valid"),
-        vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            1,
-            Unit::CORES,
-        )],
-    )
-    .with_strategy(ReservationStrategy::Greedy);
+    let (_manager, queue, request) = one_core_queue(None);
     let future_turn = || {
         let granted = block_on(queue.enqueue(request.clone())).expect("granted");
         hold();
@@ -218,5 +233,57 @@ fn handoff(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, handoff);
+/// How many requests wait in the deep-queue bench.
+const DEPTH: usize = 10_000;
+
+/// A release with `DEPTH` requests waiting: the release, the grant to the head (found among
+/// all of them) and its delivery, the head taking it, and a new request joining the back, so
+/// the depth stays put. Once in priority order without a policy, once ordered by a policy
+/// (priority with aging), once by a composition of two policies.
+fn deep_queue(c: &mut Criterion) {
+    let mut group = c.benchmark_group(format!("release with {DEPTH} waiting"));
+    let aging = || {
+        PriorityAllocationPolicy::new("aging")
+            .with_aging(Aging {
+                step: 1,
+                every: Duration::from_secs(60),
+                cap: 100,
+            })
+            .expect("valid aging")
+    };
+    let orders: [(&str, Option<Arc<dyn AllocationPolicy>>); 3] = [
+        ("priority order", None),
+        ("policy order", Some(Arc::new(aging()))),
+        (
+            "composed policy order",
+            Some(Arc::new(
+                ComposedPolicy::new("composed")
+                    .then(Arc::new(aging()))
+                    .then(Arc::new(PriorityAllocationPolicy::new("plain"))),
+            )),
+        ),
+    ];
+    for (name, order) in orders {
+        let (manager, queue, request) = one_core_queue(order);
+        let mut hold = manager.reserve(&request).expect("the first hold");
+        let mut tickets: std::collections::VecDeque<_> =
+            (0..DEPTH).map(|_| queue.enqueue(request.clone())).collect();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                queue
+                    .cancel(&hold.id, Some(hold.fencing_token))
+                    .expect("cancel");
+                let head = tickets.pop_front().expect("a waiter");
+                hold = head
+                    .try_take()
+                    .expect("the head was granted")
+                    .expect("granted");
+                tickets.push_back(queue.enqueue(request.clone()));
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, handoff, deep_queue);
 criterion_main!(benches);

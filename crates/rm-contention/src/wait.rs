@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
 
 use rm_model::{
-    AllocationPolicy, Clock, Event, EventKind, EventSink, LedgerError, PendingRequest, Reservation,
-    ReservationId, ReservationItem, ReservationLedger, ReservationRequest, Timestamp,
+    AllocationPolicy, Clock, Event, EventKind, EventSink, LedgerError, PendingRequest, Priority,
+    Reservation, ReservationId, ReservationItem, ReservationLedger, ReservationRequest, Timestamp,
 };
 
 use crate::backfill::{Amounts, Running, backfill_allows};
@@ -122,10 +123,98 @@ impl Waiter {
     }
 }
 
+impl Waiter {
+    /// The waiter as policies see it.
+    fn pending(&self) -> PendingRequest {
+        PendingRequest {
+            request: self.request.clone(),
+            enqueued_at: self.enqueued_at,
+            arrival: self.arrival,
+        }
+    }
+
+    /// Its rank without a policy: priority (highest first), then arrival.
+    fn rank(&self) -> (Reverse<Priority>, u64) {
+        (Reverse(self.request.priority), self.arrival)
+    }
+}
+
+/// The waiting requests. Without a policy they are kept ranked (priority, highest first, then
+/// arrival), so finding the head and removing anyone cost a logarithm. With a policy they are
+/// kept in a list beside the view policies take of them, so the head is one pass of the
+/// policy's [`first`](AllocationPolicy::first) and nothing is copied to ask it. A release
+/// asks for the head several times, so with thousands waiting this is what a release costs.
 #[derive(Default)]
 struct Queue {
-    waiting: Vec<Arc<Waiter>>,
+    ranked: BTreeMap<(Reverse<Priority>, u64), Arc<Waiter>>,
+    listed: Vec<Arc<Waiter>>,
+    /// `listed` as policies see it, index for index.
+    pending: Vec<PendingRequest>,
     next_arrival: u64,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.ranked.len() + self.listed.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Waiter>> {
+        self.ranked.values().chain(&self.listed)
+    }
+
+    fn push(&mut self, waiter: Arc<Waiter>, order: Option<&dyn AllocationPolicy>) {
+        match order {
+            None => {
+                self.ranked.insert(waiter.rank(), waiter);
+            }
+            Some(_) => {
+                self.pending.push(waiter.pending());
+                self.listed.push(waiter);
+            }
+        }
+    }
+
+    fn remove(&mut self, waiter: &Arc<Waiter>) {
+        // Arrivals are unique, so a rank names one waiter.
+        if self.ranked.remove(&waiter.rank()).is_some() {
+            return;
+        }
+        if let Some(i) = self.listed.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            self.listed.swap_remove(i);
+            self.pending.swap_remove(i);
+        }
+    }
+
+    fn head(&self, order: Option<&dyn AllocationPolicy>, now: Timestamp) -> Option<&Arc<Waiter>> {
+        match order {
+            None => self.ranked.values().next(),
+            Some(policy) => policy
+                .first(&self.pending, now)
+                .and_then(|i| self.listed.get(i)),
+        }
+    }
+
+    fn ordered(&self, order: Option<&dyn AllocationPolicy>, now: Timestamp) -> Vec<Arc<Waiter>> {
+        match order {
+            None => self.ranked.values().cloned().collect(),
+            Some(policy) => policy
+                .order(&self.pending, now)
+                .into_iter()
+                .filter_map(|i| self.listed.get(i).cloned())
+                .collect(),
+        }
+    }
+
+    /// The waiting requests in arrival order, as policies and detection see them.
+    fn pending(&self) -> Vec<PendingRequest> {
+        let mut pending: Vec<PendingRequest> = if self.ranked.is_empty() {
+            self.pending.clone()
+        } else {
+            self.ranked.values().map(|w| w.pending()).collect()
+        };
+        pending.sort_by_key(|p| p.arrival);
+        pending
+    }
 }
 
 /// What may pass a blocked head of the queue.
@@ -215,7 +304,7 @@ impl WaitQueue {
 
     /// How many requests wait.
     pub fn len(&self) -> usize {
-        lock(&self.queue).waiting.len()
+        lock(&self.queue).len()
     }
 
     /// Whether nobody waits.
@@ -228,7 +317,6 @@ impl WaitQueue {
         let queue = lock(&self.queue);
         let now = self.clock.now();
         queue
-            .waiting
             .iter()
             .map(|w| now.saturating_duration_since(w.enqueued_at))
             .max()
@@ -268,7 +356,7 @@ impl WaitQueue {
                 }),
             });
             queue.next_arrival += 1;
-            queue.waiting.push(waiter.clone());
+            queue.push(waiter.clone(), self.order.as_deref());
             waiter
         };
         Ticket {
@@ -333,62 +421,28 @@ impl WaitQueue {
 
     /// The waiting requests in the order they go.
     fn ordered(&self, queue: &Queue) -> Vec<Arc<Waiter>> {
-        match &self.order {
-            None => {
-                let mut waiting = queue.waiting.clone();
-                waiting.sort_by_key(|w| (std::cmp::Reverse(w.request.priority), w.arrival));
-                waiting
-            }
-            Some(policy) => {
-                let pending = Self::pending_of(queue);
-                policy
-                    .order(&pending, self.clock.now())
-                    .into_iter()
-                    .filter_map(|i| queue.waiting.get(i).cloned())
-                    .collect()
-            }
-        }
+        queue.ordered(self.order.as_deref(), self.clock.now())
     }
 
-    fn pending_of(queue: &Queue) -> Vec<PendingRequest> {
-        queue
-            .waiting
-            .iter()
-            .map(|w| PendingRequest {
-                request: w.request.clone(),
-                enqueued_at: w.enqueued_at,
-                arrival: w.arrival,
-            })
-            .collect()
-    }
-
-    /// The waiting requests as policies and detection see them.
+    /// The waiting requests as policies and detection see them, in arrival order.
     pub fn pending(&self) -> Vec<PendingRequest> {
-        Self::pending_of(&lock(&self.queue))
+        lock(&self.queue).pending()
     }
 
     /// The request that goes next.
     fn head(&self, queue: &Queue) -> Option<Arc<Waiter>> {
-        match &self.order {
-            None => queue
-                .waiting
-                .iter()
-                .min_by_key(|w| (std::cmp::Reverse(w.request.priority), w.arrival))
-                .cloned(),
-            Some(_) => self.ordered(queue).into_iter().next(),
-        }
+        queue.head(self.order.as_deref(), self.clock.now()).cloned()
     }
 
     fn is_head(&self, waiter: &Arc<Waiter>) -> bool {
         let queue = lock(&self.queue);
-        self.head(&queue)
-            .is_some_and(|head| Arc::ptr_eq(&head, waiter))
+        queue
+            .head(self.order.as_deref(), self.clock.now())
+            .is_some_and(|head| Arc::ptr_eq(head, waiter))
     }
 
     fn remove(&self, waiter: &Arc<Waiter>) {
-        lock(&self.queue)
-            .waiting
-            .retain(|w| !Arc::ptr_eq(w, waiter));
+        lock(&self.queue).remove(waiter);
     }
 
     /// Takes a waiter out for good (timeout, cancellation, drop); gives back a grant that

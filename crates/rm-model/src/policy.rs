@@ -176,7 +176,9 @@ pub struct PendingRequest {
 ///   (the grant's event confirms it) or calls [`AllocationPolicy::withdraw`].
 /// - `order` returns a permutation of `0..pending.len()`: the order in which the policy would
 ///   admit the waiting requests now, by `order_key` then arrival. It is deterministic for
-///   equal inputs.
+///   equal inputs. `first` names the request `order` puts first, without ordering the rest
+///   (a wait queue asks it on every release); a policy that overrides `order` overrides
+///   `first` to match.
 /// - `allocate` is `admit` then `ledger.reserve`; the result says which policy decided and
 ///   carries a reason code for every refusal.
 /// - Implementations are `Send + Sync` with `&self`, safe to call from many threads.
@@ -190,10 +192,25 @@ pub trait AllocationPolicy: Send + Sync {
     /// The order in which to admit `pending`. The default is priority (highest first), then
     /// arrival.
     fn order(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<usize> {
-        let keys: Vec<i64> = pending.iter().map(|p| self.order_key(p, now)).collect();
+        let keys = self.order_keys(pending, now);
         let mut order: Vec<usize> = (0..pending.len()).collect();
         order.sort_by_key(|&i| (keys[i], pending[i].arrival));
         order
+    }
+
+    /// The request [`order`](Self::order) puts first (`None` when nothing waits), found in
+    /// one pass: the lowest key, then the earliest arrival. A policy that overrides `order`
+    /// overrides this to match.
+    fn first(&self, pending: &[PendingRequest], now: Timestamp) -> Option<usize> {
+        let keys = self.order_keys(pending, now);
+        (0..pending.len()).min_by_key(|&i| (keys[i], pending[i].arrival))
+    }
+
+    /// The keys of `pending`, index for index: each one's [`order_key`](Self::order_key).
+    /// A policy whose keys need a lock or a lookup overrides it to take the lock once per
+    /// call; `order` and `first` go through it.
+    fn order_keys(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<i64> {
+        pending.iter().map(|p| self.order_key(p, now)).collect()
     }
 
     /// The key this policy orders a waiting request by: lower goes first, ties by arrival.
@@ -256,6 +273,12 @@ macro_rules! forward_policy {
             }
             fn order(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<usize> {
                 (**self).order(pending, now)
+            }
+            fn first(&self, pending: &[PendingRequest], now: Timestamp) -> Option<usize> {
+                (**self).first(pending, now)
+            }
+            fn order_keys(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<i64> {
+                (**self).order_keys(pending, now)
             }
             fn order_key(&self, pending: &PendingRequest, now: Timestamp) -> i64 {
                 (**self).order_key(pending, now)

@@ -1,6 +1,7 @@
 //! [`ComposedPolicy`]: policies in sequence, configured rather than hard-wired (for example a
 //! quota gate, then fair order, then priority).
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use rm_model::{Admission, AllocationPolicy, Event, PendingRequest, ReservationRequest, Timestamp};
@@ -40,6 +41,26 @@ impl ComposedPolicy {
     }
 }
 
+impl ComposedPolicy {
+    /// Each policy's keys of `pending`, one column per policy (each computed in one call).
+    fn columns(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<Vec<i64>> {
+        self.policies
+            .iter()
+            .map(|policy| policy.order_keys(pending, now))
+            .collect()
+    }
+}
+
+/// The composed order of two waiting requests: key by key, policy by policy, then arrival.
+fn compare(columns: &[Vec<i64>], pending: &[PendingRequest], a: usize, b: usize) -> Ordering {
+    columns
+        .iter()
+        .map(|keys| keys[a].cmp(&keys[b]))
+        .find(|ordering| ordering.is_ne())
+        .unwrap_or(Ordering::Equal)
+        .then(pending[a].arrival.cmp(&pending[b].arrival))
+}
+
 impl AllocationPolicy for ComposedPolicy {
     fn name(&self) -> &str {
         &self.name
@@ -58,22 +79,22 @@ impl AllocationPolicy for ComposedPolicy {
     }
 
     fn order(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<usize> {
-        let keys: Vec<Vec<i64>> = pending
-            .iter()
-            .map(|p| {
-                self.policies
-                    .iter()
-                    .map(|policy| policy.order_key(p, now))
-                    .collect()
-            })
-            .collect();
+        let columns = self.columns(pending, now);
         let mut order: Vec<usize> = (0..pending.len()).collect();
-        order.sort_by(|&a, &b| {
-            keys[a]
-                .cmp(&keys[b])
-                .then(pending[a].arrival.cmp(&pending[b].arrival))
-        });
+        order.sort_by(|&a, &b| compare(&columns, pending, a, b));
         order
+    }
+
+    fn first(&self, pending: &[PendingRequest], now: Timestamp) -> Option<usize> {
+        let columns = self.columns(pending, now);
+        (0..pending.len()).min_by(|&a, &b| compare(&columns, pending, a, b))
+    }
+
+    fn order_keys(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<i64> {
+        match self.policies.first() {
+            Some(policy) => policy.order_keys(pending, now),
+            None => vec![0; pending.len()],
+        }
     }
 
     fn order_key(&self, pending: &PendingRequest, now: Timestamp) -> i64 {

@@ -250,7 +250,10 @@ impl FairAllocationPolicy {
 
     /// The requester's weighted dominant share now (0 for an unknown requester).
     pub fn dominant_share(&self, requester: &rm_model::RequesterId, now: Timestamp) -> f64 {
-        let mut state = self.state();
+        Self::share_in(&mut self.state(), requester, now)
+    }
+
+    fn share_in(state: &mut State, requester: &rm_model::RequesterId, now: Timestamp) -> f64 {
         match state.ids.get(requester).copied() {
             Some(t) => {
                 state.decay(t, now);
@@ -258,6 +261,11 @@ impl FairAllocationPolicy {
             }
             None => 0.0,
         }
+    }
+
+    /// The order key of a dominant share: parts per billion, lower goes first.
+    fn share_key(share: f64) -> i64 {
+        (share * 1e9) as i64
     }
 
     /// The known requester with the lowest weighted dominant share: the DRF decision of
@@ -309,7 +317,16 @@ impl AllocationPolicy for FairAllocationPolicy {
 
     /// The weighted dominant share in parts per billion: lower goes first.
     fn order_key(&self, pending: &PendingRequest, now: Timestamp) -> i64 {
-        (self.dominant_share(&pending.request.requester, now) * 1e9) as i64
+        Self::share_key(self.dominant_share(&pending.request.requester, now))
+    }
+
+    /// One lock of the usage state for all of them.
+    fn order_keys(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<i64> {
+        let mut state = self.state();
+        pending
+            .iter()
+            .map(|p| Self::share_key(Self::share_in(&mut state, &p.request.requester, now)))
+            .collect()
     }
 
     fn observe(&self, event: &Event) {
@@ -368,6 +385,10 @@ impl AllocationPolicy for WeightedAllocationPolicy {
 
     fn order_key(&self, pending: &PendingRequest, now: Timestamp) -> i64 {
         self.fair.order_key(pending, now)
+    }
+
+    fn order_keys(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<i64> {
+        self.fair.order_keys(pending, now)
     }
 
     fn observe(&self, event: &Event) {

@@ -119,7 +119,10 @@ impl PriorityAllocationPolicy {
 
     /// The priority a request of `requester` gets before aging.
     pub fn base_priority(&self, requester: &RequesterId, requested: Priority) -> Priority {
-        let settings = crate::read(&self.settings);
+        Self::base_in(&crate::read(&self.settings), requester, requested)
+    }
+
+    fn base_in(settings: &Settings, requester: &RequesterId, requested: Priority) -> Priority {
         if let Some(priority) = settings.priorities.get(requester) {
             return *priority;
         }
@@ -144,9 +147,17 @@ impl PriorityAllocationPolicy {
 
     /// The priority a waiting request has now: its base priority raised by aging.
     pub fn effective_priority(&self, pending: &PendingRequest, now: Timestamp) -> i64 {
+        self.effective_in(&crate::read(&self.settings), pending, now)
+    }
+
+    fn effective_in(&self, settings: &Settings, pending: &PendingRequest, now: Timestamp) -> i64 {
         let base = i64::from(
-            self.base_priority(&pending.request.requester, pending.request.priority)
-                .0,
+            Self::base_in(
+                settings,
+                &pending.request.requester,
+                pending.request.priority,
+            )
+            .0,
         );
         let Some(aging) = self.aging else {
             return base;
@@ -183,6 +194,15 @@ impl AllocationPolicy for PriorityAllocationPolicy {
 
     fn order_key(&self, pending: &PendingRequest, now: Timestamp) -> i64 {
         -self.effective_priority(pending, now)
+    }
+
+    /// One read of the settings for all of them.
+    fn order_keys(&self, pending: &[PendingRequest], now: Timestamp) -> Vec<i64> {
+        let settings = crate::read(&self.settings);
+        pending
+            .iter()
+            .map(|p| -self.effective_in(&settings, p, now))
+            .collect()
     }
 }
 

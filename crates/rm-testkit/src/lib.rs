@@ -75,6 +75,30 @@ pub fn cores(requester: &str, amount: i32) -> rm_model::ReservationRequest {
     )
 }
 
+/// A small deterministic generator (xorshift) for randomised tests, so that a failure is
+/// replayed from its seed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (zero is replaced, since xorshift would stay at zero).
+    pub fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    /// The next number below `bound` (which must be positive).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::conformance::ledger::LedgerFixture;

@@ -2,6 +2,7 @@
 
 mod compose;
 mod drf;
+mod first;
 mod priority;
 mod quota;
 mod weighted;

@@ -13,19 +13,9 @@ use rm_model::{
     ResourceRequirement, ResourceType, Unit,
 };
 
+use rm_testkit::Rng;
+
 use crate::{host, manager};
-
-/// A small deterministic generator, so a failure can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 #[test]
 fn eight_threads_sixteen_resources_with_an_auditor() {
@@ -68,27 +58,27 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
     for t in 0..8u64 {
         let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
         thread::spawn(move || {
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
+            let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
             let mut mine: Vec<(ReservationId, rm_model::FencingToken)> = Vec::new();
             let group = ColocationGroup::new("g").expect("valid");
             let requester = RequesterId::new(&format!("w{t}")).expect("valid");
             for round in 0..rounds {
-                match rng.next(10) {
+                match rng.below(10) {
                     0..=3 => {
-                        let parts = 1 + rng.next(4) as usize;
-                        let colocate = rng.next(2) == 0;
+                        let parts = 1 + rng.below(4) as usize;
+                        let colocate = rng.below(2) == 0;
                         let requirements = (0..parts)
                             .map(|_| {
-                                let r = if rng.next(2) == 0 {
+                                let r = if rng.below(2) == 0 {
                                     ResourceRequirement::new(
                                         ResourceType::Compute,
-                                        Quantity::from_milli(500 * (1 + rng.next(6) as i64)),
+                                        Quantity::from_milli(500 * (1 + rng.below(6) as i64)),
                                         Unit::CORES,
                                     )
                                 } else {
                                     ResourceRequirement::new(
                                         ResourceType::Memory,
-                                        1 + rng.next(4) as i32,
+                                        1 + rng.below(4) as i32,
                                         Unit::GIB,
                                     )
                                 };
@@ -103,10 +93,10 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                             ReservationStrategy::BinPack,
                             ReservationStrategy::Balanced,
                             ReservationStrategy::Greedy,
-                        ][rng.next(3) as usize];
+                        ][rng.below(3) as usize];
                         let mut request = ReservationRequest::new(requester.clone(), requirements)
                             .with_strategy(strategy);
-                        if rng.next(4) == 0 {
+                        if rng.below(4) == 0 {
                             request = request.with_id(
                                 ReservationId::new(&format!("w{t}-{round}")).expect("valid"),
                             );
@@ -118,7 +108,7 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                         }
                     }
                     4..=5 if !mine.is_empty() => {
-                        let (id, token) = mine[rng.next(mine.len() as u64) as usize].clone();
+                        let (id, token) = mine[rng.below(mine.len() as u64) as usize].clone();
                         match manager.confirm(&id, Some(token)) {
                             Ok(_)
                             | Err(LedgerError::Expired { .. } | LedgerError::InvalidState { .. }) =>
@@ -127,7 +117,7 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                         }
                     }
                     6..=7 if !mine.is_empty() => {
-                        let (id, token) = mine.swap_remove(rng.next(mine.len() as u64) as usize);
+                        let (id, token) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
                         let _ = manager.confirm(&id, Some(token));
                         for _ in 0..2 {
                             match manager.release(&id, Some(token)) {
@@ -140,7 +130,7 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                         }
                     }
                     8 if !mine.is_empty() => {
-                        let (id, token) = mine.swap_remove(rng.next(mine.len() as u64) as usize);
+                        let (id, token) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
                         // A confirmed hold cannot be cancelled; it is released instead.
                         if let Err(LedgerError::InvalidState { .. }) =
                             manager.cancel(&id, Some(token))
@@ -152,10 +142,11 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                     }
                     9 => {
                         if t == 0 {
-                            clock.advance(Duration::from_millis(rng.next(200)));
+                            clock.advance(Duration::from_millis(rng.below(200)));
                         }
-                        let node = ResourceName::new(&format!("n{}", rng.next(16))).expect("valid");
-                        let cores = Quantity::from(4 + rng.next(8) as i32);
+                        let node =
+                            ResourceName::new(&format!("n{}", rng.below(16))).expect("valid");
+                        let cores = Quantity::from(4 + rng.below(8) as i32);
                         manager
                             .set_capacity(&node, &ResourceType::Compute, cores)
                             .expect("set capacity");
