@@ -689,27 +689,34 @@ impl ResourceManager {
         Ok(self.inner.ledger.renew(id, fence, ttl)?)
     }
 
-    /// Releases a reservation; its capacity goes to the next waiter at once.
+    /// Releases a reservation; its capacity goes to the next waiter at once: this thread
+    /// grants it to the head of the wait queue and wakes the head with its grant.
     pub fn release(
         &self,
         id: &ReservationId,
         fence: Option<FencingToken>,
     ) -> Result<Reservation, Error> {
-        Ok(self.inner.ledger.release(id, fence)?)
+        Ok(self.inner.queue.release(id, fence)?)
     }
 
-    /// Cancels a reservation.
+    /// Cancels a reservation; its capacity goes to the next waiter as with
+    /// [`release`](Self::release).
     pub fn cancel(
         &self,
         id: &ReservationId,
         fence: Option<FencingToken>,
     ) -> Result<Reservation, Error> {
-        Ok(self.inner.ledger.cancel(id, fence)?)
+        Ok(self.inner.queue.cancel(id, fence)?)
     }
 
     /// A reservation by id (active, or ended and still remembered).
     pub fn get(&self, id: &ReservationId) -> Result<Reservation, Error> {
         Ok(self.inner.ledger.get(id)?)
+    }
+
+    /// How many requests wait for capacity now (blocked in [`reserve`](Self::reserve)).
+    pub fn waiting(&self) -> usize {
+        self.inner.queue.len()
     }
 
     /// A consistent snapshot of the ledger.

@@ -10,9 +10,10 @@ use std::thread;
 use std::time::Duration;
 
 use rm_contention::WaitError;
-use rm_model::ReservationLedger;
+use rm_model::{AllocationPolicy, ReservationLedger};
+use rm_testkit::fakes::StaticPolicy;
 
-use crate::{cores, node, queue_on};
+use crate::{cores, node, queue_on, queue_ordered_by};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -81,6 +82,49 @@ fn each_release_grants_exactly_one_waiter_in_priority_order() {
     assert_eq!(queue.len(), 1);
     drop(low);
     assert!(queue.is_empty());
+}
+
+/// Releasing through the queue grants the head on the releasing thread (its grant is in the
+/// ledger before its ticket is asked), one waiter per release, in priority then arrival
+/// order, whether the queue ranks by priority itself or asks a policy; a waiter that leaves
+/// is never granted.
+#[test]
+fn a_release_through_the_queue_grants_the_head_on_the_releasing_thread() {
+    let orders: [Option<Arc<dyn AllocationPolicy>>; 2] =
+        [None, Some(Arc::new(StaticPolicy::admit_all()))];
+    for order in orders {
+        let policy = order.is_some();
+        let (ledger, queue) = queue_ordered_by(vec![node("n", 1)], order);
+        let mut held = queue
+            .enqueue(cores("holder", 1, 0))
+            .wait_timeout(LONG)
+            .unwrap();
+        let low = queue.enqueue(cores("low", 1, 1));
+        let high = queue.enqueue(cores("high", 1, 9));
+        let gone = queue.enqueue(cores("gone", 1, 7));
+        let mid = queue.enqueue(cores("mid", 1, 5));
+        let later_high = queue.enqueue(cores("later-high", 1, 9));
+        assert_eq!(queue.len(), 5);
+        drop(gone);
+        let mut served = Vec::new();
+        for ticket in [high, later_high, mid, low] {
+            ledger.confirm(&held.id, None).unwrap();
+            queue.release(&held.id, None).unwrap();
+            let active = ledger.snapshot().unwrap().active;
+            assert_eq!(active.len(), 1, "policy {policy}: {active:?}");
+            held = ticket.try_take().expect("answered").expect("granted");
+            assert_eq!(held.id, active[0].id, "policy {policy}");
+            served.push(held.requester.as_str().to_owned());
+        }
+        assert_eq!(
+            served,
+            ["high", "later-high", "mid", "low"],
+            "policy {policy}"
+        );
+        assert!(queue.is_empty());
+        queue.cancel(&held.id, None).unwrap();
+        assert!(ledger.snapshot().unwrap().active.is_empty());
+    }
 }
 
 #[test]

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use rm_contention::{WaitQueue, Wakeup};
 use rm_model::{
-    Priority, RequesterId, ReservationLedger, ReservationRequest, ReservationStrategy, Resource,
-    ResourceCapacity, ResourceRequirement, ResourceType, SystemClock, Unit,
+    AllocationPolicy, Priority, RequesterId, ReservationLedger, ReservationRequest,
+    ReservationStrategy, Resource, ResourceCapacity, ResourceRequirement, ResourceType,
+    SystemClock, Unit,
 };
 use rm_testkit::ReferenceLedger;
 
@@ -41,6 +42,14 @@ fn cores(who: &str, amount: i32, priority: i32) -> ReservationRequest {
 
 /// A ledger whose events wake a queue on it.
 fn queue_on(resources: Vec<Resource>) -> (Arc<ReferenceLedger>, Arc<WaitQueue>) {
+    queue_ordered_by(resources, None)
+}
+
+/// [`queue_on`], the queue ordered by `order` when given.
+fn queue_ordered_by(
+    resources: Vec<Resource>,
+    order: Option<Arc<dyn AllocationPolicy>>,
+) -> (Arc<ReferenceLedger>, Arc<WaitQueue>) {
     let clock = Arc::new(SystemClock::new());
     let wakeup = Wakeup::new();
     let ledger = Arc::new(ReferenceLedger::new(
@@ -51,7 +60,11 @@ fn queue_on(resources: Vec<Resource>) -> (Arc<ReferenceLedger>, Arc<WaitQueue>) 
     for resource in resources {
         ledger.register_resource(resource).expect("register");
     }
-    let queue = Arc::new(WaitQueue::new(ledger.clone(), clock));
+    let mut queue = WaitQueue::new(ledger.clone(), clock);
+    if let Some(order) = order {
+        queue = queue.with_order(order);
+    }
+    let queue = Arc::new(queue);
     wakeup.connect(&queue);
     (ledger, queue)
 }

@@ -32,13 +32,16 @@ fn a_waiting_request_gets_the_capacity_released_by_another_thread() {
         })
     };
     barrier.wait();
-    // Release once the waiter is queued (its Queued event raises the depth).
-    while manager.monitor().queue_depth() == 0 {
+    // Release once the waiter is in the wait queue (its Queued event raises the depth a
+    // moment before).
+    while manager.waiting() == 0 {
         std::thread::yield_now();
     }
+    assert_eq!(manager.monitor().queue_depth(), 1);
     manager.release(&held.id, None).unwrap();
     let granted = waiter.join().unwrap().unwrap();
     assert_eq!(granted.requester.as_str(), "b");
+    assert_eq!(manager.waiting(), 0);
     assert_eq!(manager.monitor().queue_depth(), 0);
     let text = manager.render().unwrap();
     assert!(
