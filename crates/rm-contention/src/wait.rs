@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
@@ -366,19 +367,17 @@ impl WaitQueue {
         }
     }
 
-    /// Releases a confirmed hold through the queue: the ledger releases it and this thread
-    /// then grants the freed capacity to the head of the queue and wakes it with its grant,
-    /// so the woken waiter has nothing left to do (a release straight on the ledger works too,
-    /// but then the woken waiter asks the ledger itself).
+    /// Releases a confirmed hold through the queue: the head of the queue is woken first (so
+    /// its wake-up overlaps what follows), the ledger releases the hold, and this thread then
+    /// grants the freed capacity to the head and hands it the grant, so the woken waiter has
+    /// nothing left to do (a release straight on the ledger works too, but then the woken
+    /// waiter asks the ledger itself).
     pub fn release(
         &self,
         id: &ReservationId,
         fence: Option<rm_model::FencingToken>,
     ) -> Result<Reservation, LedgerError> {
-        self.notify();
-        let released = self.ledger.release(id, fence)?;
-        self.hand_on();
-        Ok(released)
+        self.handing_on(|| self.ledger.release(id, fence))
     }
 
     /// Cancels a pending hold through the queue, handing the capacity on as
@@ -388,10 +387,24 @@ impl WaitQueue {
         id: &ReservationId,
         fence: Option<rm_model::FencingToken>,
     ) -> Result<Reservation, LedgerError> {
+        self.handing_on(|| self.ledger.cancel(id, fence))
+    }
+
+    /// Wakes the head, makes the ledger `call` that frees capacity, and hands the capacity on.
+    /// While the call runs, this queue's [`observe`](Self::observe) skips looking for the head
+    /// again on this thread: it was woken already, and `hand_on` follows.
+    fn handing_on(
+        &self,
+        call: impl FnOnce() -> Result<Reservation, LedgerError>,
+    ) -> Result<Reservation, LedgerError> {
         self.notify();
-        let cancelled = self.ledger.cancel(id, fence)?;
+        let result = {
+            let _marked = HandingOn::mark(self);
+            call()
+        };
+        let freed = result?;
         self.hand_on();
-        Ok(cancelled)
+        Ok(freed)
     }
 
     /// Has the ledger expire the pending holds whose TTL has run out, which wakes the head
@@ -587,7 +600,7 @@ impl WaitQueue {
             | EventKind::ResourceUpdated { .. } => true,
             _ => false,
         };
-        if frees {
+        if frees && !HandingOn::is_marked(self) {
             self.notify();
         }
     }
@@ -612,6 +625,32 @@ impl WaitQueue {
         // Capacity may remain for whoever is next.
         self.hand_on();
         Some(result.map_err(WaitError::Refused))
+    }
+}
+
+thread_local! {
+    /// The address of the queue this thread is releasing through while it calls the ledger
+    /// (0 for none).
+    static HANDING_ON: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as releasing through a queue until dropped (also on unwinding, so a
+/// panicking ledger cannot leave the mark behind and silence later events).
+struct HandingOn(usize);
+
+impl HandingOn {
+    fn mark(queue: &WaitQueue) -> HandingOn {
+        HandingOn(HANDING_ON.replace(std::ptr::from_ref(queue).addr()))
+    }
+
+    fn is_marked(queue: &WaitQueue) -> bool {
+        HANDING_ON.get() == std::ptr::from_ref(queue).addr()
+    }
+}
+
+impl Drop for HandingOn {
+    fn drop(&mut self) {
+        HANDING_ON.set(self.0);
     }
 }
 
