@@ -187,6 +187,10 @@ impl Queue {
     }
 
     fn head(&self, order: Option<&dyn AllocationPolicy>, now: Timestamp) -> Option<&Arc<Waiter>> {
+        if self.len() == 0 {
+            // Most releases find nobody waiting: do not ask the policy.
+            return None;
+        }
         match order {
             None => self.ranked.values().next(),
             Some(policy) => policy

@@ -222,7 +222,7 @@ impl ReservationStrategy {
 /// assert!(request.violations().is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationRequest {
     /// The id to use; a retry with the same id and the same request returns the same
@@ -262,6 +262,48 @@ pub struct ReservationRequest {
 
 fn yes() -> bool {
     true
+}
+
+/// Cloning is field by field; `clone_from` reuses the target's requirement list, so a
+/// ledger that keeps a copy of each named request can refill one without allocating.
+impl Clone for ReservationRequest {
+    fn clone(&self) -> ReservationRequest {
+        ReservationRequest {
+            id: self.id.clone(),
+            requester: self.requester.clone(),
+            priority: self.priority,
+            requirements: self.requirements.clone(),
+            strategy: self.strategy,
+            ttl: self.ttl,
+            labels: self.labels.clone(),
+            preemptible: self.preemptible,
+            colocate_by: self.colocate_by.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &ReservationRequest) {
+        // Destructured, so that a new field is a compile error here rather than forgotten.
+        let ReservationRequest {
+            id,
+            requester,
+            priority,
+            requirements,
+            strategy,
+            ttl,
+            labels,
+            preemptible,
+            colocate_by,
+        } = source;
+        self.id.clone_from(id);
+        self.requester.clone_from(requester);
+        self.priority = *priority;
+        self.requirements.clone_from(requirements);
+        self.strategy = *strategy;
+        self.ttl = *ttl;
+        self.labels.clone_from(labels);
+        self.preemptible = *preemptible;
+        self.colocate_by.clone_from(colocate_by);
+    }
 }
 
 impl ReservationRequest {
@@ -568,6 +610,30 @@ impl Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clone_from_makes_an_equal_request_in_the_old_storage() {
+        let requirement =
+            |amount| ResourceRequirement::new(ResourceType::Compute, amount, Unit::CORES);
+        let mut labels = Labels::new();
+        labels.insert("team", "ml").expect("valid label");
+        let source =
+            ReservationRequest::new(RequesterId::new("b").expect("valid"), vec![requirement(2)])
+                .with_id(ReservationId::new("named").expect("valid"))
+                .with_priority(Priority(4))
+                .with_ttl(Duration::from_secs(9))
+                .with_labels(labels)
+                .with_strategy(ReservationStrategy::BinPack);
+        let mut target = ReservationRequest::new(
+            RequesterId::new("a").expect("valid"),
+            vec![requirement(1), requirement(1), requirement(1)],
+        );
+        let storage = target.requirements.as_ptr();
+        target.clone_from(&source);
+        assert_eq!(target, source);
+        assert_eq!(target.clone(), source);
+        assert_eq!(target.requirements.as_ptr(), storage, "the list was reused");
+    }
 
     #[test]
     fn life_cycle_transitions() {

@@ -141,6 +141,19 @@ impl ValidationErrors {
             })
         }
     }
+
+    /// [`check`](Self::check) with a subject built only when there is something to report,
+    /// so that a passing check on a hot path formats nothing.
+    pub fn check_with(
+        subject: impl FnOnce() -> String,
+        violations: Vec<Violation>,
+    ) -> Result<(), ValidationErrors> {
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Self::check(subject(), violations)
+        }
+    }
 }
 
 /// What a validator may look at besides the value it checks.

@@ -86,6 +86,9 @@ impl AllocationPolicy for ComposedPolicy {
     }
 
     fn first(&self, pending: &[PendingRequest], now: Timestamp) -> Option<usize> {
+        if pending.is_empty() {
+            return None;
+        }
         let columns = self.columns(pending, now);
         (0..pending.len()).min_by(|&a, &b| compare(&columns, pending, a, b))
     }

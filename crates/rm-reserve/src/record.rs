@@ -109,7 +109,12 @@ impl Record {
         fields.created_at = grant.now;
         fields.lock_set.clear();
         fields.lock_set.extend(slots);
-        fields.request = request.id.is_some().then(|| request.clone());
+        // A named request is kept to tell a retry from a conflict; the kept copy of the
+        // record's last life is refilled in place.
+        match (&mut fields.request, request.id.is_some()) {
+            (Some(kept), true) => kept.clone_from(request),
+            (kept, named) => *kept = named.then(|| request.clone()),
+        }
         let state = fields
             .state
             .get_mut()
@@ -138,9 +143,9 @@ impl Record {
         let Some(fields) = Arc::get_mut(self) else {
             return false;
         };
-        // Let go of what the record refers to (slots, the request, labels), keep the storage.
+        // Let go of what the record refers to (slots, labels), keep the storage (the kept
+        // request too: a spare is unreachable, and the next grant overwrites or drops it).
         fields.lock_set.clear();
-        fields.request = None;
         fields.labels = Labels::default();
         let state = fields
             .state

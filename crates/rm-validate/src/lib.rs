@@ -147,28 +147,40 @@ fn could_ever_hold(
     requirements: &[ResourceRequirement],
     group: &[usize],
 ) -> bool {
-    let mut needed: BTreeMap<&ResourceType, Quantity> = BTreeMap::new();
-    for &i in group {
+    // Each type's members are summed where the type first appears in the group (groups
+    // are a few requirements, so the repeated scan is cheaper than a map and allocates
+    // nothing: this runs for every registered resource at admission).
+    group.iter().enumerate().all(|(k, &i)| {
         let requirement = &requirements[i];
+        let resource_type = requirement.resource_type();
+        let Some(capacity) = resource.capacity_of(resource_type) else {
+            return false;
+        };
         if !requirement.admits(resource) {
             return false;
         }
-        let Some(capacity) = resource.capacity_of(requirement.resource_type()) else {
-            return false;
-        };
-        let Ok(amount) = requirement.amount_in(capacity.unit()) else {
-            return false;
-        };
-        let total = needed.entry(requirement.resource_type()).or_default();
-        match total.checked_add(amount) {
-            Ok(sum) => *total = sum,
-            Err(_) => return false,
+        if group[..k]
+            .iter()
+            .any(|&j| requirements[j].resource_type() == resource_type)
+        {
+            return true;
         }
-    }
-    needed.iter().all(|(resource_type, amount)| {
-        resource
-            .capacity_of(resource_type)
-            .is_some_and(|capacity| *amount <= capacity.available())
+        let mut total = Quantity::ZERO;
+        for &j in &group[k..] {
+            let member = &requirements[j];
+            if member.resource_type() != resource_type {
+                continue;
+            }
+            let Some(sum) = member
+                .amount_in(capacity.unit())
+                .ok()
+                .and_then(|amount| total.checked_add(amount).ok())
+            else {
+                return false;
+            };
+            total = sum;
+        }
+        total <= capacity.available()
     })
 }
 
@@ -309,56 +321,69 @@ impl ConstraintValidator {
         resources: &[Resource],
         out: &mut Vec<Violation>,
     ) {
+        // One requirement is one group: skip building the grouping.
+        if request.requirements.len() == 1 {
+            Self::group_violations(request, &[0], resources, out);
+            return;
+        }
         for group in request.placement_groups() {
-            // Amounts that are not positive are reported already; only the type can be judged.
-            let well_formed = group
+            Self::group_violations(request, &group, resources, out);
+        }
+    }
+
+    fn group_violations(
+        request: &ReservationRequest,
+        group: &[usize],
+        resources: &[Resource],
+        out: &mut Vec<Violation>,
+    ) {
+        // Amounts that are not positive are reported already; only the type can be judged.
+        let well_formed = group
+            .iter()
+            .all(|&i| request.requirements[i].amount().is_positive());
+        if well_formed
+            && resources
                 .iter()
-                .all(|&i| request.requirements[i].amount().is_positive());
-            if well_formed
-                && resources
-                    .iter()
-                    .any(|resource| could_ever_hold(resource, &request.requirements, &group))
-            {
+                .any(|resource| could_ever_hold(resource, &request.requirements, group))
+        {
+            return;
+        }
+        for &i in group {
+            let requirement = &request.requirements[i];
+            let resource_type = requirement.resource_type();
+            let offering: Vec<&Resource> = resources
+                .iter()
+                .filter(|r| r.capacity_of(resource_type).is_some())
+                .collect();
+            if !well_formed && !offering.is_empty() {
                 continue;
             }
-            for &i in &group {
-                let requirement = &request.requirements[i];
-                let resource_type = requirement.resource_type();
-                let offering: Vec<&Resource> = resources
-                    .iter()
-                    .filter(|r| r.capacity_of(resource_type).is_some())
-                    .collect();
-                if !well_formed && !offering.is_empty() {
-                    continue;
-                }
-                if offering.is_empty() {
-                    out.push(Violation::new(
-                        format!("requirements[{i}].type"),
-                        format!("no registered resource offers {resource_type}"),
-                    ));
-                    continue;
-                }
-                let matching = offering.iter().filter(|r| requirement.admits(r)).count();
-                let alone = offering
-                    .iter()
-                    .any(|r| could_ever_hold(r, &request.requirements, &[i]));
-                let message = if matching == 0 {
-                    format!(
-                        "none of the {} resources offering {resource_type} passes its constraints",
-                        offering.len()
-                    )
-                } else if alone {
-                    "its co-located group fits on no registered resource, even when empty"
-                        .to_owned()
-                } else {
-                    format!(
-                        "{} {} exceeds the capacity of all {matching} matching resources",
-                        requirement.amount(),
-                        requirement.unit()
-                    )
-                };
-                out.push(Violation::new(format!("requirements[{i}]"), message));
+            if offering.is_empty() {
+                out.push(Violation::new(
+                    format!("requirements[{i}].type"),
+                    format!("no registered resource offers {resource_type}"),
+                ));
+                continue;
             }
+            let matching = offering.iter().filter(|r| requirement.admits(r)).count();
+            let alone = offering
+                .iter()
+                .any(|r| could_ever_hold(r, &request.requirements, &[i]));
+            let message = if matching == 0 {
+                format!(
+                    "none of the {} resources offering {resource_type} passes its constraints",
+                    offering.len()
+                )
+            } else if alone {
+                "its co-located group fits on no registered resource, even when empty".to_owned()
+            } else {
+                format!(
+                    "{} {} exceeds the capacity of all {matching} matching resources",
+                    requirement.amount(),
+                    requirement.unit()
+                )
+            };
+            out.push(Violation::new(format!("requirements[{i}]"), message));
         }
     }
 }
@@ -388,7 +413,7 @@ impl Validator for ConstraintValidator {
                 ));
             }
         }
-        ValidationErrors::check(format!("resource {}", resource.name()), out)
+        ValidationErrors::check_with(|| format!("resource {}", resource.name()), out)
     }
 
     fn validate_request(
@@ -401,7 +426,7 @@ impl Validator for ConstraintValidator {
             self.limit_violations(i, requirement, &mut out);
         }
         self.satisfiability_violations(request, context.resources, &mut out);
-        ValidationErrors::check(format!("request by {}", request.requester), out)
+        ValidationErrors::check_with(|| format!("request by {}", request.requester), out)
     }
 
     fn validate_reservation(
@@ -565,7 +590,7 @@ impl Validator for ConstraintValidator {
                 }
             }
         }
-        ValidationErrors::check(format!("reservation {}", reservation.id), out)
+        ValidationErrors::check_with(|| format!("reservation {}", reservation.id), out)
     }
 }
 
