@@ -97,18 +97,33 @@ impl Waiter {
     }
 
     /// Claims the right to call the ledger for this waiter; `false` when another thread
-    /// does, or the waiter is finished.
-    fn begin(&self) -> bool {
+    /// does, or the waiter is finished. A thread that comes to hand capacity on
+    /// (`for_other`) and finds the waiter busy asks for another try: the try under way may
+    /// have begun before this capacity was freed, and [`end`](Self::end) then wakes the
+    /// waiter to try again, so the freed capacity is never left unclaimed.
+    fn begin(&self, for_other: bool) -> bool {
         let mut signal = lock(&self.signal);
-        if signal.busy || signal.closed || signal.result.is_some() {
+        if signal.closed || signal.result.is_some() {
+            return false;
+        }
+        if signal.busy {
+            if for_other {
+                signal.try_now = true;
+            }
             return false;
         }
         signal.busy = true;
         true
     }
 
+    /// Ends a try that found no room; wakes the waiter when another try was asked for
+    /// meanwhile.
     fn end(&self) {
-        lock(&self.signal).busy = false;
+        let mut signal = lock(&self.signal);
+        signal.busy = false;
+        if signal.try_now {
+            self.wake(signal);
+        }
     }
 
     /// Hands an answer to the waiter; returns a grant back when the waiter has gone.
@@ -513,7 +528,7 @@ impl WaitQueue {
             let Some(head) = head else {
                 return;
             };
-            if !head.begin() {
+            if !head.begin(true) {
                 return;
             }
             let Some(result) = self.try_for(&head) else {
@@ -569,7 +584,7 @@ impl WaitQueue {
             };
             let wanted = amounts_of_request(&candidate.request);
             if !backfill_allows(now, &head_amounts, &free, &running, &wanted, estimate)
-                || !candidate.begin()
+                || !candidate.begin(true)
             {
                 continue;
             }
@@ -614,7 +629,7 @@ impl WaitQueue {
         if let Some(answer) = lock(&waiter.signal).take_answer() {
             return Some(answer);
         }
-        if !self.is_head(waiter) || !waiter.begin() {
+        if !self.is_head(waiter) || !waiter.begin(false) {
             return None;
         }
         let Some(result) = self.try_for(waiter) else {

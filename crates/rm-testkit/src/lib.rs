@@ -58,6 +58,7 @@
 
 pub mod conformance;
 pub mod fakes;
+pub mod hooked;
 mod reference;
 
 pub use reference::ReferenceLedger;

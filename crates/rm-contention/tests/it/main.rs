@@ -4,6 +4,7 @@ mod backfill;
 mod deadlock;
 mod detect;
 mod handoff;
+mod interleave;
 mod preempt;
 mod resolver;
 
