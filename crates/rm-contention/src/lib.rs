@@ -9,9 +9,13 @@
 //! # Main types
 //! - [`WaitQueue`] and [`Ticket`]: requests wait in order (priority then arrival, or a
 //!   policy's order) with strict head-of-line blocking or [backfill](HeadOfLine::Backfill)
-//!   (a later request with an expected duration passes only if it cannot delay the head); waiting blocks with a timeout or is
-//!   awaited as a runtime-agnostic `Future`; [`Wakeup`] hands freed capacity to the head as
-//!   soon as the ledger reports it, without polling.
+//!   (a later request with an expected duration passes only if it cannot delay the head);
+//!   waiting blocks with a timeout or is awaited as a runtime-agnostic `Future`; [`Wakeup`]
+//!   wakes the head as soon as the ledger reports freed capacity, without polling, and a
+//!   release through the queue ([`WaitQueue::release`], [`WaitQueue::cancel`]) wakes the
+//!   head first and grants it on the releasing thread. Finding the head costs a logarithm in
+//!   priority order and one pass of the policy's [`first`](rm_model::AllocationPolicy::first)
+//!   under a policy, so thousands may wait.
 //! - [`plan_preemption`] and [`GracefulPreemption`]: victims are lower-priority, preemptible
 //!   holds; the plan takes the lowest highest victim priority, then the fewest victims, then
 //!   the most recently started; victims get one notice and a deadline before they are ended.
@@ -24,9 +28,12 @@
 //!   strategy cannot help, and says what it did and why.
 //!
 //! # Concurrency
-//! Everything is `Send + Sync` with `&self`. Only a queue's head calls the ledger; the
-//! [`Wakeup`] sink never does (it runs inside the ledger's event publication), it only wakes
-//! the head. Locks are held for bookkeeping, never across a ledger call.
+//! Everything is `Send + Sync` with `&self`. Only a queue's head is granted, by its own thread
+//! or by a thread releasing through the queue on its behalf, one try at a time: a waiter is
+//! claimed before a try, and a hand-off that finds it claimed asks for another try, which the
+//! end of the claimed one wakes it for (so freed capacity is never left unclaimed). The
+//! [`Wakeup`] sink never calls the ledger (it runs inside the ledger's event publication), it
+//! only wakes the head. Locks are held for bookkeeping, never across a ledger call.
 //!
 //! # Errors and panics
 //! [`WaitError`] (timed out, cancelled, refused by the ledger) and [`PreemptionError`] (never
