@@ -137,9 +137,7 @@ impl Waiter {
         self.wake(signal);
         None
     }
-}
 
-impl Waiter {
     /// The waiter as policies see it.
     fn pending(&self) -> PendingRequest {
         PendingRequest {
