@@ -13,6 +13,10 @@
 //!   model-based tests and the global-lock baseline of benchmarks.
 //! - [`fakes`]: [`fakes::RecordingSink`], [`fakes::FakeScaleTarget`], [`fakes::StaticPolicy`],
 //!   and [`fakes::FakeClock`] (the model's manual clock).
+//! - [`hooked::HookedLedger`]: any ledger with hooks before and after each operation, to count
+//!   calls or hold one caller at a chosen point and force an interleaving of threads.
+//! - [`Rng`]: a seeded generator for randomised tests, and [`cores`], the request most tests
+//!   make.
 //!
 //! # Design decisions
 //! - Cases are plain functions over a factory, not a trait to implement: a backend that needs
