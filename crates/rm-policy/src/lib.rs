@@ -29,6 +29,11 @@
 //!   pass one limit.
 //! - DRF decisions use an ordered index of shares, so choosing the next requester among
 //!   thousands is logarithmic.
+//! - A wait queue asks for the first of thousands of waiters on every release: policies
+//!   answer [`order_keys`](rm_model::AllocationPolicy::order_keys) under one lock per call
+//!   (not one per waiter), and a composition finds its
+//!   [`first`](rm_model::AllocationPolicy::first) by comparing its policies' key columns in
+//!   one pass, without sorting.
 //!
 //! # Concurrency
 //! Every policy is `Send + Sync` and takes `&self`; state sits behind one mutex or
