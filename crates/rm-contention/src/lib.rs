@@ -30,8 +30,9 @@
 //! # Concurrency
 //! Everything is `Send + Sync` with `&self`. Only a queue's head is granted, by its own thread
 //! or by a thread releasing through the queue on its behalf, one try at a time: a waiter is
-//! claimed before a try, and a hand-off that finds it claimed asks for another try, which the
-//! end of the claimed one wakes it for (so freed capacity is never left unclaimed). The
+//! claimed before a try, and whoever finds it claimed (the waiter itself, woken because
+//! capacity freed, or a hand-off) asks for another try, which the end of the claimed one
+//! wakes it for (so freed capacity is never left unclaimed). The
 //! [`Wakeup`] sink never calls the ledger (it runs inside the ledger's event publication), it
 //! only wakes the head. Locks are held for bookkeeping, never across a ledger call.
 //!

@@ -53,6 +53,9 @@ struct Signal {
     try_now: bool,
     /// Set while some thread calls the ledger for this waiter.
     busy: bool,
+    /// Someone wanted to try for the waiter while `busy`: the try under way may have begun
+    /// before capacity was freed, so its end asks the waiter to try again.
+    retry: bool,
     /// A grant (or final refusal) made on the waiter's behalf, not yet taken.
     result: Option<Result<Reservation, LedgerError>>,
     /// The owner gave up; a grant delivered now must be given back.
@@ -97,31 +100,30 @@ impl Waiter {
     }
 
     /// Claims the right to call the ledger for this waiter; `false` when another thread
-    /// does, or the waiter is finished. A thread that comes to hand capacity on
-    /// (`for_other`) and finds the waiter busy asks for another try: the try under way may
-    /// have begun before this capacity was freed, and [`end`](Self::end) then wakes the
-    /// waiter to try again, so the freed capacity is never left unclaimed.
-    fn begin(&self, for_other: bool) -> bool {
+    /// does, or the waiter is finished. Whoever finds the waiter busy (the waiter itself,
+    /// woken because capacity freed, or a thread handing capacity on) asks for a retry: the
+    /// try under way may have begun before that capacity was freed, and [`end`](Self::end)
+    /// then wakes the waiter to try again, so freed capacity is never left unclaimed.
+    fn begin(&self) -> bool {
         let mut signal = lock(&self.signal);
         if signal.closed || signal.result.is_some() {
             return false;
         }
         if signal.busy {
-            if for_other {
-                signal.try_now = true;
-            }
+            signal.retry = true;
             return false;
         }
         signal.busy = true;
         true
     }
 
-    /// Ends a try that found no room; wakes the waiter when another try was asked for
-    /// meanwhile.
+    /// Ends a try that found no room; when a retry was asked for meanwhile, wakes the waiter
+    /// to try again.
     fn end(&self) {
         let mut signal = lock(&self.signal);
         signal.busy = false;
-        if signal.try_now {
+        if std::mem::take(&mut signal.retry) {
+            signal.try_now = true;
             self.wake(signal);
         }
     }
@@ -130,6 +132,7 @@ impl Waiter {
     fn deliver(&self, result: Result<Reservation, LedgerError>) -> Option<Reservation> {
         let mut signal = lock(&self.signal);
         signal.busy = false;
+        signal.retry = false;
         if signal.closed {
             return result.ok();
         }
@@ -526,7 +529,7 @@ impl WaitQueue {
             let Some(head) = head else {
                 return;
             };
-            if !head.begin(true) {
+            if !head.begin() {
                 return;
             }
             let Some(result) = self.try_for(&head) else {
@@ -582,7 +585,7 @@ impl WaitQueue {
             };
             let wanted = amounts_of_request(&candidate.request);
             if !backfill_allows(now, &head_amounts, &free, &running, &wanted, estimate)
-                || !candidate.begin(true)
+                || !candidate.begin()
             {
                 continue;
             }
@@ -627,7 +630,7 @@ impl WaitQueue {
         if let Some(answer) = lock(&waiter.signal).take_answer() {
             return Some(answer);
         }
-        if !self.is_head(waiter) || !waiter.begin(false) {
+        if !self.is_head(waiter) || !waiter.begin() {
             return None;
         }
         let Some(result) = self.try_for(waiter) else {

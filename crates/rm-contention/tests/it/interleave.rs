@@ -21,10 +21,30 @@ fn take<T>(gate: &Mutex<Option<T>>) -> Option<T> {
     gate.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
-#[test]
-fn a_head_busy_when_the_release_hands_on_tries_again() {
+type Gated = HookedLedger<ReferenceLedger>;
+
+/// A one-core node behind `hook(HookedLedger)`, its queue woken by its events, and a
+/// confirmed hold of the core.
+fn held_core(
+    hook: impl FnOnce(Gated) -> Gated,
+) -> (Arc<Gated>, Arc<WaitQueue>, rm_model::Reservation) {
     let clock = Arc::new(SystemClock::new());
     let wakeup = Wakeup::new();
+    let ledger = Arc::new(hook(HookedLedger::new(ReferenceLedger::new(
+        clock.clone(),
+        Arc::new(wakeup.clone()),
+        Duration::from_secs(3600),
+    ))));
+    ledger.register_resource(node("n", 1)).unwrap();
+    let queue = Arc::new(WaitQueue::new(ledger.clone(), clock));
+    wakeup.connect(&queue);
+    let held = ledger.reserve(&cores("holder", 1, 0)).unwrap();
+    ledger.confirm(&held.id, None).unwrap();
+    (ledger, queue, held)
+}
+
+#[test]
+fn a_head_busy_when_the_release_hands_on_tries_again() {
     let (asked_tx, asked_rx) = channel::<()>();
     let (go_tx, go_rx) = channel::<()>();
     // A release waits, before it frees anything, until the head's second try has asked the
@@ -33,34 +53,25 @@ fn a_head_busy_when_the_release_hands_on_tries_again() {
     let try_gate: Mutex<Option<(Sender<()>, Receiver<()>)>> = Mutex::new(Some((asked_tx, go_rx)));
     let tries = Arc::new(AtomicUsize::new(0));
     let counted = tries.clone();
-    let ledger = Arc::new(
-        HookedLedger::new(ReferenceLedger::new(
-            clock.clone(),
-            Arc::new(wakeup.clone()),
-            Duration::from_secs(3600),
-        ))
-        .before(move |operation| {
-            if operation == Operation::Release
-                && let Some(asked) = take(&release_gate)
-            {
-                asked.recv().expect("the head tries");
-            }
-        })
-        .after(move |operation| {
-            if operation == Operation::TryReserve
-                && counted.fetch_add(1, Ordering::SeqCst) == 1
-                && let Some((asked, go)) = take(&try_gate)
-            {
-                asked.send(()).expect("the release waits");
-                go.recv().expect("the test lets it go");
-            }
-        }),
-    );
-    ledger.register_resource(node("n", 1)).unwrap();
-    let queue = Arc::new(WaitQueue::new(ledger.clone(), clock));
-    wakeup.connect(&queue);
-    let held = ledger.reserve(&cores("holder", 1, 0)).unwrap();
-    ledger.confirm(&held.id, None).unwrap();
+    let (_ledger, queue, held) = held_core(|ledger| {
+        ledger
+            .before(move |operation| {
+                if operation == Operation::Release
+                    && let Some(asked) = take(&release_gate)
+                {
+                    asked.recv().expect("the head tries");
+                }
+            })
+            .after(move |operation| {
+                if operation == Operation::TryReserve
+                    && counted.fetch_add(1, Ordering::SeqCst) == 1
+                    && let Some((asked, go)) = take(&try_gate)
+                {
+                    asked.send(()).expect("the release waits");
+                    go.recv().expect("the test lets it go");
+                }
+            })
+    });
 
     let head = {
         let ticket = queue.enqueue(cores("head", 1, 0));
@@ -83,6 +94,50 @@ fn a_head_busy_when_the_release_hands_on_tries_again() {
         .join()
         .unwrap()
         .expect("the head tried again and got the core");
+    assert_eq!(granted.requester.as_str(), "head");
+    assert!(queue.is_empty());
+}
+
+/// The other side: the head, woken because capacity freed, finds itself claimed by a thread
+/// handing capacity on whose try began before that capacity was freed. The head must be woken
+/// to try again when that claim ends.
+#[test]
+fn a_head_woken_while_claimed_by_a_hand_off_tries_after_it() {
+    let (asked_tx, asked_rx) = channel::<()>();
+    let (go_tx, go_rx) = channel::<()>();
+    // The first try (the hand-off's, for the head) reports that it found no room and waits.
+    let try_gate: Mutex<Option<(Sender<()>, Receiver<()>)>> = Mutex::new(Some((asked_tx, go_rx)));
+    let (ledger, queue, held) = held_core(|ledger| {
+        ledger.after(move |operation| {
+            if operation == Operation::TryReserve
+                && let Some((asked, go)) = take(&try_gate)
+            {
+                asked.send(()).expect("the test waits");
+                go.recv().expect("the test lets it go");
+            }
+        })
+    });
+
+    // `first` is the head but never waits; `head` waits behind it.
+    let first = queue.enqueue(cores("first", 1, 0));
+    let head = {
+        let ticket = queue.enqueue(cores("head", 1, 0));
+        thread::spawn(move || ticket.wait_timeout(Duration::from_secs(5)))
+    };
+    // `first` leaves: its thread hands on to `head`, claims it, and its try (no room yet)
+    // is held in the gate.
+    let leaving = thread::spawn(move || drop(first));
+    asked_rx.recv().unwrap();
+    // The core frees straight on the ledger: its event wakes `head`, which finds itself
+    // claimed and goes back to sleep.
+    ledger.release(&held.id, None).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    go_tx.send(()).unwrap();
+    leaving.join().unwrap();
+    let granted = head
+        .join()
+        .unwrap()
+        .expect("the end of the claim woke the head to try again");
     assert_eq!(granted.requester.as_str(), "head");
     assert!(queue.is_empty());
 }
