@@ -20,10 +20,8 @@
 #![expect(clippy::print_stderr, reason = "the bench reports interleaved medians")]
 
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -35,14 +33,6 @@ use rm_model::{
 use rm_policy::{Aging, ComposedPolicy, PriorityAllocationPolicy};
 use rm_reserve::ReservationManager;
 
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
 /// Runs a future to completion on this thread, parking while it is pending.
 fn block_on<F: Future>(future: F) -> F::Output {
     run_parking(future, None)
@@ -52,18 +42,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 /// each park is a timed park (what a blocking wait with a deadline does), though the
 /// timeout itself is never reached here.
 fn run_parking<F: Future>(future: F, timeout: Option<Duration>) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        match timeout {
-            Some(timeout) => thread::park_timeout(timeout),
-            None => thread::park(),
-        }
-    }
+    rm_testkit::block_on(future, timeout).expect("the hand-off comes long before the timeout")
 }
 
 /// How long each turn holds the unit.

@@ -15,8 +15,8 @@
 //!   and [`fakes::FakeClock`] (the model's manual clock).
 //! - [`hooked::HookedLedger`]: any ledger with hooks before and after each operation, to count
 //!   calls or hold one caller at a chosen point and force an interleaving of threads.
-//! - [`Rng`]: a seeded generator for randomised tests, and [`cores`], the request most tests
-//!   make.
+//! - [`Rng`]: a seeded generator for randomised tests, [`cores`], the request most tests
+//!   make, and [`block_on`], a thread-parking executor for runtime-agnostic futures.
 //!
 //! # Design decisions
 //! - Cases are plain functions over a factory, not a trait to implement: a backend that needs
@@ -78,6 +78,44 @@ pub fn cores(requester: &str, amount: i32) -> rm_model::ReservationRequest {
             rm_model::Unit::CORES,
         )],
     )
+}
+
+/// Wakes a thread parked in [`block_on`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` to completion on this thread, parking between polls: the smallest executor
+/// for tests and benches of runtime-agnostic futures. With `limit`, every park is a timed one
+/// and `None` comes back if the limit passes first (a lost wake-up shows that way instead of
+/// hanging); without, parks are untimed.
+pub fn block_on<F: std::future::Future>(
+    future: F,
+    limit: Option<std::time::Duration>,
+) -> Option<F::Output> {
+    let deadline = limit.map(|limit| std::time::Instant::now() + limit);
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return Some(output);
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                std::thread::park_timeout(left);
+            }
+        }
+    }
 }
 
 /// A small deterministic generator (xorshift) for randomised tests, so that a failure is

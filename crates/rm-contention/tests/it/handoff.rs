@@ -36,10 +36,15 @@ fn eight_threads_hand_off_one_core() {
             );
             scope.spawn(move || {
                 for _ in 0..rounds {
-                    let hold = queue
-                        .enqueue(cores(&format!("w{t}"), 1, 0))
-                        .wait_timeout(LONG)
-                        .expect("no wake-up is lost: every waiter is granted");
+                    // Threads 0-3 block; threads 4-7 await the ticket as a future.
+                    let ticket = queue.enqueue(cores(&format!("w{t}"), 1, 0));
+                    let granted = if t < 4 {
+                        ticket.wait_timeout(LONG)
+                    } else {
+                        rm_testkit::block_on(ticket, Some(LONG))
+                            .expect("a waiting future was never woken")
+                    };
+                    let hold = granted.expect("no wake-up is lost: every waiter is granted");
                     assert_eq!(
                         holding.fetch_add(1, Ordering::SeqCst),
                         0,
