@@ -16,7 +16,8 @@
 //! - [`hooked::HookedLedger`]: any ledger with hooks before and after each operation, to count
 //!   calls or hold one caller at a chosen point and force an interleaving of threads.
 //! - [`Rng`]: a seeded generator for randomised tests, [`cores`], the request most tests
-//!   make, and [`block_on`], a thread-parking executor for runtime-agnostic futures.
+//!   make, [`block_on`], a thread-parking executor for runtime-agnostic futures, and
+//!   [`stress_rounds`] / [`proptest_cases`], the sizes CI runs (larger on request).
 //!
 //! # Design decisions
 //! - Cases are plain functions over a factory, not a trait to implement: a backend that needs
@@ -78,6 +79,22 @@ pub fn cores(requester: &str, amount: i32) -> rm_model::ReservationRequest {
             rm_model::Unit::CORES,
         )],
     )
+}
+
+/// The rounds of a stress test: `RM_STRESS_ROUNDS` when it is set to a number, else
+/// `default` (modest, so that CI stays fast; larger runs are asked for).
+pub fn stress_rounds(default: usize) -> usize {
+    env_number("RM_STRESS_ROUNDS").unwrap_or(default)
+}
+
+/// The cases of a property test: `RM_PROPTEST_CASES` when it is set to a number, else
+/// `default`.
+pub fn proptest_cases(default: u32) -> u32 {
+    env_number("RM_PROPTEST_CASES").unwrap_or(default)
+}
+
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// Wakes a thread parked in [`block_on`].

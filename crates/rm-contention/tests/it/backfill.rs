@@ -44,7 +44,7 @@ fn head_start(capacity: i64, running: &[(i64, u64)], head: i64) -> u64 {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("RM_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512)
+        rm_testkit::proptest_cases(512)
     ))]
 
     #[test]

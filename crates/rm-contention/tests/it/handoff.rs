@@ -19,10 +19,7 @@ const LONG: Duration = Duration::from_secs(60);
 
 #[test]
 fn eight_threads_hand_off_one_core() {
-    let rounds: usize = std::env::var("RM_STRESS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(300);
+    let rounds = rm_testkit::stress_rounds(300);
     let (ledger, queue) = queue_on(vec![node("n", 1)]);
     let holding = Arc::new(AtomicUsize::new(0));
     let grants = Arc::new(AtomicUsize::new(0));

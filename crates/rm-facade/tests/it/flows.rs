@@ -343,3 +343,49 @@ fn a_ticker_expires_holds_without_a_host_loop() {
     drop(ticker);
     assert!(manager.confirm(&held.id, None).is_err());
 }
+
+/// Many threads reserve one core (waiting while it is taken) and release through the
+/// manager, ordered by a composition of fair share and priority: every request is granted,
+/// never two at once, and everything is back at the end.
+#[test]
+fn eight_threads_wait_and_release_through_the_manager() {
+    let rounds = rm_testkit::stress_rounds(100);
+    let manager = ResourceManager::from_config(one_node(
+        1,
+        "[manager]\nwait_timeout_ms = 60000\n[policy]\norder = [\"fair\", \"priority\"]",
+    ))
+    .unwrap();
+    let holding = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (manager, holding) = (manager.clone(), holding.clone());
+            scope.spawn(move || {
+                for round in 0..rounds {
+                    let hold = manager
+                        .reserve(&cores(&format!("team-{}", t % 3), 1))
+                        .expect("granted after waiting");
+                    assert_eq!(holding.fetch_add(1, Ordering::SeqCst), 0, "over-allocated");
+                    // Hold a moment, so that others find the core taken and wait.
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    manager.confirm(&hold.id, None).unwrap();
+                    if round % 2 == 0 {
+                        manager.release(&hold.id, None).unwrap();
+                    } else {
+                        manager.cancel(&hold.id, None).unwrap_err();
+                        manager.release(&hold.id, None).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(manager.waiting(), 0);
+    assert_eq!(manager.monitor().grants(), 8 * rounds as u64);
+    assert!(
+        manager.monitor().wait_percentile(50).is_some(),
+        "some requests waited for a core"
+    );
+    let snapshot = manager.snapshot().unwrap();
+    assert!(snapshot.active.is_empty());
+    assert!(snapshot.audit().is_clean());
+}

@@ -254,7 +254,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("RM_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+        rm_testkit::proptest_cases(256)
     ))]
 
     #[test]

@@ -143,10 +143,7 @@ fn permits_and_reservations_under_contention() {
             .register_resource(host(&format!("n{i}"), 8, 8))
             .unwrap();
     }
-    let rounds = std::env::var("RM_STRESS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(2_000);
+    let rounds = i32::try_from(rm_testkit::stress_rounds(2_000)).unwrap_or(i32::MAX);
     thread::scope(|scope| {
         for t in 0..4 {
             let manager = manager.clone();

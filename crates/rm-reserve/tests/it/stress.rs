@@ -19,10 +19,7 @@ use crate::{host, manager};
 
 #[test]
 fn eight_threads_sixteen_resources_with_an_auditor() {
-    let rounds: u64 = std::env::var("RM_STRESS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(4_000);
+    let rounds = rm_testkit::stress_rounds(4_000) as u64;
     let clock = Arc::new(ManualClock::new());
     let manager = Arc::new(manager(&clock));
     for i in 0..16 {

@@ -946,10 +946,7 @@ pub fn busy_resources_stay_registered(make: MakeLedger<'_>) {
 /// and never deadlock. `RM_STRESS_ROUNDS` raises the number of rounds per thread.
 pub fn concurrent_use_conserves_capacity(make: MakeLedger<'_>) {
     let (_, ledger) = setup(make, vec![host("a", 8, 16), host("b", 8, 16), node("c", 4)]);
-    let rounds: usize = std::env::var("RM_STRESS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(200);
+    let rounds = crate::stress_rounds(200);
     let ledger: &dyn ReservationLedger = &*ledger;
     let granted = thread::scope(|scope| {
         let workers: Vec<_> = (0..8)
