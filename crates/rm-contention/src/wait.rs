@@ -202,7 +202,12 @@ impl Queue {
         }
     }
 
-    fn head(&self, order: Option<&dyn AllocationPolicy>, now: Timestamp) -> Option<&Arc<Waiter>> {
+    /// The head; the clock is read only when a policy has to be asked.
+    fn head(
+        &self,
+        order: Option<&dyn AllocationPolicy>,
+        clock: &dyn Clock,
+    ) -> Option<&Arc<Waiter>> {
         if self.len() == 0 {
             // Most releases find nobody waiting: do not ask the policy.
             return None;
@@ -210,16 +215,16 @@ impl Queue {
         match order {
             None => self.ranked.values().next(),
             Some(policy) => policy
-                .first(&self.pending, now)
+                .first(&self.pending, clock.now())
                 .and_then(|i| self.listed.get(i)),
         }
     }
 
-    fn ordered(&self, order: Option<&dyn AllocationPolicy>, now: Timestamp) -> Vec<Arc<Waiter>> {
+    fn ordered(&self, order: Option<&dyn AllocationPolicy>, clock: &dyn Clock) -> Vec<Arc<Waiter>> {
         match order {
             None => self.ranked.values().cloned().collect(),
             Some(policy) => policy
-                .order(&self.pending, now)
+                .order(&self.pending, clock.now())
                 .into_iter()
                 .filter_map(|i| self.listed.get(i).cloned())
                 .collect(),
@@ -445,7 +450,7 @@ impl WaitQueue {
     pub fn notify(&self) {
         let head = {
             let queue = lock(&self.queue);
-            self.head(&queue)
+            self.head(&queue).cloned()
         };
         if let Some(head) = head {
             head.notify();
@@ -454,7 +459,7 @@ impl WaitQueue {
 
     /// The waiting requests in the order they go.
     fn ordered(&self, queue: &Queue) -> Vec<Arc<Waiter>> {
-        queue.ordered(self.order.as_deref(), self.clock.now())
+        queue.ordered(self.order.as_deref(), &*self.clock)
     }
 
     /// The waiting requests as policies and detection see them, in arrival order.
@@ -463,14 +468,12 @@ impl WaitQueue {
     }
 
     /// The request that goes next.
-    fn head(&self, queue: &Queue) -> Option<Arc<Waiter>> {
-        queue.head(self.order.as_deref(), self.clock.now()).cloned()
+    fn head<'q>(&self, queue: &'q Queue) -> Option<&'q Arc<Waiter>> {
+        queue.head(self.order.as_deref(), &*self.clock)
     }
 
     fn is_head(&self, waiter: &Arc<Waiter>) -> bool {
-        let queue = lock(&self.queue);
-        queue
-            .head(self.order.as_deref(), self.clock.now())
+        self.head(&lock(&self.queue))
             .is_some_and(|head| Arc::ptr_eq(head, waiter))
     }
 
@@ -524,7 +527,7 @@ impl WaitQueue {
         loop {
             let head = {
                 let queue = lock(&self.queue);
-                self.head(&queue)
+                self.head(&queue).cloned()
             };
             let Some(head) = head else {
                 return;
