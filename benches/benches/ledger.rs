@@ -2,7 +2,8 @@
 //!
 //! - `cycle`: one resource, reserve → confirm → release on one thread, and a permit taken and
 //!   dropped, against `tokio::sync::Semaphore::try_acquire_many` + drop and against the
-//!   reference ledger.
+//!   reference ledger; and `floor`, the least any reservation cycle with this ledger's
+//!   contract does (see [`Floor`]), to show what the semaphore target leaves room for.
 //! - `multi`: 16 resources at 80% load, holds of 1 to 4 resources, on 1 and 2 threads, against
 //!   the same manager behind one global mutex and against the reference ledger.
 //! - `placement`: a co-located task on 1,500 three-dimensional nodes with label constraints,
@@ -17,6 +18,7 @@
 )]
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -99,6 +101,87 @@ impl Cycle for GlobalMutex {
     }
 }
 
+/// The least a reservation cycle does, without any of a ledger's logic: the three clock
+/// readings (the grant's creation time and TTL, the confirm's expiry check, the release's end
+/// time), a fencing token and an id from counters, the capacity taken and given back, and
+/// the record inserted, found and removed in a concurrent map keyed by id (confirm and
+/// release are called with the id), its state changed twice. No retention for retries, no
+/// timers, no events, no validation, no placement: every real ledger does more.
+struct Floor {
+    clock: SystemClock,
+    free: AtomicU64,
+    tokens: AtomicU64,
+    ids: AtomicU64,
+    records: dashmap::DashMap<u64, FloorRecord>,
+}
+
+struct FloorRecord {
+    token: u64,
+    state: AtomicU8,
+    expires_at: rm_model::Timestamp,
+}
+
+impl Floor {
+    const PENDING: u8 = 0;
+    const CONFIRMED: u8 = 1;
+
+    fn new(capacity: u64) -> Floor {
+        Floor {
+            clock: SystemClock::new(),
+            free: AtomicU64::new(capacity),
+            tokens: AtomicU64::new(0),
+            ids: AtomicU64::new(0),
+            records: dashmap::DashMap::new(),
+        }
+    }
+
+    fn cycle(&self, amount: u64) -> Option<()> {
+        use rm_model::Clock;
+        let now = self.clock.now();
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(amount)
+            })
+            .ok()?;
+        let token = self.tokens.fetch_add(1, Ordering::Relaxed);
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        self.records.insert(
+            id,
+            FloorRecord {
+                token,
+                state: AtomicU8::new(Floor::PENDING),
+                expires_at: now + Duration::from_secs(30),
+            },
+        );
+        // Confirm.
+        let now = self.clock.now();
+        {
+            let record = self.records.get(&id)?;
+            if record.token != token || now >= record.expires_at {
+                return None;
+            }
+            record
+                .state
+                .compare_exchange(
+                    Floor::PENDING,
+                    Floor::CONFIRMED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .ok()?;
+        }
+        // Release.
+        let ended_at = self.clock.now();
+        let (_, record) = self.records.remove(&id)?;
+        if record.token != token || record.state.load(Ordering::Acquire) != Floor::CONFIRMED {
+            return None;
+        }
+        self.free.fetch_add(amount, Ordering::AcqRel);
+        black_box(ended_at);
+        Some(())
+    }
+}
+
 fn single_node(ledger: &dyn ReservationLedger) {
     let node = Resource::new(
         "n",
@@ -165,6 +248,10 @@ fn cycle(c: &mut Criterion) {
     single_node(&reference);
     group.bench_function("reference", |b| {
         b.iter(|| reference.cycle(black_box(&request)).expect("cycle"))
+    });
+    let floor = Floor::new(1_000_000);
+    group.bench_function("floor", |b| {
+        b.iter(|| floor.cycle(black_box(1)).expect("cycle"))
     });
     group.finish();
 }
