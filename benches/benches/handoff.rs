@@ -14,13 +14,21 @@
 //! `docs/performance.md` quotes. A blocking wait with a timeout parks with a timer; its
 //! like-for-like peer is the same semaphore awaited with timed parks.
 //!
+//! Two reference rows show how much of the gap to the semaphore any queue of our kind pays:
+//! [`Floor`], the least a FIFO hand-off in safe Rust does (a mutex-guarded list of waiters,
+//! each with its own slot that the releasing thread fills before it wakes the waiter),
+//! handing over a plain number (`floor, a number`) or a `Reservation` (`floor, a
+//! reservation`), with no ledger, no ordering and no timeouts behind it.
+//!
 //! The `release with 10000 waiting` group measures what a release costs when the queue is
 //! deep: the release, finding the head among all waiters, granting and delivering to it, in
 //! priority order and in the order of a policy and of a composition of policies.
 #![expect(clippy::print_stderr, reason = "the bench reports interleaved medians")]
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,6 +51,87 @@ fn block_on<F: Future>(future: F) -> F::Output {
 /// timeout itself is never reached here.
 fn run_parking<F: Future>(future: F, timeout: Option<Duration>) -> F::Output {
     rm_testkit::block_on(future, timeout).expect("the hand-off comes long before the timeout")
+}
+
+/// A waiter's slot in the [`Floor`]: what it is handed, and how to wake it.
+type FloorSlot<T> = Mutex<(Option<T>, Option<Waker>)>;
+
+/// The least a FIFO hand-off of one unit does in safe Rust: a list of waiting slots behind one
+/// mutex; a release hands a copy of `grant` to the first slot and wakes its waiter, or frees
+/// the unit when nobody waits. What it hands over is all that differs between its two rows.
+struct Floor<T> {
+    /// Free units and the waiting slots, in arrival order.
+    state: Mutex<(u32, VecDeque<Arc<FloorSlot<T>>>)>,
+    grant: T,
+}
+
+impl<T: Clone> Floor<T> {
+    fn new(grant: T) -> Floor<T> {
+        Floor {
+            state: Mutex::new((1, VecDeque::new())),
+            grant,
+        }
+    }
+
+    /// Takes the unit, waiting (parked) until a release hands it over.
+    fn acquire(&self) -> T {
+        let slot: Arc<FloorSlot<T>> = {
+            let mut state = lock(&self.state);
+            if state.0 > 0 {
+                state.0 -= 1;
+                return self.grant.clone();
+            }
+            let slot = Arc::new(Mutex::new((None, None)));
+            state.1.push_back(slot.clone());
+            slot
+        };
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        loop {
+            {
+                let mut slot = lock(&slot);
+                if let Some(granted) = slot.0.take() {
+                    return granted;
+                }
+                slot.1 = Some(waker.clone());
+            }
+            thread::park_timeout(Duration::from_secs(10));
+        }
+    }
+
+    /// Gives the unit back: to the first waiter, or to the free count.
+    fn release(&self, held: T) {
+        drop(held);
+        let first = {
+            let mut state = lock(&self.state);
+            let Some(first) = state.1.pop_front() else {
+                state.0 += 1;
+                return;
+            };
+            first
+        };
+        let granted = self.grant.clone();
+        let waker = {
+            let mut slot = lock(&first);
+            slot.0 = Some(granted);
+            slot.1.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Wakes a thread parked in [`Floor::acquire`].
+struct Unpark(thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
 }
 
 /// How long each turn holds the unit.
@@ -167,7 +256,7 @@ fn handoff(c: &mut Criterion) {
         b.iter_custom(|iters| two_threads(iters, tokio_turn));
     });
 
-    let (_manager, queue, request) = one_core_queue(None);
+    let (manager, queue, request) = one_core_queue(None);
     let future_turn = || {
         let granted = block_on(queue.enqueue(request.clone())).expect("granted");
         hold();
@@ -185,6 +274,26 @@ fn handoff(c: &mut Criterion) {
             .cancel(&granted.id, Some(granted.fencing_token))
             .expect("cancel");
     };
+    // The floors, handing over a number and a reservation such as the queue grants.
+    let floor_number = Floor::new(1_u64);
+    let number_turn = || {
+        let held = floor_number.acquire();
+        hold();
+        floor_number.release(held);
+    };
+    let reservation = {
+        let held = manager.reserve(&request).expect("the core is free");
+        manager
+            .cancel(&held.id, Some(held.fencing_token))
+            .expect("cancel");
+        held
+    };
+    let floor_reservation = Floor::new(reservation);
+    let reservation_turn = || {
+        let held = floor_reservation.acquire();
+        hold();
+        floor_reservation.release(held);
+    };
     // More rounds (a steadier median) with RM_HANDOFF_ROUNDS.
     let rounds = std::env::var("RM_HANDOFF_ROUNDS")
         .ok()
@@ -198,6 +307,8 @@ fn handoff(c: &mut Criterion) {
             ("wait-queue (future)", &future_turn, 0),
             ("tokio-semaphore (timed park)", &tokio_timed_turn, 2),
             ("wait-queue (blocking)", &blocking_turn, 2),
+            ("floor, a number", &number_turn, 2),
+            ("floor, a reservation", &reservation_turn, 2),
         ],
     );
     group.bench_function("tokio-semaphore (timed park)", |b| {
