@@ -28,7 +28,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Waker;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -53,8 +52,8 @@ fn run_parking<F: Future>(future: F, timeout: Option<Duration>) -> F::Output {
     rm_testkit::block_on(future, timeout).expect("the hand-off comes long before the timeout")
 }
 
-/// A waiter's slot in the [`Floor`]: what it is handed, and how to wake it.
-type FloorSlot<T> = Mutex<(Option<T>, Option<Waker>)>;
+/// A waiter's slot in the [`Floor`]: what it is handed, and the thread to wake.
+type FloorSlot<T> = Mutex<(Option<T>, Option<thread::Thread>)>;
 
 /// The least a FIFO hand-off of one unit does in safe Rust: a list of waiting slots behind one
 /// mutex; a release hands a copy of `grant` to the first slot and wakes its waiter, or frees
@@ -73,7 +72,8 @@ impl<T: Clone> Floor<T> {
         }
     }
 
-    /// Takes the unit, waiting (parked) until a release hands it over.
+    /// Takes the unit, waiting (parked, with a timeout as a blocking wait has) until a
+    /// release hands it over.
     fn acquire(&self) -> T {
         let slot: Arc<FloorSlot<T>> = {
             let mut state = lock(&self.state);
@@ -85,14 +85,13 @@ impl<T: Clone> Floor<T> {
             state.1.push_back(slot.clone());
             slot
         };
-        let waker = Waker::from(Arc::new(Unpark(thread::current())));
         loop {
             {
                 let mut slot = lock(&slot);
                 if let Some(granted) = slot.0.take() {
                     return granted;
                 }
-                slot.1 = Some(waker.clone());
+                slot.1 = Some(thread::current());
             }
             thread::park_timeout(Duration::from_secs(10));
         }
@@ -110,28 +109,19 @@ impl<T: Clone> Floor<T> {
             first
         };
         let granted = self.grant.clone();
-        let waker = {
+        let waiter = {
             let mut slot = lock(&first);
             slot.0 = Some(granted);
             slot.1.take()
         };
-        if let Some(waker) = waker {
-            waker.wake();
+        if let Some(waiter) = waiter {
+            waiter.unpark();
         }
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Wakes a thread parked in [`Floor::acquire`].
-struct Unpark(thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
 }
 
 /// How long each turn holds the unit.
