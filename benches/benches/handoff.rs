@@ -97,9 +97,9 @@ impl<T: Clone> Floor<T> {
         }
     }
 
-    /// Gives the unit back: to the first waiter, or to the free count.
+    /// Gives the unit back: to the first waiter, or to the free count. What was held is
+    /// dropped after the wake, as the queue's turn drops its reservation after the release.
     fn release(&self, held: T) {
-        drop(held);
         let first = {
             let mut state = lock(&self.state);
             let Some(first) = state.1.pop_front() else {
@@ -117,6 +117,7 @@ impl<T: Clone> Floor<T> {
         if let Some(waiter) = waiter {
             waiter.unpark();
         }
+        drop(held);
     }
 }
 
