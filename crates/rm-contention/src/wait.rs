@@ -60,7 +60,26 @@ struct Signal {
     result: Option<Result<Reservation, LedgerError>>,
     /// The owner gave up; a grant delivered now must be given back.
     closed: bool,
-    waker: Option<Waker>,
+    /// Who to wake: set before each park or `Pending`, taken by the first wake.
+    waker: Option<Wake>,
+}
+
+/// What a waiter leaves to be woken by: a blocked thread its handle, a task its [`Waker`].
+/// A thread's handle is moved in before each park and used up by the wake, so the woken
+/// thread has nothing of it left to release (a `Waker` of its own would be a reference count
+/// the waking thread touched last).
+enum Wake {
+    Thread(std::thread::Thread),
+    Task(Waker),
+}
+
+impl Wake {
+    fn wake(self) {
+        match self {
+            Wake::Thread(thread) => thread.unpark(),
+            Wake::Task(waker) => waker.wake(),
+        }
+    }
 }
 
 impl Signal {
@@ -82,8 +101,8 @@ struct Waiter {
 }
 
 impl Waiter {
-    /// Wakes whoever waits, a blocked thread or a task: both leave a [`Waker`] (a blocked
-    /// thread's unparks it, which is one futex call where a condition variable takes two).
+    /// Wakes whoever waits, a blocked thread (an unpark, one futex call where a condition
+    /// variable takes two) or a task (its [`Waker`]), outside the signal's lock.
     fn wake(&self, mut signal: MutexGuard<'_, Signal>) {
         let waker = signal.waker.take();
         drop(signal);
@@ -706,7 +725,6 @@ impl Ticket {
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<Reservation, WaitError> {
         let start = Instant::now();
         let deadline = start + timeout;
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         loop {
             // The head also wakes when the earliest pending hold expires, and has the ledger
             // apply the expiry: expired capacity is handed on without anyone polling.
@@ -739,7 +757,7 @@ impl Ticket {
                     }
                     // A wake between the unlock and the park leaves the unpark token, so the
                     // park returns at once: no wake-up is lost.
-                    signal.waker = Some(waker.clone());
+                    signal.waker = Some(Wake::Thread(std::thread::current()));
                     drop(signal);
                     std::thread::park_timeout(sleep);
                     signal = lock(&self.waiter.signal);
@@ -768,19 +786,6 @@ impl Ticket {
     }
 }
 
-/// Wakes a thread blocked in [`Ticket::wait_timeout`].
-struct Unpark(std::thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
 impl Future for Ticket {
     type Output = Result<Reservation, WaitError>;
 
@@ -792,7 +797,7 @@ impl Future for Ticket {
             let handed = {
                 let mut signal = lock(&self.waiter.signal);
                 if !signal.try_now && signal.result.is_none() {
-                    signal.waker = Some(cx.waker().clone());
+                    signal.waker = Some(Wake::Task(cx.waker().clone()));
                     return Poll::Pending;
                 }
                 signal.try_now = false;
