@@ -1,8 +1,8 @@
 //! The reservation ledger against its peers, each in the same binary (DESIGN §8):
 //!
-//! - `cycle`: one resource, reserve → confirm → release on one thread, and a permit taken and
-//!   dropped, against `tokio::sync::Semaphore::try_acquire_many` + drop and against the
-//!   reference ledger; and `floor`, the least any reservation cycle with this ledger's
+//! - `cycle`: one resource, reserve → confirm → release on one thread (a request without and
+//!   with labels), and a permit taken and dropped, against
+//!   `tokio::sync::Semaphore::try_acquire_many` + drop and against the reference ledger; and `floor`, the least any reservation cycle with this ledger's
 //!   contract does (see [`Floor`]), to show what the semaphore target leaves room for.
 //! - `multi`: 16 resources at 80% load, holds of 1 to 4 resources, on 1 and 2 threads, against
 //!   the same manager behind one global mutex and against the reference ledger.
@@ -213,9 +213,17 @@ fn cycle(c: &mut Criterion) {
     });
     let manager = new_manager();
     single_node(&manager);
+    // A request as orchestrators send them, with labels (a team, a pipeline): each of the
+    // cycle's three answers carries them.
+    let labelled = one_core().with_labels(
+        rm_model::Labels::try_from(&[("team", "ml"), ("pipeline", "nightly-train")][..])
+            .expect("valid labels"),
+    );
     eprintln!(
-        "allocations per reserve-confirm-release cycle: manager {:.1}, reference {:.1}",
+        "allocations per reserve-confirm-release cycle: manager {:.1}, with labels {:.1}, \
+         reference {:.1}",
         allocations_per_cycle(&manager, &request),
+        allocations_per_cycle(&manager, &labelled),
         {
             let reference = reference();
             single_node(&reference);
@@ -224,6 +232,9 @@ fn cycle(c: &mut Criterion) {
     );
     group.bench_function("manager", |b| {
         b.iter(|| manager.cycle(black_box(&request)).expect("cycle"))
+    });
+    group.bench_function("manager-labelled", |b| {
+        b.iter(|| manager.cycle(black_box(&labelled)).expect("cycle"))
     });
     let pool = manager
         .permits(&"n".parse().expect("valid"), &ResourceType::Compute)

@@ -449,9 +449,16 @@ impl ResourceSpecification {
 
 /// Key-value labels on a resource or a request (`zone = "eu-1a"`), which constraints,
 /// selectors and affinity rules match.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Labels(BTreeMap<LabelKey, String>);
+///
+/// Shared: a clone does not copy the labels (every reservation a ledger returns carries its
+/// request's labels, so a clone is an atomic increment, never an allocation); a change to a
+/// shared set copies it first. No labels take no storage.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(
+    /// `None` when there are no labels: a set in use is never empty, so equal label sets
+    /// always have equal representations.
+    Option<Arc<BTreeMap<LabelKey, String>>>,
+);
 
 impl Labels {
     /// No labels.
@@ -462,20 +469,14 @@ impl Labels {
     /// Sets a label, failing on a malformed key or a value over 253 characters.
     pub fn insert(&mut self, key: &str, value: &str) -> Result<(), NameError> {
         let key = LabelKey::new(key)?;
-        if value.len() > 253 {
-            return Err(NameError {
-                kind: "label value",
-                name: value.to_owned(),
-                reason: "it is too long",
-            });
-        }
-        self.0.insert(key, value.to_owned());
+        check_label_value(value)?;
+        Arc::make_mut(self.0.get_or_insert_default()).insert(key, value.to_owned());
         Ok(())
     }
 
     /// One label's value.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0.as_deref()?.get(key).map(String::as_str)
     }
 
     /// Whether every label in `selector` is present here with the same value.
@@ -487,17 +488,57 @@ impl Labels {
 
     /// All labels, by key.
     pub fn iter(&self) -> impl Iterator<Item = (&LabelKey, &str)> {
-        self.0.iter().map(|(k, v)| (k, v.as_str()))
+        self.0
+            .as_deref()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k, v.as_str()))
     }
 
     /// How many labels there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_deref().map_or(0, BTreeMap::len)
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
+    }
+}
+
+/// A label value: at most 253 characters.
+fn check_label_value(value: &str) -> Result<(), NameError> {
+    if value.len() > 253 {
+        return Err(NameError {
+            kind: "label value",
+            name: value.to_owned(),
+            reason: "it is too long",
+        });
+    }
+    Ok(())
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Written as a map of key to value.
+impl Serialize for Labels {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+/// Read from a map of key to value; a malformed key or an over-long value is an error.
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Labels, D::Error> {
+        let labels = BTreeMap::<LabelKey, String>::deserialize(deserializer)?;
+        for value in labels.values() {
+            check_label_value(value).map_err(serde::de::Error::custom)?;
+        }
+        Ok(Labels((!labels.is_empty()).then(|| Arc::new(labels))))
     }
 }
 

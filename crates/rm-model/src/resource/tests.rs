@@ -154,3 +154,52 @@ fn labels_are_checked() {
     assert!(!Labels::new().contains_all(&selector));
     assert_eq!(labels.len(), 1);
 }
+
+#[test]
+fn labels_are_shared_by_clones_and_copied_on_change() {
+    let mut original = Labels::try_from(&[("team", "ml"), ("zone", "a")][..]).unwrap();
+    let copy = original.clone();
+    // A clone shares the set: no copy of the labels.
+    assert!(std::ptr::eq(
+        original.iter().next().unwrap().1,
+        copy.iter().next().unwrap().1
+    ));
+    // A change to a shared set leaves the other holders as they were.
+    original.insert("zone", "b").unwrap();
+    assert_eq!(original.get("zone"), Some("b"));
+    assert_eq!(copy.get("zone"), Some("a"));
+    assert_ne!(original, copy);
+    // A failed change changes nothing.
+    assert!(original.insert("bad key", "c").is_err());
+    assert_eq!(original.len(), 2);
+}
+
+#[test]
+fn no_labels_are_one_value() {
+    let mut labels = Labels::new();
+    assert!(labels.insert("bad key", "a").is_err());
+    assert!(labels.insert("k", &"v".repeat(254)).is_err());
+    // Failed inserts leave no empty set behind: still equal to (and hashed as) no labels.
+    assert_eq!(labels, Labels::default());
+    assert!(labels.is_empty());
+    assert_eq!(labels.iter().count(), 0);
+    let read: Labels = serde_json::from_str("{}").unwrap();
+    assert_eq!(read, Labels::new());
+    use std::hash::BuildHasher;
+    let state = std::hash::RandomState::new();
+    assert_eq!(state.hash_one(&read), state.hash_one(&labels));
+}
+
+#[test]
+fn labels_read_and_write_as_a_map() {
+    let labels = Labels::try_from(&[("team", "ml"), ("zone", "a")][..]).unwrap();
+    let text = serde_json::to_string(&labels).unwrap();
+    assert_eq!(text, r#"{"team":"ml","zone":"a"}"#);
+    assert_eq!(serde_json::from_str::<Labels>(&text).unwrap(), labels);
+    // Read labels are checked as inserted ones are.
+    let bad_key = serde_json::from_str::<Labels>(r#"{"bad key": "a"}"#).unwrap_err();
+    assert!(bad_key.to_string().contains("label key"), "{bad_key}");
+    let long = format!(r#"{{"k": "{}"}}"#, "v".repeat(254));
+    let long = serde_json::from_str::<Labels>(&long).unwrap_err();
+    assert!(long.to_string().contains("label value"), "{long}");
+}
