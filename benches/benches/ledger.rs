@@ -219,11 +219,21 @@ fn cycle(c: &mut Criterion) {
         rm_model::Labels::try_from(&[("team", "ml"), ("pipeline", "nightly-train")][..])
             .expect("valid labels"),
     );
+    // Two requirements (planned as two placement groups).
+    let two = ReservationRequest::new(
+        RequesterId::new("t").expect("valid"),
+        vec![
+            ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES),
+            ResourceRequirement::new(ResourceType::Compute, 2, Unit::CORES),
+        ],
+    )
+    .with_strategy(ReservationStrategy::Greedy);
     eprintln!(
         "allocations per reserve-confirm-release cycle: manager {:.1}, with labels {:.1}, \
-         reference {:.1}",
+         with two requirements {:.1}, reference {:.1}",
         allocations_per_cycle(&manager, &request),
         allocations_per_cycle(&manager, &labelled),
+        allocations_per_cycle(&manager, &two),
         {
             let reference = reference();
             single_node(&reference);

@@ -397,19 +397,38 @@ impl ReservationRequest {
     /// The requirements grouped for placement: those sharing a co-location group together,
     /// every other one alone; groups in order of their first requirement, members in order.
     pub fn placement_groups(&self) -> Vec<Vec<usize>> {
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (index, requirement) in self.requirements.iter().enumerate() {
-            let joined = requirement.colocation().and_then(|group| {
-                groups
-                    .iter_mut()
-                    .find(|members| self.requirements[members[0]].colocation() == Some(group))
-            });
-            match joined {
-                Some(members) => members.push(index),
-                None => groups.push(vec![index]),
-            }
-        }
-        groups
+        self.each_placement_group()
+            .map(|members| members.collect())
+            .collect()
+    }
+
+    /// [`placement_groups`](Self::placement_groups) without allocating: each group as an
+    /// iterator of its members' indices (a ledger plans every request with it).
+    pub fn each_placement_group(
+        &self,
+    ) -> impl Iterator<Item = impl Iterator<Item = usize> + '_> + '_ {
+        let requirements = &self.requirements;
+        requirements
+            .iter()
+            .enumerate()
+            .filter(|(i, requirement)| {
+                // A group starts at its first member.
+                requirement.colocation().is_none_or(|group| {
+                    requirements[..*i]
+                        .iter()
+                        .all(|earlier| earlier.colocation() != Some(group))
+                })
+            })
+            .map(move |(i, requirement)| {
+                let group = requirement.colocation();
+                let later = if group.is_some() {
+                    i + 1..requirements.len()
+                } else {
+                    0..0
+                };
+                std::iter::once(i)
+                    .chain(later.filter(move |&k| requirements[k].colocation() == group))
+            })
     }
 
     /// Structural problems with their field paths: no requirements, a zero TTL, and each
@@ -610,6 +629,37 @@ impl Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Each requirement is in no co-location group (`None`) or in one of three.
+        #[test]
+        fn placement_groups_join_each_group_at_its_first_member(
+            groups in proptest::collection::vec(proptest::option::of(0..3_usize), 1..10)
+        ) {
+            let names = ["a", "b", "c"].map(|n| crate::ColocationGroup::new(n).expect("valid"));
+            let requirements = groups
+                .iter()
+                .map(|group| {
+                    let requirement = ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES);
+                    match group {
+                        Some(g) => requirement.colocated(names[*g].clone()),
+                        None => requirement,
+                    }
+                })
+                .collect();
+            let request = ReservationRequest::new(RequesterId::new("t").expect("valid"), requirements);
+            // The plain way: a requirement joins the group whose first member shares its
+            // co-location group, or starts one.
+            let mut expected: Vec<Vec<usize>> = Vec::new();
+            for (i, group) in groups.iter().enumerate() {
+                match expected.iter_mut().find(|m| group.is_some() && groups[m[0]] == *group) {
+                    Some(members) => members.push(i),
+                    None => expected.push(vec![i]),
+                }
+            }
+            proptest::prop_assert_eq!(request.placement_groups(), expected);
+        }
+    }
 
     #[test]
     fn clone_from_makes_an_equal_request_in_the_old_storage() {

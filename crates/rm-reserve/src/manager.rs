@@ -732,30 +732,12 @@ impl ReservationManager {
                     .fold(free, |f, (_, _, amount)| f.saturating_add(*amount))
             }
         };
-        // One requirement is one group: skip building the grouping.
-        const SINGLE: &[usize] = &[0];
-        let grouped = if request.requirements.len() == 1 {
-            Vec::new()
-        } else {
-            request.placement_groups()
-        };
-        let group_count = if request.requirements.len() == 1 {
-            1
-        } else {
-            grouped.len()
-        };
         let mut placed: Small<Placement> = Small::new();
         let mut shortfalls = Vec::new();
         let affinity = AffinityView::new(self, catalog, request);
-        let single = request.requirements.len() == 1;
-        let groups = (0..group_count).map(|g| {
-            if single {
-                SINGLE
-            } else {
-                grouped[g].as_slice()
-            }
-        });
-        for group in groups {
+        for members in request.each_placement_group() {
+            let group: Small<usize> = members.collect();
+            let group = group.as_slice();
             let all_candidates = catalog.candidates(&request.requirements, group);
             // Within a domain, only its resources that are candidates (both in position order).
             let in_domain: Vec<&Candidate> = match domain {

@@ -326,7 +326,10 @@ impl ConstraintValidator {
             Self::group_violations(request, &[0], resources, out);
             return;
         }
-        for group in request.placement_groups() {
+        let mut group = Vec::with_capacity(request.requirements.len());
+        for members in request.each_placement_group() {
+            group.clear();
+            group.extend(members);
             Self::group_violations(request, &group, resources, out);
         }
     }
