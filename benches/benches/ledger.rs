@@ -188,6 +188,8 @@ fn single_node(ledger: &dyn ReservationLedger) {
         ResourceType::Compute,
         ResourceCapacity::of(1_000_000, Unit::CORES).expect("valid"),
     )
+    .expect("valid")
+    .with_label("zone", "a")
     .expect("valid");
     ledger.register_resource(node).expect("register");
 }
@@ -228,12 +230,22 @@ fn cycle(c: &mut Criterion) {
         ],
     )
     .with_strategy(ReservationStrategy::Greedy);
+    // A soft preference, scored on every candidate (here the node's label `zone`, which is
+    // text, not a number).
+    let preferring = ReservationRequest::new(
+        RequesterId::new("t").expect("valid"),
+        vec![
+            ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES)
+                .with_preference(5, Constraint::label("zone").expect("valid").eq("b")),
+        ],
+    );
     eprintln!(
         "allocations per reserve-confirm-release cycle: manager {:.1}, with labels {:.1}, \
-         with two requirements {:.1}, reference {:.1}",
+         with two requirements {:.1}, with a preference {:.1}, reference {:.1}",
         allocations_per_cycle(&manager, &request),
         allocations_per_cycle(&manager, &labelled),
         allocations_per_cycle(&manager, &two),
+        allocations_per_cycle(&manager, &preferring),
         {
             let reference = reference();
             single_node(&reference);

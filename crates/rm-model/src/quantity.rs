@@ -370,14 +370,40 @@ enum Scale {
     Binary(u32),
 }
 
-fn invalid(input: &str, reason: &'static str) -> QuantityError {
-    QuantityError::Invalid {
-        input: input.to_owned(),
-        reason,
+/// Why text does not read as a quantity, before the text is attached: reading costs no
+/// allocation until a caller asks for the [`QuantityError`] (constraints compare label
+/// values that are mostly not numbers, once per candidate resource).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Failure {
+    Empty,
+    Invalid(&'static str),
+    OutOfRange,
+    TooPrecise,
+}
+
+impl Failure {
+    fn with_input(self, input: &str) -> QuantityError {
+        match self {
+            Failure::Empty => QuantityError::Empty,
+            Failure::Invalid(reason) => QuantityError::Invalid {
+                input: input.to_owned(),
+                reason,
+            },
+            Failure::OutOfRange => QuantityError::OutOfRange {
+                input: input.to_owned(),
+            },
+            Failure::TooPrecise => QuantityError::TooPrecise {
+                input: input.to_owned(),
+            },
+        }
     }
 }
 
-fn parse_suffix(input: &str, suffix: &str) -> Result<(Scale, QuantityFormat), QuantityError> {
+fn parse(input: &str) -> Result<Quantity, QuantityError> {
+    read(input).map_err(|failure| failure.with_input(input))
+}
+
+fn parse_suffix(suffix: &str) -> Result<(Scale, QuantityFormat), Failure> {
     use QuantityFormat::{BinarySi, DecimalExponent, DecimalSi};
     let decimal = |exp| Ok((Scale::Decimal(exp), DecimalSi));
     let binary = |pow| Ok((Scale::Binary(pow), BinarySi));
@@ -402,13 +428,13 @@ fn parse_suffix(input: &str, suffix: &str) -> Result<(Scale, QuantityFormat), Qu
             let exponent = suffix
                 .strip_prefix('e')
                 .or_else(|| suffix.strip_prefix('E'))
-                .ok_or_else(|| invalid(input, "unknown suffix"))?;
+                .ok_or(Failure::Invalid("unknown suffix"))?;
             let digits = exponent
                 .strip_prefix('-')
                 .or_else(|| exponent.strip_prefix('+'))
                 .unwrap_or(exponent);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(invalid(input, "the exponent is not an integer"));
+                return Err(Failure::Invalid("the exponent is not an integer"));
             }
             // Exponents beyond ±1000 cannot give a value in range or at 1m resolution.
             let value: i32 = if digits.len() > 4 {
@@ -430,9 +456,10 @@ fn pow10(exp: u32) -> Option<u128> {
     10u128.checked_pow(exp)
 }
 
-fn parse(input: &str) -> Result<Quantity, QuantityError> {
+/// [`parse`] without building an error.
+pub(crate) fn read(input: &str) -> Result<Quantity, Failure> {
     if input.is_empty() {
-        return Err(QuantityError::Empty);
+        return Err(Failure::Empty);
     }
     let bytes = input.as_bytes();
     let mut pos = 0;
@@ -462,19 +489,15 @@ fn parse(input: &str) -> Result<Quantity, QuantityError> {
         frac_digits = &input[frac_start..pos];
     }
     if int_digits.is_empty() && frac_digits.is_empty() {
-        return Err(invalid(input, "expected a number"));
+        return Err(Failure::Invalid("expected a number"));
     }
-    let (scale, format) = parse_suffix(input, &input[pos..])?;
+    let (scale, format) = parse_suffix(&input[pos..])?;
 
     // The significant digits as one integer, with `frac_len` of them after the point.
     let int_digits = int_digits.trim_start_matches('0');
     let frac_digits = frac_digits.trim_end_matches('0');
-    let out_of_range = || QuantityError::OutOfRange {
-        input: input.to_owned(),
-    };
-    let too_precise = || QuantityError::TooPrecise {
-        input: input.to_owned(),
-    };
+    let out_of_range = || Failure::OutOfRange;
+    let too_precise = || Failure::TooPrecise;
     let mut mantissa: u128 = 0;
     for digit in int_digits.bytes().chain(frac_digits.bytes()) {
         mantissa = mantissa

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::name::{CapabilityName, ColocationGroup, LabelKey, RequesterId};
 use crate::quantity::Quantity;
-use crate::resource::{CapabilityValue, Labels, Resource, ResourceType};
+use crate::resource::{CapabilityValue, Labels, Resource, ResourceType, ValueView};
 use crate::unit::Unit;
 use crate::validate::{FieldPath, Violation};
 
@@ -26,12 +26,13 @@ pub enum ConstraintKey {
 }
 
 impl ConstraintKey {
-    fn lookup(&self, resource: &Resource) -> Option<CapabilityValue> {
+    /// The value under this key on `resource`, borrowed (a label reads as a string).
+    fn lookup<'r>(&self, resource: &'r Resource) -> Option<ValueView<'r>> {
         match self {
-            ConstraintKey::Capability(name) => resource.capability(name.as_str()).cloned(),
-            ConstraintKey::Label(key) => resource
-                .label(key.as_str())
-                .map(|value| CapabilityValue::String(value.to_owned())),
+            ConstraintKey::Capability(name) => resource
+                .capability(name.as_str())
+                .map(CapabilityValue::view),
+            ConstraintKey::Label(key) => resource.label(key.as_str()).map(ValueView::Text),
         }
     }
 }
@@ -204,19 +205,19 @@ impl Constraint {
     pub fn matches(&self, resource: &Resource) -> bool {
         let value = self.key.lookup(resource);
         let ordered = |wanted: &CapabilityValue, accept: fn(std::cmp::Ordering) -> bool| {
-            value.as_ref().is_some_and(|v| {
+            value.is_some_and(|v| {
                 v.as_quantity().is_some()
                     && wanted.as_quantity().is_some()
-                    && v.compare(wanted).is_some_and(accept)
+                    && v.compare(wanted.view()).is_some_and(accept)
             })
         };
         match &self.operator {
             Operator::Exists => value.is_some(),
             Operator::NotExists => value.is_none(),
-            Operator::Eq(wanted) => value.is_some_and(|v| v.same_as(wanted)),
-            Operator::Ne(wanted) => value.is_some_and(|v| !v.same_as(wanted)),
-            Operator::In(set) => value.is_some_and(|v| set.iter().any(|w| v.same_as(w))),
-            Operator::NotIn(set) => value.is_some_and(|v| !set.iter().any(|w| v.same_as(w))),
+            Operator::Eq(wanted) => value.is_some_and(|v| v.same_as(wanted.view())),
+            Operator::Ne(wanted) => value.is_some_and(|v| !v.same_as(wanted.view())),
+            Operator::In(set) => value.is_some_and(|v| set.iter().any(|w| v.same_as(w.view()))),
+            Operator::NotIn(set) => value.is_some_and(|v| !set.iter().any(|w| v.same_as(w.view()))),
             Operator::Gt(wanted) => ordered(wanted, std::cmp::Ordering::is_gt),
             Operator::Ge(wanted) => ordered(wanted, std::cmp::Ordering::is_ge),
             Operator::Lt(wanted) => ordered(wanted, std::cmp::Ordering::is_lt),

@@ -263,12 +263,7 @@ pub enum CapabilityValue {
 impl CapabilityValue {
     /// The value as an exact amount: integers, quantities and strings that parse as quantities.
     pub fn as_quantity(&self) -> Option<Quantity> {
-        match self {
-            CapabilityValue::Integer(value) => Quantity::try_from_units(*value).ok(),
-            CapabilityValue::Quantity(value) => Some(*value),
-            CapabilityValue::String(text) => text.parse().ok(),
-            CapabilityValue::Bool(_) => None,
-        }
+        self.view().as_quantity()
     }
 
     /// The name of the value's type, for error messages.
@@ -285,31 +280,79 @@ impl CapabilityValue {
     /// flags with flags, and otherwise by their text. `None` when they do not compare (a flag
     /// against a number).
     pub fn compare(&self, other: &CapabilityValue) -> Option<Ordering> {
-        if let (Some(a), Some(b)) = (self.as_quantity(), other.as_quantity()) {
-            return Some(a.cmp(&b));
-        }
-        match (self, other) {
-            (CapabilityValue::Bool(a), CapabilityValue::Bool(b)) => Some(a.cmp(b)),
-            (CapabilityValue::Bool(_), _) | (_, CapabilityValue::Bool(_)) => None,
-            (CapabilityValue::String(a), CapabilityValue::String(b)) => Some(a.cmp(b)),
-            _ => Some(self.to_string().cmp(&other.to_string())),
-        }
+        self.view().compare(other.view())
     }
 
     /// Whether two values are equal the way constraints see them.
     pub fn same_as(&self, other: &CapabilityValue) -> bool {
         self.compare(other) == Some(Ordering::Equal)
     }
+
+    /// The value borrowed.
+    pub(crate) fn view(&self) -> ValueView<'_> {
+        match self {
+            CapabilityValue::Integer(value) => ValueView::Integer(*value),
+            CapabilityValue::Quantity(value) => ValueView::Quantity(*value),
+            CapabilityValue::String(text) => ValueView::Text(text),
+            CapabilityValue::Bool(flag) => ValueView::Bool(*flag),
+        }
+    }
+}
+
+/// A [`CapabilityValue`] borrowed, or a label's text read as a string value: what a
+/// constraint tests on each candidate resource, without copying it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ValueView<'a> {
+    Integer(i64),
+    Quantity(Quantity),
+    Text(&'a str),
+    Bool(bool),
+}
+
+impl ValueView<'_> {
+    /// See [`CapabilityValue::as_quantity`]. Text that is not a quantity costs no allocation.
+    pub(crate) fn as_quantity(self) -> Option<Quantity> {
+        match self {
+            ValueView::Integer(value) => Quantity::try_from_units(value).ok(),
+            ValueView::Quantity(value) => Some(value),
+            ValueView::Text(text) => crate::quantity::read(text).ok(),
+            ValueView::Bool(_) => None,
+        }
+    }
+
+    /// See [`CapabilityValue::compare`].
+    pub(crate) fn compare(self, other: ValueView<'_>) -> Option<Ordering> {
+        if let (Some(a), Some(b)) = (self.as_quantity(), other.as_quantity()) {
+            return Some(a.cmp(&b));
+        }
+        match (self, other) {
+            (ValueView::Bool(a), ValueView::Bool(b)) => Some(a.cmp(&b)),
+            (ValueView::Bool(_), _) | (_, ValueView::Bool(_)) => None,
+            (ValueView::Text(a), ValueView::Text(b)) => Some(a.cmp(b)),
+            _ => Some(self.to_string().cmp(&other.to_string())),
+        }
+    }
+
+    /// Whether two values are equal the way constraints see them.
+    pub(crate) fn same_as(self, other: ValueView<'_>) -> bool {
+        self.compare(other) == Some(Ordering::Equal)
+    }
+}
+
+impl fmt::Display for ValueView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueView::Integer(value) => write!(f, "{value}"),
+            ValueView::Quantity(value) => write!(f, "{value}"),
+            ValueView::Text(text) => f.write_str(text),
+            ValueView::Bool(flag) => write!(f, "{flag}"),
+        }
+    }
 }
 
 impl fmt::Display for CapabilityValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CapabilityValue::Integer(value) => write!(f, "{value}"),
-            CapabilityValue::Quantity(value) => write!(f, "{value}"),
-            CapabilityValue::String(text) => f.write_str(text),
-            CapabilityValue::Bool(flag) => write!(f, "{flag}"),
-        }
+        self.view().fmt(f)
     }
 }
 

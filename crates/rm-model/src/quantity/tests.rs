@@ -66,6 +66,13 @@ fn parses_and_prints_the_forms_people_write() {
     );
 }
 
+fn invalid(input: &str, reason: &'static str) -> QuantityError {
+    QuantityError::Invalid {
+        input: input.to_owned(),
+        reason,
+    }
+}
+
 #[test]
 fn malformed_input_is_a_typed_error() {
     let cases: &[(&str, QuantityError)] = &[
