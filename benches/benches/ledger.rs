@@ -416,6 +416,45 @@ fn placement_percentiles(
     (times[n / 2], times[n * 99 / 100])
 }
 
+/// Placement with preferred anti-affinity (spread from the own team's holds by zone) while
+/// 0, 1,000 and 10,000 small holds of three teams are active: what finding the selected holds
+/// costs as they grow. Prints medians and p99s.
+fn affinity_placement(manager: &ReservationManager) {
+    use rm_model::{AffinityKind, AffinityTerm, LabelKey, Labels, Selector, Topology};
+    let team = |name: &str| Labels::try_from(&[("team", name)][..]).expect("valid label");
+    let mut spread = placement_request(ReservationStrategy::BinPack).with_labels(team("a"));
+    spread.requirements[0] = spread.requirements[0]
+        .clone()
+        .with_affinity(AffinityTerm::preferred(
+            AffinityKind::AntiAffinity,
+            Selector::labels(team("a")),
+            Topology::Label(LabelKey::new("zone").expect("valid")),
+            5,
+        ));
+    let small = |name: &str| {
+        ReservationRequest::new(
+            RequesterId::new("background").expect("valid"),
+            rm_benches::task_requirements(1, 1).expect("valid"),
+        )
+        .with_labels(team(name))
+        .with_strategy(ReservationStrategy::Greedy)
+    };
+    let mut held = Vec::new();
+    for count in [0, 1_000, 10_000] {
+        while held.len() < count {
+            let name = ["a", "b", "c"][held.len() % 3];
+            held.push(manager.reserve(&small(name)).expect("a background hold"));
+        }
+        let (median, p99) = placement_percentiles(manager, &spread, 2_000);
+        eprintln!(
+            "placement with anti-affinity, {count} holds active: median {median:?}, p99 {p99:?}"
+        );
+    }
+    for hold in held {
+        manager.cancel(&hold.id, None).expect("cancel");
+    }
+}
+
 fn placement(c: &mut Criterion) {
     let strategies = [
         ReservationStrategy::BinPack,
@@ -431,6 +470,7 @@ fn placement(c: &mut Criterion) {
             strategy.as_str()
         );
     }
+    affinity_placement(&manager);
     let mut group = c.benchmark_group("placement 1500 nodes");
     for strategy in strategies {
         let request = placement_request(strategy);

@@ -421,16 +421,20 @@ pub enum Topology {
 }
 
 impl Topology {
+    /// The domain `resource` is in: its name, or its value of the label. A resource without
+    /// the label is in no domain.
+    pub fn domain<'r>(&self, resource: &'r Resource) -> Option<&'r str> {
+        match self {
+            Topology::Resource => Some(resource.name().as_str()),
+            Topology::Label(key) => resource.label(key.as_str()),
+        }
+    }
+
     /// Whether two resources are in the same domain. A resource without the label is in no
     /// domain, so it is never the same as another.
     pub fn same_domain(&self, a: &Resource, b: &Resource) -> bool {
-        match self {
-            Topology::Resource => a.name() == b.name(),
-            Topology::Label(key) => match (a.label(key.as_str()), b.label(key.as_str())) {
-                (Some(x), Some(y)) => x == y,
-                _ => false,
-            },
-        }
+        self.domain(a)
+            .is_some_and(|domain| self.domain(b) == Some(domain))
     }
 }
 
@@ -521,22 +525,35 @@ impl AffinityTerm {
         candidate: &Resource,
         mut selected_hold_resources: impl Iterator<Item = &'a Resource>,
     ) -> bool {
+        let mut any = false;
+        let same = selected_hold_resources.any(|resource| {
+            any = true;
+            self.topology.same_domain(candidate, resource)
+        });
+        // `any` stops at the first resource in the candidate's domain, which is all the
+        // verdict needs of it.
+        self.verdict(any, same)
+    }
+
+    /// [`is_satisfied_by`](Self::is_satisfied_by) for a caller that has gathered the selected
+    /// holds by domain once (a ledger placing on many candidates): whether any selected hold
+    /// is on a resource it knows, and whether a domain (see [`Topology::domain`]) has one.
+    pub fn is_satisfied_in(
+        &self,
+        candidate: &Resource,
+        any_selected: bool,
+        occupied: impl Fn(&str) -> bool,
+    ) -> bool {
+        let same = self.topology.domain(candidate).is_some_and(occupied);
+        self.verdict(any_selected, same)
+    }
+
+    /// Affinity wants the candidate's domain among the selected holds' (or no selected hold
+    /// anywhere); anti-affinity wants it not among them.
+    fn verdict(&self, any_selected: bool, same_domain: bool) -> bool {
         match self.kind {
-            AffinityKind::Affinity => {
-                let mut any = false;
-                let mut same = false;
-                for resource in selected_hold_resources.by_ref() {
-                    any = true;
-                    if self.topology.same_domain(candidate, resource) {
-                        same = true;
-                        break;
-                    }
-                }
-                !any || same
-            }
-            AffinityKind::AntiAffinity => {
-                !selected_hold_resources.any(|r| self.topology.same_domain(candidate, r))
-            }
+            AffinityKind::Affinity => !any_selected || same_domain,
+            AffinityKind::AntiAffinity => !same_domain,
         }
     }
 }

@@ -1090,11 +1090,28 @@ impl ReservationManager {
     }
 }
 
-/// The resources holding the reservations that a request's affinity terms select, computed
-/// once per request (and not at all for requests without affinity).
+/// Where the reservations that a request's affinity terms select are held, gathered once per
+/// request (and not at all for requests without affinity): per term, the topology domains
+/// (resource names or label values) that hold one, so that judging a candidate is one lookup
+/// however many holds there are.
 struct AffinityView<'c> {
-    /// Per requirement, per term: the resources of the selected holds.
-    selected: Vec<Vec<Vec<&'c Resource>>>,
+    /// Per requirement, per term.
+    selected: Vec<Vec<Occupied<'c>>>,
+}
+
+/// The domains of one term's selected holds.
+#[derive(Default)]
+struct Occupied<'c> {
+    /// Whether any selected hold is on a resource of the catalog.
+    any: bool,
+    domains: std::collections::HashSet<&'c str, IdHasher>,
+}
+
+impl Occupied<'_> {
+    /// Whether placing on `resource` satisfies `term`, whose selected holds these are.
+    fn admits(&self, term: &AffinityTerm, resource: &Resource) -> bool {
+        term.is_satisfied_in(resource, self.any, |domain| self.domains.contains(domain))
+    }
 }
 
 impl<'c> AffinityView<'c> {
@@ -1108,49 +1125,67 @@ impl<'c> AffinityView<'c> {
                 selected: Vec::new(),
             };
         }
-        let active: Vec<(Arc<Record>, Arc<[ReservationItem]>)> = manager
-            .records
+        let mut selected: Vec<Vec<Occupied<'c>>> = request
+            .requirements
             .iter()
-            .filter_map(|r| {
-                let state = lock(&r.state);
-                state
-                    .state
-                    .holds_capacity()
-                    .then(|| (r.clone(), state.items.clone()))
-            })
+            .map(|r| r.affinity().iter().map(|_| Occupied::default()).collect())
             .collect();
-        let resources_of = |term: &AffinityTerm| -> Vec<&'c Resource> {
-            active
-                .iter()
-                .filter(|(r, _)| term.selector.selects(&r.requester, &r.labels))
-                .flat_map(|(_, items)| items.iter())
-                .filter_map(|item| {
-                    catalog
-                        .position(&item.resource)
-                        .map(|p| &catalog.resources[p])
-                })
-                .collect()
-        };
-        AffinityView {
-            selected: request
+        let terms = || {
+            request
                 .requirements
                 .iter()
-                .map(|r| r.affinity().iter().map(resources_of).collect())
-                .collect(),
+                .zip(0..)
+                .flat_map(|(r, i)| r.affinity().iter().zip(0..).map(move |(t, j)| (i, j, t)))
+        };
+        let mut selecting: Small<(usize, usize)> = Small::new();
+        for record in manager.records.iter() {
+            // Who a hold is and what it carries do not change while it is in the map: ask the
+            // selectors before looking at its state.
+            selecting.clear();
+            selecting.extend(
+                terms()
+                    .filter(|(_, _, term)| term.selector.selects(&record.requester, &record.labels))
+                    .map(|(i, j, _)| (i, j)),
+            );
+            if selecting.is_empty() {
+                continue;
+            }
+            let items = {
+                let state = lock(&record.state);
+                if !state.state.holds_capacity() {
+                    continue;
+                }
+                state.items.clone()
+            };
+            for item in items.iter() {
+                let Some(position) = catalog.position(&item.resource) else {
+                    continue;
+                };
+                let resource = &catalog.resources[position];
+                for &(i, j) in &selecting {
+                    let occupied = &mut selected[i][j];
+                    occupied.any = true;
+                    let term = &request.requirements[i].affinity()[j];
+                    if let Some(domain) = term.topology.domain(resource) {
+                        occupied.domains.insert(domain);
+                    }
+                }
+            }
         }
+        AffinityView { selected }
     }
 
+    /// The group's terms, each with where its selected holds are.
     fn terms<'r>(
         &'r self,
         request: &'r ReservationRequest,
         group: &'r [usize],
-    ) -> impl Iterator<Item = (&'r AffinityTerm, &'r [&'c Resource])> + 'r {
+    ) -> impl Iterator<Item = (&'r AffinityTerm, &'r Occupied<'c>)> + 'r {
         group.iter().flat_map(move |&i| {
             request.requirements[i]
                 .affinity()
                 .iter()
                 .zip(self.selected.get(i).map(Vec::as_slice).unwrap_or_default())
-                .map(|(term, selected)| (term, selected.as_slice()))
         })
     }
 
@@ -1169,7 +1204,7 @@ impl<'c> AffinityView<'c> {
             || self
                 .terms(request, group)
                 .filter(|(term, _)| term.weight.is_none())
-                .all(|(term, selected)| term.is_satisfied_by(resource, selected.iter().copied()))
+                .all(|(term, occupied)| occupied.admits(term, resource))
     }
 
     /// Preferences and preferred affinity, each up to 1,000,000, averaged over the group.
@@ -1184,10 +1219,10 @@ impl<'c> AffinityView<'c> {
             .map(|&i| i64::from(request.requirements[i].preference_score(resource)))
             .sum();
         let (mut total, mut matched) = (0i64, 0i64);
-        for (term, selected) in self.terms(request, group) {
+        for (term, occupied) in self.terms(request, group) {
             if let Some(weight) = term.weight {
                 total += i64::from(weight);
-                if term.is_satisfied_by(resource, selected.iter().copied()) {
+                if occupied.admits(term, resource) {
                     matched += i64::from(weight);
                 }
             }

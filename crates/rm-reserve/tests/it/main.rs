@@ -1,5 +1,6 @@
 //! Integration tests of the reservation manager, one module per area.
 
+mod affinity;
 mod colocation;
 mod conformance;
 mod edges;
