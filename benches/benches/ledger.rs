@@ -239,13 +239,18 @@ fn cycle(c: &mut Criterion) {
                 .with_preference(5, Constraint::label("zone").expect("valid").eq("b")),
         ],
     );
+    let colocated = two
+        .clone()
+        .with_colocation_label(rm_model::LabelKey::new("zone").expect("valid"));
     eprintln!(
         "allocations per reserve-confirm-release cycle: manager {:.1}, with labels {:.1}, \
-         with two requirements {:.1}, with a preference {:.1}, reference {:.1}",
+         with two requirements {:.1}, with a preference {:.1}, co-located by a label {:.1}, \
+         reference {:.1}",
         allocations_per_cycle(&manager, &request),
         allocations_per_cycle(&manager, &labelled),
         allocations_per_cycle(&manager, &two),
         allocations_per_cycle(&manager, &preferring),
+        allocations_per_cycle(&manager, &colocated),
         {
             let reference = reference();
             single_node(&reference);

@@ -740,20 +740,13 @@ impl ReservationManager {
             let group = group.as_slice();
             let all_candidates = catalog.candidates(&request.requirements, group);
             // Within a domain, only its resources that are candidates (both in position order).
-            let in_domain: Vec<&Candidate> = match domain {
-                Some(positions) => positions
-                    .iter()
-                    .filter_map(|&p| {
-                        all_candidates
-                            .binary_search_by_key(&p, |c| c.position as usize)
-                            .ok()
-                            .map(|i| &all_candidates[i])
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
+            let mut within = domain.unwrap_or_default().iter().filter_map(|&p| {
+                all_candidates
+                    .binary_search_by_key(&p, |c| c.position as usize)
+                    .ok()
+                    .map(|i| &all_candidates[i])
+            });
             let mut everywhere = all_candidates.iter();
-            let mut within = in_domain.iter().copied();
             let candidates: &mut dyn Iterator<Item = &Candidate> = if domain.is_some() {
                 &mut within
             } else {
