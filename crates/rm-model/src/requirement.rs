@@ -530,8 +530,8 @@ impl AffinityTerm {
             any = true;
             self.topology.same_domain(candidate, resource)
         });
-        // `any` stops at the first resource in the candidate's domain, which is all the
-        // verdict needs of it.
+        // `any` only says whether the iterator yielded a resource at all; stopping at the
+        // first one in the candidate's domain leaves it right.
         self.verdict(any, same)
     }
 
