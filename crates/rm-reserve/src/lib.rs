@@ -29,6 +29,11 @@
 //! - **An index instead of a scan of descriptions.** The resources that pass a requirement's
 //!   type, unit and hard constraints are computed once per requirement shape and cached until
 //!   the catalog changes; placement then reads only each candidate's free counters.
+//! - **An index of holders for affinity.** Once a request with affinity terms arrives, active
+//!   holds are also kept by requester and by label with the resources they hold, so the
+//!   holds a term selects (one requester, or one label) are found without a pass over every
+//!   hold, and each candidate is judged by one lookup among the domains they occupy. Until
+//!   then the index costs one atomic load per grant.
 //! - **Timers, not threads.** TTL expiry and the forgetting of ended reservations run on the
 //!   callers' threads (and on [`ReservationLedger::expire_due`]) from a timer heap with one
 //!   entry per pending hold (confirm, release and renew remove or move it at once) and a
@@ -46,7 +51,8 @@
 //! catalog (read for grants, write for registration and capacity changes), then resource locks
 //! by registration order, then the reservation map's shard (a grant inserts its record, and
 //! forgetting checks a record's state, under it), then a reservation's state lock, then the
-//! timer heap, the retention queue and the spare records, which are leaves. Event sinks are
+//! timer heap, the retention queue, the spare records and the holder index's shards, which
+//! are leaves. Event sinks are
 //! called with resource locks held and must not call back.
 //!
 //! # Errors and panics
@@ -97,6 +103,7 @@
 mod catalog;
 mod error;
 mod events;
+mod holders;
 mod manager;
 mod permit;
 mod record;

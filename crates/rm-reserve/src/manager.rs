@@ -21,6 +21,7 @@ use smallvec::SmallVec;
 use crate::Error;
 use crate::catalog::{Candidate, Catalog, MAX_DIMS, Slot, SlotState, lock};
 use crate::events::Observers;
+use crate::holders::HolderIndex;
 use crate::permit::PermitPool;
 use crate::record::{Grant, Hold, Record, RecordState};
 use crate::timers::TimerHeap;
@@ -39,7 +40,7 @@ type Small<T> = SmallVec<[T; 4]>;
 
 /// The hasher of the id map: foldhash, several times faster than the standard library's
 /// SipHash on these short keys, and seeded per map.
-type IdHasher = foldhash::fast::RandomState;
+pub(crate) type IdHasher = foldhash::fast::RandomState;
 
 /// One requirement placed on one resource, before it is committed.
 struct Placement {
@@ -209,6 +210,7 @@ impl ReservationManagerBuilder {
             timers: Mutex::new(TimerHeap::default()),
             forgets: Mutex::new(VecDeque::new()),
             spare: Mutex::new(Vec::new()),
+            holders: HolderIndex::default(),
             next_timer: AtomicU64::new(u64::MAX),
             last_token: Arc::new(AtomicU64::new(0)),
         }
@@ -231,6 +233,8 @@ pub struct ReservationManager {
     forgets: Mutex<VecDeque<(Timestamp, FencingToken, ReservationId)>>,
     /// Forgotten records nobody else holds, emptied, to be filled by the next grants.
     spare: Mutex<Vec<Arc<Record>>>,
+    /// Active holds by requester and label, kept once affinity is used.
+    holders: HolderIndex,
     /// The earliest timer, in nanoseconds of the clock (`u64::MAX` for none): a lock-free
     /// check of whether any timer is due.
     next_timer: AtomicU64,
@@ -403,6 +407,18 @@ impl ReservationManager {
         expired
     }
 
+    /// Puts every active hold in the holder index, which was just switched on, and marks it
+    /// ready (see [`crate::holders`]).
+    fn fill_holder_index(&self) {
+        for record in self.records.iter() {
+            let mut state = lock(&record.state);
+            if state.state.holds_capacity() {
+                self.holders.add(&record, &mut state);
+            }
+        }
+        self.holders.ready();
+    }
+
     /// Forgets the ended reservations whose retention ran out by `now`, keeping their records
     /// for reuse.
     fn forget_due(&self, now: Timestamp) {
@@ -523,6 +539,7 @@ impl ReservationManager {
     ) {
         let from = state.state;
         self.disarm(record, state);
+        self.holders.remove(record, state);
         for hold in &state.holds {
             let dim = &mut guards[hold.slot].dims[hold.dim];
             if from == ReservationState::Pending {
@@ -1067,6 +1084,10 @@ impl ReservationManager {
         let mut state = lock(&record.state);
         let reservation = record.reservation(&state);
         vacant.insert(record.clone());
+        // After the insertion: see `crate::holders` for why the order matters.
+        if self.holders.is_kept() {
+            self.holders.add(&record, &mut state);
+        }
         self.arm(&record, &mut state, expires_at);
         // Publish after the slot locks go (an observer woken by the event must not queue on
         // them).
@@ -1100,7 +1121,15 @@ struct Occupied<'c> {
     domains: std::collections::HashSet<&'c str, IdHasher>,
 }
 
-impl Occupied<'_> {
+impl<'c> Occupied<'c> {
+    /// Notes a selected hold on `resource`.
+    fn note(&mut self, term: &AffinityTerm, resource: &'c Resource) {
+        self.any = true;
+        if let Some(domain) = term.topology.domain(resource) {
+            self.domains.insert(domain);
+        }
+    }
+
     /// Whether placing on `resource` satisfies `term`, whose selected holds these are.
     fn admits(&self, term: &AffinityTerm, resource: &Resource) -> bool {
         term.is_satisfied_in(resource, self.any, |domain| self.domains.contains(domain))
@@ -1118,28 +1147,46 @@ impl<'c> AffinityView<'c> {
                 selected: Vec::new(),
             };
         }
+        let index = &manager.holders;
+        if index.switch_on() {
+            manager.fill_holder_index();
+        }
+        let ready = index.is_ready();
         let mut selected: Vec<Vec<Occupied<'c>>> = request
             .requirements
             .iter()
             .map(|r| r.affinity().iter().map(|_| Occupied::default()).collect())
             .collect();
-        let terms = || {
-            request
-                .requirements
-                .iter()
-                .zip(0..)
-                .flat_map(|(r, i)| r.affinity().iter().zip(0..).map(move |(t, j)| (i, j, t)))
-        };
+        // Terms whose selector the index answers; the others pass over the holds.
+        let mut unanswered: Small<(usize, usize)> = Small::new();
+        for (i, requirement) in request.requirements.iter().enumerate() {
+            for (j, term) in requirement.affinity().iter().enumerate() {
+                let occupied = &mut selected[i][j];
+                let answered = ready
+                    && index.selected(&term.selector, |name| {
+                        if let Some(position) = catalog.position(name) {
+                            occupied.note(term, &catalog.resources[position]);
+                        }
+                    });
+                if !answered {
+                    unanswered.push((i, j));
+                }
+            }
+        }
+        if unanswered.is_empty() {
+            return AffinityView { selected };
+        }
+        let term_at = |(i, j): (usize, usize)| &request.requirements[i].affinity()[j];
         let mut selecting: Small<(usize, usize)> = Small::new();
         for record in manager.records.iter() {
             // Who a hold is and what it carries do not change while it is in the map: ask the
             // selectors before looking at its state.
             selecting.clear();
-            selecting.extend(
-                terms()
-                    .filter(|(_, _, term)| term.selector.selects(&record.requester, &record.labels))
-                    .map(|(i, j, _)| (i, j)),
-            );
+            selecting.extend(unanswered.iter().copied().filter(|&at| {
+                term_at(at)
+                    .selector
+                    .selects(&record.requester, &record.labels)
+            }));
             if selecting.is_empty() {
                 continue;
             }
@@ -1154,14 +1201,8 @@ impl<'c> AffinityView<'c> {
                 let Some(position) = catalog.position(&item.resource) else {
                     continue;
                 };
-                let resource = &catalog.resources[position];
                 for &(i, j) in &selecting {
-                    let occupied = &mut selected[i][j];
-                    occupied.any = true;
-                    let term = &request.requirements[i].affinity()[j];
-                    if let Some(domain) = term.topology.domain(resource) {
-                        occupied.domains.insert(domain);
-                    }
+                    selected[i][j].note(term_at((i, j)), &catalog.resources[position]);
                 }
             }
         }
@@ -1770,5 +1811,107 @@ impl ReservationLedger for ReservationManager {
 
     fn audit(&self) -> Result<AuditReport, LedgerError> {
         self.snapshot().map(|snapshot| snapshot.audit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rm_model::{
+        AffinityKind, AffinityTerm, LabelKey, Labels, RequesterId, Resource, ResourceCapacity,
+        ResourceRequirement, ResourceType, Selector, Topology, Unit,
+    };
+
+    use super::*;
+
+    /// What the holder index should hold: every active hold, counted by requester and by
+    /// label on each resource it holds.
+    fn expected(manager: &ReservationManager) -> Vec<(String, String, u32)> {
+        let mut counts: BTreeMap<(String, String), u32> = BTreeMap::new();
+        for record in manager.records.iter() {
+            let state = lock(&record.state);
+            if !state.state.holds_capacity() {
+                continue;
+            }
+            for hold in &state.holds {
+                let resource = hold.resource.to_string();
+                *counts
+                    .entry((record.requester.to_string(), resource.clone()))
+                    .or_default() += 1;
+                for (key, value) in record.labels.iter() {
+                    *counts
+                        .entry((format!("{key}={value}"), resource.clone()))
+                        .or_default() += 1;
+                }
+            }
+        }
+        counts.into_iter().map(|((k, r), c)| (k, r, c)).collect()
+    }
+
+    /// Eight threads grant, confirm and cancel labelled holds while some of them start to
+    /// place with anti-affinity part-way, which switches the holder index on while holds come
+    /// and go; once they are done, the index counts exactly the active holds.
+    #[test]
+    fn the_holder_index_counts_exactly_the_active_holds() {
+        let rounds = rm_testkit::stress_rounds(300);
+        for run in 0..4_u64 {
+            let manager = ReservationManager::builder()
+                .default_ttl(Duration::from_secs(3600))
+                .retention(Duration::from_millis(1))
+                .build()
+                .expect("valid settings");
+            for n in 0..8 {
+                let node = Resource::new(
+                    &format!("n{n}"),
+                    ResourceType::Compute,
+                    ResourceCapacity::of(64, Unit::CORES).expect("valid"),
+                )
+                .expect("valid")
+                .with_label("zone", &format!("z{}", n % 4))
+                .expect("valid");
+                manager.register_resource(node).expect("register");
+            }
+            std::thread::scope(|scope| {
+                for thread in 0..8_u64 {
+                    let manager = &manager;
+                    scope.spawn(move || {
+                        let mut rng = rm_testkit::Rng::new(run * 8 + thread + 1);
+                        let team = ["a", "b", "c"][thread as usize % 3];
+                        let labels = Labels::try_from(&[("team", team)][..]).expect("valid");
+                        let mut mine = Vec::new();
+                        for round in 0..rounds {
+                            let mut requirement =
+                                ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES);
+                            if thread % 2 == 0 && round > rounds / 3 {
+                                requirement = requirement.with_affinity(AffinityTerm::preferred(
+                                    AffinityKind::AntiAffinity,
+                                    Selector::labels(labels.clone()),
+                                    Topology::Label(LabelKey::new("zone").expect("valid")),
+                                    10,
+                                ));
+                            }
+                            let request = ReservationRequest::new(
+                                RequesterId::new(team).expect("valid"),
+                                vec![requirement],
+                            )
+                            .with_labels(labels.clone());
+                            if let Ok(held) = manager.reserve(&request) {
+                                if rng.below(2) == 0 {
+                                    let _ = manager.confirm(&held.id, None);
+                                }
+                                mine.push(held.id);
+                            }
+                            if mine.len() > 8 || (!mine.is_empty() && rng.below(2) == 0) {
+                                let id = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                                let _ = manager.cancel(&id, None);
+                            }
+                        }
+                    });
+                }
+            });
+            assert!(manager.holders.is_ready());
+            assert_eq!(manager.holders.contents(), expected(&manager), "run {run}");
+        }
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct RecordState {
     pub(crate) holds: Vec<Hold>,
     /// The handle of its expiry timer while pending (see [`crate::timers::TimerHeap`]).
     pub(crate) timer: Option<usize>,
+    /// Whether its holds are in the holder index (see [`crate::holders`]).
+    pub(crate) indexed: bool,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,7 @@ impl Record {
                     items: Arc::from([]),
                     holds: Vec::new(),
                     timer: None,
+                    indexed: false,
                 }),
             })
         });
@@ -123,6 +126,7 @@ impl Record {
         state.updated_at = grant.now;
         state.expires_at = Some(grant.expires_at);
         state.timer = None;
+        state.indexed = false;
         state.holds.clear();
         state.holds.extend(holds);
         match Arc::get_mut(&mut state.items) {

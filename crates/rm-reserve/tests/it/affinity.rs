@@ -1,6 +1,8 @@
 //! Affinity and anti-affinity on the manager against the reference ledger: random clusters,
-//! random holds of several teams, random requests with required and preferred terms; both
-//! ledgers must agree on every grant and every refusal.
+//! random holds of several teams that are granted, confirmed, cancelled and left to expire,
+//! random requests with required and preferred terms; both ledgers must agree on every grant
+//! and every refusal. The selectors include those the manager's holder index answers (one
+//! requester, one label) and those it leaves to a pass over the holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,16 +22,30 @@ fn team(name: &str) -> Labels {
     Labels::try_from(&[("team", name)][..]).expect("valid label")
 }
 
+fn selector(rng: &mut Rng) -> Selector {
+    let name = TEAMS[rng.below(3) as usize];
+    match rng.below(7) {
+        0 | 1 => Selector::requester(RequesterId::new(name).expect("valid")),
+        2 | 3 => Selector::labels(team(name)),
+        // What the index cannot answer alone: a requester and a label, two labels, everyone.
+        4 => Selector {
+            requesters: vec![RequesterId::new(name).expect("valid")],
+            labels: team(TEAMS[rng.below(3) as usize]),
+        },
+        5 => Selector::labels(
+            Labels::try_from(&[("team", name), ("tier", "gold")][..]).expect("valid"),
+        ),
+        _ => Selector::default(),
+    }
+}
+
 fn term(rng: &mut Rng) -> AffinityTerm {
     let kind = if rng.below(2) == 0 {
         AffinityKind::Affinity
     } else {
         AffinityKind::AntiAffinity
     };
-    let selector = match rng.below(3) {
-        0 => Selector::requester(RequesterId::new(TEAMS[rng.below(3) as usize]).expect("valid")),
-        _ => Selector::labels(team(TEAMS[rng.below(3) as usize])),
-    };
+    let selector = selector(rng);
     let topology = match rng.below(3) {
         0 => Topology::Resource,
         1 => Topology::Label(LabelKey::new("zone").expect("valid")),
@@ -52,11 +68,15 @@ fn request(rng: &mut Rng, requester: &str, terms: usize) -> ReservationRequest {
         1 => ReservationStrategy::Balanced,
         _ => ReservationStrategy::BinPack,
     };
+    let mut labels = team(requester);
+    if rng.below(2) == 0 {
+        labels.insert("tier", "gold").expect("valid label");
+    }
     ReservationRequest::new(
         RequesterId::new(requester).expect("valid"),
         vec![requirement],
     )
-    .with_labels(team(requester))
+    .with_labels(labels)
     .with_strategy(strategy)
 }
 
@@ -67,8 +87,11 @@ fn placements_with_affinity_agree_with_the_reference() {
         let mut rng = Rng::new(seed);
         let clock = Arc::new(ManualClock::new());
         let ours = manager(&clock);
-        let reference =
-            ReferenceLedger::new(clock, Arc::new(DiscardEvents), Duration::from_secs(10));
+        let reference = ReferenceLedger::new(
+            clock.clone(),
+            Arc::new(DiscardEvents),
+            Duration::from_secs(10),
+        );
         let ledgers: [&dyn ReservationLedger; 2] = [&ours, &reference];
         let nodes = 2 + rng.below(7);
         for n in 0..nodes {
@@ -88,7 +111,27 @@ fn placements_with_affinity_agree_with_the_reference() {
                 ledger.register_resource(node.clone()).expect("register");
             }
         }
-        for step in 0..12 {
+        // Holds granted by both, as (ours, the reference's) ids.
+        let mut held = Vec::new();
+        for step in 0..30 {
+            match rng.below(8) {
+                0 if !held.is_empty() => {
+                    let (mine, theirs) = held.swap_remove(rng.below(held.len() as u64) as usize);
+                    let ended = [ours.cancel(&mine, None), reference.cancel(&theirs, None)];
+                    assert_eq!(
+                        ended[0].as_ref().map(|r| r.state).map_err(|_| ()),
+                        ended[1].as_ref().map(|r| r.state).map_err(|_| ()),
+                        "seed {seed}, step {step}: cancel"
+                    );
+                    continue;
+                }
+                // Pending holds expire (their TTL is 10 s).
+                1 => {
+                    clock.advance(Duration::from_secs(rng.below(8)));
+                    continue;
+                }
+                _ => {}
+            }
             let requester = TEAMS[rng.below(3) as usize];
             let terms = rng.below(3) as usize;
             let ask = request(&mut rng, requester, terms);
@@ -104,6 +147,14 @@ fn placements_with_affinity_agree_with_the_reference() {
                 "seed {seed}, step {step}: {ask:?}\nmanager {:?}\nreference {:?}",
                 answers[0], answers[1]
             );
+            if let [Ok(mine), Ok(theirs)] = &answers {
+                // Some are confirmed, and so outlive the clock's moves.
+                if rng.below(2) == 0 {
+                    ours.confirm(&mine.id, None).expect("confirm");
+                    reference.confirm(&theirs.id, None).expect("confirm");
+                }
+                held.push((mine.id.clone(), theirs.id.clone()));
+            }
         }
     }
 }
