@@ -312,6 +312,8 @@ pub struct WaitQueue {
     queue: Mutex<Queue>,
     /// Expected ends of the holds granted through this queue with an estimate.
     running: Mutex<HashMap<ReservationId, Timestamp>>,
+    /// The waiter answered last by a thread handing capacity on (see `keep_delivered`).
+    delivered: Mutex<Option<Arc<Waiter>>>,
 }
 
 impl std::fmt::Debug for WaitQueue {
@@ -332,6 +334,7 @@ impl WaitQueue {
             head_of_line: HeadOfLine::StrictFifo,
             queue: Mutex::new(Queue::default()),
             running: Mutex::new(HashMap::new()),
+            delivered: Mutex::new(None),
         }
     }
 
@@ -561,7 +564,16 @@ impl WaitQueue {
             if let Some(orphan) = head.deliver(result) {
                 let _ = self.ledger.cancel(&orphan.id, Some(orphan.fencing_token));
             }
+            self.keep_delivered(head);
         }
+    }
+
+    /// Keeps the waiter this thread just answered until the next answer, so that its ticket's
+    /// owner, woken, is not the one to free it (and its request): freeing is work the woken
+    /// thread would do before it can use its grant, and this thread has time to spare.
+    fn keep_delivered(&self, waiter: Arc<Waiter>) {
+        let previous = lock(&self.delivered).replace(waiter);
+        drop(previous);
     }
 
     /// With [`HeadOfLine::Backfill`], after the head failed to fit: grants later requests
