@@ -182,6 +182,9 @@ impl Waiter {
 /// asks for the head several times, so with thousands waiting this is what a release costs.
 #[derive(Default)]
 struct Queue {
+    /// The head's registration for the early wake of a release through the queue (its
+    /// arrival, and who to wake), made when it waits; see `WaitQueue::wake_early`.
+    early: Option<(u64, Wake)>,
     ranked: BTreeMap<(Reverse<Priority>, u64), Arc<Waiter>>,
     listed: Vec<Arc<Waiter>>,
     /// `listed` as policies see it, index for index.
@@ -211,6 +214,13 @@ impl Queue {
     }
 
     fn remove(&mut self, waiter: &Arc<Waiter>) {
+        if self
+            .early
+            .as_ref()
+            .is_some_and(|(arrival, _)| *arrival == waiter.arrival)
+        {
+            self.early = None;
+        }
         // Arrivals are unique, so a rank names one waiter.
         if self.ranked.remove(&waiter.rank()).is_some() {
             return;
@@ -415,10 +425,10 @@ impl WaitQueue {
     }
 
     /// Releases a confirmed hold through the queue: the head of the queue is woken first (so
-    /// its wake-up overlaps what follows), the ledger releases the hold, and this thread then
-    /// grants the freed capacity to the head and hands it the grant, so the woken waiter has
-    /// nothing left to do (a release straight on the ledger works too, but then the woken
-    /// waiter asks the ledger itself).
+    /// the kernel's wake-up of its thread or task overlaps what follows), the ledger releases
+    /// the hold, and this thread then grants the freed capacity to the head and hands it the
+    /// grant, so the woken waiter has nothing left to do (a release straight on the ledger
+    /// works too, but then the woken waiter asks the ledger itself).
     pub fn release(
         &self,
         id: &ReservationId,
@@ -437,14 +447,14 @@ impl WaitQueue {
         self.handing_on(|| self.ledger.cancel(id, fence))
     }
 
-    /// Wakes the head, makes the ledger `call` that frees capacity, and hands the capacity on.
-    /// While the call runs, this queue's [`observe`](Self::observe) skips looking for the head
-    /// again on this thread: it was woken already, and `hand_on` follows.
+    /// Wakes the head early, makes the ledger `call` that frees capacity, and hands the
+    /// capacity on. While the call runs, this queue's [`observe`](Self::observe) skips looking
+    /// for the head on this thread: `hand_on` follows, and tries for it here.
     fn handing_on(
         &self,
         call: impl FnOnce() -> Result<Reservation, LedgerError>,
     ) -> Result<Reservation, LedgerError> {
-        self.notify();
+        self.wake_early();
         let result = {
             let _marked = HandingOn::mark(self);
             call()
@@ -492,6 +502,34 @@ impl WaitQueue {
     /// The request that goes next.
     fn head<'q>(&self, queue: &'q Queue) -> Option<&'q Arc<Waiter>> {
         queue.head(self.order.as_deref(), &*self.clock)
+    }
+
+    /// Wakes the head registered for an early wake, if any, without asking it to try: a hint
+    /// that an answer is coming, so the head's wake-up (tens of microseconds on a virtual
+    /// machine) overlaps the release and the grant made for it. It touches only the queue's
+    /// lock and the registration beside it, so it is the least a release does before the
+    /// wake. A head woken before its answer arrives finds none and waits again; the answer
+    /// (or a request to try) wakes it through its signal, so correctness never rests on this
+    /// wake.
+    fn wake_early(&self) {
+        let early = lock(&self.queue).early.take();
+        if let Some((_, wake)) = early {
+            wake.wake();
+        }
+    }
+
+    /// Whether `waiter` is the head; if it is, registers `wake` for the early wake (replacing
+    /// an earlier head's, which a new head of higher priority displaced). A waiter's
+    /// registration goes when it leaves the queue.
+    fn register_head(&self, waiter: &Arc<Waiter>, wake: impl FnOnce() -> Wake) -> bool {
+        let mut queue = lock(&self.queue);
+        let is_head = self
+            .head(&queue)
+            .is_some_and(|head| Arc::ptr_eq(head, waiter));
+        if is_head {
+            queue.early = Some((waiter.arrival, wake()));
+        }
+        is_head
     }
 
     fn is_head(&self, waiter: &Arc<Waiter>) -> bool {
@@ -740,7 +778,10 @@ impl Ticket {
         loop {
             // The head also wakes when the earliest pending hold expires, and has the ledger
             // apply the expiry: expired capacity is handed on without anyone polling.
-            let expiry = if self.queue.is_head(&self.waiter) {
+            let expiry = if self
+                .queue
+                .register_head(&self.waiter, || Wake::Thread(std::thread::current()))
+            {
                 self.queue.next_expiry()
             } else {
                 None
@@ -810,6 +851,9 @@ impl Future for Ticket {
                 let mut signal = lock(&self.waiter.signal);
                 if !signal.try_now && signal.result.is_none() {
                     signal.waker = Some(Wake::Task(cx.waker().clone()));
+                    drop(signal);
+                    self.queue
+                        .register_head(&self.waiter, || Wake::Task(cx.waker().clone()));
                     return Poll::Pending;
                 }
                 signal.try_now = false;

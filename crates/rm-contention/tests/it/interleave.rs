@@ -1,7 +1,8 @@
-//! One interleaving of a release through the queue with the head's own try, forced with a
+//! Interleavings of a release through the queue with the head's own try, forced with a
 //! hooked ledger: the head tries (and finds no room) while the release frees the capacity, and
 //! the releasing thread finds the head busy. The head must try again rather than sleep on
-//! free capacity.
+//! free capacity. Also: a release through the queue wakes the head before it calls the
+//! ledger, so the head's wake-up overlaps the release.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -85,9 +86,10 @@ fn a_head_busy_when_the_release_hands_on_tries_again() {
         let queue = queue.clone();
         thread::spawn(move || queue.release(&held.id, None))
     };
-    // The release woke the head, which tried again (the second try, held after finding no
-    // room) before the release freed the core; the release then found the head busy, handed
-    // nothing on, and returned.
+    // Something else that may have freed capacity (a resize's event, a caller) asks the head
+    // to try again: its second try, held after finding no room, lets the release free the
+    // core; the release then finds the head busy, hands nothing on, and returns.
+    queue.notify();
     releaser.join().unwrap().unwrap();
     go_tx.send(()).unwrap();
     let granted = head
@@ -139,5 +141,79 @@ fn a_head_woken_while_claimed_by_a_hand_off_tries_after_it() {
         .unwrap()
         .expect("the end of the claim woke the head to try again");
     assert_eq!(granted.requester.as_str(), "head");
+    assert!(queue.is_empty());
+}
+
+/// Counts the wakes of a task.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `ticket` once with `waker`.
+fn poll_once(
+    ticket: &mut rm_contention::Ticket,
+    waker: &std::task::Waker,
+) -> std::task::Poll<Result<rm_model::Reservation, rm_contention::WaitError>> {
+    use std::future::Future;
+    std::pin::Pin::new(ticket).poll(&mut std::task::Context::from_waker(waker))
+}
+
+#[test]
+fn a_release_through_the_queue_wakes_the_head_before_it_calls_the_ledger() {
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let seen = counter.clone();
+    let woken_at_release = Arc::new(Mutex::new(None));
+    let recorded = woken_at_release.clone();
+    let (_ledger, queue, held) = held_core(|ledger| {
+        ledger.before(move |operation| {
+            if operation == Operation::Release {
+                *recorded.lock().unwrap() = Some(seen.0.load(Ordering::SeqCst));
+            }
+        })
+    });
+    let waker = std::task::Waker::from(counter.clone());
+    let mut ticket = queue.enqueue(cores("head", 1, 0));
+    assert!(
+        poll_once(&mut ticket, &waker).is_pending(),
+        "the core is held"
+    );
+
+    queue.release(&held.id, None).unwrap();
+    assert_eq!(
+        *woken_at_release.lock().unwrap(),
+        Some(1),
+        "the head was woken once before the ledger released the core"
+    );
+    let std::task::Poll::Ready(granted) = poll_once(&mut ticket, &waker) else {
+        panic!("the release handed the core to the head");
+    };
+    assert_eq!(granted.unwrap().requester.as_str(), "head");
+}
+
+#[test]
+fn a_ticket_that_leaves_keeps_no_waker_of_its_task() {
+    let (_ledger, queue, _held) = held_core(|ledger| ledger);
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(counter.clone());
+    let mut ticket = queue.enqueue(cores("head", 1, 0));
+    assert!(
+        poll_once(&mut ticket, &waker).is_pending(),
+        "the core is held"
+    );
+    drop(waker);
+    assert!(
+        Arc::strong_count(&counter) > 1,
+        "the waiting ticket keeps its waker"
+    );
+    drop(ticket);
+    assert_eq!(
+        Arc::strong_count(&counter),
+        1,
+        "nothing in the queue keeps the task's waker after its ticket left"
+    );
     assert!(queue.is_empty());
 }
