@@ -4,7 +4,9 @@
 //! a semaphore's threads rarely wait at all and the bench would not measure a hand-off.) The peer is
 //! `tokio::sync::Semaphore` with one permit (FIFO hand-off), awaited with a minimal
 //! thread-parking executor; ours is a `WaitQueue` over `ReservationManager`, woken by the
-//! ledger's events and honouring priority order.
+//! ledger's events and honouring priority order (awaited the same way, or a blocking wait),
+//! and once more ordered by weighted fair shares (`WeightedAllocationPolicy`, which sees
+//! every grant and end), blocking.
 //!
 //! A hand-off costs the kernel's wake-up of the other thread (tens of microseconds on a
 //! virtual machine), which drifts from second to second; criterion measures the variants one
@@ -13,6 +15,14 @@
 //! and the median of the round-by-round ratios to each variant's peer, which are what
 //! `docs/performance.md` quotes. A blocking wait with a timeout parks with a timer; its
 //! like-for-like peer is the same semaphore awaited with timed parks.
+//!
+//! Time per turn counts the hold and every turn, including the few in which no hand-off
+//! happens (the waiting thread found the unit free). The binary therefore also prints the
+//! release-to-grant latency itself: from the start of a release to the return of the grant on
+//! the thread it woke, per hand-off ([`Latencies`]), as the median over rounds of each run's
+//! median, with the median of round-by-round ratios to the peer. Medians, because a wake-up's
+//! time on a virtual machine has a long tail (the 99th percentile near twice the median) that
+//! has nothing to do with what either side does.
 //!
 //! Two reference rows show how much of the gap to the semaphore any queue of our kind pays:
 //! [`Floor`], the least a FIFO hand-off in safe Rust does (a mutex-guarded list of waiters,
@@ -27,6 +37,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,10 +45,11 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rm_contention::{WaitQueue, Wakeup};
 use rm_model::{
-    AllocationPolicy, RequesterId, ReservationLedger, ReservationRequest, ReservationStrategy,
-    Resource, ResourceCapacity, ResourceRequirement, ResourceType, SystemClock, Unit,
+    AllocationPolicy, Event, EventSink, RequesterId, Reservation, ReservationLedger,
+    ReservationRequest, ReservationStrategy, Resource, ResourceCapacity, ResourceRequirement,
+    ResourceType, SystemClock, Unit,
 };
-use rm_policy::{Aging, ComposedPolicy, PriorityAllocationPolicy};
+use rm_policy::{Aging, ComposedPolicy, PriorityAllocationPolicy, WeightedAllocationPolicy};
 use rm_reserve::ReservationManager;
 
 /// Runs a future to completion on this thread, parking while it is pending.
@@ -135,6 +147,64 @@ fn hold() {
     }
 }
 
+/// Release-to-grant latencies: each turn notes when it starts its release, and the thread that
+/// release grants notes how long after that it got its grant (the release call, the wake-up,
+/// and whatever the woken side does before it can use the grant). Turns whose thread did not
+/// wait (the unit was free when it asked) are not hand-offs and are not counted.
+struct Latencies {
+    epoch: Instant,
+    /// When the last release started, in nanoseconds since `epoch`.
+    released_at: AtomicU64,
+    recording: AtomicBool,
+    samples: Mutex<Vec<u64>>,
+}
+
+impl Latencies {
+    fn new() -> Latencies {
+        Latencies {
+            epoch: Instant::now(),
+            released_at: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
+            samples: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// One turn: takes the unit, holds it, gives it back, and records the hand-off it got.
+    fn turn<G>(&self, acquire: impl FnOnce() -> G, release: impl FnOnce(G)) {
+        let asked = self.now();
+        let granted = acquire();
+        let got = self.now();
+        // The release that granted this turn started before the grant was made, and the
+        // other thread cannot start another before this one releases.
+        let released = self.released_at.load(Ordering::Acquire);
+        hold();
+        self.released_at.store(self.now(), Ordering::Release);
+        release(granted);
+        if released > asked && self.recording.load(Ordering::Relaxed) {
+            lock(&self.samples).push(got - released);
+        }
+    }
+
+    /// Starts recording a run of turns.
+    fn start(&self) {
+        lock(&self.samples).clear();
+        self.released_at.store(0, Ordering::Release);
+        self.recording.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops recording; the median latency of the run, in nanoseconds.
+    fn median(&self) -> f64 {
+        self.recording.store(false, Ordering::Relaxed);
+        let mut samples = std::mem::take(&mut *lock(&self.samples));
+        samples.sort_unstable();
+        samples.get(samples.len() / 2).copied().unwrap_or(0) as f64
+    }
+}
+
 fn two_threads(iters: u64, turn: impl Fn() + Sync) -> Duration {
     let start = Instant::now();
     thread::scope(|scope| {
@@ -156,14 +226,18 @@ type Variant<'a> = (&'a str, &'a (dyn Fn() + Sync), usize);
 /// Medians over `rounds` interleaved rounds of `turns` turns per variant, per turn; each round
 /// starts with the next variant, so that none always runs first. Each variant is also compared
 /// with its peer round by round (the ratio of the two in one round, whose median is steadier
-/// than the ratio of the medians while the machine drifts).
-fn interleaved(rounds: usize, turns: u64, variants: &[Variant<'_>]) {
+/// than the ratio of the medians while the machine drifts). The same for the median
+/// release-to-grant latency of each run, from `latencies`.
+fn interleaved(rounds: usize, turns: u64, variants: &[Variant<'_>], latencies: &Latencies) {
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); variants.len()];
+    let mut handoffs: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
     for round in 0..rounds {
         for k in 0..variants.len() {
             let i = (round + k) % variants.len();
             let turn = variants[i].1;
+            latencies.start();
             times[i].push(two_threads(turns, turn) / u32::try_from(turns).unwrap_or(u32::MAX));
+            handoffs[i].push(latencies.median());
         }
     }
     let median = |mut values: Vec<f64>| {
@@ -185,6 +259,70 @@ fn interleaved(rounds: usize, turns: u64, variants: &[Variant<'_>]) {
             median(ratios)
         );
     }
+    for (i, (name, _, peer)) in variants.iter().enumerate() {
+        let latency = median(handoffs[i].clone());
+        let ratios = handoffs[i]
+            .iter()
+            .zip(&handoffs[*peer])
+            .map(|(ours, theirs)| ours / theirs)
+            .collect();
+        eprintln!(
+            "release to grant, {rounds} rounds: {name}: median {:.2} µs, median ratio to {} {:.3}",
+            latency / 1e3,
+            variants[*peer].0,
+            median(ratios)
+        );
+    }
+}
+
+/// How a turn on a queue waits for its grant.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The ticket awaited as a future (on the thread-parking executor).
+    Awaited,
+    /// `Ticket::wait_timeout`.
+    Blocking,
+}
+
+/// One turn on `queue`: waits for `request`'s grant, holds it, and gives it back through the
+/// queue (which hands it to the next waiter).
+fn queue_turn(
+    latencies: &Latencies,
+    queue: &Arc<WaitQueue>,
+    request: &ReservationRequest,
+    wait: Wait,
+) {
+    latencies.turn(
+        || {
+            let ticket = queue.enqueue(request.clone());
+            match wait {
+                Wait::Awaited => block_on(ticket),
+                Wait::Blocking => ticket.wait_timeout(Duration::from_secs(10)),
+            }
+            .expect("granted")
+        },
+        |granted: Reservation| {
+            queue
+                .cancel(&granted.id, Some(granted.fencing_token))
+                .expect("cancel");
+        },
+    );
+}
+
+/// The ledger's events go to the policy that orders the queue (so that a fair or weighted
+/// order sees usage change), then to the queue.
+struct Observed {
+    order: Option<Arc<dyn AllocationPolicy>>,
+    wakeup: Wakeup,
+}
+
+impl EventSink for Observed {
+    fn publish(&self, event: &Event) {
+        if let Some(order) = &self.order {
+            order.observe(event);
+        }
+        self.wakeup.publish(event);
+    }
 }
 
 /// A ledger with one node of one core, its wait queue (ordered by `order`, or by priority)
@@ -195,7 +333,10 @@ fn one_core_queue(
     let wakeup = Wakeup::new();
     let manager = Arc::new(
         ReservationManager::builder()
-            .event_sink(Arc::new(wakeup.clone()))
+            .event_sink(Arc::new(Observed {
+                order: order.clone(),
+                wakeup: wakeup.clone(),
+            }))
             .retention(Duration::from_millis(1))
             .build()
             .expect("valid settings"),
@@ -230,48 +371,36 @@ fn handoff(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(4));
 
+    let latencies = Latencies::new();
     let semaphore = tokio::sync::Semaphore::new(1);
     let tokio_turn = || {
-        let permit = block_on(semaphore.acquire()).expect("open");
-        hold();
-        drop(permit);
+        latencies.turn(|| block_on(semaphore.acquire()).expect("open"), drop);
     };
     // The like-for-like peer of a blocking wait with a timeout: the same hand-off, each park
     // a timed one.
     let tokio_timed_turn = || {
-        let permit = run_parking(semaphore.acquire(), Some(Duration::from_secs(10))).expect("open");
-        hold();
-        drop(permit);
+        latencies.turn(
+            || run_parking(semaphore.acquire(), Some(Duration::from_secs(10))).expect("open"),
+            drop,
+        );
     };
     group.bench_function("tokio-semaphore", |b| {
         b.iter_custom(|iters| two_threads(iters, tokio_turn));
     });
 
     let (manager, queue, request) = one_core_queue(None);
-    let future_turn = || {
-        let granted = block_on(queue.enqueue(request.clone())).expect("granted");
-        hold();
-        queue
-            .cancel(&granted.id, Some(granted.fencing_token))
-            .expect("cancel");
-    };
-    let blocking_turn = || {
-        let granted = queue
-            .enqueue(request.clone())
-            .wait_timeout(Duration::from_secs(10))
-            .expect("granted");
-        hold();
-        queue
-            .cancel(&granted.id, Some(granted.fencing_token))
-            .expect("cancel");
-    };
+    let future_turn = || queue_turn(&latencies, &queue, &request, Wait::Awaited);
+    let blocking_turn = || queue_turn(&latencies, &queue, &request, Wait::Blocking);
+    // The same, the queue ordered by weighted fair shares (which see every grant and end).
+    let weighted = WeightedAllocationPolicy::new("weighted");
+    weighted
+        .set_weight(request.requester.clone(), 2)
+        .expect("a valid weight");
+    let (_, weighted_queue, _) = one_core_queue(Some(Arc::new(weighted)));
+    let weighted_turn = || queue_turn(&latencies, &weighted_queue, &request, Wait::Blocking);
     // The floors, handing over a number and a reservation such as the queue grants.
     let floor_number = Floor::new(1_u64);
-    let number_turn = || {
-        let held = floor_number.acquire();
-        hold();
-        floor_number.release(held);
-    };
+    let number_turn = || latencies.turn(|| floor_number.acquire(), |h| floor_number.release(h));
     let reservation = {
         let held = manager.reserve(&request).expect("the core is free");
         manager
@@ -281,9 +410,10 @@ fn handoff(c: &mut Criterion) {
     };
     let floor_reservation = Floor::new(reservation);
     let reservation_turn = || {
-        let held = floor_reservation.acquire();
-        hold();
-        floor_reservation.release(held);
+        latencies.turn(
+            || floor_reservation.acquire(),
+            |h| floor_reservation.release(h),
+        );
     };
     // More rounds (a steadier median) with RM_HANDOFF_ROUNDS.
     let rounds = std::env::var("RM_HANDOFF_ROUNDS")
@@ -298,9 +428,11 @@ fn handoff(c: &mut Criterion) {
             ("wait-queue (future)", &future_turn, 0),
             ("tokio-semaphore (timed park)", &tokio_timed_turn, 2),
             ("wait-queue (blocking)", &blocking_turn, 2),
+            ("wait-queue (blocking, weighted order)", &weighted_turn, 2),
             ("floor, a number", &number_turn, 2),
             ("floor, a reservation", &reservation_turn, 2),
         ],
+        &latencies,
     );
     group.bench_function("tokio-semaphore (timed park)", |b| {
         b.iter_custom(|iters| two_threads(iters, tokio_timed_turn));
