@@ -13,7 +13,10 @@
 //!   waiting blocks with a timeout or is awaited as a runtime-agnostic `Future`; [`Wakeup`]
 //!   wakes the head as soon as the ledger reports freed capacity, without polling, and a
 //!   release through the queue ([`WaitQueue::release`], [`WaitQueue::cancel`]) wakes the
-//!   head first and grants it on the releasing thread. Finding the head costs a logarithm in
+//!   head first (through the registration a waiting head leaves beside the queue's lock, so
+//!   its wake-up overlaps the release) and grants it on the releasing thread, which hands it
+//!   the grant: release to grant, no slower than tokio's FIFO semaphore (see
+//!   `docs/performance.md`). Finding the head costs a logarithm in
 //!   priority order and one pass of the policy's [`first`](rm_model::AllocationPolicy::first)
 //!   under a policy, so thousands may wait.
 //! - [`plan_preemption`] and [`GracefulPreemption`]: victims are lower-priority, preemptible
