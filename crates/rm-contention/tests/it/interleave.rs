@@ -181,12 +181,21 @@ fn a_release_through_the_queue_wakes_the_head_before_it_calls_the_ledger() {
         poll_once(&mut ticket, &waker).is_pending(),
         "the core is held"
     );
+    let behind_counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let behind_waker = std::task::Waker::from(behind_counter.clone());
+    let mut behind = queue.enqueue(cores("behind", 1, 0));
+    assert!(poll_once(&mut behind, &behind_waker).is_pending());
 
     queue.release(&held.id, None).unwrap();
     assert_eq!(
         *woken_at_release.lock().unwrap(),
         Some(1),
         "the head was woken once before the ledger released the core"
+    );
+    assert_eq!(
+        behind_counter.0.load(Ordering::SeqCst),
+        0,
+        "one release wakes one waiter: the head, not the one behind it"
     );
     let std::task::Poll::Ready(granted) = poll_once(&mut ticket, &waker) else {
         panic!("the release handed the core to the head");
