@@ -204,6 +204,15 @@ impl Queue {
     fn push(&mut self, waiter: Arc<Waiter>, order: Option<&dyn AllocationPolicy>) {
         match order {
             None => {
+                // An arrival of higher priority becomes the head: the registration for the
+                // early wake is a displaced head's now.
+                if self
+                    .ranked
+                    .first_key_value()
+                    .is_some_and(|(first, _)| waiter.rank() < *first)
+                {
+                    self.early = None;
+                }
                 self.ranked.insert(waiter.rank(), waiter);
             }
             Some(_) => {
@@ -511,6 +520,14 @@ impl WaitQueue {
     /// wake. A head woken before its answer arrives finds none and waits again; the answer
     /// (or a request to try) wakes it through its signal, so correctness never rests on this
     /// wake.
+    ///
+    /// In priority order the registration is always the head's: an arrival that displaces the
+    /// head drops it. Under a policy, whose order moves with usage and time, it is the waiter
+    /// that was the head when it began to wait; if the order has moved since, that waiter
+    /// wakes for nothing (it finds no answer and waits again) and the head is woken by its
+    /// grant. Asking the policy here instead would put its pass over the waiters before the
+    /// wake (measured with weighted fair shares: release to grant 1.010-1.013x the semaphore's,
+    /// against 0.995-0.998x).
     fn wake_early(&self) {
         let early = lock(&self.queue).early.take();
         if let Some((_, wake)) = early {

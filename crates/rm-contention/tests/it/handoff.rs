@@ -198,8 +198,14 @@ impl Wake for Count {
     }
 }
 
-#[test]
-fn a_ticket_is_a_future_woken_by_the_release() {
+/// A one-core node, its queue, the core's hold (pending), and a waker that counts its wakes.
+fn held_core_and_counted_waker() -> (
+    Arc<rm_testkit::ReferenceLedger>,
+    Arc<rm_contention::WaitQueue>,
+    rm_model::Reservation,
+    Arc<Count>,
+    Waker,
+) {
     let (ledger, queue) = queue_on(vec![node("n", 1)]);
     let held = queue
         .enqueue(cores("holder", 1, 0))
@@ -207,6 +213,12 @@ fn a_ticket_is_a_future_woken_by_the_release() {
         .unwrap();
     let count = Arc::new(Count(Mutex::new(0)));
     let waker = Waker::from(count.clone());
+    (ledger, queue, held, count, waker)
+}
+
+#[test]
+fn a_ticket_is_a_future_woken_by_the_release() {
+    let (ledger, queue, held, count, waker) = held_core_and_counted_waker();
     let mut context = Context::from_waker(&waker);
     let mut ticket = pin!(queue.enqueue(cores("async", 1, 0)));
     assert!(ticket.as_mut().poll(&mut context).is_pending());
@@ -223,6 +235,28 @@ fn a_ticket_is_a_future_woken_by_the_release() {
         other => panic!("expected a grant, got {other:?}"),
     }
     assert!(queue.is_empty());
+}
+
+/// A waiter that was the head when it began to wait, displaced since by an arrival of higher
+/// priority that has not waited yet: a release through the queue wakes nobody but the new
+/// head.
+#[test]
+fn a_release_wakes_no_displaced_head() {
+    let (ledger, queue, held, count, waker) = held_core_and_counted_waker();
+    let mut context = Context::from_waker(&waker);
+    let mut displaced = pin!(queue.enqueue(cores("low", 1, 1)));
+    assert!(displaced.as_mut().poll(&mut context).is_pending());
+    let high = queue.enqueue(cores("high", 1, 9));
+    ledger.confirm(&held.id, None).unwrap();
+    queue.release(&held.id, None).unwrap();
+    assert_eq!(
+        *count.0.lock().unwrap(),
+        0,
+        "the displaced head was not woken"
+    );
+    let granted = high.try_take().expect("answered").expect("granted");
+    assert_eq!(granted.requester.as_str(), "high");
+    assert!(displaced.as_mut().poll(&mut context).is_pending());
 }
 
 #[test]
