@@ -540,9 +540,7 @@ impl WaitQueue {
     /// registration goes when it leaves the queue.
     fn register_head(&self, waiter: &Arc<Waiter>, wake: impl FnOnce() -> Wake) -> bool {
         let mut queue = lock(&self.queue);
-        let is_head = self
-            .head(&queue)
-            .is_some_and(|head| Arc::ptr_eq(head, waiter));
+        let is_head = self.heads(&queue, waiter);
         if is_head {
             queue.early = Some((waiter.arrival, wake()));
         }
@@ -550,7 +548,12 @@ impl WaitQueue {
     }
 
     fn is_head(&self, waiter: &Arc<Waiter>) -> bool {
-        self.head(&lock(&self.queue))
+        self.heads(&lock(&self.queue), waiter)
+    }
+
+    /// Whether `waiter` heads `queue`.
+    fn heads(&self, queue: &Queue, waiter: &Arc<Waiter>) -> bool {
+        self.head(queue)
             .is_some_and(|head| Arc::ptr_eq(head, waiter))
     }
 

@@ -78,25 +78,21 @@ impl HolderIndex {
             return;
         }
         state.indexed = true;
-        let mut counts = self
-            .by_requester
-            .entry(record.requester.clone())
-            .or_default();
-        for hold in &state.holds {
-            *counts.entry(hold.resource.clone()).or_default() += 1;
-        }
-        drop(counts);
+        count(
+            &mut self
+                .by_requester
+                .entry(record.requester.clone())
+                .or_default(),
+            state,
+        );
         for (key, value) in record.labels.iter() {
             let mut values = self.by_label.entry(key.clone()).or_default();
             // Looked up by the borrowed value first: the value is copied only when new.
             if !values.contains_key(value) {
                 values.insert(value.to_owned(), Counts::default());
             }
-            let Some(counts) = values.get_mut(value) else {
-                continue;
-            };
-            for hold in &state.holds {
-                *counts.entry(hold.resource.clone()).or_default() += 1;
+            if let Some(counts) = values.get_mut(value) {
+                count(counts, state);
             }
         }
     }
@@ -164,6 +160,13 @@ impl HolderIndex {
             }
             _ => false,
         }
+    }
+}
+
+/// Adds one count per hold of `state` to `counts`.
+fn count(counts: &mut Counts, state: &RecordState) {
+    for hold in &state.holds {
+        *counts.entry(hold.resource.clone()).or_default() += 1;
     }
 }
 
