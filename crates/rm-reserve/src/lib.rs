@@ -38,7 +38,10 @@
 //!   callers' threads (and on [`ReservationLedger::expire_due`]) from a timer heap with one
 //!   entry per pending hold (confirm, release and renew remove or move it at once) and a
 //!   retention queue; an expired hold is also expired lazily when touched, so it never
-//!   confirms and never blocks a grant.
+//!   confirms and never blocks a grant. One thread at a time runs due timers; another that
+//!   finds a timer due meanwhile waits for it rather than planning around a hold that is
+//!   about to end, so a hold whose deadline has passed when a call begins never refuses
+//!   that call's grant and never shows as pending in its snapshot.
 //! - **No allocation in steady state.** A reserve → confirm → release cycle allocates nothing
 //!   once warm: a forgotten record nobody holds is refilled by a later grant (its items too,
 //!   unless a caller still keeps a reservation of its last life), and a request's few
@@ -48,7 +51,8 @@
 //!
 //! # Concurrency
 //! `ReservationManager` is `Send + Sync`; every operation takes `&self`. Lock order: the
-//! catalog (read for grants, write for registration and capacity changes), then resource locks
+//! catalog (read for grants, write for registration and capacity changes), then the sweep
+//! (held by the thread running due expiry timers), then resource locks
 //! by registration order, then the reservation map's shard (a grant inserts its record, and
 //! forgetting checks a record's state, under it), then a reservation's state lock, then the
 //! timer heap, the retention queue, the spare records and the holder index's shards, which

@@ -212,6 +212,8 @@ impl ReservationManagerBuilder {
             spare: Mutex::new(Vec::new()),
             holders: HolderIndex::default(),
             next_timer: AtomicU64::new(u64::MAX),
+            next_forget: AtomicU64::new(u64::MAX),
+            sweep: Mutex::new(()),
             last_token: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -235,9 +237,17 @@ pub struct ReservationManager {
     spare: Mutex<Vec<Arc<Record>>>,
     /// Active holds by requester and label, kept once affinity is used.
     holders: HolderIndex,
-    /// The earliest timer, in nanoseconds of the clock (`u64::MAX` for none): a lock-free
-    /// check of whether any timer is due.
+    /// At most the earliest expiry timer, in nanoseconds of the clock (`u64::MAX` for none): a
+    /// lock-free check of whether any hold may be due. Lowered under the timer heap's lock by
+    /// whoever schedules a timer; raised only by a sweep that has expired everything due, so
+    /// it is never above a deadline whose hold is still pending (see [`Self::run_timers`]).
     next_timer: AtomicU64,
+    /// At most the earliest deadline of the retention queue (`u64::MAX` for none), kept under
+    /// the queue's lock.
+    next_forget: AtomicU64,
+    /// Held by the one thread running due expiry timers, so that every other thread that
+    /// finds a timer due waits until that hold is expired instead of planning around it.
+    sweep: Mutex<()>,
     last_token: Arc<AtomicU64>,
 }
 
@@ -353,7 +363,7 @@ impl ReservationManager {
         if !moved {
             state.timer = Some(timers.insert(at, record.token, record.id.clone()));
         }
-        drop(timers);
+        // Under the heap's lock, so that a sweep finishing now cannot raise the hint past it.
         self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
     }
 
@@ -365,13 +375,21 @@ impl ReservationManager {
     }
 
     /// Runs every timer due by `now`; returns the holds it expired.
+    ///
+    /// When it returns, every hold whose deadline is at or before `now` has ended, whatever
+    /// other threads are doing: a thread that finds a timer due while another thread sweeps
+    /// waits for that sweep (which may be expiring the very hold it needs) and then runs what
+    /// is left. The hint is raised only at the end of a sweep, so no thread skips expiry while
+    /// a due hold is still pending.
     fn run_timers(&self, now: Timestamp) -> Vec<Reservation> {
+        if now.as_nanos() >= self.next_forget.load(Ordering::Acquire) {
+            // Forgetting frees no capacity, so nobody waits for it: threads share the work.
+            self.forget_due(now);
+        }
         if now.as_nanos() < self.next_timer.load(Ordering::Acquire) {
             return Vec::new();
         }
-        // Reset the hint first, so that a timer added while we work lowers it again.
-        self.next_timer.store(u64::MAX, Ordering::Release);
-        self.forget_due(now);
+        let _sweep = lock(&self.sweep);
         let mut expired = Vec::new();
         loop {
             // One at a time, so that no list is built and the heap's lock is never held
@@ -379,10 +397,11 @@ impl ReservationManager {
             let due = {
                 let mut timers = lock(&self.timers);
                 let due = timers.pop_due(now);
-                if due.is_none()
-                    && let Some(next) = timers.next()
-                {
-                    self.next_timer.fetch_min(next.as_nanos(), Ordering::AcqRel);
+                if due.is_none() {
+                    // Every timer due by `now` has run: nothing below the heap's earliest
+                    // deadline remains, and a timer scheduled meanwhile lowers it again.
+                    let next = timers.next().map_or(u64::MAX, Timestamp::as_nanos);
+                    self.next_timer.store(next, Ordering::Release);
                 }
                 due
             };
@@ -433,13 +452,11 @@ impl ReservationManager {
                 while due.len() < BATCH {
                     match forgets.front() {
                         Some((at, _, _)) if *at <= now => due.extend(forgets.pop_front()),
-                        Some((at, _, _)) => {
-                            self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
-                            break;
-                        }
-                        None => break,
+                        _ => break,
                     }
                 }
+                let next = forgets.front().map_or(u64::MAX, |(at, _, _)| at.as_nanos());
+                self.next_forget.store(next, Ordering::Release);
             }
             let more = due.len() == BATCH;
             let mut reusable: SmallVec<[Arc<Record>; BATCH]> = SmallVec::new();
@@ -557,8 +574,9 @@ impl ReservationManager {
         state.expires_at = None;
         outbox.push(Note::Ended { to, by });
         let at = now + self.retention;
-        lock(&self.forgets).push_back((at, record.token, record.id.clone()));
-        self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
+        let mut forgets = lock(&self.forgets);
+        forgets.push_back((at, record.token, record.id.clone()));
+        self.next_forget.fetch_min(at.as_nanos(), Ordering::AcqRel);
     }
 
     /// Runs `change` on the record `id` with its slots and state locked, after applying a due
@@ -1775,38 +1793,49 @@ impl ReservationLedger for ReservationManager {
     fn snapshot(&self) -> Result<LedgerSnapshot, LedgerError> {
         let catalog = self.read_catalog();
         let now = self.clock.now();
-        self.run_timers(now);
-        // Every state change holds the locks of the slots it touches, and the slots are in
-        // registration order, which is the global lock order: holding all of them gives one
-        // consistent moment.
-        let guards: Vec<MutexGuard<'_, SlotState>> =
-            catalog.slots.iter().map(|slot| lock(&slot.state)).collect();
-        let usage = guards
-            .iter()
-            .zip(&catalog.resources)
-            .zip(&catalog.slots)
-            .flat_map(|((state, resource), slot)| slot.usage(state, resource.name()))
-            .collect();
-        let mut active: Vec<Reservation> = self
-            .records
-            .iter()
-            .filter_map(|record| {
-                let state = lock(&record.state);
-                state
-                    .state
-                    .holds_capacity()
-                    .then(|| record.reservation(&state))
-            })
-            .collect();
-        drop(guards);
-        active.sort_by_key(|r| r.fencing_token);
-        Ok(LedgerSnapshot {
-            taken_at: now,
-            resources: catalog.resources.clone(),
-            usage,
-            active,
-            last_fencing_token: FencingToken(self.last_token.load(Ordering::Acquire)),
-        })
+        loop {
+            self.run_timers(now);
+            // Every state change holds the locks of the slots it touches, and the slots are in
+            // registration order, which is the global lock order: holding all of them gives one
+            // consistent moment.
+            let guards: Vec<MutexGuard<'_, SlotState>> =
+                catalog.slots.iter().map(|slot| lock(&slot.state)).collect();
+            let mut active: Vec<Reservation> = self
+                .records
+                .iter()
+                .filter_map(|record| {
+                    let state = lock(&record.state);
+                    state
+                        .state
+                        .holds_capacity()
+                        .then(|| record.reservation(&state))
+                })
+                .collect();
+            // A grant that read the clock before `now` may have committed since the timers
+            // ran, with a deadline already past: run its timer and look again, so that no
+            // hold past its deadline is shown pending.
+            let overdue = active.iter().any(|r| {
+                r.state == ReservationState::Pending && r.expires_at.is_some_and(|at| at <= now)
+            });
+            if overdue {
+                continue;
+            }
+            let usage = guards
+                .iter()
+                .zip(&catalog.resources)
+                .zip(&catalog.slots)
+                .flat_map(|((state, resource), slot)| slot.usage(state, resource.name()))
+                .collect();
+            drop(guards);
+            active.sort_by_key(|r| r.fencing_token);
+            return Ok(LedgerSnapshot {
+                taken_at: now,
+                resources: catalog.resources.clone(),
+                usage,
+                active,
+                last_fencing_token: FencingToken(self.last_token.load(Ordering::Acquire)),
+            });
+        }
     }
 
     fn audit(&self) -> Result<AuditReport, LedgerError> {

@@ -4,6 +4,7 @@ mod affinity;
 mod colocation;
 mod conformance;
 mod edges;
+mod expiry;
 mod model;
 mod permits;
 mod stress;
