@@ -383,15 +383,28 @@ impl ReservationRequest {
     }
 
     /// Whether `other` asks for the same thing, ignoring the id: the test for an idempotent
-    /// retry.
+    /// retry. Every field but the id is compared (a field added later must be compared too:
+    /// the destructuring below does not compile until it is).
     pub fn same_request_as(&self, other: &ReservationRequest) -> bool {
-        self.requester == other.requester
-            && self.priority == other.priority
-            && self.requirements == other.requirements
-            && self.strategy == other.strategy
-            && self.ttl == other.ttl
-            && self.labels == other.labels
-            && self.preemptible == other.preemptible
+        let ReservationRequest {
+            id: _,
+            requester,
+            priority,
+            requirements,
+            strategy,
+            ttl,
+            labels,
+            preemptible,
+            colocate_by,
+        } = self;
+        *requester == other.requester
+            && *priority == other.priority
+            && *requirements == other.requirements
+            && *strategy == other.strategy
+            && *ttl == other.ttl
+            && *labels == other.labels
+            && *preemptible == other.preemptible
+            && *colocate_by == other.colocate_by
     }
 
     /// The requirements grouped for placement: those sharing a co-location group together,

@@ -5,6 +5,7 @@ mod colocation;
 mod conformance;
 mod edges;
 mod expiry;
+mod idempotency;
 mod model;
 mod permits;
 mod stress;

@@ -269,6 +269,158 @@ pub fn refusal_explains_each_requirement(make: MakeLedger<'_>) {
     assert_eq!(constrained.short_by, 1.into());
 }
 
+/// Every request that differs from `request` in exactly one field that changes what is granted
+/// (requester, priority, strategy, TTL, labels, preemptibility, co-location label, and per
+/// requirement its type, unit, amount, constraints, preferences, affinity, co-location group
+/// and minimum), each named by that field. A ledger must answer each of them, sent under the
+/// id `request` used, with an id conflict.
+pub fn single_field_changes(request: &ReservationRequest) -> Vec<(String, ReservationRequest)> {
+    let mut changes: Vec<(String, ReservationRequest)> = Vec::new();
+    let mut change = |field: &str, edit: &dyn Fn(&mut ReservationRequest)| {
+        let mut changed = request.clone();
+        edit(&mut changed);
+        changes.push((field.to_owned(), changed));
+    };
+    change("requester", &|r| {
+        r.requester = requester(&format!("{}-other", r.requester));
+    });
+    change("priority", &|r| r.priority.0 = r.priority.0.wrapping_add(1));
+    change("strategy", &|r| {
+        r.strategy = if r.strategy == ReservationStrategy::Greedy {
+            ReservationStrategy::BinPack
+        } else {
+            ReservationStrategy::Greedy
+        };
+    });
+    change("ttl", &|r| {
+        r.ttl = match r.ttl {
+            Some(ttl) => Some(ttl + Duration::from_millis(1)),
+            None => Some(Duration::from_secs(1)),
+        };
+    });
+    change("labels", &|r| {
+        let mut labels = r.labels.clone();
+        let value = if labels.get("changed") == Some("yes") {
+            "no"
+        } else {
+            "yes"
+        };
+        labels.insert("changed", value).expect("a valid label");
+        r.labels = labels;
+    });
+    change("preemptible", &|r| r.preemptible = !r.preemptible);
+    change("colocate_by", &|r| {
+        r.colocate_by = match &r.colocate_by {
+            Some(_) => None,
+            None => Some(rm_model::LabelKey::new("zone").expect("a valid label key")),
+        };
+    });
+    for i in 0..request.requirements.len() {
+        let field = |name: &str| format!("requirements[{i}].{name}");
+        let edit = |r: &mut ReservationRequest,
+                    f: &dyn Fn(ResourceRequirement) -> ResourceRequirement| {
+            r.requirements[i] = f(r.requirements[i].clone());
+        };
+        change(&field("type"), &|r| {
+            edit(r, &|q| {
+                let other = if *q.resource_type() == ResourceType::Gpu {
+                    ResourceType::Compute
+                } else {
+                    ResourceType::Gpu
+                };
+                ResourceRequirement::new(other, q.amount(), Unit::DEVICES)
+            });
+        });
+        change(&field("unit"), &|r| {
+            edit(r, &|q| {
+                let unit = if *q.unit() == Unit::MILLICORES {
+                    Unit::CORES
+                } else {
+                    Unit::MILLICORES
+                };
+                ResourceRequirement::new(q.resource_type().clone(), q.amount(), unit)
+            });
+        });
+        change(&field("amount"), &|r| {
+            edit(r, &|q| {
+                let more = q
+                    .amount()
+                    .checked_add(Quantity::from(1))
+                    .unwrap_or(Quantity::ZERO);
+                q.with_amount(more)
+            });
+        });
+        change(&field("constraints"), &|r| {
+            edit(r, &|q| {
+                q.with_constraint(Constraint::label("changed").expect("a valid key").exists())
+            });
+        });
+        change(&field("preferences"), &|r| {
+            edit(r, &|q| {
+                q.with_preference(
+                    7,
+                    Constraint::label("changed").expect("a valid key").exists(),
+                )
+            });
+        });
+        change(&field("affinity"), &|r| {
+            edit(r, &|q| {
+                q.with_affinity(AffinityTerm::preferred(
+                    AffinityKind::AntiAffinity,
+                    Selector::requester(requester("changed")),
+                    Topology::Resource,
+                    3,
+                ))
+            });
+        });
+        change(&field("colocate"), &|r| {
+            edit(r, &|q| {
+                let group = if q.colocation().is_some_and(|g| g.as_str() == "changed") {
+                    "other"
+                } else {
+                    "changed"
+                };
+                q.colocated(rm_model::ColocationGroup::new(group).expect("a valid group"))
+            });
+        });
+        change(&field("minimum"), &|r| {
+            edit(r, &|q| {
+                let minimum = match q.minimum() {
+                    Some(m) if m.is_positive() => Quantity::ZERO,
+                    _ => Quantity::from_milli(1),
+                };
+                q.elastic(minimum)
+            });
+        });
+    }
+    changes
+}
+
+/// A retry under a used id that differs in any one field that changes what is granted is an
+/// id conflict, and leaves the first reservation as it was.
+pub fn retries_that_change_any_field_conflict(make: MakeLedger<'_>) {
+    let (_, ledger) = setup(make, vec![host("a", 8, 16), host("b", 8, 16)]);
+    let request = ask("t1", vec![cores(2), gib(1)])
+        .with_id(rid("job-1"))
+        .with_ttl(Duration::from_secs(5));
+    let first = ledger.reserve(&request).unwrap();
+    let before = ledger.snapshot().unwrap().usage;
+    for (field, changed) in single_field_changes(&request) {
+        assert!(
+            !changed.same_request_as(&request),
+            "changing {field} makes another request"
+        );
+        let answer = ledger.reserve(&changed);
+        assert!(
+            matches!(answer, Err(LedgerError::IdConflict { .. })),
+            "changing {field}: expected an id conflict, got {answer:?}"
+        );
+    }
+    assert_eq!(ledger.snapshot().unwrap().usage, before, "nothing changed");
+    assert_eq!(ledger.reserve(&request).unwrap(), first);
+    assert_clean(&*ledger);
+}
+
 /// Retrying with the same id and request returns the same reservation; a different request
 /// under a used id is a conflict.
 pub fn retries_by_id_are_idempotent(make: MakeLedger<'_>) {
@@ -1066,6 +1218,7 @@ define_cases!($
     reserve_is_all_or_nothing,
     refusal_explains_each_requirement,
     retries_by_id_are_idempotent,
+    retries_that_change_any_field_conflict,
     confirm_and_release,
     pending_holds_expire,
     renew_extends_the_ttl,
