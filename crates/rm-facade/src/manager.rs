@@ -319,8 +319,14 @@ impl ResourceManagerBuilder {
                     .event_sink(ledger_parts.sink)
                     .build()
                     .map_err(|err| {
+                        let path = match err {
+                            rm_reserve::Error::InvalidConfig {
+                                field: "retention", ..
+                            } => "manager.retention_ms",
+                            _ => "manager.default_ttl_ms",
+                        };
                         ConfigError::Invalid(vec![Problem {
-                            path: "manager.default_ttl_ms".into(),
+                            path: path.into(),
                             message: err.to_string(),
                         }])
                     })?,

@@ -77,6 +77,15 @@ fn quoted(key: &str) -> String {
 impl Parts {
     pub(crate) fn from_config(config: &Config, code: &CodeParts) -> Result<Parts, ConfigError> {
         let mut problems = Problems(Vec::new());
+        if config.manager.default_ttl_ms == 0 {
+            problems.add("manager.default_ttl_ms", "must be at least 1");
+        }
+        if config.manager.retention_ms == 0 {
+            problems.add(
+                "manager.retention_ms",
+                "must be at least 1: retries by id need the ended reservation remembered",
+            );
+        }
         let validator = validator(config, &mut problems);
         let (policy, priority, refresh) = if code.custom_policy {
             (None, None, None)

@@ -9,13 +9,19 @@ use rm_model::{Event, EventKind, EventSink, Timestamp};
 
 use crate::catalog::lock;
 
+/// The top bit of [`Observers::sequence`]: set while channel subscribers may be listening.
+/// Kept in the same word as the counter, so that whether an event goes to the subscribers and
+/// which number it gets are decided in one atomic step.
+const SUBSCRIBED: u64 = 1 << 63;
+
 pub(crate) struct Observers {
     sink: Option<Arc<dyn EventSink>>,
     subscribers: Mutex<Vec<Sender<Event>>>,
     listening: AtomicBool,
-    /// Whether any channel subscriber may be listening, so that a ledger with a sink only
-    /// does not take the subscribers' lock per event.
-    subscribed: AtomicBool,
+    /// The next sequence number (the low 63 bits) and [`SUBSCRIBED`]. While the flag is set,
+    /// numbers are taken under the subscribers' lock and sent before it is released, so every
+    /// subscriber receives its events in sequence order and without gaps; without
+    /// subscribers, a sink-only ledger takes a number with one compare-and-swap and no lock.
     sequence: AtomicU64,
 }
 
@@ -25,7 +31,6 @@ impl Observers {
             listening: AtomicBool::new(sink.is_some()),
             sink,
             subscribers: Mutex::new(Vec::new()),
-            subscribed: AtomicBool::new(false),
             sequence: AtomicU64::new(0),
         }
     }
@@ -36,25 +41,50 @@ impl Observers {
         if !self.listening.load(Ordering::Acquire) {
             return;
         }
+        let mut current = self.sequence.load(Ordering::Acquire);
+        loop {
+            if current & SUBSCRIBED != 0 {
+                self.publish_in_order(at, kind);
+                return;
+            }
+            match self.sequence.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        if let Some(sink) = &self.sink {
+            sink.publish(&Event {
+                sequence: current,
+                at,
+                kind: kind(),
+            });
+        }
+    }
+
+    /// Numbers and sends the event under the subscribers' lock, then hands it to the sink.
+    fn publish_in_order(&self, at: Timestamp, kind: impl FnOnce() -> EventKind) {
+        let mut subscribers = lock(&self.subscribers);
         let event = Event {
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed),
+            sequence: self.sequence.fetch_add(1, Ordering::AcqRel) & !SUBSCRIBED,
             at,
             kind: kind(),
         };
-        if let Some(sink) = &self.sink {
-            sink.publish(&event);
-        }
-        if !self.subscribed.load(Ordering::Acquire) {
-            return;
-        }
-        let mut subscribers = lock(&self.subscribers);
         // A dropped receiver unsubscribes.
         subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
         if subscribers.is_empty() {
-            self.subscribed.store(false, Ordering::Release);
+            self.sequence.fetch_and(!SUBSCRIBED, Ordering::AcqRel);
             if self.sink.is_none() {
                 self.listening.store(false, Ordering::Release);
             }
+        }
+        drop(subscribers);
+        if let Some(sink) = &self.sink {
+            sink.publish(&event);
         }
     }
 
@@ -62,7 +92,7 @@ impl Observers {
         let (sender, receiver) = crossbeam_channel::unbounded();
         let mut subscribers = lock(&self.subscribers);
         subscribers.push(sender);
-        self.subscribed.store(true, Ordering::Release);
+        self.sequence.fetch_or(SUBSCRIBED, Ordering::AcqRel);
         self.listening.store(true, Ordering::Release);
         receiver
     }

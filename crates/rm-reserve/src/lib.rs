@@ -65,9 +65,23 @@
 //! id conflict) and nothing applied. [`ReservationManagerBuilder::build`] returns [`Error`].
 //! Nothing panics on input.
 //!
+//! # Events
+//! Observers subscribe to events ([`ReservationManager::subscribe`], or an
+//! [`EventSink`](rm_model::EventSink)). Sequence numbers are unique and without gaps. A
+//! subscriber's channel receives every event published after it subscribed in sequence
+//! order, consecutively numbered, whatever the number of threads; a sink is called on the
+//! publishing thread, so events of different threads may reach it out of sequence order
+//! (those about one reservation or resource always arrive in the order they happened).
+//!
+//! # Retention
+//! An ended reservation is remembered for the builder's
+//! [`retention`](ReservationManagerBuilder::retention) (5 minutes by default; zero is refused):
+//! within it, `get` and a retry by id (the same request) return the reservation as it
+//! ended, and a release or confirm of it fails clearly without crediting capacity twice.
+//! After it, the id is forgotten: `get` answers an unknown id, and a request under it is new.
+//!
 //! # Metrics
-//! None directly: observers subscribe to events ([`ReservationManager::subscribe`], or an
-//! [`EventSink`](rm_model::EventSink)), so the hot path never calls into monitoring.
+//! None directly: observers read events, so the hot path never calls into monitoring.
 //!
 //! # Example
 //! The seed's "Resource Reservation":

@@ -169,7 +169,9 @@ impl ReservationManagerBuilder {
     }
 
     /// How long an ended reservation is remembered, so that `get` and retries by id still
-    /// find it (default 5 minutes). After that its id is forgotten.
+    /// find it (default 5 minutes). After that its id is forgotten. Zero is refused by
+    /// [`build`](Self::build): it would forget an id the moment its reservation ends, so a
+    /// caller retrying a release whose answer it lost would be told the id is unknown.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -187,12 +189,18 @@ impl ReservationManagerBuilder {
         self
     }
 
-    /// Builds the manager. Fails on a zero default TTL.
+    /// Builds the manager. Fails on a zero default TTL or a zero retention.
     pub fn build(self) -> Result<ReservationManager, Error> {
         if self.default_ttl.is_zero() {
             return Err(Error::InvalidConfig {
                 field: "default_ttl",
                 reason: "must be positive",
+            });
+        }
+        if self.retention.is_zero() {
+            return Err(Error::InvalidConfig {
+                field: "retention",
+                reason: "must be positive: retries by id need the ended reservation remembered",
             });
         }
         Ok(self.assemble())
@@ -308,6 +316,12 @@ impl ReservationManager {
 
     /// A channel that receives every event from now on. Dropping the receiver unsubscribes.
     /// The channel is unbounded: a subscriber that stops reading should drop its receiver.
+    ///
+    /// Order: the channel receives every event published after this call, in sequence order
+    /// and with consecutive sequence numbers (no gaps), however many threads publish at once,
+    /// so a reader that keeps the last sequence it saw can rely on it. (An
+    /// [`EventSink`](rm_model::EventSink) is called on the publishing thread instead, and
+    /// events of different threads may reach it out of sequence order.)
     pub fn subscribe(&self) -> Receiver<Event> {
         self.observers.subscribe()
     }

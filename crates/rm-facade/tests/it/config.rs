@@ -143,3 +143,13 @@ fn a_zero_ttl_is_named() {
     let err = ResourceManager::from_config(config).unwrap_err();
     assert!(err.to_string().contains("manager.default_ttl_ms"), "{err}");
 }
+
+#[test]
+fn a_zero_retention_is_named_by_check_and_build() {
+    let config = Config::from_toml("[manager]\nretention_ms = 0\n").unwrap();
+    let err = config.check().unwrap_err();
+    let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["manager.retention_ms"], "{err}");
+    let err = ResourceManager::from_config(config).unwrap_err();
+    assert!(err.to_string().contains("manager.retention_ms"), "{err}");
+}

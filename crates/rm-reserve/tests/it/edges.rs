@@ -426,6 +426,53 @@ fn the_builder_checks_its_settings() {
         err.to_string(),
         "configure the reservation manager: default_ttl must be positive"
     );
+    // A zero retention would forget an id as its reservation ends.
+    let err = ReservationManager::builder()
+        .retention(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "retention",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        ReservationManager::builder()
+            .retention(Duration::from_nanos(1))
+            .build()
+            .is_ok()
+    );
+}
+
+/// Within retention, a caller whose release answer was lost retries it and is told it is
+/// released, and a retry of the original request by id returns the ended reservation; no
+/// capacity is credited twice.
+#[test]
+fn retries_within_retention_see_the_ended_reservation() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let request = ask(vec![cores(3)]).with_id(ReservationId::new("job").unwrap());
+    let hold = manager.reserve(&request).unwrap();
+    manager.confirm(&hold.id, None).unwrap();
+    manager.release(&hold.id, Some(hold.fencing_token)).unwrap();
+    clock.advance(Duration::from_secs(59));
+    let again = manager.release(&hold.id, Some(hold.fencing_token)).unwrap();
+    assert_eq!(again.state, ReservationState::Released);
+    let retried = manager.reserve(&request).unwrap();
+    assert_eq!(
+        (retried.id.clone(), retried.state),
+        (hold.id.clone(), ReservationState::Released)
+    );
+    let snapshot = manager.snapshot().unwrap();
+    let usage = snapshot.usage_of("h", &ResourceType::Compute).unwrap();
+    assert_eq!(usage.free, Quantity::from(4), "credited once");
+    assert!(snapshot.audit().is_clean());
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod affinity;
 mod colocation;
 mod conformance;
 mod edges;
+mod events;
 mod expiry;
 mod idempotency;
 mod model;
