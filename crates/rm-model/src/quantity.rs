@@ -174,13 +174,24 @@ impl Quantity {
         self.milli.div_euclid(MILLI_PER_UNIT)
     }
 
-    /// Whole units, rounding toward positive infinity (Kubernetes' `Value()`).
+    /// Whole units, rounding toward positive infinity (`-9.01` gives `-9`). Kubernetes'
+    /// `Value()` rounds away from zero instead: see [`Quantity::to_units_away_from_zero`].
     pub const fn to_units_ceil(self) -> i64 {
         let floor = self.milli.div_euclid(MILLI_PER_UNIT);
         if self.milli.rem_euclid(MILLI_PER_UNIT) == 0 {
             floor
         } else {
             floor + 1
+        }
+    }
+
+    /// Whole units, rounding away from zero: Kubernetes' `Value()` (`9.01` gives `10`,
+    /// `-9.01` gives `-10`).
+    pub const fn to_units_away_from_zero(self) -> i64 {
+        if self.milli < 0 {
+            self.to_units_floor()
+        } else {
+            self.to_units_ceil()
         }
     }
 
@@ -365,7 +376,7 @@ impl TryFrom<&str> for Quantity {
 #[derive(Clone, Copy)]
 enum Scale {
     /// Times 10 to this power.
-    Decimal(i32),
+    Decimal(i64),
     /// Times 1024 to this power.
     Binary(u32),
 }
@@ -436,12 +447,13 @@ fn parse_suffix(suffix: &str) -> Result<(Scale, QuantityFormat), Failure> {
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(Failure::Invalid("the exponent is not an integer"));
             }
-            // Exponents beyond ±1000 cannot give a value in range or at 1m resolution.
-            let value: i32 = if digits.len() > 4 {
-                10_000
-            } else {
-                digits.parse().unwrap_or(10_000)
-            };
+            // Saturating: an exponent this large is met only by as many digits, and the
+            // arithmetic below decides exactly whether the value is in range.
+            let value = digits.bytes().fold(0i64, |value, digit| {
+                value
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(digit - b'0'))
+            });
             let value = if exponent.starts_with('-') {
                 -value
             } else {
@@ -452,8 +464,39 @@ fn parse_suffix(suffix: &str) -> Result<(Scale, QuantityFormat), Failure> {
     }
 }
 
-fn pow10(exp: u32) -> Option<u128> {
-    10u128.checked_pow(exp)
+/// A 256-bit unsigned integer (little-endian limbs): room for the significant digits of any
+/// quantity in range, the longest being a binary suffix with a long fraction (such as
+/// `0.000…0005Ki`, whose digits are divided by powers of five before the value is known).
+#[derive(Clone, Copy)]
+struct Wide([u64; 4]);
+
+impl Wide {
+    /// `self × factor + addend`; false (leaving `self` unusable) when it does not fit.
+    fn mul_add(&mut self, factor: u64, addend: u64) -> bool {
+        let mut carry = u128::from(addend);
+        for limb in &mut self.0 {
+            let value = u128::from(*limb) * u128::from(factor) + carry;
+            *limb = value as u64;
+            carry = value >> 64;
+        }
+        carry == 0
+    }
+
+    /// Divides by `divisor` in place; returns the remainder.
+    fn div_rem(&mut self, divisor: u64) -> u64 {
+        let mut remainder: u128 = 0;
+        for limb in self.0.iter_mut().rev() {
+            let current = (remainder << 64) | u128::from(*limb);
+            *limb = (current / u128::from(divisor)) as u64;
+            remainder = current % u128::from(divisor);
+        }
+        remainder as u64
+    }
+
+    /// The value, when it is at most `limit`.
+    fn at_most(self, limit: u64) -> Option<u64> {
+        (self.0[1..].iter().all(|&limb| limb == 0) && self.0[0] <= limit).then_some(self.0[0])
+    }
 }
 
 /// [`parse`] without building an error.
@@ -493,68 +536,109 @@ pub(crate) fn read(input: &str) -> Result<Quantity, Failure> {
     }
     let (scale, format) = parse_suffix(&input[pos..])?;
 
-    // The significant digits as one integer, with `frac_len` of them after the point.
+    // value = digits × 10^(exponent - frac_len), in thousandths: × 10^3. Zeros that end the
+    // digits go into the power, so `1000…000e-41` is 1 however many zeros it has; then the
+    // value is digits × 2^twos × 5^fives, exact in 256 bits or decided without them.
     let int_digits = int_digits.trim_start_matches('0');
     let frac_digits = frac_digits.trim_end_matches('0');
-    let out_of_range = || Failure::OutOfRange;
-    let too_precise = || Failure::TooPrecise;
-    let mut mantissa: u128 = 0;
-    for digit in int_digits.bytes().chain(frac_digits.bytes()) {
-        mantissa = mantissa
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(u128::from(digit - b'0')))
-            .ok_or_else(out_of_range)?;
-    }
-    let frac_len = frac_digits.len();
-
-    let milli: u128 = if mantissa == 0 {
-        0
+    let (int_digits, trailing_zeros) = if frac_digits.is_empty() {
+        let trimmed = int_digits.trim_end_matches('0');
+        (trimmed, int_digits.len() - trimmed.len())
     } else {
-        match scale {
-            Scale::Decimal(exp) => {
-                let power = i64::from(exp) + 3 - frac_len as i64;
-                if power >= 0 {
-                    let factor = u32::try_from(power)
+        (int_digits, 0)
+    };
+    let (exponent, binary) = match scale {
+        Scale::Decimal(exp) => (exp, 0),
+        Scale::Binary(pow) => (0, i64::from(pow) * 10),
+    };
+    let fives = exponent
+        .saturating_add(3)
+        .saturating_add(trailing_zeros as i64)
+        .saturating_sub(frac_digits.len() as i64);
+    let twos = fives.saturating_add(binary);
+    // The digits in 64 bits while they fit (every value in range but a few long fractions
+    // with a binary suffix), in 256 bits beyond.
+    let mut small: u64 = 0;
+    let mut wide: Option<Wide> = None;
+    for digit in int_digits.bytes().chain(frac_digits.bytes()) {
+        let digit = u64::from(digit - b'0');
+        let fits = match &mut wide {
+            None => match small.checked_mul(10).and_then(|m| m.checked_add(digit)) {
+                Some(value) => {
+                    small = value;
+                    true
+                }
+                None => {
+                    let mut value = Wide([small, 0, 0, 0]);
+                    let fits = value.mul_add(10, digit);
+                    wide = Some(value);
+                    fits
+                }
+            },
+            Some(value) => value.mul_add(10, digit),
+        };
+        if !fits {
+            // More than 77 significant digits, the last not a zero: a whole value would be
+            // far out of range, and a fraction cannot end on a whole thousandth.
+            return Err(if twos >= 0 {
+                Failure::OutOfRange
+            } else {
+                Failure::TooPrecise
+            });
+        }
+    }
+    // The largest magnitude: |i64::MIN| for a negative value.
+    let limit = if negative {
+        i64::MIN.unsigned_abs()
+    } else {
+        i64::MAX as u64
+    };
+    let magnitude = match wide {
+        None if small == 0 => 0,
+        None if fives >= 0 && twos >= 0 => {
+            // The common case, whole thousandths: one multiplication by each power.
+            let scaled = u32::try_from(fives)
+                .ok()
+                .and_then(|fives| 5u128.checked_pow(fives))
+                .zip(
+                    u32::try_from(twos)
                         .ok()
-                        .and_then(pow10)
-                        .ok_or_else(out_of_range)?;
-                    mantissa.checked_mul(factor).ok_or_else(out_of_range)?
-                } else {
-                    let divisor = u32::try_from(-power)
-                        .ok()
-                        .and_then(pow10)
-                        .ok_or_else(too_precise)?;
-                    if !mantissa.is_multiple_of(divisor) {
-                        return Err(too_precise());
+                        .and_then(|twos| 2u128.checked_pow(twos)),
+                )
+                .and_then(|(five, two)| u128::from(small).checked_mul(five)?.checked_mul(two));
+            scaled
+                .and_then(|value| u64::try_from(value).ok())
+                .filter(|&value| value <= limit)
+                .ok_or(Failure::OutOfRange)?
+        }
+        _ => {
+            let mut digits = wide.unwrap_or(Wide([small, 0, 0, 0]));
+            // Divisions first: a value finer than 1m is too precise whatever its size.
+            for _ in fives..0 {
+                if digits.div_rem(5) != 0 {
+                    return Err(Failure::TooPrecise);
+                }
+            }
+            for _ in twos..0 {
+                if digits.div_rem(2) != 0 {
+                    return Err(Failure::TooPrecise);
+                }
+            }
+            for (times, factor) in [(twos, 2), (fives, 5)] {
+                for _ in 0..times {
+                    if !digits.mul_add(factor, 0) || digits.at_most(limit).is_none() {
+                        return Err(Failure::OutOfRange);
                     }
-                    mantissa / divisor
                 }
             }
-            Scale::Binary(pow) => {
-                let numerator = 1024u128
-                    .checked_pow(pow)
-                    .and_then(|f| mantissa.checked_mul(f))
-                    .and_then(|m| m.checked_mul(1000))
-                    .ok_or_else(out_of_range)?;
-                let divisor = u32::try_from(frac_len)
-                    .ok()
-                    .and_then(pow10)
-                    .ok_or_else(too_precise)?;
-                if numerator % divisor != 0 {
-                    return Err(too_precise());
-                }
-                numerator / divisor
-            }
+            digits.at_most(limit).ok_or(Failure::OutOfRange)?
         }
     };
     let milli = if negative {
-        0i128
-            .checked_sub_unsigned(milli)
-            .and_then(|m| i64::try_from(m).ok())
+        0i64.wrapping_sub_unsigned(magnitude)
     } else {
-        i64::try_from(milli).ok()
-    }
-    .ok_or_else(out_of_range)?;
+        magnitude as i64
+    };
     Ok(Quantity { milli, format })
 }
 

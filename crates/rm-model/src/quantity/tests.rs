@@ -194,21 +194,85 @@ fn sums_keep_the_format_of_the_left_side() {
 
 #[test]
 fn rounding_to_units() {
+    // (milli, floor, ceiling, away from zero as Kubernetes' Value())
     let cases = [
-        (1500, 1, 2),
-        (-1500, -2, -1),
-        (2000, 2, 2),
-        (1, 0, 1),
-        (0, 0, 0),
+        (1500, 1, 2, 2),
+        (-1500, -2, -1, -2),
+        (9010, 9, 10, 10),
+        (-9010, -10, -9, -10),
+        (2000, 2, 2, 2),
+        (-2000, -2, -2, -2),
+        (1, 0, 1, 1),
+        (-1, -1, 0, -1),
+        (0, 0, 0, 0),
+        (
+            i64::MAX,
+            i64::MAX / 1000,
+            i64::MAX / 1000 + 1,
+            i64::MAX / 1000 + 1,
+        ),
+        (
+            i64::MIN,
+            i64::MIN / 1000 - 1,
+            i64::MIN / 1000,
+            i64::MIN / 1000 - 1,
+        ),
     ];
-    for (milli, floor, ceil) in cases {
+    for (milli, floor, ceil, away) in cases {
         let q = Quantity::from_milli(milli);
         assert_eq!(
-            (q.to_units_floor(), q.to_units_ceil()),
-            (floor, ceil),
+            (
+                q.to_units_floor(),
+                q.to_units_ceil(),
+                q.to_units_away_from_zero()
+            ),
+            (floor, ceil, away),
             "{milli}m"
         );
     }
+}
+
+#[test]
+fn any_spelling_of_a_value_in_range_parses() {
+    // Trailing zeros of the integer part cancel a negative exponent, however many.
+    let one = format!("1{}e-41", "0".repeat(41));
+    check(&one, 1000, "1");
+    check(&format!("0.{}1e41", "0".repeat(40)), 1000, "1");
+    let milli = |text: String| Quantity::parse(&text).map(Quantity::as_milli);
+    assert_eq!(milli(format!("5{}e-10003", "0".repeat(10_000))), Ok(5));
+    assert_eq!(
+        milli(format!("-9223372036854775808{}e-3003", "0".repeat(3000))),
+        Ok(i64::MIN)
+    );
+    // Leading zeros and a long exact fraction.
+    check(&format!("{}1.5", "0".repeat(100)), 1500, "1500m");
+    check(&format!("2.5{}", "0".repeat(100)), 2500, "2500m");
+    // A binary suffix with a fraction of many digits: 2^-10 Ki is 1, and 5^60 / 10^63 Ei
+    // (63 decimal places, 42 significant digits) is exactly 1m.
+    check("0.0009765625Ki", 1000, "1");
+    let long = format!(
+        "0.{}{}Ei",
+        "0".repeat(21),
+        "867361737988403547205962240695953369140625"
+    );
+    check(&long, 1, "1m");
+    // Values just out of range or finer than 1m stay errors.
+    assert!(matches!(
+        Quantity::parse(&format!("1{}e-40", "0".repeat(60))),
+        Err(QuantityError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        Quantity::parse(&format!("1{}e-45", "0".repeat(41))),
+        Err(QuantityError::TooPrecise { .. })
+    ));
+    assert!(matches!(
+        Quantity::parse(&format!("1{}", "1".repeat(100))),
+        Err(QuantityError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        Quantity::parse(&format!("0.{}", "1".repeat(100))),
+        Err(QuantityError::TooPrecise { .. })
+    ));
 }
 
 #[test]
@@ -301,6 +365,18 @@ proptest! {
         prop_assert_eq!(parsed, q);
         // Printing is canonical: printing the reparsed value gives the same text.
         prop_assert_eq!(parsed.to_string(), printed);
+    }
+
+    #[test]
+    fn trailing_zeros_and_exponents_cancel(milli in any::<i64>(), zeros in 0usize..80) {
+        let text = format!("{milli}{}e-{}", "0".repeat(zeros), zeros + 3);
+        prop_assert_eq!(Quantity::parse(&text).map(Quantity::as_milli), Ok(milli), "{}", text);
+        let magnitude = milli.unsigned_abs();
+        let sign = if milli < 0 { "-" } else { "" };
+        let text = format!("{sign}0.{}{magnitude}e{}", "0".repeat(zeros), zeros + magnitude.to_string().len() - 3);
+        if magnitude != 0 && zeros + magnitude.to_string().len() >= 3 {
+            prop_assert_eq!(Quantity::parse(&text).map(Quantity::as_milli), Ok(milli), "{}", text);
+        }
     }
 
     #[test]
