@@ -333,8 +333,8 @@ struct ScenarioFile {
 
 /// Parses and checks a scenario; relative paths are read from `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Scenario, ConfigError> {
-    let file: ScenarioFile =
-        toml::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))?;
+    let file: ScenarioFile = toml::from_str(text)
+        .map_err(|err| ConfigError::Parse(rm_facade::model::clip_lines(&err.to_string())))?;
     let config = Config {
         manager: file.manager,
         resources: file.resources,

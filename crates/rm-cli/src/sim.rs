@@ -614,7 +614,7 @@ pub fn run(
         let tenant = *tenant_index.get(spec.tenant.as_str()).ok_or_else(|| {
             ConfigError::Invalid(vec![Problem {
                 path: format!("tasks[{i}].tenant"),
-                message: format!("no tenant named {:?}", spec.tenant),
+                message: format!("no tenant named {:?}", rm_facade::model::clip(&spec.tenant)),
             }])
         })?;
         let job_name = spec.job.as_deref().unwrap_or(spec.id.as_str());

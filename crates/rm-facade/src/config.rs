@@ -349,9 +349,16 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Prints path and message [clipped](rm_model::clip_lines), so that a problem naming a huge
+/// input stays a readable line.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        write!(
+            f,
+            "{}: {}",
+            rm_model::clip_lines(&self.path),
+            rm_model::clip_lines(&self.message)
+        )
     }
 }
 
@@ -370,7 +377,7 @@ pub enum ConfigError {
     },
     /// The text is not valid TOML for this schema (the message names the line, column and
     /// field, unknown fields included).
-    #[error("{0}")]
+    #[error("{}", rm_model::clip_lines(.0))]
     Parse(String),
     /// The configuration parsed but cannot work.
     #[error("{} problem(s): {}", .0.len(), join(.0))]
@@ -397,7 +404,9 @@ impl Config {
     /// [builder](crate::ResourceManagerBuilder) checks the rest, and
     /// [`Config::check`] does both without building.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))
+        // The parser quotes the offending line, which may be as long as the file.
+        toml::from_str(text)
+            .map_err(|err| ConfigError::Parse(rm_model::clip_lines(&err.to_string())))
     }
 
     /// Reads and parses a TOML file.

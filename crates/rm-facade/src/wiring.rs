@@ -54,10 +54,11 @@ pub(crate) struct Parts {
 struct Problems(Vec<Problem>);
 
 impl Problems {
+    /// Adds a problem; a path or message that repeats long input is [clipped](rm_model::clip).
     fn add(&mut self, path: impl Into<String>, message: impl ToString) {
         self.0.push(Problem {
-            path: path.into(),
-            message: message.to_string(),
+            path: rm_model::clip_lines(&path.into()),
+            message: rm_model::clip_lines(&message.to_string()),
         });
     }
 }

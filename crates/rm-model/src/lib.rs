@@ -91,6 +91,7 @@
 
 mod clock;
 mod contention;
+mod echo;
 mod error;
 mod event;
 mod ledger;
@@ -109,6 +110,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use contention::{
     ContentionAction, ContentionResolver, ContentionStrategy, Resolution, ResolutionOutcome,
 };
+pub use echo::{ECHO_LIMIT, clip, clip_lines};
 pub use error::ModelError;
 pub use event::{DiscardEvents, Event, EventKind, EventSink};
 pub use ledger::{

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct NameError {
     /// What the name was for (`resource name`, `unit`, `label key`, …).
     pub kind: &'static str,
-    /// The name that was given.
+    /// The name that was given, [clipped](crate::clip) when long.
     pub name: String,
     /// What is wrong with it.
     pub reason: &'static str,
@@ -28,7 +28,7 @@ pub(crate) fn check_name(kind: &'static str, name: &str, max_len: usize) -> Resu
     let fail = |reason| {
         Err(NameError {
             kind,
-            name: name.to_owned(),
+            name: crate::clip(name),
             reason,
         })
     };

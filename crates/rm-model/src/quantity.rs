@@ -66,7 +66,7 @@ pub enum QuantityError {
     /// The input is not in quantity syntax.
     #[error("parse quantity {input:?}: {reason}")]
     Invalid {
-        /// The text that was given.
+        /// The text that was given, [clipped](crate::clip) when long.
         input: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -74,13 +74,13 @@ pub enum QuantityError {
     /// The value does not fit the range of a quantity.
     #[error("parse quantity {input:?}: the value is out of range (at most 9.2e15 units)")]
     OutOfRange {
-        /// The text that was given.
+        /// The text that was given, [clipped](crate::clip) when long.
         input: String,
     },
     /// The value is finer than the resolution of one thousandth.
     #[error("parse quantity {input:?}: the value is finer than the resolution of 1m")]
     TooPrecise {
-        /// The text that was given.
+        /// The text that was given, [clipped](crate::clip) when long.
         input: String,
     },
     /// An arithmetic operation overflowed the range of a quantity.
@@ -397,14 +397,14 @@ impl Failure {
         match self {
             Failure::Empty => QuantityError::Empty,
             Failure::Invalid(reason) => QuantityError::Invalid {
-                input: input.to_owned(),
+                input: crate::clip(input),
                 reason,
             },
             Failure::OutOfRange => QuantityError::OutOfRange {
-                input: input.to_owned(),
+                input: crate::clip(input),
             },
             Failure::TooPrecise => QuantityError::TooPrecise {
-                input: input.to_owned(),
+                input: crate::clip(input),
             },
         }
     }

@@ -233,9 +233,10 @@ impl Constraint {
                 if v.as_quantity().is_none() =>
             {
                 out.push(path.field("value").violation(format!(
-                    "operator {} needs a number or quantity, not the {} {v:?}",
+                    "operator {} needs a number or quantity, not the {} {}",
                     self.operator.name(),
                     v.type_name(),
+                    crate::clip(&format!("{v:?}")),
                 )));
             }
             Operator::In(values) | Operator::NotIn(values) if values.is_empty() => {
@@ -354,7 +355,8 @@ impl TryFrom<ConstraintRepr> for Constraint {
                 return Err(error(
                     "op",
                     &format!(
-                        "{other:?} is unknown: use eq, ne, in, not-in, gt, ge, lt, le, exists or not-exists"
+                        "{:?} is unknown: use eq, ne, in, not-in, gt, ge, lt, le, exists or not-exists",
+                        crate::clip(other)
                     ),
                 ));
             }

@@ -554,7 +554,7 @@ fn check_label_value(value: &str) -> Result<(), NameError> {
     if value.len() > 253 {
         return Err(NameError {
             kind: "label value",
-            name: value.to_owned(),
+            name: crate::clip(value),
             reason: "it is too long",
         });
     }

@@ -102,15 +102,21 @@ impl fmt::Debug for FieldPath<'_> {
     }
 }
 
+/// Prints path and message [clipped](crate::clip_lines): a message may quote a value given.
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        write!(
+            f,
+            "{}: {}",
+            crate::clip_lines(&self.path),
+            crate::clip_lines(&self.message)
+        )
     }
 }
 
 /// Every problem validation found; never empty.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("validate {subject}: {}", list(.violations))]
+#[error("validate {}: {}", crate::clip(.subject), list(.violations))]
 pub struct ValidationErrors {
     /// What was validated (`resource node-1`, `request by task-1`).
     pub subject: String,

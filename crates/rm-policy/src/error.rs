@@ -7,19 +7,19 @@ pub enum Error {
     /// A priority class of that name is not defined.
     #[error("assign priority class {class:?}: no such class")]
     UnknownClass {
-        /// The class asked for.
+        /// The class asked for, [clipped](rm_model::clip) when long.
         class: String,
     },
     /// A quota group of that name is not defined.
     #[error("use quota group {group:?}: no such group")]
     UnknownGroup {
-        /// The group asked for.
+        /// The group asked for, [clipped](rm_model::clip) when long.
         group: String,
     },
     /// A quota group's parent would make a cycle, or the group exists already.
     #[error("add quota group {group:?}: {reason}")]
     InvalidGroup {
-        /// The group.
+        /// The group, [clipped](rm_model::clip) when long.
         group: String,
         /// What is wrong.
         reason: &'static str,

@@ -110,7 +110,7 @@ impl PriorityAllocationPolicy {
         let mut settings = crate::write(&self.settings);
         if !settings.classes.contains_key(class) {
             return Err(Error::UnknownClass {
-                class: class.to_owned(),
+                class: rm_model::clip(class),
             });
         }
         settings.class_of.insert(requester, class.to_owned());

@@ -346,7 +346,7 @@ impl QuotaAllocationPolicy {
         let mut state = self.state();
         if state.by_name.contains_key(&group.name) {
             return Err(Error::InvalidGroup {
-                group: group.name,
+                group: rm_model::clip(&group.name),
                 reason: "a group of that name exists",
             });
         }
@@ -357,7 +357,7 @@ impl QuotaAllocationPolicy {
                         .by_name
                         .get(parent)
                         .ok_or_else(|| Error::UnknownGroup {
-                            group: parent.clone(),
+                            group: rm_model::clip(parent),
                         })?,
                 )
             }
@@ -380,7 +380,7 @@ impl QuotaAllocationPolicy {
             .by_name
             .get(group)
             .ok_or_else(|| Error::UnknownGroup {
-                group: group.to_owned(),
+                group: rm_model::clip(group),
             })?;
         state.member_of.insert(requester, node);
         Ok(())

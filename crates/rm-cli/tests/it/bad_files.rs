@@ -147,3 +147,26 @@ fn enormous_times_are_refused_and_long_quiet_replays_finish() {
     assert!(output.status.success(), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// A 1 MB name or line is reported with a bounded prefix and its length, not repeated whole.
+#[test]
+fn huge_input_is_echoed_as_a_bounded_prefix() {
+    let huge = "z".repeat(1 << 20);
+    for text in [
+        format!(
+            "[[tenants]]\nname = \"t\"\n[[tasks]]\nid = \"a\"\ntenant = \"{huge}\"\nduration_s = 1\ncpu = 1\n"
+        ),
+        format!("[[tenants]]\nname = \"t\"\n{huge} = 1\n"),
+        format!("[[cluster]]\nprefix = \"n\"\ncount = 1\ncpu = \"{huge}\"\n"),
+    ] {
+        let (code, stderr) = check(&text);
+        assert_ne!(code, 0);
+        assert!(
+            stderr.len() < 4_000,
+            "{} bytes: {}",
+            stderr.len(),
+            &stderr[..500]
+        );
+        assert!(stderr.contains(" bytes)"), "{stderr}");
+    }
+}

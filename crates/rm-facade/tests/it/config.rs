@@ -153,3 +153,21 @@ fn a_zero_retention_is_named_by_check_and_build() {
     let err = ResourceManager::from_config(config).unwrap_err();
     assert!(err.to_string().contains("manager.retention_ms"), "{err}");
 }
+
+/// A configuration file with a 1 MB line or name is refused with a short message that says
+/// how long the input was.
+#[test]
+fn errors_about_huge_input_stay_short() {
+    let huge = "x".repeat(1 << 20);
+    let unparsable = Config::from_toml(&format!("[manager]\nretention_ms = {huge}\n")).unwrap_err();
+    let unknown_field = Config::from_toml(&format!("[manager]\n{huge} = 1\n")).unwrap_err();
+    let bad_weight = Config::from_toml(&format!("[metrics.class_weights]\n\"{huge}\" = 0\n"))
+        .unwrap()
+        .check()
+        .unwrap_err();
+    for err in [unparsable, unknown_field, bad_weight] {
+        let message = err.to_string();
+        assert!(message.len() < 2_000, "{} bytes", message.len());
+        assert!(message.contains(" bytes)"), "{message}");
+    }
+}

@@ -133,3 +133,20 @@ fn aging_admits_a_low_priority_request_within_its_bound() {
         "a cap at the high priority never lifts it above"
     );
 }
+
+/// Unknown names of any length are echoed as a bounded prefix with their length.
+#[test]
+fn errors_about_huge_names_stay_short() {
+    let huge = "c".repeat(10 << 20);
+    let class = PriorityAllocationPolicy::new("p")
+        .set_requester_class(requester("x"), &huge)
+        .unwrap_err();
+    let group = rm_policy::QuotaAllocationPolicy::new("q")
+        .assign(requester("x"), &huge)
+        .unwrap_err();
+    for err in [class, group] {
+        let message = err.to_string();
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(message.contains("(10485760 bytes)"), "{message}");
+    }
+}
