@@ -10,7 +10,15 @@
 //! # Main types
 //! - [`ThresholdScaling`]: `desired = ceil(current × metric / target)` with a tolerance, a
 //!   stabilisation window and rate policies per direction ([`Behavior`], [`RatePolicy`],
-//!   [`SelectPolicy`]), and minimum and maximum bounds. Its memory is a [`ScalingState`].
+//!   [`SelectPolicy`]), and minimum and maximum bounds. Its memory is a [`ScalingState`],
+//!   which can be seeded with recommendations recorded earlier (a restarted autoscaler keeps
+//!   its window). [`ThresholdScaling::recommend_pods`] takes one sample per pod.
+//! - [`ReplicaCalculator`]: Kubernetes' replica calculation alone (no stabilisation, rate
+//!   limits or bounds), from per-pod samples ([`PodSample`]: ready with its usage, unready,
+//!   or missing its metric) against a utilisation or average-value [`PodTarget`]: missing
+//!   pods count at 0% on a scale-up and 100% on a scale-down, unready pods at 0% on a
+//!   scale-up, and no change when that recount flips the direction or lands within
+//!   tolerance. The replica count is distinct from the number of pods sampled.
 //! - [`PredictiveScaling`]: Holt's linear trend (with Holt–Winters seasonality when the
 //!   history shows it) forecasts the load a lead time ahead; the threshold rule acts on the
 //!   larger of the load now and the forecast. [`ForecastState`] is its memory.
@@ -43,7 +51,9 @@
 //! updated through `&mut`. One thread drives an [`Autoscaler`]; its targets may be shared.
 //!
 //! # Errors and panics
-//! Invalid settings are [`Error::InvalidSetting`], naming the setting. A target's refusal to
+//! Invalid settings are [`Error::InvalidSetting`], naming the setting. A replica calculation
+//! without pods, without any ready pod's metric, or without a request under a utilisation
+//! target is [`Error::NoPods`], [`Error::NoMetrics`] or [`Error::MissingRequest`]. A target's refusal to
 //! resize is logged as [`Outcome::Failed`] and counted; it never stops a tick. Nothing
 //! panics on input.
 //!
@@ -69,6 +79,7 @@
 mod autoscaler;
 mod predictive;
 mod rate;
+mod replicas;
 mod ring;
 mod threshold;
 
@@ -77,6 +88,7 @@ use rm_model::{Quantity, Timestamp};
 pub use autoscaler::{Autoscaler, DecisionRecord, Outcome, TargetId, TickSummary};
 pub use predictive::{ForecastState, PredictiveScaling};
 pub use rate::{RateOfChangeScaling, RateState};
+pub use replicas::{PodSample, PodTarget, ReplicaCalculator, ReplicaCount, ReplicaReason};
 pub use threshold::{
     Behavior, Decision, RatePolicy, Reason, ScalingState, SelectPolicy, ThresholdScaling,
 };
@@ -92,6 +104,18 @@ pub enum Error {
         setting: &'static str,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The replica calculation was given no pods.
+    #[error("calculate replicas: no pods were given")]
+    NoPods,
+    /// No ready pod reported the metric.
+    #[error("calculate replicas: no ready pod reported a metric (pods might be unready)")]
+    NoMetrics,
+    /// A pod has no request for the resource under a utilisation target.
+    #[error("calculate replicas: missing request for pods[{pod}]")]
+    MissingRequest {
+        /// The pod's index in the samples.
+        pod: usize,
     },
 }
 

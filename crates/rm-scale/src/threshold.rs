@@ -13,8 +13,9 @@ use std::time::Duration;
 use rm_model::{Quantity, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::replicas::{ceil_div, to_u64};
 use crate::ring::Ring;
-use crate::{Error, ScalingRule};
+use crate::{Error, PodSample, PodTarget, ReplicaCalculator, ReplicaReason, ScalingRule};
 
 /// One rate limit: at most `value` units, or `value` percent of the size at the start of the
 /// period, per `period`.
@@ -113,6 +114,17 @@ impl Behavior {
                     period: Duration::from_secs(15),
                 },
             ],
+            select: SelectPolicy::Max,
+            tolerance_ppm: 100_000,
+        }
+    }
+
+    /// No stabilisation and no rate limit, with Kubernetes' 10% tolerance: the rule then
+    /// acts on each recommendation at once (bounds still apply).
+    pub fn immediate() -> Behavior {
+        Behavior {
+            stabilization: Duration::ZERO,
+            policies: Vec::new(),
             select: SelectPolicy::Max,
             tolerance_ppm: 100_000,
         }
@@ -217,6 +229,23 @@ impl ScalingState {
             changes: Ring::with_capacity(window),
         }
     }
+
+    /// Seeds the stabilisation window with a recommendation made at `at` (by an earlier
+    /// process, or recorded by Kubernetes' controller), so that a restarted autoscaler keeps
+    /// honouring its window. Seed in time order, before the first decision.
+    pub fn record_recommendation(&mut self, at: Timestamp, replicas: u64) {
+        self.recommendations.push(at, replicas);
+    }
+
+    /// Seeds the rate limits' memory with a change of `delta` replicas made at `at`.
+    pub fn record_change(&mut self, at: Timestamp, delta: i64) {
+        self.changes.push(at, delta);
+    }
+
+    /// The remembered recommendations, oldest first: what to persist to seed a later state.
+    pub fn recommendations(&self) -> impl Iterator<Item = (Timestamp, u64)> + '_ {
+        self.recommendations.iter().copied()
+    }
 }
 
 const DEFAULT_WINDOW: usize = 64;
@@ -231,14 +260,6 @@ pub struct ThresholdScaling {
     up: Behavior,
     down: Behavior,
     window: usize,
-}
-
-fn ceil_div(numerator: i128, denominator: i128) -> i128 {
-    (numerator + denominator - 1).div_euclid(denominator)
-}
-
-fn to_u64(value: i128) -> u64 {
-    u64::try_from(value.max(0)).unwrap_or(u64::MAX)
 }
 
 impl ThresholdScaling {
@@ -297,19 +318,15 @@ impl ThresholdScaling {
         self.target
     }
 
+    /// The replica calculation this rule's tolerances make.
+    pub fn calculator(&self) -> ReplicaCalculator {
+        ReplicaCalculator::new().with_tolerance(self.up.tolerance_ppm, self.down.tolerance_ppm)
+    }
+
     /// The size the metric alone asks for, and whether it lies within tolerance.
     fn raw(&self, current: u64, metric: Quantity) -> (u64, bool) {
-        let (c, t) = (
-            i128::from(metric.as_milli()),
-            i128::from(self.target.as_milli()),
-        );
-        let million = 1_000_000i128;
-        let above = c * million > t * (million + i128::from(self.up.tolerance_ppm));
-        let below = c * million < t * (million - i128::from(self.down.tolerance_ppm));
-        if current == 0 || (!above && !below) {
-            return (current, true);
-        }
-        (to_u64(ceil_div(i128::from(current) * c, t)), false)
+        let count = self.calculator().for_average(current, metric, self.target);
+        (count.replicas, count.reason != ReplicaReason::Scaled)
     }
 
     /// Decides the size for `current` units observing `metric` at `now`, and remembers the
@@ -322,6 +339,32 @@ impl ThresholdScaling {
         metric: Quantity,
     ) -> Decision {
         self.settle(state, now, current, metric, metric, Reason::Metric)
+    }
+
+    /// Decides the size for `current` replicas from one sample per pod, with Kubernetes'
+    /// handling of unready pods and pods without metrics (see [`ReplicaCalculator`]), the
+    /// rule's target read as `target` says (a utilisation percentage of the pods' requests,
+    /// or an average value per pod); then stabilisation, rate limits and bounds as for
+    /// [`recommend`](Self::recommend). The decision's `metric` is the usage over the ready
+    /// pods. Fails as [`ReplicaCalculator::for_pods`] does, changing nothing in `state`.
+    pub fn recommend_pods(
+        &self,
+        state: &mut ScalingState,
+        now: Timestamp,
+        current: u64,
+        target: PodTarget,
+        pods: &[PodSample],
+    ) -> Result<Decision, Error> {
+        let count = self.calculator().for_pods(current, target, pods)?;
+        let within = count.reason != ReplicaReason::Scaled;
+        Ok(self.settle_raw(
+            state,
+            now,
+            current,
+            (count.usage, count.usage),
+            (count.replicas, within),
+            Reason::Metric,
+        ))
     }
 
     /// The threshold rule applied to `acted_on` (the observation, or an estimate from it)
@@ -342,7 +385,21 @@ impl ThresholdScaling {
         } else {
             estimated
         };
-        let (raw, within) = self.raw(current, acted_on);
+        let raw = self.raw(current, acted_on);
+        self.settle_raw(state, now, current, (metric, acted_on), raw, because)
+    }
+
+    /// Stabilisation, rate limits and bounds applied to the raw recommendation `raw` (and
+    /// whether it was within tolerance), remembered in `state`.
+    fn settle_raw(
+        &self,
+        state: &mut ScalingState,
+        now: Timestamp,
+        current: u64,
+        (metric, acted_on): (Quantity, Quantity),
+        (raw, within): (u64, bool),
+        because: Reason,
+    ) -> Decision {
         state.recommendations.push(now, raw);
         // Stabilisation, as Kubernetes does it: the lowest recommendation of the up window
         // bounds a rise, the highest of the down window bounds a fall. A window can only

@@ -3,4 +3,5 @@
 
 mod autoscaler;
 mod predictive;
+mod replicas;
 mod threshold;
