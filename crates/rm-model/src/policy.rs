@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::event::Event;
 use crate::ledger::{LedgerError, ReservationLedger};
-use crate::reservation::{Reservation, ReservationRequest};
+use crate::reservation::{Reservation, ReservationId, ReservationRequest};
 
 /// Why a request was refused, as a stable machine-readable code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -232,6 +232,17 @@ pub trait AllocationPolicy: Send + Sync {
         let _ = request;
     }
 
+    /// When [`admit`](Self::admit) refuses `request` for quota that ending some of the
+    /// `active` holds would give back (Kueue's reclaim within a cohort, or preemption within a
+    /// queue): those holds, in the order to end them, a minimal set with which `admit` would
+    /// accept the request. Empty when nothing may be reclaimed for it. It only answers; the
+    /// caller ends the holds (and may still need room on a resource). The default reclaims
+    /// nothing.
+    fn reclaim(&self, request: &ReservationRequest, active: &[Reservation]) -> Vec<ReservationId> {
+        let _ = (request, active);
+        Vec::new()
+    }
+
     /// Admits and reserves: the seed's `policy.allocate(allocator, requester_id, requirements)`.
     /// Gives the request an id when it has none (so that an admission can be tracked and
     /// withdrawn), and withdraws the admission when the ledger refuses.
@@ -288,6 +299,9 @@ macro_rules! forward_policy {
             }
             fn withdraw(&self, request: &ReservationRequest) {
                 (**self).withdraw(request)
+            }
+            fn reclaim(&self, request: &ReservationRequest, active: &[Reservation]) -> Vec<ReservationId> {
+                (**self).reclaim(request, active)
             }
             fn allocate(&self, ledger: &dyn ReservationLedger, request: &ReservationRequest, now: Timestamp) -> AllocationResult {
                 (**self).allocate(ledger, request, now)

@@ -4,7 +4,10 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use rm_model::{Admission, AllocationPolicy, Event, PendingRequest, ReservationRequest, Timestamp};
+use rm_model::{
+    Admission, AllocationPolicy, Event, PendingRequest, Reservation, ReservationId,
+    ReservationRequest, Timestamp,
+};
 
 /// Several policies as one: a request is admitted when every policy admits it (the first
 /// refusal is the answer, and earlier admissions are withdrawn); waiting requests are ordered
@@ -116,5 +119,14 @@ impl AllocationPolicy for ComposedPolicy {
         for policy in &self.policies {
             policy.withdraw(request);
         }
+    }
+
+    /// What the first policy with something to reclaim for the request would reclaim.
+    fn reclaim(&self, request: &ReservationRequest, active: &[Reservation]) -> Vec<ReservationId> {
+        self.policies
+            .iter()
+            .map(|policy| policy.reclaim(request, active))
+            .find(|victims| !victims.is_empty())
+            .unwrap_or_default()
     }
 }

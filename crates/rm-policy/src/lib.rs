@@ -95,7 +95,10 @@ pub use compose::ComposedPolicy;
 pub use error::Error;
 pub use fair::{FairAllocationPolicy, WeightedAllocationPolicy};
 pub use priority::{Aging, PriorityAllocationPolicy};
-pub use quota::{QuotaAllocationPolicy, QuotaGroup, QuotaLimit, ResourceQuota};
+pub use quota::{
+    QuotaAllocationPolicy, QuotaGroup, QuotaLimit, QuotaPreemption, ReclaimWithinCohort,
+    ResourceQuota, WithinGroup,
+};
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)

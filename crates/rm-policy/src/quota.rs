@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use rm_model::{
-    Admission, AllocationPolicy, Event, EventKind, Quantity, Refusal, RefusalReason, RequesterId,
-    ReservationId, ReservationRequest, ResourceType, Timestamp, Unit,
+    Admission, AllocationPolicy, Event, EventKind, Priority, Quantity, Refusal, RefusalReason,
+    RequesterId, Reservation, ReservationId, ReservationRequest, ResourceType, Timestamp, Unit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,59 @@ impl QuotaGroup {
     }
 }
 
+/// Which holds of its cohort a request may end to get back quota lent out: Kueue's
+/// `reclaimWithinCohort`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReclaimWithinCohort {
+    /// None (Kueue's default): a lender waits until borrowers give back.
+    #[default]
+    Never,
+    /// Holds of borrowing groups with a lower priority than the request.
+    LowerPriority,
+    /// Holds of borrowing groups, whatever their priority.
+    Any,
+}
+
+/// Which holds of its own group a request may end to fit its group's quota: Kueue's
+/// `withinClusterQueue`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WithinGroup {
+    /// None (Kueue's default).
+    #[default]
+    Never,
+    /// Holds of the same group with a lower priority than the request.
+    LowerPriority,
+}
+
+/// What a request refused for quota may end to be admitted, as Kueue's cluster-queue
+/// `preemption` settings: reclaim from groups of its cohort that borrow, and preempt within its
+/// own group. Candidates are ordered as Kueue orders them (borrowing groups' holds first, then
+/// lower priority first, then the most recently granted first), taken until the request fits,
+/// then each one not needed is spared, so the set is minimal. A group that no longer borrows
+/// once some of its holds are taken gives no more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaPreemption {
+    /// Holds of borrowing groups in the cohort.
+    pub reclaim_within_cohort: ReclaimWithinCohort,
+    /// Holds of the request's own group.
+    pub within_group: WithinGroup,
+}
+
+/// A hold a request may end, in Kueue's order: holds of other (borrowing) groups first, then
+/// lower priority, then the most recently granted (by time, then fencing token); with its index among the active holds and
+/// the cohort member whose borrowing it is (none for the request's own group).
+type Candidate = (
+    bool,
+    Priority,
+    std::cmp::Reverse<(Timestamp, rm_model::FencingToken)>,
+    usize,
+    Option<usize>,
+);
+
+#[derive(Clone)]
 struct Node {
     group: QuotaGroup,
     parent: Option<usize>,
@@ -149,30 +202,43 @@ impl Node {
         self.usage.get(resource_type).copied().unwrap_or_default()
     }
 
-    /// What siblings may borrow from this group's idle guaranteed share now.
-    fn lendable(&self, resource_type: &ResourceType) -> i128 {
+    /// The part of its share the group lends to its cohort's pool (all of it without a
+    /// lending limit; Kueue's `lendingLimit`).
+    fn lent_to_pool(&self, resource_type: &ResourceType) -> i128 {
         let Some(guaranteed) = self.group.guaranteed.get(resource_type) else {
             return 0;
         };
-        let idle = (guaranteed.base() - self.used(resource_type)).max(0);
-        let limit = self
-            .group
+        let share = guaranteed.base();
+        self.group
             .lending_limit
             .as_ref()
-            .map_or(Some(idle), |l| l.get(resource_type).map(QuotaLimit::base))
-            .unwrap_or(idle);
-        idle.min(limit)
+            .and_then(|l| l.get(resource_type))
+            .map_or(share, |l| l.base().clamp(0, share))
     }
 
-    fn borrowed(&self, resource_type: &ResourceType) -> i128 {
+    /// The part of its share the group keeps for itself: what it does not lend.
+    fn kept(&self, resource_type: &ResourceType) -> i128 {
         self.group
             .guaranteed
             .get(resource_type)
-            .map_or(0, |g| (self.used(resource_type) - g.base()).max(0))
+            .map_or(0, |g| g.base() - self.lent_to_pool(resource_type))
+    }
+
+    /// What the group uses of its cohort's pool: its usage beyond the part it keeps.
+    fn drawn_from_pool(&self, resource_type: &ResourceType) -> i128 {
+        (self.used(resource_type) - self.kept(resource_type)).max(0)
+    }
+
+    /// Whether the group uses more than its share, taking from its cohort.
+    fn borrows(&self, resource_type: &ResourceType) -> bool {
+        self.group
+            .guaranteed
+            .get(resource_type)
+            .is_some_and(|g| self.used(resource_type) > g.base())
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct State {
     nodes: Vec<Node>,
     by_name: HashMap<String, usize>,
@@ -180,6 +246,7 @@ struct State {
     requester_limits: HashMap<RequesterId, ResourceQuota>,
     requester_usage: HashMap<RequesterId, Demand>,
     charges: HashMap<ReservationId, (RequesterId, Demand)>,
+    preemption: QuotaPreemption,
 }
 
 impl State {
@@ -217,19 +284,21 @@ impl State {
                 }
             }
         }
-        for node in self.path(requester) {
+        let path = self.path(requester);
+        // Each group's own limits first (a root's share is a hard cap; a child may borrow up
+        // to its borrowing limit), then each cohort's pool.
+        for &node in &path {
             let group = &self.nodes[node];
             for (resource_type, amount) in asked {
                 let Some(guaranteed) = group.group.guaranteed.get(resource_type) else {
                     continue;
                 };
-                let after = group.used(resource_type) + amount;
-                let over = after - guaranteed.base();
+                let over = group.used(resource_type) + amount - guaranteed.base();
                 if over <= 0 {
                     continue;
                 }
                 let name = &group.group.name;
-                let Some(parent) = group.parent else {
+                if group.parent.is_none() {
                     return Err(Refusal::new(
                         RefusalReason::QuotaExceeded,
                         format!(
@@ -239,7 +308,7 @@ impl State {
                             guaranteed.show(*amount)
                         ),
                     ));
-                };
+                }
                 if let Some(limit) = group
                     .group
                     .borrowing_limit
@@ -256,29 +325,155 @@ impl State {
                         ),
                     ));
                 }
-                // Across the cohort, what is borrowed never exceeds what is lent.
-                let siblings = (0..self.nodes.len())
-                    .filter(|&s| s != node && self.nodes[s].parent == Some(parent));
-                let (mut lendable, mut borrowed) = (0i128, over);
-                for sibling in siblings {
-                    lendable += self.nodes[sibling].lendable(resource_type);
-                    borrowed += self.nodes[sibling].borrowed(resource_type);
+            }
+        }
+        for &node in &path {
+            let group = &self.nodes[node];
+            let Some(parent) = group.parent else {
+                continue;
+            };
+            for (resource_type, amount) in asked {
+                let Some(guaranteed) = group.group.guaranteed.get(resource_type) else {
+                    continue;
+                };
+                // What the group adds to its cohort's pool: usage beyond the part of its
+                // share it does not lend. Within that part it never waits for the pool.
+                let kept = group.kept(resource_type);
+                let before = (group.used(resource_type) - kept).max(0);
+                let after = (group.used(resource_type) + amount - kept).max(0);
+                if after <= before {
+                    continue;
                 }
-                if borrowed > lendable {
+                let (mut pool, mut drawn) = (0i128, after - before);
+                for member in self.cohort(parent, resource_type) {
+                    pool += self.nodes[member].lent_to_pool(resource_type);
+                    drawn += self.nodes[member].drawn_from_pool(resource_type);
+                }
+                if drawn > pool {
                     return Err(Refusal::new(
                         RefusalReason::BorrowingLimitExceeded,
                         format!(
-                            "lending limits in group {} for {resource_type}: group {name} would borrow {}, its siblings lend {} of which {} is borrowed",
+                            "lending limits in group {} for {resource_type}: group {} would use {} of the cohort's {}, of which {} is in use",
                             self.nodes[parent].group.name,
-                            guaranteed.show(over),
-                            guaranteed.show(lendable),
-                            guaranteed.show(borrowed - over)
+                            group.group.name,
+                            guaranteed.show(after - before),
+                            guaranteed.show(pool),
+                            guaranteed.show(drawn - (after - before))
                         ),
                     ));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The children of `parent` that have a share of `resource_type`: one cohort's members.
+    fn cohort<'a>(
+        &'a self,
+        parent: usize,
+        resource_type: &'a ResourceType,
+    ) -> impl Iterator<Item = usize> + 'a {
+        (0..self.nodes.len()).filter(move |&m| {
+            self.nodes[m].parent == Some(parent)
+                && self.nodes[m].group.guaranteed.get(resource_type).is_some()
+        })
+    }
+
+    /// The holds `request` may end so that [`check`](Self::check) admits it (see
+    /// [`QuotaPreemption`]); empty when none may be ended or ending them cannot help.
+    fn reclaim(&self, request: &ReservationRequest, active: &[Reservation]) -> Vec<ReservationId> {
+        let asked = demand::of_request(request);
+        let Some(&own) = self.member_of.get(&request.requester) else {
+            return Vec::new();
+        };
+        if self.check(&request.requester, &asked).is_ok() {
+            return Vec::new();
+        }
+        let rules = self.preemption;
+        let cohort = self.nodes[own].parent;
+        let shares_a_type =
+            |demand: &Demand| asked.keys().any(|t| demand.get(t).is_some_and(|v| *v > 0));
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for (index, hold) in active.iter().enumerate() {
+            if Some(&hold.id) == request.id.as_ref() || !hold.state.holds_capacity() {
+                continue;
+            }
+            let Some((holder, demand)) = self.charges.get(&hold.id) else {
+                continue;
+            };
+            if !shares_a_type(demand) {
+                continue;
+            }
+            let lower = hold.priority < request.priority;
+            let path = self.path(holder);
+            let entry = if path.first() == Some(&own) {
+                let allowed = match rules.within_group {
+                    WithinGroup::Never => false,
+                    WithinGroup::LowerPriority => lower,
+                };
+                allowed.then_some((false, None))
+            } else {
+                let member = path
+                    .iter()
+                    .copied()
+                    .find(|&n| n != own && cohort.is_some() && self.nodes[n].parent == cohort);
+                let allowed = match rules.reclaim_within_cohort {
+                    ReclaimWithinCohort::Never => false,
+                    ReclaimWithinCohort::LowerPriority => lower,
+                    ReclaimWithinCohort::Any => true,
+                };
+                member.filter(|_| allowed).map(|m| (true, Some(m)))
+            };
+            if let Some((other, member)) = entry {
+                candidates.push((
+                    !other,
+                    hold.priority,
+                    std::cmp::Reverse((hold.created_at, hold.fencing_token)),
+                    index,
+                    member,
+                ));
+            }
+        }
+        candidates.sort();
+        let mut sim = self.clone();
+        let mut taken: Vec<(ReservationId, RequesterId, Demand)> = Vec::new();
+        let mut fits = false;
+        for (_, _, _, index, member) in candidates {
+            if let Some(member) = member
+                && !asked.keys().any(|t| sim.nodes[member].borrows(t))
+            {
+                continue;
+            }
+            let id = &active[index].id;
+            let Some((holder, demand)) = sim.charges.get(id).cloned() else {
+                continue;
+            };
+            sim.uncharge(id);
+            taken.push((id.clone(), holder, demand));
+            if sim.check(&request.requester, &asked).is_ok() {
+                fits = true;
+                break;
+            }
+        }
+        if !fits {
+            return Vec::new();
+        }
+        // Spare every hold the request fits without, the last taken excepted.
+        let mut victims = vec![true; taken.len()];
+        for i in (0..taken.len().saturating_sub(1)).rev() {
+            let (id, holder, demand) = &taken[i];
+            sim.charge(id.clone(), holder, demand.clone());
+            if sim.check(&request.requester, &asked).is_ok() {
+                victims[i] = false;
+            } else {
+                sim.uncharge(id);
+            }
+        }
+        taken
+            .into_iter()
+            .zip(victims)
+            .filter_map(|((id, _, _), victim)| victim.then_some(id))
+            .collect()
     }
 
     fn apply(&mut self, requester: &RequesterId, amounts: &Demand, sign: i128) {
@@ -386,6 +581,11 @@ impl QuotaAllocationPolicy {
         Ok(())
     }
 
+    /// What a request refused for quota may end to be admitted (Kueue's defaults: nothing).
+    pub fn set_preemption(&self, preemption: QuotaPreemption) {
+        self.state().preemption = preemption;
+    }
+
     /// Sets a requester's hard limits.
     pub fn set_requester_quota(&self, requester: RequesterId, quota: ResourceQuota) {
         self.state().requester_limits.insert(requester, quota);
@@ -452,6 +652,10 @@ impl AllocationPolicy for QuotaAllocationPolicy {
         if let Some(id) = &request.id {
             self.state().uncharge(id);
         }
+    }
+
+    fn reclaim(&self, request: &ReservationRequest, active: &[Reservation]) -> Vec<ReservationId> {
+        self.state().reclaim(request, active)
     }
 
     fn observe(&self, event: &Event) {

@@ -1,5 +1,6 @@
 //! Integration tests of the policies, one module per policy, on the reference ledger.
 
+mod cohorts;
 mod compose;
 mod drf;
 mod first;
