@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rm_model::{ContentionStrategy, PriorityClass, Quantity, RequesterId, Resource, ResourceType};
-use rm_policy::{QuotaGroup, ResourceQuota};
+use rm_policy::{QuotaGroup, QuotaPreemption, ResourceQuota};
 use rm_scale::Behavior;
 use rm_validate::LimitRange;
 use serde::{Deserialize, Serialize};
@@ -173,6 +173,11 @@ pub struct QuotaSettings {
     pub assign: BTreeMap<RequesterId, String>,
     /// Hard limits of single requesters.
     pub requesters: BTreeMap<RequesterId, ResourceQuota>,
+    /// What a request refused for quota may end to be admitted, as Kueue's cluster-queue
+    /// `preemption` (`reclaim_within_cohort`: `never`, `lower-priority` or `any`;
+    /// `within_group`: `never` or `lower-priority`). Kueue's defaults: nothing. Applies to
+    /// requesters whose priority class may preempt.
+    pub preemption: QuotaPreemption,
 }
 
 /// Weights for weighted fair sharing.

@@ -618,7 +618,13 @@ impl ResourceManager {
         if let Some(policy) = &inner.policy
             && let Admission::Refuse(refusal) = policy.admit(request, inner.clock.now())
         {
-            return Err(self.refused(request, refusal, None));
+            let reclaimed = resolve && self.reclaim(&**policy, request)?;
+            if !reclaimed {
+                return Err(self.refused(request, refusal, None));
+            }
+            if let Admission::Refuse(refusal) = policy.admit(request, inner.clock.now()) {
+                return Err(self.refused(request, refusal, None));
+            }
         }
         let cause = match inner.ledger.reserve(request) {
             Ok(reservation) => return Ok(reservation),
@@ -652,6 +658,41 @@ impl ResourceManager {
                 explanation: resolution.explanation,
             }),
         }
+    }
+
+    /// Ends the holds the policy names for a request it refused for quota lent out or held
+    /// by lower priorities (Kueue's reclaim within a cohort and preemption within a queue),
+    /// when the requester's priority class may preempt. Returns whether any hold was ended;
+    /// the victims are ended at once (the quota is the request's own), and the ledger's
+    /// events return their quota before the request is admitted again.
+    fn reclaim(
+        &self,
+        policy: &dyn AllocationPolicy,
+        request: &ReservationRequest,
+    ) -> Result<bool, Error> {
+        let inner = &*self.inner;
+        let may_preempt = inner.priority.as_ref().map_or(true, |p| {
+            p.preemption_policy(&request.requester) != rm_model::PreemptionPolicy::Never
+        });
+        if !may_preempt {
+            return Ok(false);
+        }
+        let snapshot = inner.ledger.snapshot()?;
+        let victims = policy.reclaim(request, &snapshot.active);
+        let mut ended = false;
+        for victim in &victims {
+            match inner.ledger.preempt(victim, request.id.as_ref()) {
+                Ok(_) => ended = true,
+                // Ended meanwhile: its quota is back already.
+                Err(
+                    LedgerError::InvalidState { .. }
+                    | LedgerError::Expired { .. }
+                    | LedgerError::UnknownReservation { .. },
+                ) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(ended)
     }
 
     fn withdraw(&self, request: &ReservationRequest) {

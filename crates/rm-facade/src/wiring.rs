@@ -271,6 +271,7 @@ fn quota(config: &Config, problems: &mut Problems) -> QuotaAllocationPolicy {
     for (requester, quota) in &config.quotas.requesters {
         policy.set_requester_quota(requester.clone(), quota.clone());
     }
+    policy.set_preemption(config.quotas.preemption);
     policy
 }
 

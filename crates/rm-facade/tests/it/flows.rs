@@ -389,3 +389,82 @@ fn eight_threads_wait_and_release_through_the_manager() {
     assert!(snapshot.active.is_empty());
     assert!(snapshot.audit().is_clean());
 }
+
+/// Kueue's reclaim through the facade: three teams of 10 cores in one cohort on a full
+/// 30-core node. `c` holds its own 10 at priority 0, `b` holds 20 (10 borrowed) at priority
+/// 5; `a` asks for its own 10 at priority 10. With reclaim allowed, the borrower gives back
+/// and `c` keeps its own; with Kueue's defaults, `a` is refused and nobody is preempted.
+#[test]
+fn quota_lent_out_is_reclaimed_from_the_borrower_not_from_a_lower_priority_owner() {
+    let config = |preemption: &str| {
+        one_node(
+            30,
+            &format!(
+                r#"
+                [policy]
+                order = ["quota", "priority"]
+                [[quotas.groups]]
+                name = "cohort"
+                [[quotas.groups]]
+                name = "a"
+                parent = "cohort"
+                guaranteed = {{ compute = {{ amount = 10, unit = "cores" }} }}
+                [[quotas.groups]]
+                name = "b"
+                parent = "cohort"
+                guaranteed = {{ compute = {{ amount = 10, unit = "cores" }} }}
+                [[quotas.groups]]
+                name = "c"
+                parent = "cohort"
+                guaranteed = {{ compute = {{ amount = 10, unit = "cores" }} }}
+                [quotas.assign]
+                a = "a"
+                b = "b"
+                c = "c"
+                {preemption}
+                [contention]
+                default = "preempt"
+                [manager]
+                wait_timeout_ms = 20
+                "#
+            ),
+        )
+    };
+    let at = |who: &str, amount: i32, priority: i32| {
+        cores(who, amount).with_priority(rm_model::Priority(priority))
+    };
+    let manager = ResourceManager::from_config(config(
+        "[quotas.preemption]\nreclaim_within_cohort = \"any\"\nwithin_group = \"lower-priority\"",
+    ))
+    .unwrap();
+    let c = manager.reserve(&at("c", 10, 0)).unwrap();
+    let b1 = manager.reserve(&at("b", 10, 5)).unwrap();
+    let b2 = manager.reserve(&at("b", 10, 5)).unwrap();
+    let a = manager.reserve(&at("a", 10, 10)).unwrap();
+    assert_eq!(a.items[0].amount, Quantity::from(10));
+    let state = |id| manager.get(id).unwrap().state;
+    assert_eq!(
+        state(&c.id),
+        rm_model::ReservationState::Pending,
+        "the owner keeps its own"
+    );
+    assert_eq!(state(&b1.id), rm_model::ReservationState::Pending);
+    assert_eq!(
+        state(&b2.id),
+        rm_model::ReservationState::Preempted,
+        "the newest borrowing hold"
+    );
+    assert_eq!(manager.monitor().ended().preempted, 1);
+    assert!(manager.snapshot().unwrap().audit().is_clean());
+
+    // Kueue's defaults: no reclaim, and no over-commit either.
+    let manager = ResourceManager::from_config(config("")).unwrap();
+    manager.reserve(&at("c", 10, 0)).unwrap();
+    manager.reserve(&at("b", 20, 5)).unwrap();
+    let refused = manager.reserve(&at("a", 10, 10)).unwrap_err();
+    assert_eq!(
+        refused.refusal().unwrap().reason,
+        RefusalReason::BorrowingLimitExceeded
+    );
+    assert_eq!(manager.monitor().ended().preempted, 0);
+}
