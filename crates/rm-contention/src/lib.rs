@@ -87,7 +87,8 @@ pub use backfill::{Amounts, Running, backfill_allows, shadow_time};
 pub use deadlock::WaitForGraph;
 pub use detect::{ContentionReport, ResourceContention, TypeContention, detect};
 pub use preempt::{
-    GracefulPreemption, PreemptionError, PreemptionPlan, VictimNotifier, plan_preemption,
+    DisruptionBudget, GracefulPreemption, PreemptionError, PreemptionPlan, VictimNotifier,
+    plan_preemption, plan_preemption_with,
 };
 pub use resolver::{PreemptionPolicyOf, Resolver, ResolverError, ShrinkNotifier};
 pub use wait::{HeadOfLine, Ticket, WaitError, WaitQueue, Wakeup};

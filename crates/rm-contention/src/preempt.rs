@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rm_model::{
     LedgerError, LedgerSnapshot, PreemptionPolicy, Priority, Reservation, ReservationId,
     ReservationLedger, ReservationRequest, ReservationState, Resource, ResourceName, ResourceType,
-    Timestamp,
+    Selector, Timestamp,
 };
 
 /// The holds to end on one resource so that a request fits there.
@@ -20,13 +20,14 @@ pub struct PreemptionPlan {
 }
 
 impl PreemptionPlan {
-    /// The highest priority among the victims.
+    /// The highest priority among the victims ([`Priority`]'s lowest value when there are
+    /// none, so that a plan without victims ranks before any plan with some).
     pub fn highest_priority(&self) -> Priority {
         self.victims
             .iter()
             .map(|v| v.priority)
             .max()
-            .unwrap_or_default()
+            .unwrap_or(Priority(i32::MIN))
     }
 }
 
@@ -50,9 +51,23 @@ pub enum PreemptionError {
     },
 }
 
-/// How plans compare, lowest first: the highest victim priority, the number of victims, and
-/// the latest victim start reversed (more recent is better).
-type Rank = (Priority, usize, std::cmp::Reverse<Timestamp>);
+/// At most `max_disruptions` of the holds `selector` selects may be ended by one preemption:
+/// Kubernetes' PodDisruptionBudget, as the scheduler's preemption honours it (a plan that
+/// breaks a budget is chosen only when every other plan breaks more).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// The holds it covers (by requester and the request's labels).
+    pub selector: Selector,
+    /// How many of them one preemption may end.
+    pub max_disruptions: u32,
+}
+
+/// How plans compare, lowest first, as kube-scheduler's `pickOneNodeForPreemption`: the
+/// fewest budget violations, the lowest highest victim priority, the smallest sum of victim
+/// priorities (each offset by 2³¹, as Kubernetes does, so that negative priorities count),
+/// the fewest victims, then the latest earliest start among the highest-priority victims.
+type Rank = (usize, Priority, i64, usize, std::cmp::Reverse<Timestamp>);
 
 /// What `request` needs of each type on `resource`, in thousandths of the resource's units,
 /// or `None` when the resource cannot hold every requirement.
@@ -72,15 +87,30 @@ fn needs(request: &ReservationRequest, resource: &Resource) -> Option<BTreeMap<R
     Some(needed)
 }
 
-/// The cheapest set of victims on each resource, then the best resource: the lowest highest
-/// victim priority, then the fewest victims, then the most recently started victims
-/// (Kubernetes' order). Only preemptible holds of strictly lower priority are victims; a
-/// request whose `policy` is `Never` never preempts. The request's requirements must all land
-/// on one resource (co-located), which is the resource returned.
+/// [`plan_preemption_with`] without disruption budgets.
 pub fn plan_preemption(
     request: &ReservationRequest,
     policy: PreemptionPolicy,
     snapshot: &LedgerSnapshot,
+) -> Result<PreemptionPlan, PreemptionError> {
+    plan_preemption_with(request, policy, snapshot, &[])
+}
+
+/// The cheapest set of victims on each resource, then the best resource, as kube-scheduler
+/// chooses. On each resource, every lower-priority preemptible hold is a candidate; the
+/// candidates are spared from the most important down (highest priority, then earliest
+/// start), those whose end would break a `budgets` entry first, and what cannot be spared are
+/// the victims. A resource that needs no victims wins at once; otherwise the order of
+/// [`Rank`]: fewest budget violations, lowest highest victim priority, smallest sum of victim
+/// priorities, fewest victims, latest earliest start among the highest-priority victims, and
+/// the first registered. Only preemptible holds of strictly lower priority are victims; a
+/// request whose `policy` is `Never` never preempts. The request's requirements must all land
+/// on one resource (co-located), which is the resource returned.
+pub fn plan_preemption_with(
+    request: &ReservationRequest,
+    policy: PreemptionPolicy,
+    snapshot: &LedgerSnapshot,
+    budgets: &[DisruptionBudget],
 ) -> Result<PreemptionPlan, PreemptionError> {
     if policy == PreemptionPolicy::Never {
         return Err(PreemptionError::NeverPreempts {
@@ -112,55 +142,89 @@ pub fn plan_preemption(
                 (!frees.is_empty()).then_some((r, frees))
             })
             .collect();
-        let fits = |chosen: &[&(&Reservation, BTreeMap<&ResourceType, i64>)]| {
+        // Most important first: the order in which candidates are spared.
+        candidates.sort_by_key(|(r, _)| (std::cmp::Reverse(r.priority), r.created_at));
+        let fits = |ended: &[bool]| {
             needed.iter().all(|(resource_type, amount)| {
-                let freed: i64 = chosen
+                let freed: i64 = candidates
                     .iter()
-                    .map(|(_, f)| f.get(resource_type).copied().unwrap_or(0))
+                    .zip(ended)
+                    .filter(|(_, e)| **e)
+                    .map(|((_, f), _)| f.get(resource_type).copied().unwrap_or(0))
                     .sum();
                 free(resource_type).saturating_add(freed) >= *amount
             })
         };
-        let all: Vec<_> = candidates.iter().collect();
-        if !fits(&all) {
+        if fits(&vec![false; candidates.len()]) {
+            // Kubernetes takes a node that needs no victims at once.
+            return Ok(PreemptionPlan {
+                resource: resource.name().clone(),
+                victims: Vec::new(),
+            });
+        }
+        if !fits(&vec![true; candidates.len()]) {
             continue;
         }
-        // Start from every candidate, then spare as many as possible, highest priority (and,
-        // among equals, earliest started) first: what remains are the victims.
-        candidates.sort_by_key(|(r, _)| (std::cmp::Reverse(r.priority), r.created_at));
-        let mut victims: Vec<bool> = vec![true; candidates.len()];
-        for i in 0..candidates.len() {
-            victims[i] = false;
-            let chosen: Vec<_> = candidates
-                .iter()
-                .zip(&victims)
-                .filter(|(_, v)| **v)
-                .map(|(c, _)| c)
-                .collect();
-            if !fits(&chosen) {
-                victims[i] = true;
+        // Those whose end would break a budget are spared first.
+        let mut allowed: Vec<i64> = budgets
+            .iter()
+            .map(|b| i64::from(b.max_disruptions))
+            .collect();
+        let violating: Vec<bool> = candidates
+            .iter()
+            .map(|(r, _)| {
+                let mut breaks = false;
+                for (budget, left) in budgets.iter().zip(allowed.iter_mut()) {
+                    if budget.selector.selects(&r.requester, &r.labels) {
+                        *left -= 1;
+                        breaks |= *left < 0;
+                    }
+                }
+                breaks
+            })
+            .collect();
+        let mut ended: Vec<bool> = vec![true; candidates.len()];
+        let order = (0..candidates.len())
+            .filter(|&i| violating[i])
+            .chain((0..candidates.len()).filter(|&i| !violating[i]));
+        for i in order {
+            ended[i] = false;
+            if !fits(&ended) {
+                ended[i] = true;
             }
         }
-        let chosen: Vec<Reservation> = candidates
+        let violations = (0..candidates.len())
+            .filter(|&i| ended[i] && violating[i])
+            .count();
+        let victims: Vec<Reservation> = candidates
             .iter()
-            .zip(&victims)
-            .filter(|(_, v)| **v)
+            .zip(&ended)
+            .filter(|(_, e)| **e)
             .map(|((r, _), _)| (*r).clone())
             .collect();
         let plan = PreemptionPlan {
             resource: resource.name().clone(),
-            victims: chosen,
+            victims,
         };
-        let latest_start = plan
+        let highest = plan.highest_priority();
+        let sum: i64 = plan
             .victims
             .iter()
+            .map(|v| i64::from(v.priority.0) + (1 << 31))
+            .sum();
+        let earliest_of_highest = plan
+            .victims
+            .iter()
+            .filter(|v| v.priority == highest)
             .map(|v| v.created_at)
-            .max()
+            .min()
             .unwrap_or_default();
         let rank = (
-            plan.highest_priority(),
+            violations,
+            highest,
+            sum,
             plan.victims.len(),
-            std::cmp::Reverse(latest_start),
+            std::cmp::Reverse(earliest_of_highest),
         );
         if best.as_ref().is_none_or(|(_, top)| rank < *top) {
             best = Some((plan, rank));

@@ -12,7 +12,7 @@ use rm_model::{
     Resolution, ResolutionOutcome, ScaleTarget,
 };
 
-use crate::preempt::{GracefulPreemption, VictimNotifier, plan_preemption};
+use crate::preempt::{DisruptionBudget, GracefulPreemption, VictimNotifier, plan_preemption_with};
 use crate::wait::{WaitError, WaitQueue};
 
 /// Why a resolver could not be configured.
@@ -60,6 +60,7 @@ pub struct Resolver {
     notifier: Arc<dyn VictimNotifier>,
     scale: Option<(Arc<dyn ScaleTarget>, Duration)>,
     shrink_notifier: Arc<dyn ShrinkNotifier>,
+    budgets: Vec<DisruptionBudget>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -103,6 +104,7 @@ impl Resolver {
             notifier: Arc::new(Silent),
             scale: None,
             shrink_notifier: Arc::new(Silent),
+            budgets: Vec::new(),
         }
     }
 
@@ -186,6 +188,13 @@ impl Resolver {
         timeout: Duration,
     ) -> Resolver {
         self.scale = Some((target, timeout));
+        self
+    }
+
+    /// Disruption budgets preemption honours as kube-scheduler does (see
+    /// [`plan_preemption_with`]).
+    pub fn with_disruption_budgets(mut self, budgets: Vec<DisruptionBudget>) -> Resolver {
+        self.budgets = budgets;
         self
     }
 
@@ -277,7 +286,7 @@ impl Resolver {
                 };
             }
         };
-        let plan = match plan_preemption(request, policy, &snapshot) {
+        let plan = match plan_preemption_with(request, policy, &snapshot, &self.budgets) {
             Ok(plan) => plan,
             Err(err) => {
                 let before = format!("{err}; falling back to {}: ", self.fallback);

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use rm_contention::DisruptionBudget;
 use rm_model::{ContentionStrategy, PriorityClass, Quantity, RequesterId, Resource, ResourceType};
 use rm_policy::{QuotaGroup, QuotaPreemption, ResourceQuota};
 use rm_scale::Behavior;
@@ -219,6 +220,10 @@ pub struct ContentionSettings {
     pub requesters: BTreeMap<RequesterId, ContentionStrategy>,
     /// How long the `scale` strategy waits for new capacity, in milliseconds.
     pub scale_timeout_ms: u64,
+    /// Disruption budgets preemption honours (Kubernetes' PodDisruptionBudgets): at most
+    /// `max_disruptions` of the holds `selector` selects are ended by one preemption, and
+    /// resources whose victims break no budget are preferred.
+    pub budgets: Vec<DisruptionBudget>,
 }
 
 impl Default for ContentionSettings {
@@ -231,6 +236,7 @@ impl Default for ContentionSettings {
             classes: BTreeMap::new(),
             requesters: BTreeMap::new(),
             scale_timeout_ms: 10_000,
+            budgets: Vec::new(),
         }
     }
 }

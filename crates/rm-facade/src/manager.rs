@@ -411,7 +411,8 @@ fn resolver_from(
             message: err.to_string(),
         }])
     };
-    let mut resolver = Resolver::new(queue, wait_timeout);
+    let mut resolver =
+        Resolver::new(queue, wait_timeout).with_disruption_budgets(settings.budgets.clone());
     if let Some(target) = scale_target {
         resolver =
             resolver.with_scale_target(target, Duration::from_millis(settings.scale_timeout_ms));
@@ -671,7 +672,7 @@ impl ResourceManager {
         request: &ReservationRequest,
     ) -> Result<bool, Error> {
         let inner = &*self.inner;
-        let may_preempt = inner.priority.as_ref().map_or(true, |p| {
+        let may_preempt = inner.priority.as_ref().is_none_or(|p| {
             p.preemption_policy(&request.requester) != rm_model::PreemptionPolicy::Never
         });
         if !may_preempt {

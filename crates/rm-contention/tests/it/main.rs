@@ -5,6 +5,7 @@ mod deadlock;
 mod detect;
 mod handoff;
 mod interleave;
+mod node_order;
 mod preempt;
 mod resolver;
 

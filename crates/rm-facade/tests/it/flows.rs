@@ -468,3 +468,49 @@ fn quota_lent_out_is_reclaimed_from_the_borrower_not_from_a_lower_priority_owner
     );
     assert_eq!(manager.monitor().ended().preempted, 0);
 }
+
+/// A disruption budget from the configuration: preemption spares the holds it covers.
+#[test]
+fn preemption_honours_disruption_budgets_from_the_configuration() {
+    let config = |budgets: &str| {
+        one_node(
+            4,
+            &format!(
+                r#"
+                [contention]
+                default = "preempt"
+                {budgets}
+                "#
+            ),
+        )
+    };
+    let labelled = |who: &str, amount: i32, priority: i32, app: Option<&str>| {
+        let mut labels = rm_model::Labels::new();
+        if let Some(app) = app {
+            labels.insert("app", app).unwrap();
+        }
+        cores(who, amount)
+            .with_priority(rm_model::Priority(priority))
+            .with_labels(labels)
+    };
+    for (budgets, victim) in [
+        ("", "db"),
+        (
+            "[[contention.budgets]]\nselector = { labels = { app = \"db\" } }\nmax_disruptions = 0",
+            "batch",
+        ),
+    ] {
+        let manager = ResourceManager::from_config(config(budgets)).unwrap();
+        let db = manager.reserve(&labelled("db", 2, 1, Some("db"))).unwrap();
+        let batch = manager.reserve(&labelled("batch", 2, 2, None)).unwrap();
+        manager.reserve(&labelled("urgent", 2, 10, None)).unwrap();
+        let preempted: Vec<&str> = [("db", &db), ("batch", &batch)]
+            .into_iter()
+            .filter(|(_, r)| {
+                manager.get(&r.id).unwrap().state == rm_model::ReservationState::Preempted
+            })
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(preempted, [victim], "budgets: {budgets:?}");
+    }
+}
