@@ -38,6 +38,10 @@ fn setup() -> (FairAllocationPolicy, Vec<RequesterId>) {
             );
         }
     }
+    // Every tenant has tasks waiting, more than the bench launches.
+    for tenant in &tenants {
+        policy.set_demand(tenant, u64::MAX / 2);
+    }
     (policy, tenants)
 }
 

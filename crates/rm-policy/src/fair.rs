@@ -28,6 +28,8 @@ struct Tenant {
     last_update: Timestamp,
     /// Its key in the index, when it is in it.
     key: u64,
+    /// Tasks it has waiting: only a tenant with demand is a candidate for the next grant.
+    demand: u64,
 }
 
 #[derive(Default)]
@@ -38,7 +40,7 @@ struct State {
     ids: HashMap<rm_model::RequesterId, usize>,
     names: Vec<rm_model::RequesterId>,
     tenants: Vec<Tenant>,
-    /// Tenants by weighted dominant share, lowest first (without decay only).
+    /// Tenants with demand by weighted dominant share, lowest first (without decay only).
     index: BTreeSet<(u64, usize)>,
     half_life: Option<Duration>,
 }
@@ -70,8 +72,8 @@ impl State {
             history: vec![0.0; self.types.len()],
             last_update: now,
             key: 0,
+            demand: 0,
         });
-        self.index.insert((0, t));
         t
     }
 
@@ -117,7 +119,9 @@ impl State {
         self.index.remove(&old);
         let key = share_key(self.weighted_share(t));
         self.tenants[t].key = key;
-        self.index.insert((key, t));
+        if self.tenants[t].demand > 0 {
+            self.index.insert((key, t));
+        }
     }
 
     fn add(
@@ -268,39 +272,59 @@ impl FairAllocationPolicy {
         (share * 1e9) as i64
     }
 
-    /// The known requester with the lowest weighted dominant share: the DRF decision of
-    /// who is served next (ties go to the requester seen first).
+    /// Sets how many tasks `requester` has waiting. Only requesters with demand are
+    /// candidates for [`next`](Self::next) and [`grant_next`](Self::grant_next): as in DRF's
+    /// progressive filling, an idle user (however low its share) is never the next served.
+    /// (Waiting requests ordered through [`AllocationPolicy::order`] need none of this: they
+    /// are the demand.)
+    pub fn set_demand(&self, requester: &rm_model::RequesterId, tasks: u64) {
+        let mut state = self.state();
+        let t = state.tenant(requester, Timestamp::ZERO);
+        state.tenants[t].demand = tasks;
+        state.reindex(t);
+    }
+
+    /// The requester with demand ([`set_demand`](Self::set_demand)) with the lowest weighted
+    /// dominant share: the DRF decision of who is served next (ties go to the requester seen
+    /// first). `None` when nobody has demand.
     pub fn next(&self, now: Timestamp) -> Option<rm_model::RequesterId> {
         let mut state = self.state();
+        Self::next_in(&mut state, now).map(|t| state.names[t].clone())
+    }
+
+    fn next_in(state: &mut State, now: Timestamp) -> Option<usize> {
         if state.half_life.is_some() {
             for t in 0..state.tenants.len() {
                 state.decay(t, now);
             }
-            let best = (0..state.tenants.len()).min_by(|&a, &b| {
-                state
-                    .weighted_share(a)
-                    .total_cmp(&state.weighted_share(b))
-                    .then(a.cmp(&b))
-            })?;
-            return Some(state.names[best].clone());
+            return (0..state.tenants.len())
+                .filter(|&t| state.tenants[t].demand > 0)
+                .min_by(|&a, &b| {
+                    state
+                        .weighted_share(a)
+                        .total_cmp(&state.weighted_share(b))
+                        .then(a.cmp(&b))
+                });
         }
-        state.index.first().map(|&(_, t)| state.names[t].clone())
+        state.index.first().map(|&(_, t)| t)
     }
 
-    /// Like [`next`](Self::next), and charges the chosen requester `amounts` at once: one
-    /// progressive-filling step.
+    /// Like [`next`](Self::next), and launches one of the chosen requester's tasks at once:
+    /// charges it `amounts` and counts one task less of its demand. One progressive-filling
+    /// step.
     pub fn grant_next(
         &self,
         amounts: &[(ResourceType, Quantity, Unit)],
         now: Timestamp,
     ) -> Option<rm_model::RequesterId> {
         let mut state = self.state();
-        let &(_, t) = state.index.first()?;
+        let t = Self::next_in(&mut state, now)?;
         let requester = state.names[t].clone();
         let mut charged = Demand::new();
         for (resource_type, amount, unit) in amounts {
             *charged.entry(resource_type.clone()).or_default() += unit.to_base_milli(*amount);
         }
+        state.tenants[t].demand -= 1;
         state.add(&requester, &charged, 1, now);
         Some(requester)
     }

@@ -71,6 +71,8 @@ fn releases_lower_a_share_and_decay_forgets_the_past() {
         &Unit::CORES,
         Timestamp::ZERO,
     );
+    policy.set_demand(&a, 1);
+    policy.set_demand(&b, 1);
     let minute = |m: u64| Timestamp::ZERO + std::time::Duration::from_secs(60 * m);
     // Holding half the capacity for a long time converges to a share of one half.
     let share = policy.dominant_share(&a, minute(30));
@@ -109,6 +111,9 @@ fn decisions_among_many_tenants_pick_the_lowest_share() {
             Timestamp::ZERO,
         );
     }
+    for tenant in &tenants {
+        policy.set_demand(tenant, 1_000);
+    }
     let share = |t| policy.dominant_share(t, Timestamp::ZERO);
     let lowest = tenants
         .iter()
@@ -126,4 +131,70 @@ fn decisions_among_many_tenants_pick_the_lowest_share() {
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
     assert!(max - min <= 1.0 / 1000.0 + 1e-12, "{min} {max}");
+}
+
+/// DRF serves only users with tasks waiting: an idle user, however low its share, is never
+/// named next, and a user leaves the running once its tasks are all launched.
+#[test]
+fn only_users_with_demand_are_served_next() {
+    let policy = FairAllocationPolicy::new("drf");
+    policy.set_capacity(ResourceType::Compute, 9.into(), &Unit::CORES);
+    policy.set_capacity(ResourceType::Memory, 18.into(), &Unit::GIB);
+    let (idle, busy) = (requester("idle"), requester("busy"));
+    policy.record(
+        &busy,
+        &ResourceType::Compute,
+        3.into(),
+        &Unit::CORES,
+        Timestamp::ZERO,
+    );
+    policy.record(
+        &idle,
+        &ResourceType::Compute,
+        0.into(),
+        &Unit::CORES,
+        Timestamp::ZERO,
+    );
+    assert_eq!(policy.next(Timestamp::ZERO), None, "nobody has demand");
+    policy.set_demand(&busy, 2);
+    assert_eq!(
+        policy.next(Timestamp::ZERO),
+        Some(busy.clone()),
+        "the idle user is skipped"
+    );
+    let task = [(ResourceType::Compute, 1.into(), Unit::CORES)];
+    assert_eq!(
+        policy.grant_next(&task, Timestamp::ZERO),
+        Some(busy.clone())
+    );
+    assert_eq!(
+        policy.grant_next(&task, Timestamp::ZERO),
+        Some(busy.clone())
+    );
+    assert_eq!(
+        policy.grant_next(&task, Timestamp::ZERO),
+        None,
+        "its tasks are all launched"
+    );
+    // With decay, the same rule.
+    let decayed = FairAllocationPolicy::new("drf")
+        .with_half_life(std::time::Duration::from_secs(60))
+        .unwrap();
+    decayed.set_capacity(ResourceType::Compute, 9.into(), &Unit::CORES);
+    decayed.record(
+        &busy,
+        &ResourceType::Compute,
+        3.into(),
+        &Unit::CORES,
+        Timestamp::ZERO,
+    );
+    decayed.record(
+        &idle,
+        &ResourceType::Compute,
+        0.into(),
+        &Unit::CORES,
+        Timestamp::ZERO,
+    );
+    decayed.set_demand(&busy, 1);
+    assert_eq!(decayed.next(Timestamp::ZERO), Some(busy));
 }
