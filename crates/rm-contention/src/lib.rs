@@ -19,9 +19,18 @@
 //!   `docs/performance.md`). Finding the head costs a logarithm in
 //!   priority order and one pass of the policy's [`first`](rm_model::AllocationPolicy::first)
 //!   under a policy, so thousands may wait.
-//! - [`plan_preemption`] and [`GracefulPreemption`]: victims are lower-priority, preemptible
-//!   holds; the plan takes the lowest highest victim priority, then the fewest victims, then
-//!   the most recently started; victims get one notice and a deadline before they are ended.
+//! - [`plan_preemption`] (and [`plan_preemption_with`] for [`DisruptionBudget`]s) and
+//!   [`GracefulPreemption`]: victims are lower-priority, preemptible holds, spared from the
+//!   most important down (those a budget covers first); among resources, kube-scheduler's
+//!   `pickOneNodeForPreemption` order: a resource that needs no victims at once, then the
+//!   fewest budget violations, the lowest highest victim priority, the smallest sum of victim
+//!   priorities (each offset by 2³¹ as Kubernetes does), the fewest victims, and the latest
+//!   earliest start among the highest-priority victims. Victims get one notice and a
+//!   deadline before they are ended. Unlike Kubernetes, a budget limits disruptions per
+//!   preemption (it does not track holds already disrupted), and there is no nominated node.
+//!   Quota-aware victims (reclaiming lent quota from borrowers first, as Kueue does) are the
+//!   allocation policy's to name (`AllocationPolicy::reclaim`), since only it knows who
+//!   borrows; the facade ends them.
 //! - [`detect`]: a [`ContentionReport`] of demand against capacity per resource and per
 //!   type, queue depth, starvation age and hot spots.
 //! - [`WaitForGraph`]: deadlocks as cycles of requesters waiting for each other's holds.

@@ -15,7 +15,7 @@
 //!   (including non-preempting ones) and [`Aging`], so a waiting request cannot starve.
 //! - [`QuotaAllocationPolicy`] with [`ResourceQuota`] and [`QuotaGroup`]: hard per-type
 //!   limits per requester, and hierarchical groups with guaranteed shares, borrowing limits
-//!   and lending limits.
+//!   and lending limits; [`QuotaPreemption`] says what a refused request may reclaim.
 //! - [`FairAllocationPolicy`]: Dominant Resource Fairness, optionally over usage decayed by a
 //!   half-life; [`WeightedAllocationPolicy`]: weighted DRF.
 //! - [`ComposedPolicy`]: policies in sequence (a quota gate, then fair order, then priority).
@@ -28,7 +28,29 @@
 //!   confirms them or the admission is withdrawn, so two concurrent admissions cannot both
 //!   pass one limit.
 //! - DRF decisions use an ordered index of shares, so choosing the next requester among
-//!   thousands is logarithmic.
+//!   thousands is logarithmic; only requesters with demand
+//!   ([`FairAllocationPolicy::set_demand`]) are candidates, as in progressive filling.
+//!
+//! # Borrowing and reclaim (Kueue's cohorts)
+//! - The children of a group form a cohort. Each lends its guaranteed share to the cohort's
+//!   pool (all of it, or up to its lending limit) and keeps the rest. Usage beyond what a
+//!   group keeps draws on the pool; a request is refused when the pool would be over-drawn,
+//!   or when its group would borrow beyond its borrowing limit, or a root group's share (a
+//!   hard cap) would be passed. So a cohort's usage never exceeds the sum of its members'
+//!   shares, and a group within what it keeps is always admitted.
+//! - A lender whose share is lent out is refused, not admitted on top: it gets its share
+//!   back by reclaim. [`AllocationPolicy::reclaim`](rm_model::AllocationPolicy::reclaim)
+//!   names the holds to end, by [`QuotaPreemption`] (Kueue's `reclaimWithinCohort`: never,
+//!   lower priority or any; `withinClusterQueue` as `within_group`: never or lower
+//!   priority): holds of borrowing groups first, then lower priority, then the most recently
+//!   granted, taken until the request fits and then spared where not needed; a group that
+//!   no longer borrows gives no more. `rm-facade` ends them when the requester's class may
+//!   preempt, and admits again.
+//! - Where it differs from Kueue: there are no resource flavours (a group's share is per
+//!   resource type), no fair sharing between cohorts, and `within_group` has no
+//!   `LowerOrNewerEqualPriority` (a request has no creation time of its own); Kueue's
+//!   `borrowWithinCohort` (preempting to borrow) is not offered. Cohorts nest: a group's own
+//!   share, when it has one, also caps its subtree.
 //! - A wait queue asks for the first of thousands of waiters on every release: policies
 //!   answer [`order_keys`](rm_model::AllocationPolicy::order_keys) under one lock per call
 //!   (not one per waiter), and a composition finds its
