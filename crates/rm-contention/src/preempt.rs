@@ -100,8 +100,8 @@ pub fn plan_preemption(
 /// chooses. On each resource, every lower-priority preemptible hold is a candidate; the
 /// candidates are spared from the most important down (highest priority, then earliest
 /// start), those whose end would break a `budgets` entry first, and what cannot be spared are
-/// the victims. A resource that needs no victims wins at once; otherwise the order of
-/// [`Rank`]: fewest budget violations, lowest highest victim priority, smallest sum of victim
+/// the victims. A resource that needs no victims wins at once; otherwise, in order:
+/// fewest budget violations, lowest highest victim priority, smallest sum of victim
 /// priorities, fewest victims, latest earliest start among the highest-priority victims, and
 /// the first registered. Only preemptible holds of strictly lower priority are victims; a
 /// request whose `policy` is `Never` never preempts. The request's requirements must all land
