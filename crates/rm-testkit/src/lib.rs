@@ -15,6 +15,9 @@
 //!   and [`fakes::FakeClock`] (the model's manual clock).
 //! - [`hooked::HookedLedger`]: any ledger with hooks before and after each operation, to count
 //!   calls or hold one caller at a chosen point and force an interleaving of threads.
+//! - [`postgres::server`]: a real PostgreSQL for tests that need one (`RM_POSTGRES_URL`, or a
+//!   private throw-away cluster this process starts and a watcher stops when it exits; a
+//!   printed skip without either, a failure with `RM_REQUIRE_POSTGRES=1`).
 //! - [`Rng`]: a seeded generator for randomised tests, [`cores`], the request most tests
 //!   make, [`block_on`], a thread-parking executor for runtime-agnostic futures, and
 //!   [`stress_rounds`] / [`proptest_cases`], the sizes CI runs (larger on request).
@@ -64,6 +67,7 @@
 pub mod conformance;
 pub mod fakes;
 pub mod hooked;
+pub mod postgres;
 mod reference;
 
 pub use reference::ReferenceLedger;
@@ -173,4 +177,5 @@ mod tests {
     ));
 
     mod broken;
+    mod postgres;
 }
