@@ -1,7 +1,7 @@
 //! The layer rules of `docs/architecture.md`, checked from `cargo metadata`.
 //!
-//! A middle crate never depends on another middle crate; `rm-model` depends on std, serde and
-//! thiserror only; `rm-testkit` is a dev-dependency only; only `rm-facade` may install the
+//! A middle crate never depends on another middle crate (`rm-plan`, the planner below them,
+//! depends on `rm-model` only); `rm-model` depends on std, serde and thiserror only; `rm-testkit` is a dev-dependency only; only `rm-facade` may install the
 //! Prometheus exporter; `rm-cli` sees `rm-facade` only; every member inherits the workspace
 //! lints. A crate missing from [`layer_of`] is itself a violation: adding one is an
 //! architecture change.
@@ -17,6 +17,8 @@ use serde::Deserialize;
 pub(crate) enum Layer {
     /// `rm-model`: vocabulary and traits.
     Model,
+    /// `rm-plan`: the placement planner every ledger calls, on `rm-model` only.
+    Plan,
     /// The independent middle crates.
     Middle,
     /// `rm-facade`: the wiring.
@@ -35,6 +37,7 @@ pub(crate) enum Layer {
 pub(crate) fn layer_of(name: &str) -> Option<Layer> {
     Some(match name {
         "rm-model" => Layer::Model,
+        "rm-plan" => Layer::Plan,
         "rm-reserve" | "rm-validate" | "rm-policy" | "rm-contention" | "rm-pool" | "rm-scale"
         | "rm-monitor" => Layer::Middle,
         "rm-facade" => Layer::Facade,
@@ -130,9 +133,14 @@ pub(crate) fn check(
                         );
                     }
                 }
+                Layer::Plan => {
+                    if target.is_some_and(|t| t != Layer::Model) {
+                        forbid("rm-plan depends on rm-model only");
+                    }
+                }
                 Layer::Middle => match target {
                     // A shipped edge to rm-testkit is reported by the rule above.
-                    Some(Layer::Model | Layer::Testkit) | None => {}
+                    Some(Layer::Model | Layer::Plan | Layer::Testkit) | None => {}
                     Some(_) => forbid(
                         "a middle crate depends on rm-model only, never on another middle crate",
                     ),
@@ -144,7 +152,10 @@ pub(crate) fn check(
                 }
                 Layer::Facade => {
                     if dep.is_shipped()
-                        && !matches!(target, None | Some(Layer::Model | Layer::Middle))
+                        && !matches!(
+                            target,
+                            None | Some(Layer::Model | Layer::Plan | Layer::Middle)
+                        )
                     {
                         forbid("rm-facade depends on rm-model and the middle crates only");
                     }

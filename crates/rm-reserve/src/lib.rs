@@ -2,8 +2,9 @@
 //! strategy, leases with TTL and fencing tokens, and events for observers.
 //!
 //! # Where it sits
-//! A middle crate: it implements `rm-model`'s [`ReservationLedger`] and depends on no other
-//! `rm-*` crate. It takes a validator and an event sink through `rm-model`'s traits, so it
+//! A middle crate: it implements `rm-model`'s [`ReservationLedger`], places requests with
+//! `rm-plan` (the planner every ledger shares, so that each chooses the same resources on the
+//! same state) and depends on no other middle crate. It takes a validator and an event sink through `rm-model`'s traits, so it
 //! knows nothing of `rm-validate` or `rm-monitor`.
 //!
 //! # Main types
@@ -28,7 +29,8 @@
 //!   semaphore costs.
 //! - **An index instead of a scan of descriptions.** The resources that pass a requirement's
 //!   type, unit and hard constraints are computed once per requirement shape and cached until
-//!   the catalog changes; placement then reads only each candidate's free counters.
+//!   the catalog changes (`rm-plan`'s catalog); placement then reads only each candidate's
+//!   free counters.
 //! - **An index of holders for affinity.** Once a request with affinity terms arrives, active
 //!   holds are also kept by requester and by label with the resources they hold, so the
 //!   holds a term selects (one requester, or one label) are found without a pass over every

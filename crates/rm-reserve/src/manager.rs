@@ -8,18 +8,18 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use rm_model::placement::{RawFit, strategy_score};
 use rm_model::{
-    AffinityTerm, AuditReport, CapacityUsage, Clock, Ending, Event, EventKind, EventSink,
-    FencingToken, LedgerError, LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId,
+    AuditReport, CapacityUsage, Clock, Ending, Event, EventKind, EventSink, FencingToken,
+    LedgerError, LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId,
     ReservationItem, ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy,
-    Resource, ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, Shortfall,
-    SystemClock, Timestamp, Unit, ValidationContext, ValidationErrors, Validator, shrink_item,
+    Resource, ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, SystemClock,
+    Timestamp, ValidationContext, ValidationErrors, Validator, shrink_item,
 };
+use rm_plan::{Affinity, Placement};
 use smallvec::SmallVec;
 
 use crate::Error;
-use crate::catalog::{Candidate, Catalog, MAX_DIMS, Slot, SlotState, lock};
+use crate::catalog::{Catalog, MAX_DIMS, Slot, SlotState, lock};
 use crate::events::Observers;
 use crate::holders::HolderIndex;
 use crate::permit::PermitPool;
@@ -41,16 +41,6 @@ type Small<T> = SmallVec<[T; 4]>;
 /// The hasher of the id map: foldhash, several times faster than the standard library's
 /// SipHash on these short keys, and seeded per map.
 pub(crate) type IdHasher = foldhash::fast::RandomState;
-
-/// One requirement placed on one resource, before it is committed.
-struct Placement {
-    requirement: usize,
-    position: usize,
-    resource_type: ResourceType,
-    /// Thousandths of the resource's unit.
-    amount: i64,
-    unit: Unit,
-}
 
 /// Why a commit did not happen.
 enum Abort {
@@ -108,41 +98,6 @@ fn rejected(errors: ValidationErrors) -> LedgerError {
         .map(|v| v.path.clone())
         .unwrap_or_default();
     invalid(field, errors.to_string())
-}
-
-/// The amount of `requirement` in thousandths of `unit`, or `None` when it does not convert
-/// exactly.
-#[inline]
-/// How well `placements` suit `strategy`, summed over the placed amounts: what decides
-/// between domains of a co-location label.
-fn domain_score(catalog: &Catalog, strategy: ReservationStrategy, placements: &[Placement]) -> i64 {
-    let mut total: i64 = 0;
-    for placement in placements {
-        let slot = &catalog.slots[placement.position];
-        let state = lock(&slot.state);
-        let Some(d) = state.dim(&placement.resource_type) else {
-            continue;
-        };
-        let maximum = state.dims[d].maximum;
-        let fit = RawFit {
-            requested: placement.amount,
-            free: slot.free(d),
-            capacity: maximum,
-            inverse_capacity: rm_model::placement::inverse_capacity(maximum),
-        };
-        if let Some(score) = strategy_score(strategy, &[fit]) {
-            total = total.saturating_add(score);
-        }
-    }
-    total
-}
-
-fn amount_in(requirement: &ResourceRequirement, unit: &Unit) -> Option<i64> {
-    if requirement.unit() == unit {
-        Some(requirement.amount().as_milli())
-    } else {
-        requirement.amount_in(unit).ok().map(Quantity::as_milli)
-    }
 }
 
 /// Configures a [`ReservationManager`].
@@ -694,11 +649,8 @@ impl ReservationManager {
         }
     }
 
-    /// Places every requirement reading the free counters without locks; `Err` explains what
-    /// cannot be placed.
-    /// Chooses where each requirement goes. With a co-location label, the request is planned
-    /// within each domain of that label (the resources sharing one value) and the best domain
-    /// by the strategy wins (the first that fits, for greedy).
+    /// Plans `request` with the shared planner, gathering the holds its affinity terms
+    /// select first.
     fn plan(
         &self,
         catalog: &Catalog,
@@ -706,297 +658,8 @@ impl ReservationManager {
         explain: bool,
         extra: &[(usize, usize, i64)],
     ) -> Result<Small<Placement>, LedgerError> {
-        let Some(key) = &request.colocate_by else {
-            return self.plan_in(catalog, request, explain, extra, None);
-        };
-        let domains = catalog.domains(key.as_str());
-        let mut best: Option<(i64, Small<Placement>)> = None;
-        for (_, positions) in domains.iter() {
-            let Ok(placements) = self.plan_in(catalog, request, false, extra, Some(positions))
-            else {
-                continue;
-            };
-            if request.strategy == ReservationStrategy::Greedy {
-                return Ok(placements);
-            }
-            let score = domain_score(catalog, request.strategy, &placements);
-            if best.as_ref().is_none_or(|(top, _)| score > *top) {
-                best = Some((score, placements));
-            }
-        }
-        if let Some((_, placements)) = best {
-            return Ok(placements);
-        }
-        if !explain {
-            return Err(LedgerError::InsufficientCapacity {
-                requester: request.requester.clone(),
-                shortfalls: Vec::new(),
-            });
-        }
-        // Explain as if the label did not bind; if even that fits, the label is the reason.
-        self.plan_in(catalog, request, true, extra, None)?;
-        Err(LedgerError::InsufficientCapacity {
-            requester: request.requester.clone(),
-            shortfalls: request
-                .requirements
-                .iter()
-                .enumerate()
-                .map(|(i, requirement)| Shortfall {
-                    requirement: i,
-                    resource_type: requirement.resource_type().clone(),
-                    requested: requirement.amount(),
-                    unit: requirement.unit().clone(),
-                    matching_resources: catalog.candidates(&request.requirements, &[i]).len(),
-                    best_candidate: None,
-                    available: Quantity::ZERO,
-                    short_by: requirement.amount(),
-                    detail: format!(
-                        "no single value of label {} has room for every requirement together",
-                        key.as_str()
-                    ),
-                })
-                .collect(),
-        })
-    }
-
-    /// Plans `request`, considering only the resources at `domain`'s positions when given.
-    fn plan_in(
-        &self,
-        catalog: &Catalog,
-        request: &ReservationRequest,
-        explain: bool,
-        extra: &[(usize, usize, i64)],
-        domain: Option<&[usize]>,
-    ) -> Result<Small<Placement>, LedgerError> {
-        // Capacity to count as free beyond the counters: (position, dim, amount), for a
-        // preemptor planning with its victims' holds.
-        let free_of = |position: usize, slot: &Slot, dim: usize| {
-            let free = slot.free(dim);
-            if extra.is_empty() {
-                free
-            } else {
-                extra
-                    .iter()
-                    .filter(|(p, d, _)| *p == position && *d == dim)
-                    .fold(free, |f, (_, _, amount)| f.saturating_add(*amount))
-            }
-        };
-        let mut placed: Small<Placement> = Small::new();
-        let mut shortfalls = Vec::new();
-        let affinity = AffinityView::new(self, catalog, request);
-        for members in request.each_placement_group() {
-            let group: Small<usize> = members.collect();
-            let group = group.as_slice();
-            let all_candidates = catalog.candidates(&request.requirements, group);
-            // Within a domain, only its resources that are candidates (both in position order).
-            let mut within = domain.unwrap_or_default().iter().filter_map(|&p| {
-                all_candidates
-                    .binary_search_by_key(&p, |c| c.position as usize)
-                    .ok()
-                    .map(|i| &all_candidates[i])
-            });
-            let mut everywhere = all_candidates.iter();
-            let candidates: &mut dyn Iterator<Item = &Candidate> = if domain.is_some() {
-                &mut within
-            } else {
-                &mut everywhere
-            };
-            let soft = group.iter().any(|&i| {
-                let r = &request.requirements[i];
-                !r.preferences().is_empty() || r.affinity().iter().any(|t| t.weight.is_some())
-            });
-            let first_fit = request.strategy == ReservationStrategy::Greedy && !soft;
-            let mut best: Option<(i64, usize)> = None;
-            // Each member's distinct type, so that members of one type add up on a candidate.
-            let mut type_of_member: Small<(usize, bool)> = Small::new();
-            let mut types: Small<&ResourceType> = Small::new();
-            for &i in group {
-                let resource_type = request.requirements[i].resource_type();
-                match types.iter().position(|t| *t == resource_type) {
-                    Some(t) => type_of_member.push((t, false)),
-                    None => {
-                        type_of_member.push((types.len(), true));
-                        types.push(resource_type);
-                    }
-                }
-            }
-            let mut fits = [RawFit::default(); MAX_DIMS];
-            // The common case gets a tight loop: one member per type, nothing placed yet, no
-            // affinity, no soft scores, amounts in the candidate's own unit.
-            let plain = types.len() == group.len()
-                && placed.is_empty()
-                && !soft
-                && affinity.is_empty()
-                && group.len() <= MAX_DIMS;
-            let mut amounts = [0i64; MAX_DIMS];
-            if plain {
-                for (k, &i) in group.iter().enumerate() {
-                    amounts[k] = request.requirements[i].amount().as_milli();
-                }
-            }
-            'candidates: for candidate in candidates {
-                let position = candidate.position as usize;
-                if plain && candidate.all_same_unit() {
-                    let members = candidate.members();
-                    for (k, member) in members.iter().enumerate() {
-                        fits[k] = RawFit {
-                            requested: amounts[k],
-                            free: free_of(position, &candidate.slot, member.dim),
-                            capacity: member.maximum,
-                            inverse_capacity: member.inverse_capacity,
-                        };
-                    }
-                    if let Some(score) = strategy_score(request.strategy, &fits[..members.len()])
-                        && best.is_none_or(|(top, _)| score > top)
-                    {
-                        best = Some((score, position));
-                        if first_fit {
-                            break;
-                        }
-                    }
-                    continue;
-                }
-                let resource = &catalog.resources[position];
-                if !affinity.required_ok(request, group, resource) {
-                    continue;
-                }
-                for (m, ((member, &i), &(t, first))) in candidate
-                    .members()
-                    .iter()
-                    .zip(group)
-                    .zip(&type_of_member)
-                    .enumerate()
-                {
-                    let requirement = &request.requirements[i];
-                    let amount = if member.same_unit {
-                        requirement.amount().as_milli()
-                    } else {
-                        match amount_in(requirement, &candidate.units[m]) {
-                            Some(amount) => amount,
-                            None => continue 'candidates,
-                        }
-                    };
-                    let fit = &mut fits[t];
-                    if first {
-                        let taken: i64 = if placed.is_empty() {
-                            0
-                        } else {
-                            placed
-                                .iter()
-                                .filter(|p| p.position == position && &p.resource_type == types[t])
-                                .map(|p| p.amount)
-                                .sum()
-                        };
-                        *fit = RawFit {
-                            requested: amount,
-                            free: free_of(position, &candidate.slot, member.dim)
-                                .saturating_sub(taken),
-                            capacity: member.maximum,
-                            inverse_capacity: member.inverse_capacity,
-                        };
-                    } else {
-                        fit.requested = fit.requested.saturating_add(amount);
-                    }
-                }
-                let Some(score) = strategy_score(request.strategy, &fits[..types.len()]) else {
-                    continue;
-                };
-                let total = if soft {
-                    score + affinity.soft_score(request, group, resource)
-                } else {
-                    score
-                };
-                if best.is_none_or(|(top, _)| total > top) {
-                    best = Some((total, position));
-                }
-                if first_fit {
-                    break;
-                }
-            }
-            match best {
-                Some((_, position)) => {
-                    let resource = &catalog.resources[position];
-                    for &i in group {
-                        let requirement = &request.requirements[i];
-                        let Some(capacity) = resource.capacity_of(requirement.resource_type())
-                        else {
-                            continue;
-                        };
-                        let Some(amount) = amount_in(requirement, capacity.unit()) else {
-                            continue;
-                        };
-                        placed.push(Placement {
-                            requirement: i,
-                            position,
-                            resource_type: requirement.resource_type().clone(),
-                            amount,
-                            unit: capacity.unit().clone(),
-                        });
-                    }
-                }
-                None => {
-                    if !explain {
-                        // The caller only wants to know; skip the explanation.
-                        return Err(LedgerError::InsufficientCapacity {
-                            requester: request.requester.clone(),
-                            shortfalls: Vec::new(),
-                        });
-                    }
-                    for &i in group {
-                        shortfalls.push(self.shortfall(
-                            catalog,
-                            request,
-                            i,
-                            group.len() > 1,
-                            &affinity,
-                        ));
-                    }
-                }
-            }
-        }
-        if shortfalls.is_empty() {
-            Ok(placed)
-        } else {
-            shortfalls.sort_by_key(|s| s.requirement);
-            Err(LedgerError::InsufficientCapacity {
-                requester: request.requester.clone(),
-                shortfalls,
-            })
-        }
-    }
-
-    fn shortfall(
-        &self,
-        catalog: &Catalog,
-        request: &ReservationRequest,
-        index: usize,
-        colocated: bool,
-        affinity: &AffinityView<'_>,
-    ) -> Shortfall {
-        let requirement = &request.requirements[index];
-        let resource_type = requirement.resource_type();
-        let offering = catalog
-            .resources
-            .iter()
-            .filter(|r| r.capacity_of(resource_type).is_some())
-            .count();
-        let matching = catalog
-            .resources
-            .iter()
-            .zip(&catalog.slots)
-            .filter(|(resource, _)| {
-                requirement.admits(resource) && affinity.required_ok(request, &[index], resource)
-            })
-            .map(|(resource, slot)| {
-                let state = lock(&slot.state);
-                let usage = state
-                    .dim(resource_type)
-                    .map(|d| state.dims[d].usage(resource.name(), slot.raw_free(d)));
-                let (free, draining) =
-                    usage.map_or((Quantity::ZERO, false), |u| (u.free, u.draining));
-                (resource, free, draining)
-            });
-        Shortfall::explain(index, requirement, offering, matching, colocated)
+        let affinity = self.affinity(catalog, request);
+        rm_plan::plan(catalog, request, &affinity, explain, extra)
     }
 
     /// Commits a plan under the slot locks, or says why not.
@@ -1136,68 +799,28 @@ impl ReservationManager {
     }
 }
 
-/// Where the reservations that a request's affinity terms select are held, gathered once per
-/// request (and not at all for requests without affinity): per term, the topology domains
-/// (resource names or label values) that hold one, so that judging a candidate is one lookup
-/// however many holds there are.
-struct AffinityView<'c> {
-    /// Per requirement, per term.
-    selected: Vec<Vec<Occupied<'c>>>,
-}
-
-/// The domains of one term's selected holds.
-#[derive(Default)]
-struct Occupied<'c> {
-    /// Whether any selected hold is on a resource of the catalog.
-    any: bool,
-    domains: std::collections::HashSet<&'c str, IdHasher>,
-}
-
-impl<'c> Occupied<'c> {
-    /// Notes a selected hold on `resource`.
-    fn note(&mut self, term: &AffinityTerm, resource: &'c Resource) {
-        self.any = true;
-        if let Some(domain) = term.topology.domain(resource) {
-            self.domains.insert(domain);
+impl ReservationManager {
+    /// Where the holds that `request`'s affinity terms select are, gathered once per request
+    /// (and not at all for requests without affinity): from the holder index for terms it
+    /// answers, by one pass over the holds for the others.
+    fn affinity<'c>(&self, catalog: &'c Catalog, request: &ReservationRequest) -> Affinity<'c> {
+        let mut affinity = Affinity::for_request(request);
+        if affinity.is_empty() {
+            return affinity;
         }
-    }
-
-    /// Whether placing on `resource` satisfies `term`, whose selected holds these are.
-    fn admits(&self, term: &AffinityTerm, resource: &Resource) -> bool {
-        term.is_satisfied_in(resource, self.any, |domain| self.domains.contains(domain))
-    }
-}
-
-impl<'c> AffinityView<'c> {
-    fn new(
-        manager: &ReservationManager,
-        catalog: &'c Catalog,
-        request: &ReservationRequest,
-    ) -> AffinityView<'c> {
-        if request.requirements.iter().all(|r| r.affinity().is_empty()) {
-            return AffinityView {
-                selected: Vec::new(),
-            };
-        }
-        let index = &manager.holders;
+        let index = &self.holders;
         if index.switch_on() {
-            manager.fill_holder_index();
+            self.fill_holder_index();
         }
         let ready = index.is_ready();
-        let mut selected: Vec<Vec<Occupied<'c>>> = request
-            .requirements
-            .iter()
-            .map(|r| r.affinity().iter().map(|_| Occupied::default()).collect())
-            .collect();
         // Terms whose selector the index answers; the others pass over the holds.
         let mut unanswered: Small<(usize, usize)> = Small::new();
         for (i, requirement) in request.requirements.iter().enumerate() {
             for (j, term) in requirement.affinity().iter().enumerate() {
-                let occupied = &mut selected[i][j];
                 let answered = ready
                     && index.selected(&term.selector, |name| {
                         if let Some(position) = catalog.position(name) {
-                            occupied.note(term, &catalog.resources[position]);
+                            affinity.note(request, (i, j), &catalog.resources[position]);
                         }
                     });
                 if !answered {
@@ -1206,11 +829,11 @@ impl<'c> AffinityView<'c> {
             }
         }
         if unanswered.is_empty() {
-            return AffinityView { selected };
+            return affinity;
         }
         let term_at = |(i, j): (usize, usize)| &request.requirements[i].affinity()[j];
         let mut selecting: Small<(usize, usize)> = Small::new();
-        for record in manager.records.iter() {
+        for record in self.records.iter() {
             // Who a hold is and what it carries do not change while it is in the map: ask the
             // selectors before looking at its state.
             selecting.clear();
@@ -1233,72 +856,12 @@ impl<'c> AffinityView<'c> {
                 let Some(position) = catalog.position(&item.resource) else {
                     continue;
                 };
-                for &(i, j) in &selecting {
-                    selected[i][j].note(term_at((i, j)), &catalog.resources[position]);
+                for &at in &selecting {
+                    affinity.note(request, at, &catalog.resources[position]);
                 }
             }
         }
-        AffinityView { selected }
-    }
-
-    /// The group's terms, each with where its selected holds are.
-    fn terms<'r>(
-        &'r self,
-        request: &'r ReservationRequest,
-        group: &'r [usize],
-    ) -> impl Iterator<Item = (&'r AffinityTerm, &'r Occupied<'c>)> + 'r {
-        group.iter().flat_map(move |&i| {
-            request.requirements[i]
-                .affinity()
-                .iter()
-                .zip(self.selected.get(i).map(Vec::as_slice).unwrap_or_default())
-        })
-    }
-
-    /// Whether the request has no affinity terms at all.
-    fn is_empty(&self) -> bool {
-        self.selected.is_empty()
-    }
-
-    fn required_ok(
-        &self,
-        request: &ReservationRequest,
-        group: &[usize],
-        resource: &Resource,
-    ) -> bool {
-        self.selected.is_empty()
-            || self
-                .terms(request, group)
-                .filter(|(term, _)| term.weight.is_none())
-                .all(|(term, occupied)| occupied.admits(term, resource))
-    }
-
-    /// Preferences and preferred affinity, each up to 1,000,000, averaged over the group.
-    fn soft_score(
-        &self,
-        request: &ReservationRequest,
-        group: &[usize],
-        resource: &Resource,
-    ) -> i64 {
-        let preferences: i64 = group
-            .iter()
-            .map(|&i| i64::from(request.requirements[i].preference_score(resource)))
-            .sum();
-        let (mut total, mut matched) = (0i64, 0i64);
-        for (term, occupied) in self.terms(request, group) {
-            if let Some(weight) = term.weight {
-                total += i64::from(weight);
-                if occupied.admits(term, resource) {
-                    matched += i64::from(weight);
-                }
-            }
-        }
-        let affinity = if total == 0 {
-            0
-        } else {
-            matched * 1_000_000 / total
-        };
-        (preferences + affinity) / group.len().max(1) as i64
+        affinity
     }
 }
 
@@ -1415,12 +978,13 @@ impl ReservationLedger for ReservationManager {
                 .map_err(rejected)?;
         }
         let name = resource.name().clone();
-        if !catalog.insert(resource) {
+        let Some(slot) = Slot::new(&resource) else {
             return Err(invalid(
                 "capacities",
                 format!("a resource has at most {MAX_DIMS} capacity types"),
             ));
-        }
+        };
+        catalog.insert(resource, Arc::new(slot));
         drop(catalog);
         self.observers
             .publish(self.clock.now(), || EventKind::ResourceRegistered {

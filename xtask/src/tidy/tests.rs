@@ -185,3 +185,32 @@ fn the_workspace_follows_the_layer_rules() {
     let members = member_names(root).unwrap();
     assert!(members.contains(&"rm-model".to_owned()), "{members:?}");
 }
+
+/// `rm-plan` sits below the middle crates: they may use it, it may use `rm-model` only.
+#[test]
+fn the_planner_crate_sits_below_the_middle_crates() {
+    let with_planner = |to: &'static str| {
+        move |metadata: &mut Value| {
+            let mut planner = package(metadata, "rm-model").clone();
+            planner["name"] = json!("rm-plan");
+            planner["id"] = json!("rm-plan-id");
+            planner["manifest_path"] = json!("/w/crates/rm-plan/Cargo.toml");
+            planner["dependencies"] =
+                json!([{"name": "rm-model", "kind": null}, {"name": to, "kind": null}]);
+            metadata["packages"].as_array_mut().unwrap().push(planner);
+            metadata["workspace_members"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("rm-plan-id"));
+            add_dependency("rm-reserve", "rm-plan", None)(metadata);
+        }
+    };
+    assert_eq!(
+        check_fixture(with_planner("smallvec"), None),
+        Vec::<String>::new()
+    );
+    assert_one(
+        check_fixture(with_planner("rm-reserve"), None),
+        "rm-plan -> rm-reserve: rm-plan depends on rm-model only",
+    );
+}

@@ -1,0 +1,369 @@
+//! The planner: where each requirement of a request goes, by the request's strategy, hard
+//! constraints, soft preferences, affinity and co-location, against the free capacity a
+//! [`Catalog`]'s slots report. Pure: it reads and chooses; the ledger commits.
+
+use rm_model::placement::{RawFit, strategy_score};
+use rm_model::{
+    LedgerError, Quantity, ReservationRequest, ReservationStrategy, ResourceRequirement,
+    ResourceType, Shortfall, Unit,
+};
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+use crate::affinity::Affinity;
+use crate::catalog::{Candidate, Catalog, MAX_DIMS, Slot};
+
+/// Inline storage for the few placements of a typical request, so that planning does not
+/// allocate.
+pub type Small<T> = SmallVec<[T; 4]>;
+
+/// One requirement placed on one resource, before it is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The requirement's index in the request.
+    pub requirement: usize,
+    /// The resource's position in the catalog.
+    pub position: usize,
+    /// The requirement's type.
+    pub resource_type: ResourceType,
+    /// Thousandths of the resource's unit.
+    pub amount: i64,
+    /// The resource's unit of the type.
+    pub unit: Unit,
+}
+
+/// How well `placements` suit `strategy`, summed over the placed amounts: what decides
+/// between domains of a co-location label.
+fn domain_score<S: Slot>(
+    catalog: &Catalog<S>,
+    strategy: ReservationStrategy,
+    placements: &[Placement],
+) -> i64 {
+    let mut total: i64 = 0;
+    for placement in placements {
+        let slot = &catalog.slots[placement.position];
+        let Some(d) = slot.dim(&placement.resource_type) else {
+            continue;
+        };
+        let maximum = catalog.resources[placement.position]
+            .capacity_of(&placement.resource_type)
+            .map_or(0, |c| c.maximum().as_milli());
+        let fit = RawFit {
+            requested: placement.amount,
+            free: slot.free(d),
+            capacity: maximum,
+            inverse_capacity: rm_model::placement::inverse_capacity(maximum),
+        };
+        if let Some(score) = strategy_score(strategy, &[fit]) {
+            total = total.saturating_add(score);
+        }
+    }
+    total
+}
+
+/// The amount of `requirement` in thousandths of `unit`, or `None` when it does not convert
+/// exactly.
+#[inline]
+pub fn amount_in(requirement: &ResourceRequirement, unit: &Unit) -> Option<i64> {
+    if requirement.unit() == unit {
+        Some(requirement.amount().as_milli())
+    } else {
+        requirement.amount_in(unit).ok().map(Quantity::as_milli)
+    }
+}
+
+/// Chooses where each requirement of `request` goes, reading what is free from the slots
+/// (plus `extra`: (position, dim, amount) to count as free beyond them, for a preemptor
+/// planning with its victims' holds), judging affinity by `affinity`; `Err` explains, per
+/// requirement, what cannot be placed (only when `explain`, else the shortfalls are left
+/// empty). Nothing is taken: the ledger commits the plan.
+///
+/// Chooses where each requirement goes. With a co-location label, the request is planned
+/// within each domain of that label (the resources sharing one value) and the best domain
+/// by the strategy wins (the first that fits, for greedy).
+pub fn plan<S: Slot>(
+    catalog: &Catalog<S>,
+    request: &ReservationRequest,
+    affinity: &Affinity<'_>,
+    explain: bool,
+    extra: &[(usize, usize, i64)],
+) -> Result<Small<Placement>, LedgerError> {
+    let Some(key) = &request.colocate_by else {
+        return plan_in(catalog, request, affinity, explain, extra, None);
+    };
+    let domains = catalog.domains(key.as_str());
+    let mut best: Option<(i64, Small<Placement>)> = None;
+    for (_, positions) in domains.iter() {
+        let Ok(placements) = plan_in(catalog, request, affinity, false, extra, Some(positions))
+        else {
+            continue;
+        };
+        if request.strategy == ReservationStrategy::Greedy {
+            return Ok(placements);
+        }
+        let score = domain_score(catalog, request.strategy, &placements);
+        if best.as_ref().is_none_or(|(top, _)| score > *top) {
+            best = Some((score, placements));
+        }
+    }
+    if let Some((_, placements)) = best {
+        return Ok(placements);
+    }
+    if !explain {
+        return Err(LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: Vec::new(),
+        });
+    }
+    // Explain as if the label did not bind; if even that fits, the label is the reason.
+    plan_in(catalog, request, affinity, true, extra, None)?;
+    Err(LedgerError::InsufficientCapacity {
+        requester: request.requester.clone(),
+        shortfalls: request
+            .requirements
+            .iter()
+            .enumerate()
+            .map(|(i, requirement)| Shortfall {
+                requirement: i,
+                resource_type: requirement.resource_type().clone(),
+                requested: requirement.amount(),
+                unit: requirement.unit().clone(),
+                matching_resources: catalog.candidates(&request.requirements, &[i]).len(),
+                best_candidate: None,
+                available: Quantity::ZERO,
+                short_by: requirement.amount(),
+                detail: format!(
+                    "no single value of label {} has room for every requirement together",
+                    key.as_str()
+                ),
+            })
+            .collect(),
+    })
+}
+
+/// Plans `request`, considering only the resources at `domain`'s positions when given.
+fn plan_in<S: Slot>(
+    catalog: &Catalog<S>,
+    request: &ReservationRequest,
+    affinity: &Affinity<'_>,
+    explain: bool,
+    extra: &[(usize, usize, i64)],
+    domain: Option<&[usize]>,
+) -> Result<Small<Placement>, LedgerError> {
+    // Capacity to count as free beyond the counters: (position, dim, amount), for a
+    // preemptor planning with its victims' holds.
+    let free_of = |position: usize, slot: &Arc<S>, dim: usize| {
+        let free = slot.free(dim);
+        if extra.is_empty() {
+            free
+        } else {
+            extra
+                .iter()
+                .filter(|(p, d, _)| *p == position && *d == dim)
+                .fold(free, |f, (_, _, amount)| f.saturating_add(*amount))
+        }
+    };
+    let mut placed: Small<Placement> = Small::new();
+    let mut shortfalls = Vec::new();
+    for members in request.each_placement_group() {
+        let group: Small<usize> = members.collect();
+        let group = group.as_slice();
+        let all_candidates = catalog.candidates(&request.requirements, group);
+        // Within a domain, only its resources that are candidates (both in position order).
+        let mut within = domain.unwrap_or_default().iter().filter_map(|&p| {
+            all_candidates
+                .binary_search_by_key(&p, |c| c.position as usize)
+                .ok()
+                .map(|i| &all_candidates[i])
+        });
+        let mut everywhere = all_candidates.iter();
+        let candidates: &mut dyn Iterator<Item = &Candidate<S>> = if domain.is_some() {
+            &mut within
+        } else {
+            &mut everywhere
+        };
+        let soft = group.iter().any(|&i| {
+            let r = &request.requirements[i];
+            !r.preferences().is_empty() || r.affinity().iter().any(|t| t.weight.is_some())
+        });
+        let first_fit = request.strategy == ReservationStrategy::Greedy && !soft;
+        let mut best: Option<(i64, usize)> = None;
+        // Each member's distinct type, so that members of one type add up on a candidate.
+        let mut type_of_member: Small<(usize, bool)> = Small::new();
+        let mut types: Small<&ResourceType> = Small::new();
+        for &i in group {
+            let resource_type = request.requirements[i].resource_type();
+            match types.iter().position(|t| *t == resource_type) {
+                Some(t) => type_of_member.push((t, false)),
+                None => {
+                    type_of_member.push((types.len(), true));
+                    types.push(resource_type);
+                }
+            }
+        }
+        let mut fits = [RawFit::default(); MAX_DIMS];
+        // The common case gets a tight loop: one member per type, nothing placed yet, no
+        // affinity, no soft scores, amounts in the candidate's own unit.
+        let plain = types.len() == group.len()
+            && placed.is_empty()
+            && !soft
+            && affinity.is_empty()
+            && group.len() <= MAX_DIMS;
+        let mut amounts = [0i64; MAX_DIMS];
+        if plain {
+            for (k, &i) in group.iter().enumerate() {
+                amounts[k] = request.requirements[i].amount().as_milli();
+            }
+        }
+        'candidates: for candidate in candidates {
+            let position = candidate.position as usize;
+            if plain && candidate.all_same_unit() {
+                let members = candidate.members();
+                for (k, member) in members.iter().enumerate() {
+                    fits[k] = RawFit {
+                        requested: amounts[k],
+                        free: free_of(position, &candidate.slot, member.dim),
+                        capacity: member.maximum,
+                        inverse_capacity: member.inverse_capacity,
+                    };
+                }
+                if let Some(score) = strategy_score(request.strategy, &fits[..members.len()])
+                    && best.is_none_or(|(top, _)| score > top)
+                {
+                    best = Some((score, position));
+                    if first_fit {
+                        break;
+                    }
+                }
+                continue;
+            }
+            let resource = &catalog.resources[position];
+            if !affinity.required_ok(request, group, resource) {
+                continue;
+            }
+            for (m, ((member, &i), &(t, first))) in candidate
+                .members()
+                .iter()
+                .zip(group)
+                .zip(&type_of_member)
+                .enumerate()
+            {
+                let requirement = &request.requirements[i];
+                let amount = if member.same_unit {
+                    requirement.amount().as_milli()
+                } else {
+                    match amount_in(requirement, &candidate.units[m]) {
+                        Some(amount) => amount,
+                        None => continue 'candidates,
+                    }
+                };
+                let fit = &mut fits[t];
+                if first {
+                    let taken: i64 = if placed.is_empty() {
+                        0
+                    } else {
+                        placed
+                            .iter()
+                            .filter(|p| p.position == position && &p.resource_type == types[t])
+                            .map(|p| p.amount)
+                            .sum()
+                    };
+                    *fit = RawFit {
+                        requested: amount,
+                        free: free_of(position, &candidate.slot, member.dim).saturating_sub(taken),
+                        capacity: member.maximum,
+                        inverse_capacity: member.inverse_capacity,
+                    };
+                } else {
+                    fit.requested = fit.requested.saturating_add(amount);
+                }
+            }
+            let Some(score) = strategy_score(request.strategy, &fits[..types.len()]) else {
+                continue;
+            };
+            let total = if soft {
+                score + affinity.soft_score(request, group, resource)
+            } else {
+                score
+            };
+            if best.is_none_or(|(top, _)| total > top) {
+                best = Some((total, position));
+            }
+            if first_fit {
+                break;
+            }
+        }
+        match best {
+            Some((_, position)) => {
+                let resource = &catalog.resources[position];
+                for &i in group {
+                    let requirement = &request.requirements[i];
+                    let Some(capacity) = resource.capacity_of(requirement.resource_type()) else {
+                        continue;
+                    };
+                    let Some(amount) = amount_in(requirement, capacity.unit()) else {
+                        continue;
+                    };
+                    placed.push(Placement {
+                        requirement: i,
+                        position,
+                        resource_type: requirement.resource_type().clone(),
+                        amount,
+                        unit: capacity.unit().clone(),
+                    });
+                }
+            }
+            None => {
+                if !explain {
+                    // The caller only wants to know; skip the explanation.
+                    return Err(LedgerError::InsufficientCapacity {
+                        requester: request.requester.clone(),
+                        shortfalls: Vec::new(),
+                    });
+                }
+                for &i in group {
+                    shortfalls.push(shortfall(catalog, request, i, group.len() > 1, affinity));
+                }
+            }
+        }
+    }
+    if shortfalls.is_empty() {
+        Ok(placed)
+    } else {
+        shortfalls.sort_by_key(|s| s.requirement);
+        Err(LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls,
+        })
+    }
+}
+
+fn shortfall<S: Slot>(
+    catalog: &Catalog<S>,
+    request: &ReservationRequest,
+    index: usize,
+    colocated: bool,
+    affinity: &Affinity<'_>,
+) -> Shortfall {
+    let requirement = &request.requirements[index];
+    let resource_type = requirement.resource_type();
+    let offering = catalog
+        .resources
+        .iter()
+        .filter(|r| r.capacity_of(resource_type).is_some())
+        .count();
+    let matching = catalog
+        .resources
+        .iter()
+        .zip(&catalog.slots)
+        .filter(|(resource, _)| {
+            requirement.admits(resource) && affinity.required_ok(request, &[index], resource)
+        })
+        .map(|(resource, slot)| {
+            let (free, draining) = slot
+                .explain(resource_type)
+                .unwrap_or((Quantity::ZERO, false));
+            (resource, free, draining)
+        });
+    Shortfall::explain(index, requirement, offering, matching, colocated)
+}
