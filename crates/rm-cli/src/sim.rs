@@ -756,6 +756,8 @@ pub fn run(
     let tick_every = scenario.simulation.tick_every_s.max(1).saturating_mul(1000);
 
     let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); tenants.len()];
+    // Within a tenant, tasks wait by priority whenever the order involves priorities.
+    let by_priority = order == Order::Priority || priority;
     let mut held: Vec<Amounts> = vec![[0; 3]; tenants.len()];
     let mut group_held: Vec<Amounts> = vec![[0; 3]; pools.len()];
     let mut holds: Vec<Hold> = Vec::new();
@@ -803,7 +805,16 @@ pub fn run(
                 tasks[task].seq = seq;
                 tasks[task].queued = true;
                 tasks[task].ready_at = now;
-                queues[tasks[task].tenant].push_back(task);
+                // Each tenant's queue is in the scenario's order: by priority (highest first,
+                // arrival among equals) under `priority`, else by arrival.
+                let queue = &mut queues[tasks[task].tenant];
+                let position = if by_priority {
+                    let priority = tasks[task].priority;
+                    queue.partition_point(|&other| tasks[other].priority >= priority)
+                } else {
+                    queue.len()
+                };
+                queue.insert(position, task);
             }
         }};
     }
