@@ -51,9 +51,13 @@ pub struct TenantShare {
     pub tenant: String,
     /// Its weight.
     pub weight: u32,
-    /// Weight over the sum of weights, parts per million.
+    /// Contended samples in which it had demand (tasks waiting or running): the ones its
+    /// share is measured on.
+    pub active_samples: u64,
+    /// Its weight over the weights of the tenants with demand, averaged over its active
+    /// samples, parts per million (weight over all weights when it never had demand).
     pub entitled_ppm: u64,
-    /// Its mean dominant share while anyone waited, parts per million.
+    /// Its mean dominant share over its active samples, parts per million.
     pub average_share_ppm: u64,
     /// Average minus entitled.
     pub share_error_ppm: i64,
@@ -64,7 +68,8 @@ pub struct TenantShare {
 pub struct Fairness {
     /// Samples in which some task waited (the ones fairness is measured on).
     pub contended_samples: u64,
-    /// Jain's index of share over entitlement (1 is perfectly fair).
+    /// Jain's index of share over entitlement among the tenants with demand in each
+    /// contended sample, averaged over those samples (1 is perfectly fair).
     pub jain_index: f64,
     /// Per tenant.
     pub tenants: Vec<TenantShare>,
@@ -282,10 +287,13 @@ impl Report {
         ));
         line(String::new());
         line(format!(
-            "fairness      Jain's index {:.3} over {} contended samples",
+            "fairness      Jain's index {:.3} over {} contended samples, among tenants with demand",
             self.fairness.jain_index, self.fairness.contended_samples
         ));
-        line("              tenant          weight  entitled  average share  error".into());
+        line(
+            "              tenant          weight  entitled  average share  error  (while it had demand)"
+                .into(),
+        );
         for t in &self.fairness.tenants {
             line(format!(
                 "              {:<15} {:>6}  {:>8}  {:>13}  {:>+6.1}%",

@@ -777,7 +777,12 @@ pub fn run(
         });
     let mut waits: Vec<u64> = Vec::with_capacity(usize::try_from(instances).unwrap_or(0));
     let mut samples: Vec<Sample> = Vec::new();
+    // Fairness, as schedulers measure it: in each sample where someone waits, among the
+    // tenants with demand (tasks waiting or running), entitlements renormalised among them.
     let mut share_sums: Vec<u128> = vec![0; tenants.len()];
+    let mut entitled_sums: Vec<u128> = vec![0; tenants.len()];
+    let mut active_samples: Vec<u64> = vec![0; tenants.len()];
+    let mut jain_sum: f64 = 0.0;
     let mut contended_samples: u64 = 0;
     let mut jcts: Vec<u64> = Vec::new();
     let mut preempted_total: u64 = 0;
@@ -883,9 +888,25 @@ pub fn run(
                 .collect();
             if waiting > 0 {
                 contended_samples += 1;
-                for (sum, share) in share_sums.iter_mut().zip(&shares) {
-                    *sum += u128::from(*share);
+                let active: Vec<usize> = (0..tenants.len())
+                    .filter(|&i| !queues[i].is_empty() || held[i].iter().any(|&h| h > 0))
+                    .collect();
+                let active_weight: i128 = active.iter().map(|&i| weights[i]).sum::<i128>().max(1);
+                let (mut sum, mut squares) = (0.0f64, 0.0f64);
+                for &i in &active {
+                    let entitled = ppm(weights[i], active_weight);
+                    active_samples[i] += 1;
+                    share_sums[i] += u128::from(shares[i]);
+                    entitled_sums[i] += u128::from(entitled);
+                    let x = shares[i] as f64 / entitled.max(1) as f64;
+                    sum += x;
+                    squares += x * x;
                 }
+                jain_sum += if squares > 0.0 {
+                    sum * sum / (active.len() as f64 * squares)
+                } else {
+                    1.0
+                };
             }
             let total: Amounts = held
                 .iter()
@@ -1209,21 +1230,23 @@ pub fn run(
         },
     };
     let entitled: Vec<u64> = weights.iter().map(|w| ppm(*w, total_weight)).collect();
-    let average: Vec<u64> = share_sums
-        .iter()
-        .map(|sum| u64::try_from(sum / u128::from(contended_samples.max(1))).unwrap_or(u64::MAX))
+    let mean = |sums: &[u128], i: usize| {
+        u64::try_from(sums[i] / u128::from(active_samples[i].max(1))).unwrap_or(u64::MAX)
+    };
+    let average: Vec<u64> = (0..tenants.len()).map(|i| mean(&share_sums, i)).collect();
+    let entitled_while_active: Vec<u64> = (0..tenants.len())
+        .map(|i| {
+            if active_samples[i] == 0 {
+                entitled[i]
+            } else {
+                mean(&entitled_sums, i)
+            }
+        })
         .collect();
-    let ratios: Vec<f64> = average
-        .iter()
-        .zip(&entitled)
-        .map(|(a, e)| *a as f64 / (*e).max(1) as f64)
-        .collect();
-    let sum: f64 = ratios.iter().sum();
-    let squares: f64 = ratios.iter().map(|r| r * r).sum();
-    let jain = if squares > 0.0 {
-        sum * sum / (ratios.len() as f64 * squares)
-    } else {
+    let jain = if contended_samples == 0 {
         1.0
+    } else {
+        jain_sum / contended_samples as f64
     };
     let fairness = Fairness {
         contended_samples,
@@ -1234,10 +1257,11 @@ pub fn run(
             .map(|(i, t)| TenantShare {
                 tenant: t.name.clone(),
                 weight: t.weight,
-                entitled_ppm: entitled[i],
+                active_samples: active_samples[i],
+                entitled_ppm: entitled_while_active[i],
                 average_share_ppm: average[i],
                 share_error_ppm: i64::try_from(average[i]).unwrap_or(i64::MAX)
-                    - i64::try_from(entitled[i]).unwrap_or(i64::MAX),
+                    - i64::try_from(entitled_while_active[i]).unwrap_or(i64::MAX),
             })
             .collect(),
     };

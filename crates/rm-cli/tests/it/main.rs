@@ -2,6 +2,7 @@
 //! `../shared/data/` is present.
 
 mod bad_files;
+mod fairness;
 mod ordering;
 mod showcase;
 mod traces;
