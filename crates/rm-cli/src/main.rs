@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR] [--quiet]
-//! rmctl validate FILE
+//! rmctl validate [--strict] FILE
 //! ```
 //!
 //! Without a scenario, `simulate` replays the bundled one (`scenarios/showcase.toml`).
@@ -28,8 +28,9 @@ const USAGE: &str = "usage:
   rmctl compare [SCENARIO] [--strategy S1,S2,...] [--policy P1,P2,...] [--json] [--trace-path DIR] [--quiet]
       replay one workload under each placement strategy (greedy, balanced, bin-pack, aligned)
       and/or ordering policy (fifo, priority, fair, weighted) and put the reports side by side
-  rmctl validate FILE
-      check a scenario or configuration file and name every problem
+  rmctl validate [--strict] FILE
+      check a scenario or configuration file and name every problem; a scenario's warnings
+      (a task no node can hold, a group without nodes) are errors with --strict
 ";
 
 struct Simulate {
@@ -116,6 +117,7 @@ fn print_config_error(err: &ConfigError) {
 
 fn simulate(options: &Simulate) -> Result<(), ExitCode> {
     let scenario = load(options.scenario.as_deref(), options.trace_path.as_deref())?;
+    print_warnings(&scenario.warnings());
     let quiet = options.quiet;
     if let Some(addr) = options.metrics_addr {
         let _ = writeln!(
@@ -180,6 +182,12 @@ fn load(path: Option<&Path>, trace_path: Option<&Path>) -> Result<scenario::Scen
         None => scenario::parse(SHOWCASE, Path::new(".")),
     }
     .map_err(|err| {
+        print_config_error(&err);
+        ExitCode::from(2)
+    })?;
+    // The facade's sections as the manager would check them, as `validate` does, even where
+    // the replay overrides a setting (the TTL): a file is valid for both or for neither.
+    scenario.config.check().map_err(|err| {
         print_config_error(&err);
         ExitCode::from(2)
     })?;
@@ -300,8 +308,17 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
     Ok(())
 }
 
-/// Checks `path` as a scenario when it has scenario sections, else as a configuration.
-fn validate(path: &Path) -> Result<(), ExitCode> {
+/// Prints what validates but would not run as meant.
+fn print_warnings(warnings: &[rm_facade::Problem]) {
+    let mut stderr = std::io::stderr().lock();
+    for warning in warnings {
+        let _ = writeln!(stderr, "warning: {warning}");
+    }
+}
+
+/// Checks `path` as a scenario when it has scenario sections, else as a configuration; with
+/// `strict`, a scenario's warnings are errors.
+fn validate(path: &Path, strict: bool) -> Result<(), ExitCode> {
     let fail = |err: ConfigError| {
         print_config_error(&err);
         ExitCode::from(2)
@@ -310,14 +327,15 @@ fn validate(path: &Path) -> Result<(), ExitCode> {
         let _ = writeln!(std::io::stderr(), "error: read {}: {err}", path.display());
         ExitCode::from(2)
     })?;
-    let is_scenario = toml::from_str::<toml::Table>(&text).is_ok_and(|table| {
-        scenario::SCENARIO_KEYS
-            .iter()
-            .any(|key| table.contains_key(*key))
-    });
+    let is_scenario = scenario::looks_like_scenario(&text);
     if is_scenario {
         let scenario = scenario::read(path).map_err(fail)?;
         scenario.config.check().map_err(fail)?;
+        let warnings = scenario.warnings();
+        if strict && !warnings.is_empty() {
+            return Err(fail(ConfigError::Invalid(warnings)));
+        }
+        print_warnings(&warnings);
     } else {
         Config::from_file(path)
             .and_then(|config| config.check())
@@ -336,7 +354,8 @@ fn main() -> ExitCode {
         },
         Some("compare") => compare(&args[1..]),
         Some("validate") => match &args[1..] {
-            [file] => validate(Path::new(file)),
+            [file] => validate(Path::new(file), false),
+            [flag, file] | [file, flag] if flag == "--strict" => validate(Path::new(file), true),
             _ => {
                 let _ = write!(std::io::stderr(), "{USAGE}");
                 Err(ExitCode::from(2))

@@ -348,6 +348,9 @@ pub fn parse(text: &str, base: &Path) -> Result<Scenario, ConfigError> {
         scaling: file.scaling,
         metrics: file.metrics,
     };
+    // Sizes and times are checked before anything is generated, so that a count of billions
+    // fails at once instead of allocating for it.
+    check_generators(&file.tasks, &file.generate)?;
     let mut tasks = file.tasks;
     for generator in &file.generate {
         tasks.extend(generator.expand());
@@ -382,6 +385,102 @@ pub fn read(path: &Path) -> Result<Scenario, ConfigError> {
 /// The longest virtual time a scenario may name: a hundred years, in seconds.
 pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
+/// The most tasks a scenario may name, written out and generated together.
+pub const MAX_TASKS: u64 = 1_000_000;
+
+/// The most instances one task may have.
+pub const MAX_INSTANCES: u32 = 1_000_000;
+
+/// The most nodes one `[[cluster]]` group may have (at the start, or at its autoscaled most).
+pub const MAX_NODES: u32 = 100_000;
+
+/// Whether `text` is a scenario (it has one of [`SCENARIO_KEYS`] as a top-level table or key),
+/// read from its lines, so that a file whose values do not parse is still told apart from a
+/// configuration by what it is.
+pub fn looks_like_scenario(text: &str) -> bool {
+    let mut in_table = false;
+    for line in text.lines() {
+        let line = line.trim_start();
+        if let Some(header) = line.strip_prefix('[') {
+            let name = header.trim_start_matches('[').trim_start();
+            let name = name
+                .split(|c: char| c == ']' || c == '.' || c.is_whitespace())
+                .next()
+                .unwrap_or_default()
+                .trim_matches('"');
+            if SCENARIO_KEYS.contains(&name) {
+                return true;
+            }
+            in_table = true;
+        } else if !in_table
+            && let Some((key, _)) = line.split_once('=')
+            && SCENARIO_KEYS.contains(&key.trim().trim_matches('"'))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Every problem of the generators' sizes and times, and of the total number of tasks.
+fn check_generators(tasks: &[TaskSpec], generators: &[Generator]) -> Result<(), ConfigError> {
+    let mut problems = Problems(Vec::new());
+    let mut total = tasks.len() as u64;
+    for (i, generator) in generators.iter().enumerate() {
+        let path = |field: &str| format!("generate[{i}].{field}");
+        total = total.saturating_add(u64::from(generator.tasks));
+        if u64::from(generator.tasks) > MAX_TASKS {
+            problems.add(
+                path("tasks"),
+                format!("{} is more than {MAX_TASKS} tasks", generator.tasks),
+            );
+        }
+        if generator.count > MAX_INSTANCES {
+            problems.add(
+                path("count"),
+                format!("{} is more than {MAX_INSTANCES} instances", generator.count),
+            );
+        }
+        for (field, seconds) in [
+            ("start_s", generator.start_s),
+            ("every_s", generator.every_s),
+            ("duration_s", generator.duration_s),
+        ] {
+            if seconds > MAX_SECONDS {
+                problems.add(
+                    path(field),
+                    format!(
+                        "{seconds} is more than {MAX_SECONDS} (a hundred years of virtual time)"
+                    ),
+                );
+            }
+        }
+        let last = u64::from(generator.tasks.saturating_sub(1))
+            .checked_mul(generator.every_s)
+            .and_then(|span| span.checked_add(generator.start_s));
+        if last.is_none_or(|last| last > MAX_SECONDS) {
+            problems.add(
+                path("every_s"),
+                format!(
+                    "the last of {} tasks would arrive after {MAX_SECONDS} s (a hundred years of virtual time)",
+                    generator.tasks
+                ),
+            );
+        }
+    }
+    if total > MAX_TASKS {
+        problems.add(
+            "generate".into(),
+            format!("{total} tasks in all is more than {MAX_TASKS}"),
+        );
+    }
+    if problems.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(problems.0))
+    }
+}
+
 struct Problems(Vec<Problem>);
 
 impl Problems {
@@ -412,6 +511,51 @@ impl Scenario {
         }
     }
 
+    /// What validates but would not run as meant: a group with no nodes that cannot grow, and
+    /// a task no node of the cluster can ever hold (too large, or asking for GPUs where there
+    /// are none), which would wait for ever. Not judged when the cluster comes from a trace
+    /// or from `[[resources]]`.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut warnings = Problems(Vec::new());
+        if self.trace.is_some() || !self.config.resources.is_empty() {
+            return warnings.0;
+        }
+        for (i, group) in self.cluster.iter().enumerate() {
+            if group.count == 0 && group.autoscale.is_none_or(|a| a.max == 0) {
+                warnings.add(
+                    format!("cluster[{i}].count"),
+                    "the group has no nodes and cannot grow: nothing runs on it",
+                );
+            }
+        }
+        let live: Vec<&NodeGroup> = self
+            .cluster
+            .iter()
+            .filter(|g| g.count > 0 || g.autoscale.is_some_and(|a| a.max > 0))
+            .collect();
+        for (i, task) in self.tasks.iter().enumerate() {
+            let fits = |g: &&NodeGroup| {
+                g.cpu >= task.cpu
+                    && (task.memory <= Quantity::ZERO || g.memory >= task.memory)
+                    && (task.gpus <= Quantity::ZERO || g.gpus >= task.gpus)
+            };
+            if live.iter().any(fits) {
+                continue;
+            }
+            let why = if task.gpus > Quantity::ZERO && live.iter().all(|g| g.gpus <= Quantity::ZERO)
+            {
+                "asks for GPUs and no node has any: it would never run".to_owned()
+            } else {
+                format!(
+                    "asks for {} cores, {} memory, {} GPUs per instance, more than any node has: it would never run",
+                    task.cpu, task.memory, task.gpus
+                )
+            };
+            warnings.add(format!("tasks[{i}]"), why);
+        }
+        warnings.0
+    }
+
     /// Every problem of the replay's own sections (the facade's are checked when it is built).
     pub fn check(&self) -> Result<(), ConfigError> {
         let mut problems = Problems(Vec::new());
@@ -423,6 +567,19 @@ impl Scenario {
             }
             if group.cpu <= Quantity::ZERO {
                 problems.add(path("cpu"), "must be positive");
+            }
+            let most = group
+                .autoscale
+                .map_or(group.count, |a| a.max.max(group.count));
+            if most > MAX_NODES {
+                problems.add(
+                    path(if group.count > MAX_NODES {
+                        "count"
+                    } else {
+                        "autoscale"
+                    }),
+                    format!("{most} nodes is more than {MAX_NODES} in one group"),
+                );
             }
             if group.memory < Quantity::ZERO {
                 problems.add(path("memory"), "must not be negative");
@@ -460,6 +617,10 @@ impl Scenario {
             if tenant.weight == 0 {
                 problems.add(format!("tenants[{i}].weight"), "must be at least 1");
             }
+            // The name is the requester id the run asks as.
+            if let Err(err) = rm_facade::model::RequesterId::new(&tenant.name) {
+                problems.add(format!("tenants[{i}].name"), err);
+            }
         }
         let mut ids: HashMap<&str, usize> = HashMap::new();
         for (i, task) in self.tasks.iter().enumerate() {
@@ -485,6 +646,11 @@ impl Scenario {
             }
             if task.count == 0 {
                 problems.add(path("count"), "must be at least 1");
+            } else if task.count > MAX_INSTANCES {
+                problems.add(
+                    path("count"),
+                    format!("{} is more than {MAX_INSTANCES} instances", task.count),
+                );
             }
             for (field, seconds) in [
                 ("arrival_s", task.arrival_s),

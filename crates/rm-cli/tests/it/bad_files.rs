@@ -170,3 +170,79 @@ fn huge_input_is_echoed_as_a_bounded_prefix() {
         assert!(stderr.contains(" bytes)"), "{stderr}");
     }
 }
+
+/// The corpus of hostile scenario files in `tests/bad-scenarios/`: each says in its first
+/// lines the error it must give (`# expect: …`), and whether it is a warning that `--strict`
+/// makes an error (`# strict`). Each fails fast and clearly, in `validate` and in `simulate`.
+#[test]
+fn hostile_scenarios_fail_fast_with_the_error_they_name() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 9, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|line| line.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} says what it expects", file.display()));
+        let strict = text.lines().any(|line| line == "# strict");
+        let path = file.to_str().unwrap();
+        let started = std::time::Instant::now();
+        let args: Vec<&str> = if strict {
+            vec!["validate", "--strict", path]
+        } else {
+            vec!["validate", path]
+        };
+        let output = rmctl(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{path}: expected {expect:?} in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{path}: {stderr}");
+        if strict {
+            // Without --strict it is a warning: the file validates, and says so.
+            let output = rmctl(&["validate", path]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{path}: {stderr}");
+            assert!(
+                stderr.contains(&format!("warning: {expect}")),
+                "{path}: {stderr}"
+            );
+        } else {
+            let output = rmctl(&["simulate", "--quiet", path]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
+            assert!(
+                stderr.contains(expect),
+                "{path}: expected {expect:?} in {stderr}"
+            );
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{path} is slow"
+        );
+    }
+}
+
+/// A 10 MB tenant name is refused by validate (as the run would refuse it), briefly.
+#[test]
+fn validate_refuses_what_the_run_would() {
+    let name = "t".repeat(10 << 20);
+    let (code, stderr) = check(&format!(
+        "[[cluster]]\nprefix = \"n\"\ncount = 1\ncpu = 1\n[[tenants]]\nname = \"{name}\"\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tenants[0].name"),
+        "{}",
+        &stderr[..stderr.len().min(500)]
+    );
+    assert!(stderr.len() < 2_000, "{} bytes", stderr.len());
+}
