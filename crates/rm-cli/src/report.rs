@@ -226,6 +226,16 @@ fn util(report: &Report, resource_type: &str, peak: bool) -> String {
         )
 }
 
+/// A virtual duration in a unit that reads: milliseconds below a second (short tasks are
+/// expressed to the millisecond), seconds with one decimal above.
+fn span(seconds: f64) -> String {
+    if seconds > 0.0 && seconds < 1.0 {
+        format!("{:.0} ms", seconds * 1000.0)
+    } else {
+        format!("{seconds:.1} s")
+    }
+}
+
 fn percent(ppm: u64) -> String {
     format!("{:.1}%", ppm as f64 / 10_000.0)
 }
@@ -247,7 +257,7 @@ impl Report {
             "tasks         {} ({} instances), {} completed, {} rejected",
             self.tasks, self.instances, self.completed, self.rejected
         ));
-        line(format!("makespan      {:.1} s", self.makespan_s));
+        line(format!("makespan      {}", span(self.makespan_s)));
         line(String::new());
         line("utilisation   type      average   peak".into());
         for u in &self.utilization {
@@ -274,16 +284,19 @@ impl Report {
         }
         line(String::new());
         line(format!(
-            "wait          p50 {:.1} s   p99 {:.1} s   max {:.1} s   mean {:.1} s",
-            self.wait.p50_s, self.wait.p99_s, self.wait.max_s, self.wait.mean_s
+            "wait          p50 {}   p99 {}   max {}   mean {}",
+            span(self.wait.p50_s),
+            span(self.wait.p99_s),
+            span(self.wait.max_s),
+            span(self.wait.mean_s)
         ));
         line(format!(
-            "jobs          {} of {} completed; completion time p50 {:.1} s, p99 {:.1} s, mean {:.1} s",
+            "jobs          {} of {} completed; completion time p50 {}, p99 {}, mean {}",
             self.jobs.completed,
             self.jobs.count,
-            self.jobs.jct_p50_s,
-            self.jobs.jct_p99_s,
-            self.jobs.jct_mean_s
+            span(self.jobs.jct_p50_s),
+            span(self.jobs.jct_p99_s),
+            span(self.jobs.jct_mean_s)
         ));
         line(String::new());
         line(format!(
@@ -380,25 +393,16 @@ impl Report {
                 Box::new(|r: &Report| util(r, "memory", false)),
             ),
             ("gpu average", Box::new(|r: &Report| util(r, "gpu", false))),
-            (
-                "wait p50",
-                Box::new(|r: &Report| format!("{:.1} s", r.wait.p50_s)),
-            ),
-            (
-                "wait p99",
-                Box::new(|r: &Report| format!("{:.1} s", r.wait.p99_s)),
-            ),
-            (
-                "wait max",
-                Box::new(|r: &Report| format!("{:.1} s", r.wait.max_s)),
-            ),
+            ("wait p50", Box::new(|r: &Report| span(r.wait.p50_s))),
+            ("wait p99", Box::new(|r: &Report| span(r.wait.p99_s))),
+            ("wait max", Box::new(|r: &Report| span(r.wait.max_s))),
             (
                 "job completion p50",
-                Box::new(|r: &Report| format!("{:.1} s", r.jobs.jct_p50_s)),
+                Box::new(|r: &Report| span(r.jobs.jct_p50_s)),
             ),
             (
                 "job completion p99",
-                Box::new(|r: &Report| format!("{:.1} s", r.jobs.jct_p99_s)),
+                Box::new(|r: &Report| span(r.jobs.jct_p99_s)),
             ),
             (
                 "Jain's index",

@@ -3,6 +3,7 @@
 //! `[[tasks]]` (with DAG dependencies) or a `[trace]` importer. See `docs/scenario.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rm_facade::model::{Quantity, ReservationStrategy};
@@ -142,11 +143,11 @@ pub struct TaskSpec {
     /// The job it belongs to (for job completion times); its own id when absent.
     #[serde(default)]
     pub job: Option<String>,
-    /// When it arrives, in virtual seconds.
+    /// When it arrives, in virtual seconds (to the millisecond).
     #[serde(default)]
-    pub arrival_s: u64,
-    /// How long each instance runs, in virtual seconds.
-    pub duration_s: u64,
+    pub arrival_s: Seconds,
+    /// How long each instance runs, in virtual seconds (to the millisecond).
+    pub duration_s: Seconds,
     /// Cores per instance.
     pub cpu: Quantity,
     /// Memory per instance, in bytes.
@@ -184,16 +185,16 @@ pub struct Generator {
     pub tenant: String,
     /// How many tasks.
     pub tasks: u32,
-    /// First arrival, virtual seconds.
+    /// First arrival, virtual seconds (to the millisecond).
     #[serde(default)]
-    pub start_s: u64,
-    /// Seconds between arrivals.
-    pub every_s: u64,
+    pub start_s: Seconds,
+    /// Seconds between arrivals (to the millisecond).
+    pub every_s: Seconds,
     /// Tasks per dependency chain (1: independent tasks).
     #[serde(default = "one")]
     pub chain: u32,
-    /// Each instance's run time.
-    pub duration_s: u64,
+    /// Each instance's run time, seconds (to the millisecond).
+    pub duration_s: Seconds,
     /// Cores per instance.
     pub cpu: Quantity,
     /// Memory per instance, bytes.
@@ -228,7 +229,11 @@ impl Generator {
                     id: format!("{}-{i}", self.prefix),
                     tenant: self.tenant.clone(),
                     job: Some(job),
-                    arrival_s: self.start_s + u64::from(i) * self.every_s,
+                    arrival_s: Seconds::from_millis(
+                        self.start_s
+                            .as_millis()
+                            .saturating_add(u64::from(i).saturating_mul(self.every_s.as_millis())),
+                    ),
                     duration_s: self.duration_s,
                     cpu: self.cpu,
                     memory: self.memory,
@@ -385,6 +390,114 @@ pub fn read(path: &Path) -> Result<Scenario, ConfigError> {
 /// The longest virtual time a scenario may name: a hundred years, in seconds.
 pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
+/// A virtual time or duration, exact to the millisecond: written as whole seconds (`30`) or
+/// decimal seconds (`0.25`, `1.5`, down to `0.001`), so that short tasks (CI jobs, build
+/// actions, pipeline steps of a few hundred milliseconds) can be expressed. A value finer
+/// than a millisecond, negative, or beyond the 64-bit range of milliseconds is an error that
+/// names the field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seconds {
+    millis: u64,
+}
+
+impl Seconds {
+    /// Whole seconds (saturating).
+    pub const fn from_secs(seconds: u64) -> Seconds {
+        Seconds {
+            millis: seconds.saturating_mul(1000),
+        }
+    }
+
+    /// Milliseconds.
+    pub const fn from_millis(millis: u64) -> Seconds {
+        Seconds { millis }
+    }
+
+    /// The value in milliseconds: the replay's unit of virtual time.
+    pub const fn as_millis(self) -> u64 {
+        self.millis
+    }
+
+    /// Whether the value was too large for milliseconds and is held at the largest.
+    pub const fn is_saturated(self) -> bool {
+        self.millis == u64::MAX
+    }
+
+    /// The value as an error message names it.
+    fn named(self) -> String {
+        if self.is_saturated() {
+            "the value".to_owned()
+        } else {
+            format!("{self}")
+        }
+    }
+
+    /// The value in seconds, for reports.
+    pub fn as_secs_f64(self) -> f64 {
+        self.millis as f64 / 1000.0
+    }
+}
+
+/// Prints as decimal seconds without trailing zeros (`30`, `0.25`).
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, fraction) = (self.millis / 1000, self.millis % 1000);
+        if fraction == 0 {
+            write!(f, "{whole}")
+        } else {
+            let digits = format!("{fraction:03}");
+            write!(f, "{whole}.{}", digits.trim_end_matches('0'))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Seconds, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Seconds;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("seconds, whole (30) or decimal to the millisecond (0.25)")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<Seconds, E> {
+                // Saturating: the scenario's checks refuse anything past a hundred years, with
+                // the field's path, together with every other problem.
+                Ok(Seconds::from_secs(seconds))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<Seconds, E> {
+                u64::try_from(seconds)
+                    .map_err(|_| E::custom(format!("{seconds} s is negative")))
+                    .and_then(|s| self.visit_u64(s))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, seconds: f64) -> Result<Seconds, E> {
+                let millis = seconds * 1000.0;
+                if millis.is_nan() || millis < 0.0 {
+                    return Err(E::custom(format!(
+                        "{seconds} s is negative or not a number"
+                    )));
+                }
+                if millis >= u64::MAX as f64 {
+                    return Ok(Seconds::from_millis(u64::MAX));
+                }
+                let rounded = millis.round();
+                // Decimal fractions are not exact in binary: accept what is a whole number of
+                // milliseconds to within far less than one.
+                if (millis - rounded).abs() > 1e-6 * rounded.max(1.0) {
+                    return Err(E::custom(format!(
+                        "{seconds} s is finer than a millisecond, the resolution of virtual time"
+                    )));
+                }
+                Ok(Seconds::from_millis(rounded as u64))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// The most tasks a scenario may name, written out and generated together.
 pub const MAX_TASKS: u64 = 1_000_000;
 
@@ -446,19 +559,20 @@ fn check_generators(tasks: &[TaskSpec], generators: &[Generator]) -> Result<(), 
             ("every_s", generator.every_s),
             ("duration_s", generator.duration_s),
         ] {
-            if seconds > MAX_SECONDS {
+            if seconds > Seconds::from_secs(MAX_SECONDS) {
                 problems.add(
                     path(field),
                     format!(
-                        "{seconds} is more than {MAX_SECONDS} (a hundred years of virtual time)"
+                        "{} is more than {MAX_SECONDS} (a hundred years of virtual time)",
+                        seconds.named()
                     ),
                 );
             }
         }
         let last = u64::from(generator.tasks.saturating_sub(1))
-            .checked_mul(generator.every_s)
-            .and_then(|span| span.checked_add(generator.start_s));
-        if last.is_none_or(|last| last > MAX_SECONDS) {
+            .checked_mul(generator.every_s.as_millis())
+            .and_then(|span| span.checked_add(generator.start_s.as_millis()));
+        if last.is_none_or(|last| last > MAX_SECONDS * 1000) {
             problems.add(
                 path("every_s"),
                 format!(
@@ -656,11 +770,12 @@ impl Scenario {
                 ("arrival_s", task.arrival_s),
                 ("duration_s", task.duration_s),
             ] {
-                if seconds > MAX_SECONDS {
+                if seconds > Seconds::from_secs(MAX_SECONDS) {
                     problems.add(
                         path(field),
                         format!(
-                            "{seconds} is more than {MAX_SECONDS} (a hundred years of virtual time)"
+                            "{} is more than {MAX_SECONDS} (a hundred years of virtual time)",
+                            seconds.named()
                         ),
                     );
                 }

@@ -394,7 +394,10 @@ pub fn run(
     let max = crate::scenario::MAX_SECONDS;
     let too_long: Vec<Problem> = specs
         .iter()
-        .filter(|t| t.arrival_s > max || t.duration_s > max)
+        .filter(|t| {
+            let max = crate::scenario::Seconds::from_secs(max);
+            t.arrival_s > max || t.duration_s > max
+        })
         .take(10)
         .map(|t| Problem {
             path: format!("trace: task {}", t.id),
@@ -621,10 +624,10 @@ pub fn run(
         let next = job_index.len();
         let job = *job_index.entry(job_name).or_insert(next);
         if job == job_arrival.len() {
-            job_arrival.push(spec.arrival_s.saturating_mul(1000));
+            job_arrival.push(spec.arrival_s.as_millis());
             job_left.push(0);
         }
-        job_arrival[job] = job_arrival[job].min(spec.arrival_s.saturating_mul(1000));
+        job_arrival[job] = job_arrival[job].min(spec.arrival_s.as_millis());
         job_left[job] += 1;
         let class = tenants[tenant].class.as_deref();
         let priority = spec
@@ -709,8 +712,8 @@ pub fn run(
             spec_index: i,
             tenant,
             job,
-            arrival: spec.arrival_s.saturating_mul(1000),
-            duration: spec.duration_s.saturating_mul(1000),
+            arrival: spec.arrival_s.as_millis(),
+            duration: spec.duration_s.as_millis(),
             amounts: amounts(spec.cpu, spec.memory, spec.gpus),
             priority,
             children: Vec::new(),

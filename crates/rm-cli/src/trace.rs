@@ -6,7 +6,7 @@ use std::path::Path;
 use rm_facade::model::Quantity;
 use rm_facade::{ConfigError, Problem};
 
-use crate::scenario::TaskSpec;
+use crate::scenario::{Seconds, TaskSpec};
 
 fn problem(path: String, message: impl ToString) -> ConfigError {
     ConfigError::Invalid(vec![Problem {
@@ -163,8 +163,8 @@ pub fn alibaba_batch_2018(
             id,
             tenant: format!("tenant-{}", job_number % tenants.max(1)),
             job: Some(job.to_owned()),
-            arrival_s: arrival,
-            duration_s: mean,
+            arrival_s: Seconds::from_secs(arrival),
+            duration_s: Seconds::from_secs(mean),
             cpu,
             memory,
             gpus: Quantity::ZERO,
@@ -322,8 +322,8 @@ pub fn alibaba_gpu_pods(
             id: field(name_at).to_owned(),
             tenant: tenant.to_owned(),
             job: None,
-            arrival_s,
-            duration_s,
+            arrival_s: Seconds::from_secs(arrival_s),
+            duration_s: Seconds::from_secs(duration_s),
             cpu: Quantity::from_milli(cpu),
             memory: Quantity::from_milli(memory.saturating_mul(MIB).saturating_mul(1000)),
             gpus,

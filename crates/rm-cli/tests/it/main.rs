@@ -3,6 +3,7 @@
 
 mod bad_files;
 mod fairness;
+mod millis;
 mod ordering;
 mod showcase;
 mod traces;
