@@ -146,6 +146,9 @@ pub struct TaskRecord {
     pub wait_s: Option<f64>,
     /// Where its first instance ran.
     pub placed_on: Option<String>,
+    /// The GPU devices its first instance held and its share of each (`500m` is half a
+    /// GPU), when GPUs are devices; empty otherwise.
+    pub gpu_devices: Vec<GpuShare>,
     /// Instances.
     pub instances: u32,
     /// How many times an instance of it was preempted.
@@ -154,6 +157,15 @@ pub struct TaskRecord {
     pub preempted_by: Option<String>,
     /// Why it was given up, if it was.
     pub rejected: Option<String>,
+}
+
+/// One GPU device a task held, and how much of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GpuShare {
+    /// The device (`<node>-gpu-<k>`).
+    pub device: String,
+    /// The share of it, in GPUs (`1`, `500m`).
+    pub share: String,
 }
 
 /// Everything a replay found.
@@ -503,13 +515,13 @@ impl Report {
     /// One CSV record per task.
     pub fn tasks_csv(&self) -> String {
         let mut out = String::from(
-            "id,tenant,priority,arrival_s,start_s,end_s,wait_s,placed_on,instances,preempted,preempted_by,rejected\n",
+            "id,tenant,priority,arrival_s,start_s,end_s,wait_s,placed_on,gpu_devices,instances,preempted,preempted_by,rejected\n",
         );
         let opt = |value: Option<f64>| value.map(|v| format!("{v:.3}")).unwrap_or_default();
         for r in &self.records {
             let _ = writeln!(
                 out,
-                "{},{},{},{:.3},{},{},{},{},{},{},{},{}",
+                "{},{},{},{:.3},{},{},{},{},{},{},{},{},{}",
                 csv(&r.id),
                 csv(&r.tenant),
                 r.priority,
@@ -518,6 +530,12 @@ impl Report {
                 opt(r.end_s),
                 opt(r.wait_s),
                 csv(r.placed_on.as_deref().unwrap_or("")),
+                csv(&r
+                    .gpu_devices
+                    .iter()
+                    .map(|d| format!("{}={}", d.device, d.share))
+                    .collect::<Vec<_>>()
+                    .join(";")),
                 r.instances,
                 r.preempted,
                 csv(r.preempted_by.as_deref().unwrap_or("")),

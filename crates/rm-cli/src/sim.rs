@@ -17,7 +17,7 @@ use rm_facade::scale::{ScaleRefused, ScaleTarget};
 use rm_facade::{Config, ConfigError, Error, PolicyKind, Problem, ResourceManager};
 
 use crate::report::{
-    Fairness, GpuSummary, Jobs, Report, Sample, Saturation, TaskRecord, TenantShare,
+    Fairness, GpuShare, GpuSummary, Jobs, Report, Sample, Saturation, TaskRecord, TenantShare,
     TypeUtilization, Waits,
 };
 use crate::scenario::{GpuMode, NodeGroup, Scenario, TaskSpec, Tenant, TraceSettings};
@@ -305,6 +305,8 @@ struct TaskState {
     first_start: Option<u64>,
     end: Option<u64>,
     placed_on: Option<ResourceName>,
+    /// The GPU devices its first instance holds, with the share of each (GPU devices only).
+    devices: Vec<(ResourceName, Quantity)>,
     preempted: u32,
     preempted_by: Option<String>,
     held_back: Option<RefusalReason>,
@@ -728,6 +730,7 @@ pub fn run(
             first_start: None,
             end: None,
             placed_on: None,
+            devices: Vec::new(),
             preempted: 0,
             preempted_by: None,
             held_back: None,
@@ -1113,6 +1116,14 @@ pub fn run(
                         waits.push(now - state.ready_at);
                         state.first_start.get_or_insert(now);
                         if state.placed_on.is_none() {
+                            if device_gpus {
+                                state.devices = reservation
+                                    .items
+                                    .iter()
+                                    .filter(|item| item.resource_type == ResourceType::Gpu)
+                                    .map(|item| (item.resource.clone(), item.amount))
+                                    .collect();
+                            }
                             state.placed_on = node;
                         }
                         state.to_start -= 1;
@@ -1301,6 +1312,14 @@ pub fn run(
                 .first_start
                 .map(|s| s.saturating_sub(t.arrival) as f64 / 1000.0),
             placed_on: t.placed_on.as_ref().map(|n| n.as_str().to_owned()),
+            gpu_devices: t
+                .devices
+                .iter()
+                .map(|(device, share)| GpuShare {
+                    device: device.as_str().to_owned(),
+                    share: share.to_string(),
+                })
+                .collect(),
             instances: specs[t.spec_index].count,
             preempted: t.preempted,
             preempted_by: t.preempted_by.clone(),

@@ -5,6 +5,7 @@ mod bad_files;
 mod fairness;
 mod millis;
 mod ordering;
+mod records;
 mod showcase;
 mod traces;
 
