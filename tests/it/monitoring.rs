@@ -180,8 +180,10 @@ fn the_endpoint_serves_the_same_series_over_http() {
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     let (head, body) = http_get(addr, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    // Header names are case-insensitive (hyper writes them in lower case).
     assert!(
-        head.contains("Content-Type: text/plain; version=0.0.4"),
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
     assert_series(&body);

@@ -324,8 +324,9 @@ pub struct ScalingSettings {
 pub struct MetricsSettings {
     /// Whether to record into a Prometheus recorder of the manager's own.
     pub prometheus: bool,
-    /// Serve `/metrics` on this address (for example `127.0.0.1:9464`); not served when
-    /// absent.
+    /// The address [`serve_metrics`](crate::ResourceManager::serve_metrics) listens on (for
+    /// example `127.0.0.1:9464`); [`DEFAULT_METRICS_ADDR`] when absent. No port is opened
+    /// unless the embedding code calls `serve_metrics` (or `serve_metrics_on`).
     pub listen: Option<SocketAddr>,
     /// Requester to class: the only way requesters appear in metrics (others count as
     /// `other`).

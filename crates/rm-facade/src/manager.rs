@@ -951,7 +951,9 @@ impl ResourceManager {
     }
 
     /// Serves `/metrics` on the configured `metrics.listen` address, or on
-    /// [`DEFAULT_METRICS_ADDR`](crate::DEFAULT_METRICS_ADDR) when none is configured.
+    /// [`DEFAULT_METRICS_ADDR`](crate::DEFAULT_METRICS_ADDR) when none is configured. Keep
+    /// the returned server: dropping it stops serving.
+    #[must_use = "dropping the server stops it: keep the handle for as long as it should serve"]
     pub fn serve_metrics(&self) -> Result<MetricsServer, Error> {
         let addr = match self.inner.listen {
             Some(addr) => addr,
@@ -963,9 +965,14 @@ impl ResourceManager {
     }
 
     /// Serves `/metrics` on `addr` (port 0 picks a free one: see
-    /// [`MetricsServer::local_addr`]), running the exporter's upkeep every 5 seconds. Each
-    /// scrape collects the gauges first. The server holds the manager weakly: once every
-    /// handle is dropped it answers 503.
+    /// [`MetricsServer::local_addr`]), running the exporter's upkeep every 5 seconds. The
+    /// address is bound before this returns. A scrape collects the gauges and renders, on a
+    /// thread of its own; scrapes within 250 ms of a render share it. The server holds the
+    /// manager weakly: once every handle is dropped it answers 503. It is hyper's HTTP/1
+    /// server: a request head must arrive within 2 s and an exchange end within 10 s, up to
+    /// 512 connections are served at once, `HEAD` gets the length without the body, other
+    /// methods `405` with `Allow`, a malformed request `400` (see `docs/metrics.md`).
+    #[must_use = "dropping the server stops it: keep the handle for as long as it should serve"]
     pub fn serve_metrics_on(&self, addr: SocketAddr) -> Result<MetricsServer, Error> {
         let exporter = self
             .inner
