@@ -89,7 +89,11 @@ const EXPECTED: &[&str] = &[
     r#"rm_reservations{state="confirmed"} 0"#,
     r#"rm_share_ratio{class="urgent"} 1"#,
     r#"rm_share_ratio{class="batch"} 0"#,
-    r#"rm_entitled_share_ratio{class="other"} 0.333333"#,
+    // Nobody outside the configured classes holds anything: `other` is entitled to nothing
+    // and does not dilute the classes' entitlements.
+    r#"rm_entitled_share_ratio{class="other"} 0"#,
+    r#"rm_entitled_share_ratio{class="urgent"} 0.5"#,
+    r#"rm_entitled_share_ratio{class="batch"} 0.5"#,
     "rm_queue_depth 0",
     "# HELP rm_grants_total Reservations granted",
     "# TYPE rm_wait_seconds histogram",
@@ -157,6 +161,12 @@ fn the_rendered_text_has_every_series_with_its_value() {
     let manager = drive();
     let text = manager.render().unwrap();
     assert_series(&text);
+    // Exactly 0, not a longer number that starts with it.
+    assert!(
+        text.lines()
+            .any(|line| line == r#"rm_entitled_share_ratio{class="other"} 0"#),
+        "{text}"
+    );
     // Every metric has help text.
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = line.split_whitespace().nth(2).unwrap();

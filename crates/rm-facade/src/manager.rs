@@ -902,7 +902,16 @@ impl ResourceManager {
             }
         }
         let weight = |class: &str| i128::from(*inner.class_weights.get(class).unwrap_or(&1));
-        let total_weight: i128 = held.keys().map(|class| weight(class)).sum();
+        // Configured classes are always entitled; `other` only while someone outside them
+        // holds capacity (an empty `other` would otherwise dilute every class's share).
+        let counts = |class: &str, by_type: &BTreeMap<&rm_model::ResourceType, i128>| {
+            class != OTHER_CLASS || by_type.values().any(|amount| *amount > 0)
+        };
+        let total_weight: i128 = held
+            .iter()
+            .filter(|(class, by_type)| counts(class, by_type))
+            .map(|(class, _)| weight(class))
+            .sum();
         held.iter()
             .map(|(class, by_type)| {
                 let share_ppm = by_type
@@ -915,7 +924,11 @@ impl ResourceManager {
                 ShareSample {
                     class: (*class).to_owned(),
                     share_ppm,
-                    entitled_ppm: ppm(weight(class), total_weight),
+                    entitled_ppm: if counts(class, by_type) {
+                        ppm(weight(class), total_weight)
+                    } else {
+                        0
+                    },
                 }
             })
             .collect()
