@@ -2,7 +2,7 @@
 //! them; checks configuration and scenario files.
 //!
 //! ```text
-//! rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR] [--quiet]
+//! rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR [--keep-serving]] [--quiet]
 //! rmctl validate [--strict] FILE
 //! ```
 //!
@@ -17,13 +17,14 @@ use rm_cli::{SHOWCASE, scenario, sim};
 use rm_facade::{Config, ConfigError};
 
 const USAGE: &str = "usage:
-  rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR] [--quiet]
+  rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR [--keep-serving]] [--quiet]
       replay SCENARIO (a TOML file; the bundled showcase when absent) in virtual time
       --json               print the report as JSON instead of a table
       --tasks FILE         write one CSV record per task to FILE
       --html FILE          write a self-contained HTML report with charts to FILE
       --trace-path DIR     read the scenario's [trace] from DIR instead of its `path`
       --metrics-addr ADDR  serve live Prometheus metrics at http://ADDR/metrics meanwhile
+      --keep-serving       after the replay, keep serving its final state until interrupted
       --quiet              no progress line on standard error
   rmctl compare [SCENARIO] [--strategy S1,S2,...] [--policy P1,P2,...] [--json] [--trace-path DIR] [--quiet]
       replay one workload under each placement strategy (greedy, balanced, bin-pack, aligned)
@@ -41,6 +42,7 @@ struct Simulate {
     metrics_addr: Option<std::net::SocketAddr>,
     trace_path: Option<PathBuf>,
     quiet: bool,
+    keep_serving: bool,
 }
 
 fn parse_simulate(args: &[String]) -> Result<Simulate, String> {
@@ -52,12 +54,14 @@ fn parse_simulate(args: &[String]) -> Result<Simulate, String> {
         metrics_addr: None,
         trace_path: None,
         quiet: false,
+        keep_serving: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => options.json = true,
             "--quiet" => options.quiet = true,
+            "--keep-serving" => options.keep_serving = true,
             "--tasks" => {
                 let file = args.next().ok_or("--tasks needs a file")?;
                 options.tasks = Some(PathBuf::from(file));
@@ -81,6 +85,9 @@ fn parse_simulate(args: &[String]) -> Result<Simulate, String> {
             path if options.scenario.is_none() => options.scenario = Some(PathBuf::from(path)),
             extra => return Err(format!("unexpected argument {extra}")),
         }
+    }
+    if options.keep_serving && options.metrics_addr.is_none() {
+        return Err("--keep-serving needs --metrics-addr".into());
     }
     Ok(options)
 }
@@ -119,12 +126,13 @@ fn simulate(options: &Simulate) -> Result<(), ExitCode> {
     let scenario = load(options.scenario.as_deref(), options.trace_path.as_deref())?;
     print_warnings(&scenario.warnings());
     let quiet = options.quiet;
-    if let Some(addr) = options.metrics_addr {
+    // Said once the endpoint listens, with the port it got (for port 0).
+    let mut serving = |addr: std::net::SocketAddr| {
         let _ = writeln!(
             std::io::stderr(),
             "serving live metrics at http://{addr}/metrics during the replay"
         );
-    }
+    };
     let mut progress = |virtual_s: u64, done: usize, total: usize| {
         if !quiet {
             let mut stderr = std::io::stderr().lock();
@@ -135,11 +143,11 @@ fn simulate(options: &Simulate) -> Result<(), ExitCode> {
             );
         }
     };
-    let report = sim::run(&scenario, options.metrics_addr, &mut progress);
+    let report = sim::replay(&scenario, options.metrics_addr, &mut serving, &mut progress);
     if !quiet {
         let _ = writeln!(std::io::stderr());
     }
-    let report = report.map_err(|err| {
+    let (report, endpoint) = report.map_err(|err| {
         match &err {
             rm_facade::Error::Config(config) => print_config_error(config),
             other => {
@@ -173,6 +181,19 @@ fn simulate(options: &Simulate) -> Result<(), ExitCode> {
         report.table()
     };
     let _ = writeln!(stdout, "{text}");
+    drop(stdout);
+    if options.keep_serving
+        && let Some(endpoint) = endpoint
+    {
+        let _ = writeln!(
+            std::io::stderr(),
+            "serving the final state at http://{}/metrics until interrupted (Ctrl-C)",
+            endpoint.server.local_addr()
+        );
+        loop {
+            std::thread::park();
+        }
+    }
     Ok(())
 }
 

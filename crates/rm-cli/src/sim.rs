@@ -330,6 +330,28 @@ pub fn run(
     metrics_addr: Option<std::net::SocketAddr>,
     progress: &mut dyn FnMut(u64, usize, usize),
 ) -> Result<Report, Error> {
+    replay(scenario, metrics_addr, &mut |_| {}, progress).map(|(report, _)| report)
+}
+
+/// The `/metrics` endpoint of a finished replay and the manager it serves: kept, they serve
+/// the final state (so Prometheus and Grafana can be pointed at a replay); dropped, they stop.
+#[derive(Debug)]
+pub struct Serving {
+    /// The endpoint.
+    pub server: rm_facade::MetricsServer,
+    /// The manager it serves (the endpoint holds it weakly).
+    pub manager: ResourceManager,
+}
+
+/// [`run`], serving live metrics on `metrics_addr` when given: `serving` is told the bound
+/// address once the endpoint listens (before the replay starts), and the endpoint is handed
+/// back with the report, still serving the final state.
+pub fn replay(
+    scenario: &Scenario,
+    metrics_addr: Option<std::net::SocketAddr>,
+    serving: &mut dyn FnMut(std::net::SocketAddr),
+    progress: &mut dyn FnMut(u64, usize, usize),
+) -> Result<(Report, Option<Serving>), Error> {
     let wall = std::time::Instant::now();
     let mut specs: Vec<TaskSpec> = scenario.tasks.clone();
     let mut tenants: Vec<Tenant> = scenario.tenants.clone();
@@ -589,8 +611,12 @@ pub fn run(
                 }]))
             })?;
     }
-    let _server = match metrics_addr {
-        Some(addr) => Some(manager.serve_metrics_on(addr)?),
+    let server = match metrics_addr {
+        Some(addr) => {
+            let server = manager.serve_metrics_on(addr)?;
+            serving(server.local_addr());
+            Some(server)
+        }
         None => None,
     };
 
@@ -1367,7 +1393,7 @@ pub fn run(
             placement_violations,
         }
     });
-    Ok(Report {
+    let report = Report {
         name: scenario.simulation.name.clone(),
         policy: order.as_str().to_owned(),
         strategy: scenario.simulation.strategy.as_str().to_owned(),
@@ -1402,7 +1428,9 @@ pub fn run(
         wait_histogram,
         wall_s: wall.elapsed().as_secs_f64(),
         records,
-    })
+    };
+    let serving = server.map(|server| Serving { server, manager });
+    Ok((report, serving))
 }
 
 /// Whether a grant keeps every part on one node, each GPU item within one device, and each

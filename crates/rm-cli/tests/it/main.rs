@@ -6,6 +6,7 @@ mod fairness;
 mod millis;
 mod ordering;
 mod records;
+mod serving;
 mod showcase;
 mod traces;
 
