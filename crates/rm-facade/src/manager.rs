@@ -289,6 +289,11 @@ impl ResourceManagerBuilder {
             (None, MetricsCollector::new(retention(&config)))
         };
 
+        // The scaling counters of every target are there from the first scrape.
+        for (target, _) in &this.autoscaled {
+            monitor.expect_scaling_target(target);
+        }
+
         let wakeup = Wakeup::new();
         let mut sinks: Vec<Arc<dyn EventSink>> =
             vec![Arc::new(monitor.clone()), Arc::new(wakeup.clone())];

@@ -37,6 +37,19 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
+    /// Every reason, so that a counter per reason can be there (at zero) from the start.
+    pub const ALL: [RefusalReason; 9] = [
+        RefusalReason::QuotaExceeded,
+        RefusalReason::BorrowingLimitExceeded,
+        RefusalReason::FairShareExceeded,
+        RefusalReason::PriorityTooLow,
+        RefusalReason::InsufficientCapacity,
+        RefusalReason::Unsatisfiable,
+        RefusalReason::InvalidRequest,
+        RefusalReason::Indeterminate,
+        RefusalReason::PolicyDenied,
+    ];
+
     /// The code (`quota-exceeded`, …), fit for metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -299,6 +299,20 @@ impl MetricsCollector {
                 metrics::gauge!(names::QUEUE_DEPTH),
             )
         });
+        // Every refusal reason's series exists from the start, at zero, as Prometheus'
+        // guidance asks for known label values, so dashboards and rate() work at once.
+        let refusals: DashMap<String, Counted> = DashMap::new();
+        in_recorder(recorder.as_ref(), || {
+            for reason in rm_model::RefusalReason::ALL {
+                refusals.insert(
+                    reason.as_str().to_owned(),
+                    Counted {
+                        count: AtomicU64::new(0),
+                        handle: metrics::counter!(names::REFUSALS_TOTAL, "reason" => reason.as_str()),
+                    },
+                );
+            }
+        });
         MetricsCollector {
             shared: Arc::new(Shared {
                 recorder,
@@ -309,7 +323,7 @@ impl MetricsCollector {
                 waits,
                 queue_depth: (AtomicU64::new(0), depth),
                 grants_by_type: DashMap::new(),
-                refusals: DashMap::new(),
+                refusals,
                 history: Mutex::new(History {
                     waits: VecDeque::with_capacity(retention.waits),
                     scaling: VecDeque::with_capacity(retention.scaling),
@@ -352,7 +366,17 @@ impl MetricsCollector {
 
     /// Refusals by reason code.
     pub fn refusals(&self) -> BTreeMap<String, u64> {
-        snapshot(&self.shared.refusals)
+        let mut refusals = snapshot(&self.shared.refusals);
+        // Every reason's series exists from the start; the counts say what happened.
+        refusals.retain(|_, count| *count > 0);
+        refusals
+    }
+
+    /// Registers the scaling-decision counter of `target` at zero, so that its series is
+    /// there (and `rate()` works) from the first scrape, before its first decision.
+    pub fn expect_scaling_target(&self, target: &str) {
+        let target = target.to_owned();
+        let _ = self.registered(|| metrics::counter!(names::SCALING_TOTAL, "target" => target));
     }
 
     /// Requests waiting, as of the last queue event.

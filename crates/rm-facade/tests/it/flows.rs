@@ -312,6 +312,21 @@ fn scaling_rules_from_the_configuration_drive_named_targets() {
         .scalable("workers", workers.clone())
         .build()
         .unwrap();
+    // Before any decision or refusal, their series are there at zero (known label values).
+    let fresh = manager.render().unwrap();
+    let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+    assert!(
+        has(&fresh, r#"rm_scaling_decisions_total{target="workers"} 0"#),
+        "{fresh}"
+    );
+    for reason in rm_model::RefusalReason::ALL {
+        let line = format!(r#"rm_refusals_total{{reason="{}"}} 0"#, reason.as_str());
+        assert!(has(&fresh, &line), "{line} in {fresh}");
+    }
+    assert!(
+        manager.monitor().refusals().is_empty(),
+        "counts say what happened"
+    );
     manager.tick().unwrap();
     assert_eq!(workers.size(), 3, "capped at the maximum");
     assert_eq!(manager.dashboard().recent_scaling[0].reason, "at-maximum");
