@@ -309,3 +309,76 @@ fn a_metric_emitted_by_a_middle_crate_reaches_the_facades_exporter() {
         "{text}"
     );
 }
+
+/// What a dashboard expression plots, read from the metric it names and the functions
+/// around it, and the panel units that fit it.
+fn units_for(expr: &str) -> &'static [&'static str] {
+    if expr.contains("_ratio") {
+        &["percentunit"]
+    } else if expr.contains("histogram_quantile")
+        || expr.contains("_seconds{")
+        || expr.ends_with("_seconds")
+    {
+        &["s"]
+    } else if expr.contains("rate(") {
+        &["reqps", "ops"]
+    } else {
+        // Gauges that count (queue depth, waiters, reservations) and increases of counters.
+        &["short", "none"]
+    }
+}
+
+/// Every panel's unit fits what each of its expressions plots (ratios on a percent axis,
+/// counts on a plain one: 3 waiters never show as 300%), and every expression is PromQL that
+/// promtool accepts (as recording rules, the dashboard's variables matching everything).
+#[test]
+fn the_grafana_dashboard_plots_each_kind_on_its_unit_and_parses() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/resource-manager.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let unit = panel["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .unwrap_or("none");
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(
+                units_for(expr).contains(&unit),
+                "panel {} plots {expr} on unit {unit}",
+                panel["title"]
+            );
+            let concrete = expr
+                .replace("$type", ".*")
+                .replace("$resource", ".*")
+                .replace("$pool", ".*");
+            rules.push_str(&format!(
+                "      - record: dashboard:panel_{}_{}\n        expr: '{}'\n",
+                panel["id"],
+                target["refId"].as_str().unwrap(),
+                concrete
+            ));
+        }
+    }
+    // A fleet reads at a glance: the per-resource panel is bounded and the variables exist.
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for name in ["type", "resource", "pool"] {
+        assert!(
+            variables.contains(&name),
+            "no ${name} variable: {variables:?}"
+        );
+    }
+    let file = std::env::temp_dir().join(format!("rm-dashboard-{}.yml", std::process::id()));
+    std::fs::write(&file, &rules).unwrap();
+    let report = promtool(&["check", "rules", file.to_str().unwrap()], None);
+    std::fs::remove_file(&file).unwrap();
+    if let Some(report) = report {
+        assert!(report.contains("SUCCESS"), "{report}\n{rules}");
+    }
+}
