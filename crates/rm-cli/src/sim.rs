@@ -834,6 +834,34 @@ pub fn replay(
     let mut placement_violations: u64 = 0;
     let mut saturation: Option<(u64, i128)> = None;
 
+    // The replay's own waiting reaches the manager's metrics as the wait queue's would
+    // (rm_wait_seconds, rm_queue_depth), so the live metrics show what the report shows.
+    let monitor = manager.monitor().clone();
+    let mut waiting_instances: u64 = 0;
+    macro_rules! observe {
+        ($kind:expr) => {{
+            monitor.publish(&Event {
+                sequence: 0,
+                at: Timestamp::ZERO + Duration::from_millis(now),
+                kind: $kind,
+            });
+        }};
+    }
+    // A queued task's instances that will not start leave the queue unanswered.
+    macro_rules! abandon {
+        ($task:expr) => {{
+            let task: usize = $task;
+            for _ in 0..tasks[task].to_start {
+                waiting_instances = waiting_instances.saturating_sub(1);
+                observe!(EventKind::Dequeued {
+                    requester: tasks[task].request.requester.clone(),
+                    waited: Duration::from_millis(now.saturating_sub(tasks[task].ready_at)),
+                    granted: false,
+                });
+            }
+        }};
+    }
+
     macro_rules! enqueue {
         ($task:expr) => {{
             let task: usize = $task;
@@ -852,6 +880,11 @@ pub fn replay(
                     queue.len()
                 };
                 queue.insert(position, task);
+                waiting_instances += u64::from(tasks[task].to_start);
+                observe!(EventKind::Queued {
+                    requester: tasks[task].request.requester.clone(),
+                    depth: usize::try_from(waiting_instances).unwrap_or(usize::MAX),
+                });
             }
         }};
     }
@@ -1138,6 +1171,12 @@ pub fn replay(
                         if may_preempt {
                             hold_of.insert(reservation.id, h);
                         }
+                        waiting_instances = waiting_instances.saturating_sub(1);
+                        observe!(EventKind::Dequeued {
+                            requester: tasks[task].request.requester.clone(),
+                            waited: Duration::from_millis(now - tasks[task].ready_at),
+                            granted: true,
+                        });
                         let state = &mut tasks[task];
                         waits.push(now - state.ready_at);
                         state.first_start.get_or_insert(now);
@@ -1192,6 +1231,7 @@ pub fn replay(
                                 state.rejected = Some("no room when it arrived".into());
                                 state.queued = false;
                                 queues[tenant].remove(position);
+                                abandon!(task);
                                 done_tasks += 1;
                                 continue;
                             }
@@ -1223,6 +1263,7 @@ pub fn replay(
                                     .get_or_insert(reason.unwrap_or(RefusalReason::InvalidRequest));
                                 state.queued = false;
                                 queues[tenant].remove(position);
+                                abandon!(task);
                                 done_tasks += 1;
                                 continue;
                             }

@@ -67,3 +67,41 @@ fn keep_serving_needs_an_address() {
         String::from_utf8_lossy(&output.stderr).contains("--keep-serving needs --metrics-addr")
     );
 }
+
+/// The live metrics show the replay's waiting as the report does: one wait per started
+/// instance with the report's mean, and an empty queue at the end.
+#[test]
+fn the_live_metrics_agree_with_the_report() {
+    let scenario = rm_cli::scenario::parse(rm_cli::SHOWCASE, std::path::Path::new(".")).unwrap();
+    let (report, serving) = rm_cli::sim::replay(
+        &scenario,
+        Some("127.0.0.1:0".parse().unwrap()),
+        &mut |_| {},
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let text = serving.expect("served").manager.render().unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    let count = value(r#"rm_wait_seconds_count{outcome="granted"}"#);
+    let sum = value(r#"rm_wait_seconds_sum{outcome="granted"}"#);
+    // Every start of an instance waited (a preempted one starts again); the manager also
+    // counts its own immediate grants (after a preemption), which add no wait.
+    let starts: u64 = report
+        .records
+        .iter()
+        .filter(|r| r.start_s.is_some())
+        .map(|r| u64::from(r.instances) + u64::from(r.preempted))
+        .sum();
+    assert!(count as u64 >= starts, "{count} waits for {starts} starts");
+    assert!(report.wait.max_s > 0.0, "the showcase has waits");
+    let expected = report.wait.mean_s * starts as f64;
+    assert!(
+        (sum - expected).abs() <= expected * 0.01 + 1.0,
+        "waited {sum} s in all by the metrics, {expected} s by the report"
+    );
+    assert_eq!(value("rm_queue_depth"), 0.0, "nothing waits at the end");
+}
