@@ -171,7 +171,7 @@ impl Report {
         );
         let _ = writeln!(
             page,
-            "<table class=\"summary\"><tr><th>policy</th><td>{} (placement {})</td></tr><tr><th>tasks</th><td>{} ({} instances), {} completed, {} rejected</td></tr><tr><th>makespan</th><td>{:.1} s</td></tr><tr><th>wait</th><td>p50 {:.1} s, p99 {:.1} s, max {:.1} s</td></tr><tr><th>jobs</th><td>{} of {}; completion p50 {:.1} s, p99 {:.1} s</td></tr><tr><th>fairness</th><td>Jain's index {:.3}</td></tr><tr><th>preemptions</th><td>{}</td></tr><tr><th>scaling decisions</th><td>{}</td></tr><tr><th>audit</th><td>{}</td></tr></table>",
+            "<table class=\"summary\"><tr><th>policy</th><td>{} (placement {})</td></tr><tr><th>tasks</th><td>{} ({} instances), {} completed, {} rejected</td></tr><tr><th>makespan</th><td>{:.1} s</td></tr><tr><th>wait</th><td>p50 {:.1} s, p99 {:.1} s, max {:.1} s</td></tr><tr><th>jobs</th><td>{} of {}; completion p50 {:.1} s, p99 {:.1} s</td></tr><tr><th>fairness</th><td>{}</td></tr><tr><th>preemptions</th><td>{}</td></tr><tr><th>scaling decisions</th><td>{}</td></tr><tr><th>audit</th><td>{}</td></tr></table>",
             escape(&self.policy),
             escape(&self.strategy),
             self.tasks,
@@ -186,7 +186,14 @@ impl Report {
             self.jobs.count,
             self.jobs.jct_p50_s,
             self.jobs.jct_p99_s,
-            self.fairness.jain_index,
+            if self.fairness.contended_samples == 0 {
+                "not measured: no task ever waited".to_owned()
+            } else {
+                format!(
+                    "Jain's index {:.3} among tenants with demand",
+                    self.fairness.jain_index
+                )
+            },
             self.preemptions,
             self.scaling.len(),
             if self.audit_clean {

@@ -311,23 +311,28 @@ impl Report {
             span(self.jobs.jct_mean_s)
         ));
         line(String::new());
-        line(format!(
-            "fairness      Jain's index {:.3} over {} contended samples, among tenants with demand",
-            self.fairness.jain_index, self.fairness.contended_samples
-        ));
-        line(
-            "              tenant          weight  entitled  average share  error  (while it had demand)"
-                .into(),
-        );
-        for t in &self.fairness.tenants {
+        if self.fairness.contended_samples == 0 {
+            // Shares against entitlements mean something only while someone waits.
+            line("fairness      not measured: no task ever waited".into());
+        } else {
             line(format!(
-                "              {:<15} {:>6}  {:>8}  {:>13}  {:>+6.1}%",
-                t.tenant,
-                t.weight,
-                percent(t.entitled_ppm),
-                percent(t.average_share_ppm),
-                t.share_error_ppm as f64 / 10_000.0
+                "fairness      Jain's index {:.3} over {} contended samples, among tenants with demand",
+                self.fairness.jain_index, self.fairness.contended_samples
             ));
+            line(
+                "              tenant          weight  entitled  average share  error  (while it had demand)"
+                    .into(),
+            );
+            for t in &self.fairness.tenants {
+                line(format!(
+                    "              {:<15} {:>6}  {:>8}  {:>13}  {:>+6.1}%",
+                    t.tenant,
+                    t.weight,
+                    percent(t.entitled_ppm),
+                    percent(t.average_share_ppm),
+                    t.share_error_ppm as f64 / 10_000.0
+                ));
+            }
         }
         line(String::new());
         if self.refusals.is_empty() {

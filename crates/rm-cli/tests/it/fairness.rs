@@ -76,3 +76,20 @@ fn a_short_burst_is_judged_while_it_has_demand() {
     assert!(steady.entitled_ppm > 900_000, "{steady:?}");
     assert!(fairness.jain_index > 0.9, "{}", fairness.jain_index);
 }
+
+/// Without any waiting there is no fairness to measure, and the report says so instead of
+/// showing every tenant at a share of 0 against its entitlement.
+#[test]
+fn without_contention_fairness_is_not_measured() {
+    let text = "[[cluster]]\nprefix = \"n\"\ncount = 1\ncpu = 8\n[[tenants]]\nname = \"a\"\n[[tasks]]\nid = \"t\"\ntenant = \"a\"\nduration_s = 5\ncpu = 1\n";
+    let scenario = scenario::parse(text, std::path::Path::new(".")).unwrap();
+    let report = sim::run(&scenario, None, &mut |_, _, _| {}).unwrap();
+    assert_eq!(report.fairness.contended_samples, 0);
+    let table = report.table();
+    assert!(
+        table.contains("fairness      not measured: no task ever waited"),
+        "{table}"
+    );
+    assert!(!table.contains("-100.0%"), "{table}");
+    assert!(report.html().contains("not measured: no task ever waited"));
+}
