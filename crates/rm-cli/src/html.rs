@@ -171,7 +171,7 @@ impl Report {
         );
         let _ = writeln!(
             page,
-            "<table class=\"summary\"><tr><th>policy</th><td>{} (placement {})</td></tr><tr><th>tasks</th><td>{} ({} instances), {} completed, {} rejected</td></tr><tr><th>makespan</th><td>{:.1} s</td></tr><tr><th>wait</th><td>p50 {:.1} s, p99 {:.1} s, max {:.1} s</td></tr><tr><th>jobs</th><td>{} of {}; completion p50 {:.1} s, p99 {:.1} s</td></tr><tr><th>fairness</th><td>{}</td></tr><tr><th>preemptions</th><td>{}</td></tr><tr><th>scaling decisions</th><td>{}</td></tr><tr><th>audit</th><td>{}</td></tr></table>",
+            "<table class=\"summary\"><tr><th>policy</th><td>{} (placement {})</td></tr><tr><th>tasks</th><td>{} ({} instances), {} completed, {} rejected</td></tr><tr><th>makespan</th><td>{:.1} s</td></tr><tr><th>wait</th><td>p50 {:.1} s, p99 {:.1} s, max {:.1} s</td></tr><tr><th>jobs</th><td>{}</td></tr><tr><th>fairness</th><td>{}</td></tr><tr><th>preemptions</th><td>{}</td></tr><tr><th>scaling decisions</th><td>{}</td></tr><tr><th>audit</th><td>{}</td></tr></table>",
             escape(&self.policy),
             escape(&self.strategy),
             self.tasks,
@@ -182,10 +182,17 @@ impl Report {
             self.wait.p50_s,
             self.wait.p99_s,
             self.wait.max_s,
-            self.jobs.completed,
-            self.jobs.count,
-            self.jobs.jct_p50_s,
-            self.jobs.jct_p99_s,
+            if self.jobs.completion_measured {
+                format!(
+                    "{} of {}; completion p50 {:.1} s, p99 {:.1} s",
+                    self.jobs.completed, self.jobs.count, self.jobs.jct_p50_s, self.jobs.jct_p99_s
+                )
+            } else {
+                format!(
+                    "{} of {} placed; completion times not measured (filling: pods never leave)",
+                    self.jobs.completed, self.jobs.count
+                )
+            },
             if self.fairness.contended_samples == 0 {
                 "not measured: no task ever waited".to_owned()
             } else {

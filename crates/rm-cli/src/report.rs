@@ -42,6 +42,9 @@ pub struct Jobs {
     pub jct_p99_s: f64,
     /// Mean.
     pub jct_mean_s: f64,
+    /// Whether completion times mean anything: not when filling (pods are placed and never
+    /// leave, so a job "completes" when placed).
+    pub completion_measured: bool,
 }
 
 /// One tenant's share against its entitlement, averaged over contended samples.
@@ -302,14 +305,21 @@ impl Report {
             span(self.wait.max_s),
             span(self.wait.mean_s)
         ));
-        line(format!(
-            "jobs          {} of {} completed; completion time p50 {}, p99 {}, mean {}",
-            self.jobs.completed,
-            self.jobs.count,
-            span(self.jobs.jct_p50_s),
-            span(self.jobs.jct_p99_s),
-            span(self.jobs.jct_mean_s)
-        ));
+        if self.jobs.completion_measured {
+            line(format!(
+                "jobs          {} of {} completed; completion time p50 {}, p99 {}, mean {}",
+                self.jobs.completed,
+                self.jobs.count,
+                span(self.jobs.jct_p50_s),
+                span(self.jobs.jct_p99_s),
+                span(self.jobs.jct_mean_s)
+            ));
+        } else {
+            line(format!(
+                "jobs          {} of {} placed; completion times not measured (filling: pods never leave)",
+                self.jobs.completed, self.jobs.count
+            ));
+        }
         line(String::new());
         if self.fairness.contended_samples == 0 {
             // Shares against entitlements mean something only while someone waits.

@@ -1309,6 +1309,7 @@ pub fn replay(
         } else {
             jcts.iter().map(|j| *j as f64).sum::<f64>() / jcts.len() as f64 / 1000.0
         },
+        completion_measured: !fill,
     };
     let entitled: Vec<u64> = weights.iter().map(|w| ppm(*w, total_weight)).collect();
     let mean = |sums: &[u128], i: usize| {
