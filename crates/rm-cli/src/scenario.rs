@@ -554,21 +554,14 @@ fn check_generators(tasks: &[TaskSpec], generators: &[Generator]) -> Result<(), 
                 format!("{} is more than {MAX_INSTANCES} instances", generator.count),
             );
         }
-        for (field, seconds) in [
-            ("start_s", generator.start_s),
-            ("every_s", generator.every_s),
-            ("duration_s", generator.duration_s),
-        ] {
-            if seconds > Seconds::from_secs(MAX_SECONDS) {
-                problems.add(
-                    path(field),
-                    format!(
-                        "{} is more than {MAX_SECONDS} (a hundred years of virtual time)",
-                        seconds.named()
-                    ),
-                );
-            }
-        }
+        problems.times(
+            &path,
+            &[
+                ("start_s", generator.start_s),
+                ("every_s", generator.every_s),
+                ("duration_s", generator.duration_s),
+            ],
+        );
         let last = u64::from(generator.tasks.saturating_sub(1))
             .checked_mul(generator.every_s.as_millis())
             .and_then(|span| span.checked_add(generator.start_s.as_millis()));
@@ -603,6 +596,21 @@ impl Problems {
             path,
             message: message.to_string(),
         });
+    }
+
+    /// Refuses each of `times` past a hundred years of virtual time, at `path(field)`.
+    fn times(&mut self, path: &dyn Fn(&str) -> String, times: &[(&str, Seconds)]) {
+        for &(field, seconds) in times {
+            if seconds > Seconds::from_secs(MAX_SECONDS) {
+                self.add(
+                    path(field),
+                    format!(
+                        "{} is more than {MAX_SECONDS} (a hundred years of virtual time)",
+                        seconds.named()
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -766,20 +774,13 @@ impl Scenario {
                     format!("{} is more than {MAX_INSTANCES} instances", task.count),
                 );
             }
-            for (field, seconds) in [
-                ("arrival_s", task.arrival_s),
-                ("duration_s", task.duration_s),
-            ] {
-                if seconds > Seconds::from_secs(MAX_SECONDS) {
-                    problems.add(
-                        path(field),
-                        format!(
-                            "{} is more than {MAX_SECONDS} (a hundred years of virtual time)",
-                            seconds.named()
-                        ),
-                    );
-                }
-            }
+            problems.times(
+                &path,
+                &[
+                    ("arrival_s", task.arrival_s),
+                    ("duration_s", task.duration_s),
+                ],
+            );
             for parent in &task.after {
                 if !ids.contains_key(parent.as_str()) {
                     problems.add(path("after"), format!("no task named {parent:?}"));
