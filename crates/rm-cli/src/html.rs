@@ -24,30 +24,69 @@ fn escape(text: &str) -> String {
 
 /// One line of a chart.
 struct Line<'a> {
-    name: &'a str,
+    name: String,
     values: Vec<f64>,
     dashed: bool,
     colour: &'a str,
 }
 
-/// A line chart of `lines` over `xs` (seconds), y from 0 to `y_max`, formatted by `y_label`.
-fn line_chart(
-    id: &str,
-    xs: &[f64],
-    lines: &[Line<'_>],
-    y_max: f64,
-    y_label: &dyn Fn(f64) -> String,
-) -> String {
+/// A step for about `parts` ticks up to `max` from `steps`, the smallest that gives at most
+/// `parts` of them (the largest step when none does).
+fn nice_step(max: f64, parts: f64, steps: &[f64]) -> f64 {
+    steps
+        .iter()
+        .copied()
+        .find(|step| max / step <= parts)
+        .unwrap_or_else(|| steps.last().copied().unwrap_or(1.0))
+}
+
+/// Round steps of virtual time: seconds, minutes, hours, days.
+const TIME_STEPS: [f64; 18] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    14400.0, 21600.0, 43200.0, 86400.0,
+];
+
+/// How a chart's y axis reads.
+enum Axis {
+    /// A ratio from 0 to 1, printed as percent.
+    Percent,
+    /// A count, in whole round steps.
+    Count,
+}
+
+/// A line chart of `lines` over `xs` (virtual seconds): y from 0 to 1 for percentages, or to
+/// the largest value rounded up to a round count; both axes titled, ticks on round values.
+fn line_chart(id: &str, xs: &[f64], lines: &[Line<'_>], axis: Axis, y_title: &str) -> String {
     let x_max = xs.last().copied().unwrap_or(1.0).max(1.0);
-    let y_max = if y_max > 0.0 { y_max } else { 1.0 };
+    let (y_max, y_step, y_label): (f64, f64, &dyn Fn(f64) -> String) = match axis {
+        Axis::Percent => (1.0, 0.25, &percent),
+        Axis::Count => {
+            let most = lines
+                .iter()
+                .flat_map(|l| l.values.iter().copied())
+                .fold(0.0, f64::max)
+                .max(1.0);
+            let step = nice_step(
+                most,
+                4.0,
+                &[
+                    1.0, 2.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 250.0, 500.0, 1000.0,
+                    2000.0, 5000.0, 10000.0, 100000.0, 1000000.0,
+                ],
+            );
+            ((most / step).ceil() * step, step, &|y: f64| {
+                format!("{y:.0}")
+            })
+        }
+    };
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let x_at = |x: f64| LEFT + x / x_max * plot_w;
     let y_at = |y: f64| TOP + plot_h - (y / y_max).clamp(0.0, 1.0) * plot_h;
     let mut svg =
         format!(r#"<svg id="{id}" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"#);
-    for step in 0..=4 {
-        let y = y_max * f64::from(step) / 4.0;
+    let mut y = 0.0;
+    while y <= y_max + 1e-9 {
         let _ = write!(
             svg,
             r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" class="tick">{}</text>"##,
@@ -58,9 +97,12 @@ fn line_chart(
             y_at(y) + 4.0,
             escape(&y_label(y))
         );
+        y += y_step;
     }
-    for step in 0..=5 {
-        let x = x_max * f64::from(step) / 5.0;
+    // Round ticks of virtual time (every 15 min, not at 24 / 47 / 71 min).
+    let x_step = nice_step(x_max, 6.0, &TIME_STEPS);
+    let mut x = 0.0;
+    while x <= x_max + 1e-9 {
         let _ = write!(
             svg,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="tick">{}</text>"#,
@@ -68,7 +110,17 @@ fn line_chart(
             HEIGHT - BOTTOM + 16.0,
             format_seconds(x)
         );
+        x += x_step;
     }
+    let _ = write!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="axis">virtual time</text><text x="14" y="{:.1}" text-anchor="middle" class="axis" transform="rotate(-90 14 {:.1})">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 4.0,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0,
+        escape(y_title)
+    );
     for (i, line) in lines.iter().enumerate() {
         let points: Vec<String> = xs
             .iter()
@@ -95,7 +147,7 @@ fn line_chart(
             line.colour,
             WIDTH - RIGHT + 36.0,
             legend_y + 4.0,
-            escape(line.name)
+            escape(&line.name)
         );
     }
     svg.push_str("</svg>");
@@ -138,12 +190,16 @@ fn bar_chart(id: &str, bars: &[(String, u64)]) -> String {
 }
 
 fn format_seconds(seconds: f64) -> String {
+    let trim = |value: f64| {
+        let text = format!("{value:.1}");
+        text.strip_suffix(".0").map(str::to_owned).unwrap_or(text)
+    };
     if seconds >= 7200.0 {
-        format!("{:.1} h", seconds / 3600.0)
+        format!("{} h", trim(seconds / 3600.0))
     } else if seconds >= 120.0 {
-        format!("{:.0} min", seconds / 60.0)
+        format!("{} min", trim(seconds / 60.0))
     } else {
-        format!("{seconds:.0} s")
+        format!("{} s", trim(seconds))
     }
 }
 
@@ -156,6 +212,7 @@ const STYLE: &str =
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}table{border-collapse:collapse}
 td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}
 .chart{width:100%;height:auto;background:#fff}.tick,.legend{font-size:11px;fill:#555}
+.axis{font-size:11px;fill:#333}
 .note{color:#666;font-size:12px}.inside{fill:#fff}";
 
 impl Report {
@@ -221,7 +278,7 @@ impl Report {
                     .position(|t| t == name)
                     .unwrap_or(i);
                 Line {
-                    name,
+                    name: name.clone(),
                     values: self
                         .samples
                         .iter()
@@ -236,7 +293,13 @@ impl Report {
             &mut page,
             "utilization-by-type",
             "Utilisation by resource type",
-            &line_chart("chart-utilization-by-type", &xs, &type_lines, 1.0, &percent),
+            &line_chart(
+                "chart-utilization-by-type",
+                &xs,
+                &type_lines,
+                Axis::Percent,
+                "in use",
+            ),
         );
 
         let pool_lines: Vec<Line<'_>> = self
@@ -244,7 +307,7 @@ impl Report {
             .iter()
             .enumerate()
             .map(|(i, name)| Line {
-                name,
+                name: name.clone(),
                 values: self.samples.iter().map(|s| ratio(s.pools_ppm[i])).collect(),
                 dashed: false,
                 colour: PALETTE[i % PALETTE.len()],
@@ -254,11 +317,16 @@ impl Report {
             &mut page,
             "utilization-by-pool",
             "CPU utilisation by pool (node group)",
-            &line_chart("chart-utilization-by-pool", &xs, &pool_lines, 1.0, &percent),
+            &line_chart(
+                "chart-utilization-by-pool",
+                &xs,
+                &pool_lines,
+                Axis::Percent,
+                "cores in use",
+            ),
         );
 
         let waiting: Vec<f64> = self.samples.iter().map(|s| s.waiting as f64).collect();
-        let most = waiting.iter().copied().fold(0.0, f64::max);
         section(
             &mut page,
             "queue-depth",
@@ -267,13 +335,13 @@ impl Report {
                 "chart-queue-depth",
                 &xs,
                 &[Line {
-                    name: "waiting",
+                    name: "waiting".into(),
                     values: waiting,
                     dashed: false,
                     colour: PALETTE[1],
                 }],
-                most.max(1.0),
-                &|y| format!("{y:.0}"),
+                Axis::Count,
+                "instances",
             ),
         );
 
@@ -286,20 +354,31 @@ impl Report {
 
         let mut share_lines = Vec::new();
         for (i, tenant) in self.tenant_names.iter().enumerate() {
-            let colour = PALETTE[i % PALETTE.len()];
             share_lines.push(Line {
-                name: tenant,
+                name: tenant.clone(),
                 values: self
                     .samples
                     .iter()
                     .map(|s| ratio(s.shares_ppm[i]))
                     .collect(),
                 dashed: false,
-                colour,
+                colour: PALETTE[i % PALETTE.len()],
             });
+        }
+        // One dashed line per distinct entitlement, named by the tenants it belongs to, so
+        // that tenants with equal entitlements do not hide each other's line.
+        let mut entitlements: Vec<(u64, Vec<&str>, &str)> = Vec::new();
+        for (i, tenant) in self.tenant_names.iter().enumerate() {
+            let ppm = self.entitled_ppm[i];
+            match entitlements.iter_mut().find(|(e, _, _)| *e == ppm) {
+                Some((_, names, _)) => names.push(tenant),
+                None => entitlements.push((ppm, vec![tenant], PALETTE[i % PALETTE.len()])),
+            }
+        }
+        for (ppm, names, colour) in entitlements {
             share_lines.push(Line {
-                name: "  entitled",
-                values: vec![ratio(self.entitled_ppm[i]); xs.len()],
+                name: format!("{} entitled {}", names.join(", "), percent(ratio(ppm))),
+                values: vec![ratio(ppm); xs.len()],
                 dashed: true,
                 colour,
             });
@@ -308,7 +387,13 @@ impl Report {
             &mut page,
             "tenant-shares",
             "Each tenant's dominant share (solid) against its entitlement (dashed)",
-            &line_chart("chart-tenant-shares", &xs, &share_lines, 1.0, &percent),
+            &line_chart(
+                "chart-tenant-shares",
+                &xs,
+                &share_lines,
+                Axis::Percent,
+                "dominant share",
+            ),
         );
         page.push_str("<p class=\"note\">Generated by rmctl; self-contained: no scripts, no external resources.</p>\n</body></html>\n");
         page

@@ -238,3 +238,87 @@ fn live_metrics_are_served_during_a_replay() {
         Some(2)
     );
 }
+
+/// The texts of the `class` elements of one chart.
+fn texts<'a>(chart: &'a str, class: &str) -> Vec<&'a str> {
+    chart
+        .split(&format!("class=\"{class}\""))
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split_once('>')
+                .map(|(_, t)| t.split('<').next().unwrap())
+        })
+        .collect()
+}
+
+/// Charts a person can read: titled axes, round time ticks, distinct count ticks, and legends
+/// that name the tenant of each entitlement without one line hiding another.
+#[test]
+fn the_html_charts_have_titled_axes_round_ticks_and_named_legends() {
+    let (_, report) = replay();
+    let html = report.html();
+    let chart = |id: &str| {
+        let start = html.find(&format!("<svg id=\"{id}\"")).unwrap();
+        &html[start..start + html[start..].find("</svg>").unwrap()]
+    };
+    for id in [
+        "chart-utilization-by-type",
+        "chart-utilization-by-pool",
+        "chart-queue-depth",
+        "chart-tenant-shares",
+    ] {
+        let axes = texts(chart(id), "axis");
+        assert_eq!(axes.len(), 2, "{id}: {axes:?}");
+        assert_eq!(axes[0], "virtual time", "{id}");
+        // Time ticks are evenly spaced on round values (every 30 minutes here), not at
+        // 24 / 47 / 71 minutes.
+        let seconds: Vec<f64> = texts(chart(id), "tick")
+            .iter()
+            .filter_map(|t| {
+                let (value, unit) = t.split_once(' ')?;
+                let factor = match unit {
+                    "s" => 1.0,
+                    "min" => 60.0,
+                    "h" => 3600.0,
+                    _ => return None,
+                };
+                Some(value.parse::<f64>().ok()? * factor)
+            })
+            .collect();
+        assert!(seconds.len() >= 4, "{id}: {seconds:?}");
+        let step = seconds[1] - seconds[0];
+        assert!(
+            seconds
+                .windows(2)
+                .all(|w| (w[1] - w[0] - step).abs() < 1e-6),
+            "{id}: {seconds:?}"
+        );
+        assert!(
+            [60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0].contains(&step),
+            "{id}: step {step}"
+        );
+    }
+    // Count ticks never repeat (no "0, 0, 1, 1").
+    let counts = texts(chart("chart-queue-depth"), "tick");
+    let labels: Vec<&&str> = counts
+        .iter()
+        .filter(|t| !t.ends_with("min") && !t.ends_with(" s"))
+        .collect();
+    let mut unique = labels.clone();
+    unique.dedup();
+    assert_eq!(labels, unique, "{counts:?}");
+    // Each entitlement line names its tenants; none is a bare "entitled".
+    let legends = texts(chart("chart-tenant-shares"), "legend");
+    assert!(
+        legends.iter().all(|l| l.trim() != "entitled"),
+        "{legends:?}"
+    );
+    for tenant in &report.tenant_names {
+        assert!(
+            legends
+                .iter()
+                .any(|l| l.contains(tenant.as_str()) && l.contains("entitled")),
+            "{tenant} in {legends:?}"
+        );
+    }
+}
