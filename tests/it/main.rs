@@ -3,5 +3,6 @@
 mod autoscaled_pool;
 mod config;
 mod monitoring;
+mod planner_equivalence;
 mod seed;
 mod validation;

@@ -39,7 +39,7 @@ pub(crate) fn layer_of(name: &str) -> Option<Layer> {
         "rm-model" => Layer::Model,
         "rm-plan" => Layer::Plan,
         "rm-reserve" | "rm-validate" | "rm-policy" | "rm-contention" | "rm-pool" | "rm-scale"
-        | "rm-monitor" => Layer::Middle,
+        | "rm-monitor" | "rm-postgres" => Layer::Middle,
         "rm-facade" => Layer::Facade,
         "rm-cli" => Layer::Cli,
         "rm-testkit" => Layer::Testkit,

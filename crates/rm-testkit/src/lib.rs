@@ -67,6 +67,7 @@
 pub mod conformance;
 pub mod fakes;
 pub mod hooked;
+pub mod model;
 pub mod postgres;
 mod reference;
 

@@ -1,0 +1,130 @@
+//! The process's view of the pool: the registered resources as the planner reads them, and
+//! what was free of each capacity when last read or changed by this process.
+//!
+//! The view only guides planning. Every grant is checked against the rows themselves (the
+//! guarded update in `reserve`), so a view that is behind can cost a re-plan, never an
+//! over-allocation; a refusal is only given after planning against a fresh read.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use rm_model::{Quantity, ResourceType};
+use rm_plan::MAX_DIMS;
+
+/// One resource's capacities as the planner reads them.
+#[derive(Debug)]
+pub(crate) struct PgSlot {
+    /// The capacity types, by dimension.
+    pub(crate) types: Vec<ResourceType>,
+    /// Free per dimension (negative while draining), in thousandths of the unit.
+    pub(crate) free: [AtomicI64; MAX_DIMS],
+    /// The resource's generation: a grant planned on an older description is refused by the
+    /// database.
+    pub(crate) generation: i64,
+}
+
+impl PgSlot {
+    pub(crate) fn new(types: Vec<ResourceType>, generation: i64) -> PgSlot {
+        PgSlot {
+            types,
+            free: Default::default(),
+            generation,
+        }
+    }
+
+    pub(crate) fn raw_free(&self, dim: usize) -> i64 {
+        self.free[dim].load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, dim: usize, free: i64) {
+        self.free[dim].store(free, Ordering::Release);
+    }
+
+    pub(crate) fn add(&self, dim: usize, delta: i64) {
+        self.free[dim].fetch_add(delta, Ordering::AcqRel);
+    }
+}
+
+impl rm_plan::Slot for PgSlot {
+    #[inline]
+    fn free(&self, dim: usize) -> i64 {
+        self.raw_free(dim).max(0)
+    }
+
+    fn dim(&self, resource_type: &ResourceType) -> Option<usize> {
+        self.types.iter().position(|t| t == resource_type)
+    }
+
+    fn explain(&self, resource_type: &ResourceType) -> Option<(Quantity, bool)> {
+        let d = self.dim(resource_type)?;
+        let raw = self.raw_free(d);
+        Some((Quantity::from_milli(raw.max(0)), raw < 0))
+    }
+}
+
+/// The catalog placement reads.
+pub(crate) type Catalog = rm_plan::Catalog<PgSlot>;
+
+/// The view: the catalog, the catalog version it was read at, and when free amounts were
+/// last read in full.
+pub(crate) struct View {
+    pub(crate) catalog: Catalog,
+    /// The `meta.catalog` value the resources were read at (`-1`: never read).
+    pub(crate) version: i64,
+    /// When the free amounts were last read from the database.
+    pub(crate) read_at: Option<Instant>,
+    /// The ledger's time (nanoseconds) when they were read.
+    pub(crate) read_time: i64,
+    /// The earliest deadline of a pending hold this process knows of (read then, or granted
+    /// and renewed since): planning sweeps first once it has passed, so that an expired hold
+    /// never steers a choice.
+    pub(crate) next_due: AtomicI64,
+}
+
+impl Default for View {
+    fn default() -> View {
+        View {
+            catalog: Catalog::default(),
+            version: -1,
+            read_at: None,
+            read_time: 0,
+            next_due: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl View {
+    /// Notes a pending hold's deadline.
+    pub(crate) fn due_at(&self, deadline: i64) {
+        self.next_due.fetch_min(deadline, Ordering::AcqRel);
+    }
+
+    /// Whether a hold this process knows of may be due by `now` (the ledger's time), or, on
+    /// the server's clock (`None`), by the server's time estimated from the last read.
+    pub(crate) fn may_be_due(&self, now: Option<i64>) -> bool {
+        let next = self.next_due.load(Ordering::Acquire);
+        if next == i64::MAX {
+            return false;
+        }
+        let now = now.unwrap_or_else(|| {
+            let elapsed = self.read_at.map_or(0, |at| at.elapsed().as_nanos());
+            self.read_time
+                .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
+        });
+        next <= now
+    }
+
+    /// Adds `delta` to what is free of `resource_type` on the resource named `resource`.
+    pub(crate) fn credit(&self, resource: &str, resource_type: &str, delta: i64) {
+        let Ok(name) = rm_model::ResourceName::new(resource) else {
+            return;
+        };
+        let Some(position) = self.catalog.position(&name) else {
+            return;
+        };
+        let slot = &self.catalog.slots[position];
+        if let Some(d) = slot.types.iter().position(|t| t.as_str() == resource_type) {
+            slot.add(d, delta);
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! What only a shared database has: several ledgers (as on several hosts) on one schema, the
+//! server's clock, events by NOTIFY, migrations at once, retention, and failures mapped onto
+//! the contract.
+
+use std::thread;
+use std::time::Duration;
+
+use rm_model::{
+    EventKind, LedgerError, RequesterId, ReservationLedger, ReservationRequest, ReservationState,
+    ResourceRequirement, ResourceType, Unit,
+};
+use rm_postgres::{Error, PgLedger};
+
+use crate::support::{builder, connect, host, test_server};
+
+fn cores(who: &str, amount: i32) -> ReservationRequest {
+    ReservationRequest::new(
+        RequesterId::new(who).expect("valid"),
+        vec![ResourceRequirement::new(
+            ResourceType::Compute,
+            amount,
+            Unit::CORES,
+        )],
+    )
+}
+
+/// A second ledger on the schema of `first`, as another host would open it.
+fn another(server: &rm_testkit::postgres::TestServer, first: &PgLedger) -> PgLedger {
+    PgLedger::builder(server.url.clone())
+        .schema(first.schema())
+        .connect()
+        .expect("connect")
+}
+
+#[test]
+fn ledgers_on_one_schema_share_one_pool() {
+    let Some(server) = test_server("ledgers_on_one_schema_share_one_pool") else {
+        return;
+    };
+    let a = builder(&server).connect().expect("connect");
+    let b = another(&server, &a);
+    a.register_resource(host("n0", 8, 16)).expect("register");
+    assert_eq!(
+        b.resources().expect("resources").len(),
+        1,
+        "b sees a's resource"
+    );
+    let held = b.reserve(&cores("b", 8)).expect("b takes all");
+    let refused = a.reserve(&cores("a", 1));
+    assert!(
+        matches!(refused, Err(LedgerError::InsufficientCapacity { .. })),
+        "{refused:?}"
+    );
+    // Fencing tokens grow across both.
+    b.confirm(&held.id, Some(held.fencing_token))
+        .expect("confirm");
+    b.release(&held.id, Some(held.fencing_token))
+        .expect("release");
+    let next = a
+        .reserve(&cores("a", 8))
+        .expect("a gets it once b released");
+    assert!(next.fencing_token > held.fencing_token);
+    // Either ledger acts on a hold by id, fenced by its token.
+    let err = b.confirm(&next.id, Some(held.fencing_token)).unwrap_err();
+    assert_eq!(err.code(), "stale-fencing-token");
+    b.confirm(&next.id, Some(next.fencing_token))
+        .expect("confirm from b");
+    assert_eq!(
+        a.get(&next.id).expect("get").state,
+        ReservationState::Confirmed
+    );
+    assert!(a.audit().expect("audit").is_clean());
+}
+
+#[test]
+fn leases_run_on_the_servers_clock() {
+    let Some(server) = test_server("leases_run_on_the_servers_clock") else {
+        return;
+    };
+    let ledger = builder(&server).connect().expect("connect");
+    ledger
+        .register_resource(host("n0", 4, 8))
+        .expect("register");
+    let mut client = connect(&server);
+    let server_now: i64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1e9)::bigint",
+            &[],
+        )
+        .expect("server time")
+        .get(0);
+    let hold = ledger
+        .reserve(&cores("t", 4).with_ttl(Duration::from_millis(300)))
+        .expect("reserve");
+    let created = hold.created_at.as_nanos() as i64;
+    assert!(
+        (created - server_now).abs() < 5_000_000_000,
+        "created at the server's time: {created} vs {server_now}"
+    );
+    assert_eq!(
+        hold.expires_at
+            .map(|e| e.as_nanos() - hold.created_at.as_nanos()),
+        Some(300_000_000)
+    );
+    assert_eq!(
+        ledger.get(&hold.id).expect("get").state,
+        ReservationState::Pending
+    );
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        ledger.get(&hold.id).expect("get").state,
+        ReservationState::Expired
+    );
+    assert_eq!(
+        ledger.confirm(&hold.id, None).unwrap_err().code(),
+        "expired"
+    );
+    assert!(ledger.next_expiry().expect("next expiry").is_none());
+    ledger
+        .reserve(&cores("t", 4))
+        .expect("the capacity came back once");
+}
+
+#[test]
+fn events_reach_listeners_in_other_processes() {
+    let Some(server) = test_server("events_reach_listeners_in_other_processes") else {
+        return;
+    };
+    let ledger = builder(&server).connect().expect("connect");
+    let mut listener = another(&server, &ledger).listen().expect("listen");
+    ledger
+        .register_resource(host("n0", 4, 8))
+        .expect("register");
+    let hold = ledger.reserve(&cores("t", 2)).expect("reserve");
+    ledger.cancel(&hold.id, None).expect("cancel");
+    let mut kinds = Vec::new();
+    while let Some(event) = listener.next(Duration::from_secs(2)).expect("receive") {
+        kinds.push(event.kind);
+        if kinds.len() == 3 {
+            break;
+        }
+    }
+    assert!(
+        matches!(kinds[0], EventKind::ResourceRegistered { .. }),
+        "{kinds:?}"
+    );
+    match &kinds[1] {
+        EventKind::Reserved {
+            reservation,
+            items,
+            fencing_token,
+            ..
+        } => {
+            assert_eq!(reservation, &hold.id);
+            assert_eq!(items, &hold.items);
+            assert_eq!(*fencing_token, hold.fencing_token);
+        }
+        other => panic!("expected reserved, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            kinds[2],
+            EventKind::Ended {
+                reason: ReservationState::Cancelled,
+                ..
+            }
+        ),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn processes_starting_at_once_migrate_once() {
+    let Some(server) = test_server("processes_starting_at_once_migrate_once") else {
+        return;
+    };
+    let schema =
+        rm_testkit::postgres::server("schema", rm_testkit::postgres::Durability::Throwaway)
+            .expect("the same server")
+            .name;
+    thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                PgLedger::builder(server.url.clone())
+                    .schema(schema.clone())
+                    .connect()
+                    .expect("every process connects")
+            });
+        }
+    });
+    let mut client = connect(&server);
+    let versions: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{schema}\".schema_version"),
+            &[],
+        )
+        .expect("versions")
+        .get(0);
+    assert_eq!(versions, i64::from(rm_postgres::SCHEMA_VERSION));
+}
+
+#[test]
+fn ended_reservations_are_forgotten_after_retention() {
+    let Some(server) = test_server("ended_reservations_are_forgotten_after_retention") else {
+        return;
+    };
+    let ledger = builder(&server)
+        .retention(Duration::from_millis(100))
+        .connect()
+        .expect("connect");
+    ledger
+        .register_resource(host("n0", 4, 8))
+        .expect("register");
+    for _ in 0..20 {
+        let hold = ledger.reserve(&cores("t", 1)).expect("reserve");
+        ledger.cancel(&hold.id, None).expect("cancel");
+    }
+    let last = ledger.reserve(&cores("t", 1)).expect("reserve");
+    ledger.cancel(&last.id, None).expect("cancel");
+    // Within retention a retry still finds it and credits nothing twice.
+    assert_eq!(
+        ledger.cancel(&last.id, None).expect("again").state,
+        ReservationState::Cancelled
+    );
+    thread::sleep(Duration::from_millis(150));
+    ledger.expire_due().expect("sweep");
+    assert_eq!(
+        ledger.get(&last.id).unwrap_err().code(),
+        "unknown-reservation"
+    );
+    let mut client = connect(&server);
+    let rows: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".reservation", ledger.schema()),
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "the table does not grow");
+}
+
+#[test]
+fn bad_settings_and_unreachable_servers_fail_at_start() {
+    let err = PgLedger::builder("not a url at all").connect().unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidConfig { field: "url", .. }),
+        "{err}"
+    );
+    let err = PgLedger::builder("postgres://u@127.0.0.1:1/db")
+        .schema("Bad-Name")
+        .connect()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "schema",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = PgLedger::builder("postgres://u@127.0.0.1:1/db")
+        .retention(Duration::ZERO)
+        .connect()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "retention",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing listens on port 1.
+    let err = PgLedger::builder("postgres://u@127.0.0.1:1/db")
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    // The password given apart is never shown.
+    let builder = PgLedger::builder("postgres://u@127.0.0.1:1/db").password("s3cret");
+    assert!(!format!("{builder:?}").contains("s3cret"));
+}
+
+#[test]
+fn lost_connections_and_timeouts_are_indeterminate_and_retries_are_safe() {
+    let Some(server) = test_server("lost_connections_and_timeouts_are_indeterminate") else {
+        return;
+    };
+    let ledger = builder(&server)
+        .pool_size(1)
+        .statement_timeout(Duration::from_millis(200))
+        .connect()
+        .expect("connect");
+    ledger
+        .register_resource(host("n0", 4, 8))
+        .expect("register");
+    let request = cores("t", 2).with_id(rm_model::ReservationId::new("job-1").expect("valid"));
+    let first = ledger.reserve(&request).expect("reserve");
+    // Kill the ledger's connection from outside.
+    let mut admin = connect(&server);
+    let killed = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1",
+            &[&format!("rm-postgres/{}", ledger.schema())],
+        )
+        .expect("terminate");
+    assert_eq!(killed, 1, "the ledger's one connection");
+    let lost = ledger.reserve(&request).unwrap_err();
+    assert_eq!(lost.code(), "unavailable", "{lost}");
+    assert!(lost.is_indeterminate());
+    // The retry with the same id finds the one reservation.
+    assert_eq!(ledger.reserve(&request).expect("retry"), first);
+    // A statement that waits on a row lock past the statement timeout times out.
+    let mut tx = admin.transaction().expect("begin");
+    tx.execute(
+        &format!(
+            "SELECT 1 FROM \"{}\".capacity WHERE resource = 'n0' FOR UPDATE",
+            ledger.schema()
+        ),
+        &[],
+    )
+    .expect("lock");
+    let timed_out = ledger.reserve(&cores("t", 1)).unwrap_err();
+    assert_eq!(timed_out.code(), "timeout", "{timed_out}");
+    assert!(timed_out.is_indeterminate());
+    tx.rollback().expect("rollback");
+    ledger.reserve(&cores("t", 1)).expect("works again");
+    assert!(ledger.audit().expect("audit").is_clean());
+}
+
+/// The crate documentation's example, against the test server.
+#[test]
+fn the_crate_example_runs() {
+    let Some(server) = test_server("the_crate_example_runs") else {
+        return;
+    };
+    let ledger = builder(&server).connect().expect("connect");
+    ledger
+        .register_resource(
+            rm_model::Resource::new(
+                "runner-1",
+                ResourceType::Compute,
+                rm_model::ResourceCapacity::of(16, Unit::CORES).expect("valid"),
+            )
+            .expect("valid"),
+        )
+        .expect("register");
+    let hold = ledger.reserve(&cores("build-42", 4)).expect("reserve");
+    ledger
+        .confirm(&hold.id, Some(hold.fencing_token))
+        .expect("confirm");
+    let released = ledger
+        .release(&hold.id, Some(hold.fencing_token))
+        .expect("release");
+    assert_eq!(released.state, ReservationState::Released);
+}

@@ -1,0 +1,184 @@
+//! Eight threads on eight connections reserve, confirm, renew, release, cancel and let holds
+//! expire on one pool of 16 resources, while an auditor on a connection of its own reads the
+//! sums in SQL, in its own transaction, every few milliseconds. `RM_STRESS_ROUNDS` raises
+//! the rounds per thread.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use rm_model::{
+    LedgerError, RequesterId, ReservationLedger, ReservationRequest, ReservationStrategy,
+    ResourceRequirement, ResourceType, Unit,
+};
+use rm_testkit::Rng;
+
+use crate::support::{builder, connect, host, test_server};
+
+/// Over-allocated capacities and capacities whose counters differ from the holds' sums, read
+/// in one transaction.
+fn audit_once(client: &mut postgres::Client, schema: &str) -> (i64, i64) {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .expect("begin");
+    let over: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{schema}\".capacity \
+                 WHERE external + pending + confirmed > maximum"
+            ),
+            &[],
+        )
+        .expect("count over-allocation")
+        .get(0);
+    let mismatched: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{schema}\".capacity c LEFT JOIN (
+                     SELECT h.res, h.typ,
+                         coalesce(sum(h.amount) FILTER (WHERE r.state = 'pending'), 0) AS p,
+                         coalesce(sum(h.amount) FILTER (WHERE r.state = 'confirmed'), 0) AS f
+                     FROM \"{schema}\".reservation r,
+                         unnest(r.hold_resource, r.hold_type, r.hold_amount) AS h(res, typ, amount)
+                     WHERE r.state IN ('pending', 'confirmed')
+                     GROUP BY h.res, h.typ) s
+                 ON s.res = c.resource AND s.typ = c.resource_type
+                 WHERE c.pending <> coalesce(s.p, 0) OR c.confirmed <> coalesce(s.f, 0)"
+            ),
+            &[],
+        )
+        .expect("compare sums")
+        .get(0);
+    tx.commit().expect("commit");
+    (over, mismatched)
+}
+
+#[test]
+fn eight_connections_never_overbook_under_an_independent_auditor() {
+    let Some(server) = test_server("eight_connections_never_overbook_under_an_independent_auditor")
+    else {
+        return;
+    };
+    let ledger = builder(&server)
+        .pool_size(8)
+        .default_ttl(Duration::from_secs(30))
+        .connect()
+        .expect("connect");
+    for n in 0..16 {
+        ledger
+            .register_resource(host(&format!("n{n}"), 4, 8))
+            .expect("register");
+    }
+    let schema = ledger.schema().to_owned();
+    let rounds = rm_testkit::stress_rounds(120);
+    let stop = AtomicBool::new(false);
+    let (checks, violations, granted) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut client = connect(&server);
+            while !stop.load(Ordering::Acquire) {
+                let (over, mismatched) = audit_once(&mut client, &schema);
+                checks.fetch_add(1, Ordering::Relaxed);
+                violations.fetch_add((over + mismatched) as usize, Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(3));
+            }
+        });
+        let workers: Vec<_> = (0..8_u64)
+            .map(|t| {
+                let (ledger, granted) = (&ledger, &granted);
+                scope.spawn(move || {
+                    let mut rng = Rng::new(t + 1);
+                    for _ in 0..rounds {
+                        // Holds of 1 to 4 resources: requirements placed independently.
+                        let requirements = (0..1 + rng.below(4))
+                            .map(|_| {
+                                if rng.below(3) == 0 {
+                                    ResourceRequirement::new(
+                                        ResourceType::Memory,
+                                        1 + rng.below(4) as i32,
+                                        Unit::GIB,
+                                    )
+                                } else {
+                                    ResourceRequirement::new(
+                                        ResourceType::Compute,
+                                        1 + rng.below(3) as i32,
+                                        Unit::CORES,
+                                    )
+                                }
+                            })
+                            .collect();
+                        let strategy = [
+                            ReservationStrategy::Greedy,
+                            ReservationStrategy::Balanced,
+                            ReservationStrategy::BinPack,
+                            ReservationStrategy::Aligned,
+                        ][rng.below(4) as usize];
+                        let mut request = ReservationRequest::new(
+                            RequesterId::new(&format!("w{t}")).expect("valid"),
+                            requirements,
+                        )
+                        .with_strategy(strategy);
+                        let expiring = rng.below(8) == 0;
+                        if expiring {
+                            request = request.with_ttl(Duration::from_millis(20));
+                        }
+                        let hold = match ledger.reserve(&request) {
+                            Ok(hold) => hold,
+                            Err(LedgerError::InsufficientCapacity { .. }) => continue,
+                            Err(other) => panic!("unexpected error under contention: {other}"),
+                        };
+                        granted.fetch_add(1, Ordering::Relaxed);
+                        let fence = Some(hold.fencing_token);
+                        if expiring {
+                            continue;
+                        }
+                        match rng.below(4) {
+                            0 => {
+                                ledger.cancel(&hold.id, fence).expect("cancel own hold");
+                            }
+                            1 => {
+                                ledger
+                                    .renew(&hold.id, fence, Duration::from_secs(30))
+                                    .expect("renew own hold");
+                                ledger.cancel(&hold.id, fence).expect("cancel own hold");
+                            }
+                            _ => {
+                                ledger.confirm(&hold.id, fence).expect("confirm own hold");
+                                ledger.release(&hold.id, fence).expect("release own hold");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("worker panicked");
+        }
+        stop.store(true, Ordering::Release);
+    });
+    thread::sleep(Duration::from_millis(50));
+    ledger.expire_due().expect("expire");
+    let mut client = connect(&server);
+    assert_eq!(audit_once(&mut client, &schema), (0, 0));
+    assert!(checks.load(Ordering::Relaxed) > 0, "the auditor ran");
+    assert_eq!(
+        violations.load(Ordering::Relaxed),
+        0,
+        "the auditor saw a violation"
+    );
+    assert!(granted.load(Ordering::Relaxed) > 0);
+    let report = ledger.audit().expect("audit");
+    assert!(report.is_clean(), "{:?}", report.violations);
+    let snapshot = ledger.snapshot().expect("snapshot");
+    assert!(snapshot.active.is_empty(), "{:?}", snapshot.active);
+    for usage in &snapshot.usage {
+        assert_eq!(usage.free, usage.capacity, "all capacity back: {usage:?}");
+    }
+}

@@ -1,0 +1,39 @@
+//! A fresh ledger in a schema of its own on the test server.
+
+use rm_model::{Resource, ResourceCapacity, ResourceType, Unit};
+use rm_postgres::{PgLedger, PgLedgerBuilder};
+use rm_testkit::postgres::{Durability, TestServer, server};
+
+/// The test server, or `None` after the harness printed why the test skips.
+pub(crate) fn test_server(who: &str) -> Option<TestServer> {
+    server(who, Durability::Throwaway)
+}
+
+/// A builder for a ledger in a fresh schema of `server`.
+pub(crate) fn builder(server: &TestServer) -> PgLedgerBuilder {
+    let schema = rm_testkit::postgres::server("schema", Durability::Throwaway)
+        .map_or_else(|| server.name.clone(), |s| s.name);
+    PgLedger::builder(server.url.clone())
+        .schema(schema)
+        .pool_size(8)
+}
+
+/// A resource with `cores` cores and `memory_gib` GiB of memory.
+pub(crate) fn host(name: &str, cores: i32, memory_gib: i32) -> Resource {
+    Resource::new(
+        name,
+        ResourceType::Compute,
+        ResourceCapacity::of(cores, Unit::CORES).expect("valid"),
+    )
+    .expect("valid name")
+    .with_capacity(
+        ResourceType::Memory,
+        ResourceCapacity::of(memory_gib, Unit::GIB).expect("valid"),
+    )
+}
+
+/// A plain connection to the test server, for auditors and fault injection that must not go
+/// through the ledger.
+pub(crate) fn connect(server: &TestServer) -> postgres::Client {
+    postgres::Client::connect(&server.url, postgres::NoTls).expect("connect to the test server")
+}
