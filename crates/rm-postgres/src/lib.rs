@@ -83,14 +83,19 @@
 //! ```
 //! The tests of this crate run the example's steps against a real server.
 
+mod builder;
+mod change;
 mod error;
 mod events;
+mod inspect;
 mod ledger;
 mod pool;
+mod resources;
 mod schema;
 mod view;
 
+pub use builder::PgLedgerBuilder;
 pub use error::Error;
 pub use events::Listener;
-pub use ledger::{PgLedger, PgLedgerBuilder};
+pub use ledger::PgLedger;
 pub use schema::SCHEMA_VERSION;
