@@ -4,5 +4,6 @@ mod autoscaled_pool;
 mod config;
 mod monitoring;
 mod planner_equivalence;
+mod postgres_facade;
 mod seed;
 mod validation;

@@ -78,6 +78,16 @@ fn ci() -> Result<(), String> {
         ),
     )?;
     run("cargo test", with_args(cargo(), &["test", "--workspace"]))?;
+    // The workspace build turns rm-facade's `postgres` feature on (rm-tests asks for it);
+    // its configuration tests run once more without it, as an embedder without the client
+    // builds it.
+    run(
+        "cargo test -p rm-facade (without the postgres feature)",
+        with_args(
+            cargo(),
+            &["test", "-p", "rm-facade", "--test", "it", "config"],
+        ),
+    )?;
     // The trace tests pass without the data by skipping; say which happened.
     let data = std::env::var_os("RM_DATA_DIR").map_or_else(
         || workspace_root().join("../shared/data"),

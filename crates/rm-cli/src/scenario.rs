@@ -341,6 +341,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Scenario, ConfigError> {
     let file: ScenarioFile = toml::from_str(text)
         .map_err(|err| ConfigError::Parse(rm_facade::model::clip_lines(&err.to_string())))?;
     let config = Config {
+        ledger: Default::default(),
         manager: file.manager,
         resources: file.resources,
         limits: file.limits,

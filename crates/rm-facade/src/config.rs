@@ -42,6 +42,10 @@ pub struct Config {
     /// Timings of the ledger and the queues.
     #[serde(default)]
     pub manager: ManagerSettings,
+    /// Where the ledger keeps its accounting: in this process (the default) or in
+    /// PostgreSQL, shared by every process that uses the same database and schema.
+    #[serde(default)]
+    pub ledger: LedgerSettings,
     /// Resources registered at start, in order.
     #[serde(default)]
     pub resources: Vec<Resource>,
@@ -95,6 +99,46 @@ impl Default for ManagerSettings {
             retention_ms: 300_000,
         }
     }
+}
+
+/// Which ledger keeps the accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LedgerBackend {
+    /// The embedded ledger (`rm-reserve`): one process.
+    #[default]
+    Memory,
+    /// The PostgreSQL ledger (`rm-postgres`): one pool shared by processes on many hosts.
+    /// Needs rm-facade built with its `postgres` feature.
+    Postgres,
+}
+
+/// The `[ledger]` table: which ledger, and for PostgreSQL where it is.
+///
+/// ```toml
+/// [ledger]
+/// backend = "postgres"
+/// url = "postgres://rm@db.internal:5432/orchestrator"
+/// password_env = "RM_POSTGRES_PASSWORD"
+/// schema = "ci_pool"
+/// ```
+///
+/// The password never appears in the file: it is read from the environment variable named
+/// by `password_env` when the manager is built, and never logged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    /// `memory` (default) or `postgres`.
+    pub backend: LedgerBackend,
+    /// The PostgreSQL connection URL (`postgres://user@host:port/database`), without a
+    /// password. Required for `postgres`.
+    pub url: Option<String>,
+    /// The environment variable that holds the password, if the server asks for one.
+    pub password_env: Option<String>,
+    /// The schema of the pool's tables (default `rm`); pools sharing a database use one each.
+    pub schema: Option<String>,
+    /// How many connections the ledger opens at most (default 8).
+    pub pool_size: Option<usize>,
 }
 
 /// An allocation policy, by its name in configuration files.

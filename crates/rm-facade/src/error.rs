@@ -46,6 +46,16 @@ pub enum Error {
     /// A background thread could not be started.
     #[error("start a thread: {0}")]
     Thread(String),
+    /// The configured ledger backend could not be started (the database is unreachable,
+    /// refuses the credentials, or holds a newer schema).
+    #[error("start the {backend} ledger")]
+    LedgerBackend {
+        /// The backend (`postgres`).
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The metrics endpoint could not be started.
     #[error("serve metrics on {address}: {message}")]
     Serve {

@@ -91,9 +91,9 @@ mod wiring;
 
 pub use config::{
     AgingSettings, Config, ConfigError, ContentionSettings, DEFAULT_METRICS_ADDR,
-    FairShareSettings, HeadOfLineSetting, ManagerSettings, MetricsSettings, PolicyKind,
-    PolicySettings, PoolSettings, PrioritySettings, Problem, QuotaSettings, ScalingRuleKind,
-    ScalingSettings,
+    FairShareSettings, HeadOfLineSetting, LedgerBackend, LedgerSettings, ManagerSettings,
+    MetricsSettings, PolicyKind, PolicySettings, PoolSettings, PrioritySettings, Problem,
+    QuotaSettings, ScalingRuleKind, ScalingSettings,
 };
 pub use error::Error;
 pub use exporter::{PrometheusExporter, WAIT_BUCKETS};

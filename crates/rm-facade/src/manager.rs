@@ -54,6 +54,49 @@ impl std::fmt::Debug for LedgerParts {
     }
 }
 
+/// The PostgreSQL ledger of `[ledger]` (checked by the configuration: backend, URL), on the
+/// database server's clock: hosts' clocks differ, so leases never use the manager's.
+#[cfg(feature = "postgres")]
+fn postgres_ledger(
+    settings: &crate::config::LedgerSettings,
+    parts: LedgerParts,
+) -> Result<Arc<dyn ReservationLedger>, Error> {
+    let mut builder = rm_postgres::PgLedger::builder(settings.url.clone().unwrap_or_default())
+        .default_ttl(parts.default_ttl)
+        .retention(parts.retention)
+        .validator(parts.validator)
+        .event_sink(parts.sink);
+    if let Some(schema) = &settings.schema {
+        builder = builder.schema(schema.clone());
+    }
+    if let Some(size) = settings.pool_size {
+        builder = builder.pool_size(size);
+    }
+    if let Some(variable) = &settings.password_env {
+        let password = std::env::var(variable).map_err(|_| {
+            ConfigError::Invalid(vec![Problem {
+                path: "ledger.password_env".into(),
+                message: format!("the environment variable {variable} is not set"),
+            }])
+        })?;
+        builder = builder.password(password);
+    }
+    let ledger = builder.connect().map_err(|err| match err {
+        rm_postgres::Error::InvalidConfig { field, reason } => {
+            ConfigError::Invalid(vec![Problem {
+                path: format!("ledger.{field}"),
+                message: reason,
+            }])
+            .into()
+        }
+        other => Error::LedgerBackend {
+            backend: "postgres",
+            source: Box::new(other),
+        },
+    })?;
+    Ok(Arc::new(ledger))
+}
+
 type LedgerFactory = Box<dyn FnOnce(LedgerParts) -> Arc<dyn ReservationLedger> + Send>;
 type PoolProbe = Arc<dyn Fn() -> PoolStatus + Send + Sync>;
 
@@ -315,6 +358,10 @@ impl ResourceManagerBuilder {
         };
         let ledger: Arc<dyn ReservationLedger> = match this.ledger {
             Some(factory) => factory(ledger_parts),
+            #[cfg(feature = "postgres")]
+            None if config.ledger.backend == crate::config::LedgerBackend::Postgres => {
+                postgres_ledger(&config.ledger, ledger_parts)?
+            }
             None => Arc::new(
                 ReservationManager::builder()
                     .clock(ledger_parts.clock)
@@ -387,9 +434,22 @@ impl ResourceManagerBuilder {
             listen: config.metrics.listen,
         });
         let manager = ResourceManager { inner };
+        // A shared ledger may hold the configured resources already (another process
+        // registered them): the file says what they should be, so a different one is updated.
+        let ledger = &manager.inner.ledger;
+        let existing = ledger.resources()?;
         for resource in config.resources {
-            manager.register_resource(resource)?;
+            match existing.iter().find(|r| r.name() == resource.name()) {
+                None => ledger.register_resource(resource)?,
+                Some(current) if *current == resource => {}
+                Some(_) => ledger.update_resource(resource)?,
+            }
         }
+        // Every resource the ledger has is monitored, whoever registered it.
+        for resource in ledger.resources()? {
+            manager.inner.resources.register_resource(&resource);
+        }
+        manager.refresh_capacity();
         Ok(manager)
     }
 }

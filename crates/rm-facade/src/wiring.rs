@@ -87,6 +87,7 @@ impl Parts {
                 "must be at least 1: retries by id need the ended reservation remembered",
             );
         }
+        ledger(config, &mut problems);
         let validator = validator(config, &mut problems);
         let (policy, priority, refresh) = if code.custom_policy {
             (None, None, None)
@@ -124,6 +125,70 @@ impl Parts {
         } else {
             Err(ConfigError::Invalid(problems.0))
         }
+    }
+}
+
+/// The `[ledger]` table's problems: a backend this build lacks, a missing URL, a password
+/// written into the file.
+fn ledger(config: &Config, problems: &mut Problems) {
+    let settings = &config.ledger;
+    match settings.backend {
+        crate::config::LedgerBackend::Memory => {
+            for (field, set) in [
+                ("url", settings.url.is_some()),
+                ("password_env", settings.password_env.is_some()),
+                ("schema", settings.schema.is_some()),
+                ("pool_size", settings.pool_size.is_some()),
+            ] {
+                if set {
+                    problems.add(
+                        format!("ledger.{field}"),
+                        "only applies to backend = \"postgres\"",
+                    );
+                }
+            }
+        }
+        crate::config::LedgerBackend::Postgres => {
+            if !cfg!(feature = "postgres") {
+                problems.add(
+                    "ledger.backend",
+                    "\"postgres\" needs rm-facade built with its `postgres` feature",
+                );
+            }
+            match &settings.url {
+                None => problems.add("ledger.url", "is required for backend = \"postgres\""),
+                Some(url) if url_has_password(url) => problems.add(
+                    "ledger.url",
+                    "must not contain a password: name an environment variable in \
+                     ledger.password_env instead",
+                ),
+                Some(_) => {}
+            }
+            if settings.pool_size == Some(0) {
+                problems.add("ledger.pool_size", "must be at least 1");
+            }
+            if let Some(variable) = &settings.password_env
+                && variable.is_empty()
+            {
+                problems.add("ledger.password_env", "must name an environment variable");
+            }
+        }
+    }
+}
+
+/// Whether a PostgreSQL URL (`postgres://user:password@host`) or key-value string
+/// (`password=…`) carries a password.
+fn url_has_password(url: &str) -> bool {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let userinfo = authority.rsplit_once('@').map(|(user, _)| user);
+        userinfo.is_some_and(|user| user.contains(':')) || rest.contains("password=")
+    } else {
+        url.split_whitespace()
+            .any(|pair| pair.starts_with("password="))
     }
 }
 

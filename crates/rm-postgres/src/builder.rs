@@ -80,7 +80,7 @@ impl PgLedgerBuilder {
     }
 
     /// The server's `statement_timeout` for the ledger's connections (default 5 s); a
-    /// statement that runs longer fails with [`LedgerError::Timeout`].
+    /// statement that runs longer fails with [`LedgerError::Timeout`](rm_model::LedgerError::Timeout).
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = timeout;
         self
@@ -122,7 +122,7 @@ impl PgLedgerBuilder {
     }
 
     /// Receives the events of this process's operations, on the thread that causes them.
-    /// Events of every process reach a [`Listener`].
+    /// Events of every process reach a [`Listener`](crate::Listener).
     pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
         self.sink = Some(sink);
         self

@@ -455,14 +455,21 @@ impl PgLedger {
             return Err(invalid(first.path, first.message));
         }
         if let Some(validator) = &self.validator {
-            let view = self.read_view();
-            let context = ValidationContext {
-                resources: &view.catalog.resources,
-                active: &[],
+            self.refresh_if_stale()?;
+            let check = || {
+                let view = self.read_view();
+                let context = ValidationContext {
+                    resources: &view.catalog.resources,
+                    active: &[],
+                };
+                validator.validate_request(request, &context)
             };
-            validator
-                .validate_request(request, &context)
-                .map_err(rejected)?;
+            if check().is_err() {
+                // Another process may have registered what the request needs since the view
+                // was read: judge on a fresh read.
+                self.refresh(false)?;
+                check().map_err(rejected)?;
+            }
         }
         Ok(())
     }

@@ -171,3 +171,85 @@ fn errors_about_huge_input_stay_short() {
         assert!(message.contains(" bytes)"), "{message}");
     }
 }
+
+fn ledger_problems(table: &str) -> Vec<(String, String)> {
+    let config = Config::from_toml(table).expect("parses");
+    match config.check() {
+        Ok(()) => Vec::new(),
+        Err(err) => err
+            .problems()
+            .iter()
+            .map(|p| (p.path.clone(), p.message.clone()))
+            .collect(),
+    }
+}
+
+#[test]
+fn the_ledger_table_names_its_problems() {
+    let paths = |table: &str| -> Vec<String> {
+        ledger_problems(table)
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect()
+    };
+    // The embedded ledger takes no PostgreSQL settings.
+    assert_eq!(
+        paths("[ledger]\nurl = \"postgres://rm@db/x\"\npool_size = 2"),
+        ["ledger.url", "ledger.pool_size"]
+    );
+    // A URL is required, without a password in it.
+    let backend: &[&str] = if cfg!(feature = "postgres") {
+        &[]
+    } else {
+        &["ledger.backend"]
+    };
+    let with = |more: &[&str]| -> Vec<String> {
+        backend
+            .iter()
+            .chain(more)
+            .map(|p| (*p).to_owned())
+            .collect()
+    };
+    assert_eq!(
+        paths("[ledger]\nbackend = \"postgres\""),
+        with(&["ledger.url"])
+    );
+    for url in [
+        "postgres://rm:hunter2@db:5432/x",
+        "postgresql://rm:hunter2@db/x",
+        "host=db user=rm password=hunter2",
+    ] {
+        let problems = ledger_problems(&format!(
+            "[ledger]\nbackend = \"postgres\"\nurl = \"{url}\""
+        ));
+        let paths: Vec<_> = problems.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(paths, with(&["ledger.url"]), "{url}");
+        assert!(
+            problems
+                .iter()
+                .all(|(_, message)| !message.contains("hunter2")),
+            "the password is never repeated: {problems:?}"
+        );
+    }
+    assert_eq!(
+        paths(
+            "[ledger]\nbackend = \"postgres\"\nurl = \"postgres://rm@db:5432/x\"\n\
+             password_env = \"RM_PG_PASSWORD\"\nschema = \"ci\""
+        ),
+        with(&[])
+    );
+}
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn a_postgres_ledger_without_the_feature_is_refused_by_name() {
+    let problems =
+        ledger_problems("[ledger]\nbackend = \"postgres\"\nurl = \"postgres://rm@db:5432/x\"");
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].0, "ledger.backend");
+    assert!(
+        problems[0].1.contains("`postgres` feature"),
+        "{}",
+        problems[0].1
+    );
+}
