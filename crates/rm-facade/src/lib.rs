@@ -33,6 +33,10 @@
 //!   [`collect`](ResourceManager::collect), which every scrape runs first.
 //! - Labels are bounded: requesters appear only as configured classes (`other` for the
 //!   rest), so a million requester ids add no series.
+//! - The ledger is the embedded `rm-reserve` by default; with the `postgres` cargo feature,
+//!   `[ledger] backend = "postgres"` keeps it in PostgreSQL (`rm-postgres`), shared by every
+//!   manager on the same schema (see `docs/postgres.md`). Without the feature the client is
+//!   not compiled and that backend is a configuration problem, named.
 //!
 //! # Concurrency
 //! [`ResourceManager`] is a cheap `Clone` handle, `Send + Sync`, every method `&self`.

@@ -4,12 +4,13 @@
 use postgres::Row;
 use rm_model::{
     EventKind, FencingToken, LedgerError, Quantity, Reservation, ReservationId, ReservationItem,
-    ReservationRequest, ReservationState, ResourceName, shrink_item,
+    ReservationRequest, ResourceName, shrink_item,
 };
 
 use crate::ledger::{
     COMMIT_ATTEMPTS, Holds, PgLedger, corrupt, held_from, invalid, nanos, request_key, timestamp,
 };
+use crate::pool::is_stale;
 
 impl PgLedger {
     /// `shrink`: the row locked, the item and the hold changed, the difference credited.
@@ -68,16 +69,8 @@ impl PgLedger {
                 .enumerate()
                 .map(|(k, (_, _, a))| if k == h { a - given_back } else { *a })
                 .collect();
-            let column = if held.reservation.state == ReservationState::Pending {
-                "pending"
-            } else {
-                "confirmed"
-            };
             tx.execute(
-                &format!(
-                    "UPDATE capacity SET {column} = {column} - $3 \
-                     WHERE resource = $1 AND resource_type = $2"
-                ),
+                "UPDATE capacity SET held = held - $3 WHERE resource = $1 AND resource_type = $2",
                 &[&resource, &resource_type, &given_back],
             )?;
             let at: i64 = row.get("at");
@@ -159,7 +152,8 @@ impl PgLedger {
         let no_fence: Option<i64> = None;
         for _ in 0..COMMIT_ATTEMPTS {
             // Rows of the victims as ended, the grant's outcome, and what it planned.
-            type Outcome = Result<(Vec<Row>, Row, Vec<ReservationItem>, Holds), LedgerError>;
+            type Outcome =
+                Result<Option<(Vec<Row>, Row, Vec<ReservationItem>, Holds)>, LedgerError>;
             let outcome: Outcome = self.pool.run("reserve", |c| {
                 let mut tx = c.client.transaction()?;
                 let mut extra: Vec<(usize, usize, i64)> = Vec::new();
@@ -245,7 +239,7 @@ impl PgLedger {
                     )?);
                 }
                 let items_json = serde_json::to_string(&items).unwrap_or_default();
-                let row = tx.query_one(
+                let row = match tx.query_one(
                     &c.statements.reserve,
                     &[
                         &preemptor_text,
@@ -262,13 +256,21 @@ impl PgLedger {
                         &now,
                         &ttl,
                     ],
-                )?;
+                ) {
+                    Ok(row) => row,
+                    // The rows moved under the plan: everything rolls back, plan again.
+                    Err(err) if is_stale(&err) => return Ok(Ok(None)),
+                    Err(err) => return Err(err),
+                };
                 if row.get::<_, &str>(0) == "granted" {
                     tx.commit()?;
                 }
-                Ok(Ok((ended, row, items, holds)))
+                Ok(Ok(Some((ended, row, items, holds))))
             })?;
-            let (ended, row, items, holds) = outcome?;
+            let Some((ended, row, items, holds)) = outcome? else {
+                self.refresh(false)?;
+                continue;
+            };
             match row.get::<_, &str>(0) {
                 "granted" => {
                     for victim in &ended {
@@ -279,7 +281,6 @@ impl PgLedger {
                     }
                     return Ok(self.granted(&preemptor, request, items, &holds, &row));
                 }
-                "stale" => self.refresh(false)?,
                 other => {
                     if let Some(existing) = self.answer_existing(other, &preemptor_text)? {
                         return Ok(existing);

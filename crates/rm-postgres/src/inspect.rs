@@ -31,7 +31,7 @@ impl PgLedger {
                         .get(0);
                     let resources =
                         tx.query("SELECT name, spec FROM resource ORDER BY position", &[])?;
-                    let capacities = tx.query("SELECT * FROM capacity", &[])?;
+                    let capacities = tx.query(&format!("{USAGE} ORDER BY c.position"), &[])?;
                     let active = tx.query(
                         "SELECT * FROM reservation WHERE state IN ('pending', 'confirmed') \
                          ORDER BY fencing",
@@ -155,16 +155,14 @@ pub(crate) fn usage_of(resource: &ResourceName, row: &Row) -> Result<CapacityUsa
         .get::<_, &str>("unit")
         .parse()
         .map_err(|e| corrupt("snapshot", "a unit", e))?;
-    let (maximum, external, pending, confirmed): (i64, i64, i64, i64) = (
+    let (maximum, external, held, pending, confirmed): (i64, i64, i64, i64, i64) = (
         row.get("maximum"),
         row.get("external"),
+        row.get("held"),
         row.get("pending"),
         row.get("confirmed"),
     );
-    let free = maximum
-        .saturating_sub(external)
-        .saturating_sub(pending)
-        .saturating_sub(confirmed);
+    let free = maximum.saturating_sub(external).saturating_sub(held);
     Ok(CapacityUsage {
         resource: resource.clone(),
         resource_type,
@@ -179,15 +177,28 @@ pub(crate) fn usage_of(resource: &ResourceName, row: &Row) -> Result<CapacityUsa
     })
 }
 
-/// Conservation in SQL: every capacity's pending and confirmed counters equal the sums of
-/// the active reservations' holds on it, no counter is negative, and every hold names a
-/// registered capacity. (Holding more than the maximum is allowed only as draining after a
-/// shrink, which grants never cause: the guard refuses them.)
+/// Every capacity with what its active holds sum to, pending and confirmed: the row says
+/// what is held, the reservations say in which state.
+pub(crate) const USAGE: &str = "
+SELECT c.resource, c.resource_type, c.unit, c.maximum, c.external, c.held,
+    coalesce(s.pending, 0)::bigint AS pending, coalesce(s.confirmed, 0)::bigint AS confirmed
+FROM capacity c LEFT JOIN (
+    SELECT h.res, h.typ,
+        sum(h.amount) FILTER (WHERE r.state = 'pending') AS pending,
+        sum(h.amount) FILTER (WHERE r.state = 'confirmed') AS confirmed
+    FROM reservation r,
+        unnest(r.hold_resource, r.hold_type, r.hold_amount) AS h(res, typ, amount)
+    WHERE r.state IN ('pending', 'confirmed')
+    GROUP BY h.res, h.typ
+) s ON c.resource = s.res AND c.resource_type = s.typ";
+
+/// Conservation in SQL: what every capacity row holds equals the sum of the active
+/// reservations' holds on it, nothing is negative, and every hold names a registered
+/// capacity. (Holding more than the maximum is allowed only as draining after a shrink, which
+/// grants never cause: the guard refuses them.)
 const AUDIT: &str = "
 WITH held AS (
-    SELECT h.res, h.typ,
-        sum(CASE WHEN r.state = 'pending' THEN h.amount ELSE 0 END) AS pending,
-        sum(CASE WHEN r.state = 'confirmed' THEN h.amount ELSE 0 END) AS confirmed
+    SELECT h.res, h.typ, sum(h.amount) AS amount
     FROM reservation r,
         unnest(r.hold_resource, r.hold_type, r.hold_amount) AS h(res, typ, amount)
     WHERE r.state IN ('pending', 'confirmed')
@@ -197,12 +208,10 @@ SELECT coalesce(c.resource, held.res), coalesce(c.resource_type, held.typ),
     CASE
         WHEN c.resource IS NULL THEN
             'active reservations hold capacity that is not registered'
-        WHEN c.pending < 0 OR c.confirmed < 0 THEN
-            format('a negative amount: pending %sm, confirmed %sm', c.pending, c.confirmed)
-        ELSE format('accounted pending %sm and confirmed %sm, but active reservations hold \
-%sm and %sm', c.pending, c.confirmed, coalesce(held.pending, 0), coalesce(held.confirmed, 0))
+        WHEN c.held < 0 THEN format('a negative amount held: %sm', c.held)
+        ELSE format('accounted %sm held, but active reservations hold %sm', c.held,
+            coalesce(held.amount, 0))
     END
 FROM capacity c FULL JOIN held ON c.resource = held.res AND c.resource_type = held.typ
-WHERE c.resource IS NULL OR c.pending < 0 OR c.confirmed < 0
-    OR c.pending <> coalesce(held.pending, 0) OR c.confirmed <> coalesce(held.confirmed, 0)
+WHERE c.resource IS NULL OR c.held < 0 OR c.held <> coalesce(held.amount, 0)
 ";

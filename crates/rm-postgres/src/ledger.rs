@@ -14,7 +14,7 @@ use rm_model::{
 };
 use rm_plan::{Affinity, Placement};
 
-use crate::pool::Pool;
+use crate::pool::{Pool, is_stale};
 use crate::schema::channel;
 use crate::view::{Catalog, PgSlot, View};
 use crate::{Error, Listener};
@@ -271,7 +271,7 @@ impl PgLedger {
             };
             let capacities = tx.query(
                 "SELECT resource, resource_type, generation, \
-                 maximum - external - pending - confirmed AS free FROM capacity",
+                 maximum - external - held AS free FROM capacity",
                 &[],
             )?;
             let times = tx.query_one(
@@ -604,16 +604,22 @@ impl PgLedger {
                 &ttl,
             ];
             let row = self.pool.run("reserve", |c| {
-                c.client.query_one(&c.statements.reserve, &params)
+                match c.client.query_one(&c.statements.reserve, &params) {
+                    Ok(row) => Ok(Some(row)),
+                    Err(err) if is_stale(&err) => Ok(None),
+                    Err(err) => Err(err),
+                }
             })?;
+            let Some(row) = row else {
+                // The rows moved under the plan: read them and plan again.
+                self.refresh(false)?;
+                fresh = true;
+                continue;
+            };
             let outcome: &str = row.get(0);
             match outcome {
                 "granted" => {
                     return Ok(self.granted(id, request, items, &holds, &row));
-                }
-                "stale" => {
-                    self.refresh(false)?;
-                    fresh = true;
                 }
                 other => {
                     if let Some(existing) = self.answer_existing(other, &id_text)? {

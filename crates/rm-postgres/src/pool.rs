@@ -86,6 +86,12 @@ fn classify(err: postgres::Error) -> Failure {
     }
 }
 
+/// Whether the server refused a grant because the rows it was planned on changed (the
+/// `reserve` function's SQLSTATE `RM001`): nothing changed, plan again.
+pub(crate) fn is_stale(err: &postgres::Error) -> bool {
+    err.code().is_some_and(|code| code.code() == "RM001")
+}
+
 /// Maps a driver error that reached the caller onto the contract.
 pub(crate) fn unavailable(operation: &'static str, err: postgres::Error) -> LedgerError {
     LedgerError::Unavailable {

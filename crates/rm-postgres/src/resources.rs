@@ -9,7 +9,7 @@ use rm_model::{
 };
 use rm_plan::MAX_DIMS;
 
-use crate::inspect::usage_of;
+use crate::inspect::{USAGE, usage_of};
 use crate::ledger::{PgLedger, corrupt, invalid, rejected};
 use crate::pool::{Attempt, Conn};
 use crate::view::PgSlot;
@@ -38,7 +38,7 @@ impl PgLedger {
         at: i64,
     ) -> Attempt<()> {
         let json = serde_json::to_string(kind).unwrap_or_else(|_| "{}".into());
-        tx.execute("SELECT notify($1::text::jsonb, $2)", &[&json, &at])?;
+        tx.execute("SELECT notify($1, $1, $2)", &[&json, &at])?;
         Ok(())
     }
 
@@ -203,7 +203,7 @@ impl PgLedger {
             };
             let (position, generation): (i64, i64) = (row.get(0), row.get(1));
             let rows = tx.query(
-                "SELECT resource_type, unit, pending, confirmed FROM capacity \
+                "SELECT resource_type, unit, held FROM capacity \
                  WHERE resource = $1 ORDER BY position, resource_type FOR UPDATE",
                 &[&name.as_str()],
             )?;
@@ -211,7 +211,7 @@ impl PgLedger {
             for row in &rows {
                 let type_text: String = row.get(0);
                 let unit: String = row.get(1);
-                let held = row.get::<_, i64>(2) != 0 || row.get::<_, i64>(3) != 0;
+                let held = row.get::<_, i64>(2) != 0;
                 let new = type_text
                     .parse::<ResourceType>()
                     .ok()
@@ -344,14 +344,17 @@ impl PgLedger {
                 Ok(new) => new,
                 Err(err) => return Ok(Err(invalid("maximum", err.to_string()))),
             };
-            let Some(row) = tx.query_opt(
-                "UPDATE capacity SET maximum = $3 WHERE resource = $1 AND resource_type = $2 \
-                 RETURNING resource_type, unit, maximum, external, pending, confirmed",
+            let changed = tx.execute(
+                "UPDATE capacity SET maximum = $3 WHERE resource = $1 AND resource_type = $2",
                 &[&name.as_str(), &resource_type.as_str(), &maximum.as_milli()],
-            )?
-            else {
+            )?;
+            if changed == 0 {
                 return Ok(Err(unknown()));
-            };
+            }
+            let row = tx.query_one(
+                &format!("{USAGE} WHERE c.resource = $1 AND c.resource_type = $2"),
+                &[&name.as_str(), &resource_type.as_str()],
+            )?;
             let usage = match usage_of(name, &row) {
                 Ok(usage) => usage,
                 Err(err) => return Ok(Err(err)),

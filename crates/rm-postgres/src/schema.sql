@@ -32,10 +32,11 @@ CREATE TABLE @schema.capacity (
     unit text NOT NULL,
     maximum bigint NOT NULL,
     external bigint NOT NULL,
-    pending bigint NOT NULL DEFAULT 0,
-    confirmed bigint NOT NULL DEFAULT 0,
+    -- Held by active reservations, pending or confirmed (the split is theirs: confirming
+    -- a hold changes its reservation's row only).
+    held bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (resource, resource_type),
-    CHECK (pending >= 0 AND confirmed >= 0 AND external >= 0 AND maximum >= 0)
+    CHECK (held >= 0 AND external >= 0 AND maximum >= 0)
 );
 
 CREATE TABLE @schema.reservation (
@@ -57,129 +58,142 @@ CREATE TABLE @schema.reservation (
     hold_amount bigint[] NOT NULL,
     CHECK (state IN ('pending', 'confirmed', 'released', 'expired', 'preempted', 'cancelled'))
 );
--- The sweep finds due pending holds, retention finds ended ones, snapshots the active ones.
+-- The sweep finds due pending holds, retention finds ended ones. (Snapshots read the whole
+-- table, which retention keeps to the active holds and the recently ended: one index fewer
+-- to maintain on every grant.)
 CREATE INDEX reservation_expiry ON @schema.reservation (expires_at) WHERE state = 'pending';
 CREATE INDEX reservation_ended ON @schema.reservation (ended_at) WHERE ended_at IS NOT NULL;
-CREATE INDEX reservation_active ON @schema.reservation (fencing)
-    WHERE state IN ('pending', 'confirmed');
 
 -- The server's clock in nanoseconds since the Unix epoch.
 CREATE FUNCTION @schema.now_ns() RETURNS bigint LANGUAGE sql VOLATILE AS $$
     SELECT (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint
 $$;
 
--- Publishes an event to listeners in any process (on commit). A payload over NOTIFY's
--- limit goes without its items, marked truncated.
-CREATE FUNCTION @schema.notify(p_kind jsonb, p_at bigint) RETURNS void LANGUAGE plpgsql AS $$
+-- Publishes an event to listeners in any process (on commit): `p_kind` is the JSON of the
+-- event's kind, `p_short` the same without its items, sent when the payload would pass
+-- NOTIFY's limit (marked truncated).
+CREATE FUNCTION @schema.notify(p_kind text, p_short text, p_at bigint) RETURNS void
+    LANGUAGE plpgsql AS $$
 DECLARE
-    v_sequence bigint := nextval('@schema.event_sequence');
-    v_payload text;
+    v_head text := '{"sequence":' || nextval('@schema.event_sequence') || ',"at":' || p_at;
 BEGIN
-    v_payload := jsonb_build_object('sequence', v_sequence, 'at', p_at, 'kind', p_kind)::text;
-    IF octet_length(v_payload) > 7900 THEN
-        v_payload := jsonb_build_object('sequence', v_sequence, 'at', p_at, 'truncated', true,
-            'kind', p_kind || '{"items": []}'::jsonb)::text;
+    IF octet_length(p_kind) > 7800 THEN
+        PERFORM pg_notify(@channel, v_head || ',"truncated":true,"kind":' || p_short || '}');
+    ELSE
+        PERFORM pg_notify(@channel, v_head || ',"kind":' || p_kind || '}');
     END IF;
-    PERFORM pg_notify(@channel, v_payload);
 END
 $$;
 
--- Moves the holds' amounts between the counters: `p_from` loses them and `p_to` gains them
--- ('pending', 'confirmed', or NULL for none). Locks the capacity rows in the global order
--- first, so that two transactions never wait for each other's rows.
-CREATE FUNCTION @schema.move_holds(p_res text[], p_type text[], p_amount bigint[],
-        p_from text, p_to text) RETURNS void LANGUAGE plpgsql AS $$
+-- Adds `p_sign` times the holds' amounts to what their capacity rows hold. Several rows are
+-- locked in the global order first, so that two transactions never wait for each other's
+-- rows.
+CREATE FUNCTION @schema.add_holds(p_res text[], p_type text[], p_amount bigint[],
+        p_sign integer) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM 1 FROM @schema.capacity c
-        JOIN unnest(p_res, p_type) AS h(res, typ) ON c.resource = h.res AND c.resource_type = h.typ
-        ORDER BY c.position, c.resource_type
-        FOR UPDATE OF c;
-    UPDATE @schema.capacity c SET
-        pending = c.pending
-            - CASE WHEN p_from = 'pending' THEN h.amount ELSE 0 END
-            + CASE WHEN p_to = 'pending' THEN h.amount ELSE 0 END,
-        confirmed = c.confirmed
-            - CASE WHEN p_from = 'confirmed' THEN h.amount ELSE 0 END
-            + CASE WHEN p_to = 'confirmed' THEN h.amount ELSE 0 END
+    IF cardinality(p_res) > 1 THEN
+        PERFORM 1 FROM @schema.capacity c
+            JOIN unnest(p_res, p_type) AS h(res, typ)
+                ON c.resource = h.res AND c.resource_type = h.typ
+            ORDER BY c.position, c.resource_type
+            FOR UPDATE OF c;
+    END IF;
+    UPDATE @schema.capacity c SET held = c.held + p_sign * h.amount
     FROM unnest(p_res, p_type, p_amount) AS h(res, typ, amount)
     WHERE c.resource = h.res AND c.resource_type = h.typ;
 END
+$$;
+
+-- The `ended` event of a reservation (its items as they were).
+CREATE FUNCTION @schema.notify_ended(r @schema.reservation, p_by text, p_now bigint)
+        RETURNS void LANGUAGE sql AS $$
+    SELECT @schema.notify(
+        '{"event":"ended","reservation":' || to_json(r.id) || ',"requester":'
+            || to_json(r.requester) || ',"reason":"' || r.state || '","items":' || r.items
+            || ',"preempted_by":' || coalesce(to_json(p_by)::text, 'null') || '}',
+        '{"event":"ended","reservation":' || to_json(r.id) || ',"requester":'
+            || to_json(r.requester) || ',"reason":"' || r.state || '","items":[]'
+            || ',"preempted_by":' || coalesce(to_json(p_by)::text, 'null') || '}',
+        p_now)
 $$;
 
 -- Ends an active reservation (locked by the caller) as `p_to`, crediting its holds.
 CREATE FUNCTION @schema.end_hold(r @schema.reservation, p_to text, p_by text, p_now bigint)
         RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM @schema.move_holds(r.hold_resource, r.hold_type, r.hold_amount, r.state, NULL);
+    PERFORM @schema.add_holds(r.hold_resource, r.hold_type, r.hold_amount, -1);
     UPDATE @schema.reservation SET state = p_to, updated_at = p_now, expires_at = NULL,
         ended_at = p_now
     WHERE id = r.id;
-    PERFORM @schema.notify(jsonb_build_object('event', 'ended', 'reservation', r.id,
-        'requester', r.requester, 'reason', p_to, 'items', r.items::jsonb,
-        'preempted_by', p_by), p_now);
+    r.state := p_to;
+    PERFORM @schema.notify_ended(r, p_by, p_now);
 END
 $$;
 
 -- Grants a planned request: every hold's capacity row must still have the generation the
--- client planned with and room for the amount, checked with the rows locked, or nothing
--- changes ('stale'). An id already used answers 'existing' with whether the request matches.
+-- client planned with and room for the amount, checked by the update itself under the row's
+-- lock (several rows are locked in the global order first). When one does not, the whole
+-- call fails with SQLSTATE RM001 and nothing changes: the client reads again and re-plans.
+-- An id already used answers 'existing' (same request key) or 'conflict'; an empty plan
+-- only looks the id up ('absent' when unused).
 CREATE FUNCTION @schema.reserve(p_id text, p_key text, p_requester text, p_priority integer,
         p_labels text, p_preemptible boolean, p_items text,
         p_res text[], p_type text[], p_amount bigint[], p_gen bigint[],
-        p_now bigint, p_ttl bigint)
-    RETURNS TABLE (outcome text, at bigint, fencing bigint, expires_at bigint)
+        p_now bigint, p_ttl bigint,
+        OUT outcome text, OUT at bigint, OUT fencing bigint, OUT expires_at bigint)
     LANGUAGE plpgsql AS $$
 DECLARE
-    v_now bigint := coalesce(p_now, @schema.now_ns());
     v_key text;
-    v_ok integer;
-    v_token bigint;
+    v_rows integer;
 BEGIN
+    at := coalesce(p_now, @schema.now_ns());
+    -- Looked up first, so that a retry takes no fencing token (tokens of grants have no
+    -- gaps unless a grant was refused for a stale plan or two connections raced for an id).
     SELECT r.request_key INTO v_key FROM @schema.reservation r WHERE r.id = p_id;
-    IF FOUND THEN
-        RETURN QUERY SELECT CASE WHEN v_key = p_key THEN 'existing' ELSE 'conflict' END,
-            v_now, NULL::bigint, NULL::bigint;
+    IF v_key IS NOT NULL OR cardinality(p_res) = 0 THEN
+        outcome := CASE WHEN v_key IS NULL THEN 'absent' WHEN v_key = p_key THEN 'existing'
+            ELSE 'conflict' END;
         RETURN;
     END IF;
-    IF cardinality(p_res) = 0 THEN
-        -- A lookup of the id only (the client found nothing to plan).
-        RETURN QUERY SELECT 'absent'::text, v_now, NULL::bigint, NULL::bigint;
-        RETURN;
-    END IF;
-    PERFORM 1 FROM @schema.capacity c
-        JOIN unnest(p_res, p_type) AS h(res, typ) ON c.resource = h.res AND c.resource_type = h.typ
-        ORDER BY c.position, c.resource_type
-        FOR UPDATE OF c;
-    SELECT count(*) INTO v_ok FROM @schema.capacity c
-        JOIN unnest(p_res, p_type, p_amount, p_gen) AS h(res, typ, amount, gen)
-            ON c.resource = h.res AND c.resource_type = h.typ
-        WHERE c.generation = h.gen
-            AND c.maximum - c.external - c.pending - c.confirmed >= h.amount;
-    IF v_ok <> cardinality(p_res) THEN
-        RETURN QUERY SELECT 'stale'::text, v_now, NULL::bigint, NULL::bigint;
-        RETURN;
-    END IF;
-    v_token := nextval('@schema.fencing');
-    INSERT INTO @schema.reservation (id, request_key, requester, priority, state, fencing,
-        created_at, updated_at, expires_at, labels, preemptible, items,
+    fencing := nextval('@schema.fencing');
+    expires_at := at + p_ttl;
+    INSERT INTO @schema.reservation AS x (id, request_key, requester, priority, state,
+        fencing, created_at, updated_at, expires_at, labels, preemptible, items,
         hold_resource, hold_type, hold_amount)
-    VALUES (p_id, p_key, p_requester, p_priority, 'pending', v_token, v_now, v_now,
-        v_now + p_ttl, p_labels, p_preemptible, p_items, p_res, p_type, p_amount)
+    VALUES (p_id, p_key, p_requester, p_priority, 'pending', fencing, at, at, expires_at,
+        p_labels, p_preemptible, p_items, p_res, p_type, p_amount)
     ON CONFLICT (id) DO NOTHING;
     IF NOT FOUND THEN
-        -- Another connection granted this id meanwhile: answer as a retry.
         SELECT r.request_key INTO v_key FROM @schema.reservation r WHERE r.id = p_id;
-        RETURN QUERY SELECT CASE WHEN v_key = p_key THEN 'existing' ELSE 'conflict' END,
-            v_now, NULL::bigint, NULL::bigint;
+        outcome := CASE WHEN v_key = p_key THEN 'existing' ELSE 'conflict' END;
+        fencing := NULL;
+        expires_at := NULL;
         RETURN;
     END IF;
-    UPDATE @schema.capacity c SET pending = c.pending + h.amount
-    FROM unnest(p_res, p_type, p_amount) AS h(res, typ, amount)
-    WHERE c.resource = h.res AND c.resource_type = h.typ;
-    PERFORM @schema.notify(jsonb_build_object('event', 'reserved', 'reservation', p_id,
-        'requester', p_requester, 'priority', p_priority, 'items', p_items::jsonb,
-        'fencing_token', v_token), v_now);
-    RETURN QUERY SELECT 'granted'::text, v_now, v_token, v_now + p_ttl;
+    IF cardinality(p_res) > 1 THEN
+        PERFORM 1 FROM @schema.capacity c
+            JOIN unnest(p_res, p_type) AS h(res, typ)
+                ON c.resource = h.res AND c.resource_type = h.typ
+            ORDER BY c.position, c.resource_type
+            FOR UPDATE OF c;
+    END IF;
+    UPDATE @schema.capacity c SET held = c.held + h.amount
+    FROM unnest(p_res, p_type, p_amount, p_gen) AS h(res, typ, amount, gen)
+    WHERE c.resource = h.res AND c.resource_type = h.typ AND c.generation = h.gen
+        AND c.maximum - c.external - c.held >= h.amount;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows <> cardinality(p_res) THEN
+        RAISE EXCEPTION 'the plan is stale' USING ERRCODE = 'RM001';
+    END IF;
+    PERFORM @schema.notify(
+        '{"event":"reserved","reservation":' || to_json(p_id) || ',"requester":'
+            || to_json(p_requester) || ',"priority":' || p_priority || ',"items":' || p_items
+            || ',"fencing_token":' || fencing || '}',
+        '{"event":"reserved","reservation":' || to_json(p_id) || ',"requester":'
+            || to_json(p_requester) || ',"priority":' || p_priority || ',"items":[]'
+            || ',"fencing_token":' || fencing || '}',
+        at);
+    outcome := 'granted';
 END
 $$;
 
@@ -187,86 +201,106 @@ $$;
 -- caller's transaction), 'confirm', 'renew', 'release', 'cancel', 'preempt'. A pending hold
 -- past its deadline expires first. Outcomes: 'changed', 'same' (nothing to do, or a get),
 -- 'unknown', 'stale-fence', 'wrong-state'. The row is the reservation as it is afterwards;
--- `expired_now` says this call expired it.
+-- `expired_now` says this call expired it. Confirm, release and cancel of a hold in the
+-- right state are one guarded update of its row (the common case).
 CREATE FUNCTION @schema.act(p_id text, p_fence bigint, p_now bigint, p_op text,
-        p_ttl bigint, p_by text)
-    RETURNS TABLE (outcome text, expired_now boolean, at bigint, id text, state text,
-        fencing bigint,
-        requester text, priority integer, created_at bigint, updated_at bigint,
-        expires_at bigint, labels text, preemptible boolean, items text,
-        hold_resource text[], hold_type text[], hold_amount bigint[])
+        p_ttl bigint, p_by text,
+        OUT outcome text, OUT expired_now boolean, OUT at bigint, OUT id text,
+        OUT state text, OUT fencing bigint, OUT requester text, OUT priority integer,
+        OUT created_at bigint, OUT updated_at bigint, OUT expires_at bigint,
+        OUT labels text, OUT preemptible boolean, OUT items text,
+        OUT hold_resource text[], OUT hold_type text[], OUT hold_amount bigint[])
     LANGUAGE plpgsql AS $$
 DECLARE
-    v_now bigint := coalesce(p_now, @schema.now_ns());
     r @schema.reservation;
-    v_expired boolean := false;
-    v_outcome text := 'same';
     v_target text;
 BEGIN
-    IF p_op = 'get' THEN
-        SELECT * INTO r FROM @schema.reservation x WHERE x.id = p_id;
-        IF FOUND AND r.state = 'pending' AND r.expires_at <= v_now THEN
+    at := coalesce(p_now, @schema.now_ns());
+    expired_now := false;
+    outcome := 'same';
+    IF p_op = 'confirm' THEN
+        UPDATE @schema.reservation x SET state = 'confirmed', updated_at = at,
+            expires_at = NULL
+        WHERE x.id = p_id AND x.state = 'pending' AND x.expires_at > at
+            AND (p_fence IS NULL OR x.fencing = p_fence)
+        RETURNING x.* INTO r;
+        IF FOUND THEN
+            outcome := 'changed';
+            PERFORM @schema.notify(
+                '{"event":"confirmed","reservation":' || to_json(r.id) || ',"requester":'
+                    || to_json(r.requester) || '}', '{}', at);
+        END IF;
+    ELSIF p_op IN ('release', 'cancel') THEN
+        v_target := CASE p_op WHEN 'release' THEN 'released' ELSE 'cancelled' END;
+        UPDATE @schema.reservation x SET state = v_target, updated_at = at,
+            expires_at = NULL, ended_at = at
+        WHERE x.id = p_id AND (p_fence IS NULL OR x.fencing = p_fence)
+            AND CASE p_op WHEN 'release' THEN x.state = 'confirmed'
+                ELSE x.state = 'pending' AND x.expires_at > at END
+        RETURNING x.* INTO r;
+        IF FOUND THEN
+            outcome := 'changed';
+            PERFORM @schema.add_holds(r.hold_resource, r.hold_type, r.hold_amount, -1);
+            PERFORM @schema.notify_ended(r, NULL, at);
+        END IF;
+    END IF;
+    IF outcome = 'same' THEN
+        -- Not the common case: read (and lock) the row to say why, expiring it if due.
+        IF p_op = 'get' THEN
+            SELECT * INTO r FROM @schema.reservation x WHERE x.id = p_id;
+            IF FOUND AND r.state = 'pending' AND r.expires_at <= at THEN
+                SELECT * INTO r FROM @schema.reservation x WHERE x.id = p_id FOR UPDATE;
+            END IF;
+        ELSE
             SELECT * INTO r FROM @schema.reservation x WHERE x.id = p_id FOR UPDATE;
         END IF;
-    ELSE
-        SELECT * INTO r FROM @schema.reservation x WHERE x.id = p_id FOR UPDATE;
-    END IF;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'unknown'::text, false, v_now, p_id, NULL::text, NULL::bigint,
-            NULL::text, NULL::integer, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
-            NULL::boolean, NULL::text, NULL::text[], NULL::text[], NULL::bigint[];
-        RETURN;
-    END IF;
-    IF p_fence IS NOT NULL AND p_fence <> r.fencing THEN
-        v_outcome := 'stale-fence';
-    ELSE
-        IF r.state = 'pending' AND r.expires_at <= v_now THEN
-            PERFORM @schema.end_hold(r, 'expired', NULL, v_now);
-            r.state := 'expired'; r.updated_at := v_now; r.expires_at := NULL;
-            v_expired := true;
+        IF NOT FOUND THEN
+            outcome := 'unknown';
+            id := p_id;
+            RETURN;
         END IF;
-        IF p_op = 'confirm' THEN
-            IF r.state = 'pending' THEN
-                PERFORM @schema.move_holds(r.hold_resource, r.hold_type, r.hold_amount,
-                    'pending', 'confirmed');
-                UPDATE @schema.reservation x SET state = 'confirmed', updated_at = v_now,
-                    expires_at = NULL WHERE x.id = p_id;
-                r.state := 'confirmed'; r.updated_at := v_now; r.expires_at := NULL;
-                v_outcome := 'changed';
-                PERFORM @schema.notify(jsonb_build_object('event', 'confirmed',
-                    'reservation', r.id, 'requester', r.requester), v_now);
-            ELSIF r.state <> 'confirmed' THEN
-                v_outcome := 'wrong-state';
+        IF p_fence IS NOT NULL AND p_fence <> r.fencing THEN
+            outcome := 'stale-fence';
+        ELSE
+            IF r.state = 'pending' AND r.expires_at <= at THEN
+                PERFORM @schema.end_hold(r, 'expired', NULL, at);
+                r.state := 'expired'; r.updated_at := at; r.expires_at := NULL;
+                expired_now := true;
             END IF;
-        ELSIF p_op = 'renew' THEN
-            IF r.state = 'pending' THEN
-                UPDATE @schema.reservation x SET updated_at = v_now, expires_at = v_now + p_ttl
-                WHERE x.id = p_id;
-                r.updated_at := v_now; r.expires_at := v_now + p_ttl;
-                v_outcome := 'changed';
-                PERFORM @schema.notify(jsonb_build_object('event', 'renewed',
-                    'reservation', r.id, 'expires_at', r.expires_at), v_now);
-            ELSIF r.state <> 'confirmed' THEN
-                v_outcome := 'wrong-state';
-            END IF;
-        ELSIF p_op IN ('release', 'cancel', 'preempt') THEN
-            v_target := CASE p_op WHEN 'release' THEN 'released'
-                WHEN 'cancel' THEN 'cancelled' ELSE 'preempted' END;
-            IF (p_op = 'release' AND r.state = 'confirmed')
-                OR (p_op = 'cancel' AND r.state = 'pending')
-                OR (p_op = 'preempt' AND r.state IN ('pending', 'confirmed')) THEN
-                PERFORM @schema.end_hold(r, v_target, p_by, v_now);
-                -- The holds are reported as they were, so the caller can credit its view.
-                v_outcome := 'changed';
-                r.state := v_target; r.updated_at := v_now; r.expires_at := NULL;
-            ELSIF r.state <> v_target THEN
-                v_outcome := 'wrong-state';
+            IF p_op = 'renew' THEN
+                IF r.state = 'pending' THEN
+                    UPDATE @schema.reservation x SET updated_at = at, expires_at = at + p_ttl
+                    WHERE x.id = p_id;
+                    r.updated_at := at; r.expires_at := at + p_ttl;
+                    outcome := 'changed';
+                    PERFORM @schema.notify('{"event":"renewed","reservation":'
+                        || to_json(r.id) || ',"expires_at":' || r.expires_at || '}', '{}', at);
+                ELSIF r.state <> 'confirmed' THEN
+                    outcome := 'wrong-state';
+                END IF;
+            ELSIF p_op = 'preempt' THEN
+                IF r.state IN ('pending', 'confirmed') THEN
+                    PERFORM @schema.end_hold(r, 'preempted', p_by, at);
+                    outcome := 'changed';
+                    r.state := 'preempted'; r.updated_at := at; r.expires_at := NULL;
+                ELSIF r.state <> 'preempted' THEN
+                    outcome := 'wrong-state';
+                END IF;
+            ELSIF p_op IN ('confirm', 'release', 'cancel') THEN
+                -- The guarded update above did not apply: already there, or not allowed.
+                v_target := CASE p_op WHEN 'confirm' THEN 'confirmed'
+                    WHEN 'release' THEN 'released' ELSE 'cancelled' END;
+                IF r.state <> v_target THEN
+                    outcome := 'wrong-state';
+                END IF;
             END IF;
         END IF;
     END IF;
-    RETURN QUERY SELECT v_outcome, v_expired, v_now, r.id, r.state, r.fencing, r.requester,
-        r.priority, r.created_at, r.updated_at, r.expires_at, r.labels, r.preemptible, r.items,
-        r.hold_resource, r.hold_type, r.hold_amount;
+    id := r.id; state := r.state; fencing := r.fencing; requester := r.requester;
+    priority := r.priority; created_at := r.created_at; updated_at := r.updated_at;
+    expires_at := r.expires_at; labels := r.labels; preemptible := r.preemptible;
+    items := r.items; hold_resource := r.hold_resource; hold_type := r.hold_type;
+    hold_amount := r.hold_amount;
 END
 $$;
 

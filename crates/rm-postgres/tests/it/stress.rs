@@ -28,7 +28,7 @@ fn audit_once(client: &mut postgres::Client, schema: &str) -> (i64, i64) {
         .query_one(
             &format!(
                 "SELECT count(*) FROM \"{schema}\".capacity \
-                 WHERE external + pending + confirmed > maximum"
+                 WHERE external + held > maximum"
             ),
             &[],
         )
@@ -38,15 +38,13 @@ fn audit_once(client: &mut postgres::Client, schema: &str) -> (i64, i64) {
         .query_one(
             &format!(
                 "SELECT count(*) FROM \"{schema}\".capacity c LEFT JOIN (
-                     SELECT h.res, h.typ,
-                         coalesce(sum(h.amount) FILTER (WHERE r.state = 'pending'), 0) AS p,
-                         coalesce(sum(h.amount) FILTER (WHERE r.state = 'confirmed'), 0) AS f
+                     SELECT h.res, h.typ, sum(h.amount) AS amount
                      FROM \"{schema}\".reservation r,
                          unnest(r.hold_resource, r.hold_type, r.hold_amount) AS h(res, typ, amount)
                      WHERE r.state IN ('pending', 'confirmed')
                      GROUP BY h.res, h.typ) s
                  ON s.res = c.resource AND s.typ = c.resource_type
-                 WHERE c.pending <> coalesce(s.p, 0) OR c.confirmed <> coalesce(s.f, 0)"
+                 WHERE c.held <> coalesce(s.amount, 0)"
             ),
             &[],
         )
