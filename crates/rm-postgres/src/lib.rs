@@ -19,14 +19,15 @@
 //! # How a grant works, and why it cannot overbook
 //! Each process plans against its view of what is free (read from the database, and kept
 //! current by its own operations). The plan goes to the server as one call of the
-//! `reserve` function, one round trip, which **locks the capacity rows it names in one
-//! global order** (registration position, then type), **checks every guard** on the locked
-//! rows (the resource's description has not changed since it was planned on, and
-//! `maximum - external - pending - confirmed >= amount`), and only then inserts the
-//! reservation and adds the amounts. The check and the update happen under the same row
-//! locks, so no interleaving of any number of connections can take the same capacity twice;
-//! a guard that fails changes nothing, and the process reads again and plans again.
-//! Refusals are only given after planning against a fresh read.
+//! `reserve` function, one round trip, which inserts the reservation, **locks the capacity
+//! rows it names in one global order** (registration position, then type) when there are
+//! several, and adds each amount with an update **whose own `WHERE` is the guard** (the
+//! resource's description has not changed since it was planned on, and
+//! `maximum - external - held >= amount`), evaluated by PostgreSQL on the row's latest
+//! version under its lock. When any guard fails the call raises and the whole transaction
+//! rolls back, so no interleaving of any number of connections can take the same capacity
+//! twice, and nothing is granted in part; the process reads again and plans again. Refusals
+//! are only given after planning against a fresh read.
 //!
 //! Every transaction takes reservation rows (in id order) before capacity rows (in the
 //! global order), and catalog changes take the `meta` row first, so no two transactions
