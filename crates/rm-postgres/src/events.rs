@@ -11,6 +11,11 @@ use crate::Error;
 /// Receives the events every process publishes on one schema (`NOTIFY`, sent when their
 /// transactions commit), on a connection of its own.
 ///
+/// Events are published only while some listener is registered (this one registers itself
+/// when opened and unregisters when dropped; one whose process died is removed by the next
+/// sweep), so that a pool nobody watches pays nothing for them: every operation that starts
+/// after [`PgLedger::listen`](crate::PgLedger::listen) returns is published.
+///
 /// Events arrive in commit order. Their `sequence` numbers come from one database sequence,
 /// so they are unique and grow across processes, but a transaction that committed later may
 /// carry a smaller number. An event too large for a notification (over about 8 kB, a
@@ -19,6 +24,20 @@ use crate::Error;
 /// kept: a monitor that reconnects reads a snapshot first.
 pub struct Listener {
     client: Client,
+    schema: String,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Best effort: a listener whose connection is gone is removed by the next sweep.
+        let _ = self.client.execute(
+            &format!(
+                "DELETE FROM \"{}\".listener WHERE pid = pg_backend_pid()",
+                self.schema
+            ),
+            &[],
+        );
+    }
 }
 
 impl std::fmt::Debug for Listener {
@@ -28,14 +47,27 @@ impl std::fmt::Debug for Listener {
 }
 
 impl Listener {
-    pub(crate) fn open(config: &postgres::Config, channel: &str) -> Result<Listener, Error> {
+    pub(crate) fn open(
+        config: &postgres::Config,
+        schema: &str,
+        channel: &str,
+    ) -> Result<Listener, Error> {
         let mut client = config
             .connect(NoTls)
             .map_err(|source| Error::Connect { source })?;
+        // Listening first, then registered: every operation that starts once this returns
+        // sees the registration and publishes.
         client
-            .batch_execute(&format!("LISTEN \"{channel}\""))
+            .batch_execute(&format!(
+                "LISTEN \"{channel}\";
+                 INSERT INTO \"{schema}\".listener (pid) VALUES (pg_backend_pid())
+                 ON CONFLICT (pid) DO NOTHING"
+            ))
             .map_err(|source| Error::Listen { source })?;
-        Ok(Listener { client })
+        Ok(Listener {
+            client,
+            schema: schema.to_owned(),
+        })
     }
 
     /// The next event, waiting at most `timeout`; `None` when none came. Payloads that are

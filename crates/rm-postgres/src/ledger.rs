@@ -177,7 +177,11 @@ impl PgLedger {
     /// (published with `NOTIFY` when their transactions commit).
     pub fn listen(&self) -> Result<Listener, Error> {
         let settings = self.pool.settings();
-        Listener::open(&settings.config, &channel(&settings.schema))
+        Listener::open(
+            &settings.config,
+            &settings.schema,
+            &channel(&settings.schema),
+        )
     }
 
     /// The instant to pass the database: the injected clock's reading, or `None` for the

@@ -39,6 +39,13 @@ CREATE TABLE @schema.capacity (
     CHECK (held >= 0 AND external >= 0 AND maximum >= 0)
 );
 
+-- The backends listening for events (Listener registers its own): with none, nothing is
+-- published, and transactions skip NOTIFY's database-wide lock at commit.
+CREATE TABLE @schema.listener (
+    pid integer PRIMARY KEY,
+    since timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE @schema.reservation (
     id text PRIMARY KEY,
     request_key text NOT NULL,
@@ -69,14 +76,19 @@ CREATE FUNCTION @schema.now_ns() RETURNS bigint LANGUAGE sql VOLATILE AS $$
     SELECT (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint
 $$;
 
--- Publishes an event to listeners in any process (on commit): `p_kind` is the JSON of the
+-- Publishes an event to listeners in any process (on commit), when any is registered:
+-- `p_kind` is the JSON of the
 -- event's kind, `p_short` the same without its items, sent when the payload would pass
 -- NOTIFY's limit (marked truncated).
 CREATE FUNCTION @schema.notify(p_kind text, p_short text, p_at bigint) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
-    v_head text := '{"sequence":' || nextval('@schema.event_sequence') || ',"at":' || p_at;
+    v_head text;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @schema.listener) THEN
+        RETURN;
+    END IF;
+    v_head := '{"sequence":' || nextval('@schema.event_sequence') || ',"at":' || p_at;
     IF octet_length(p_kind) > 7800 THEN
         PERFORM pg_notify(@channel, v_head || ',"truncated":true,"kind":' || p_short || '}');
     ELSE
@@ -91,13 +103,16 @@ $$;
 CREATE FUNCTION @schema.add_holds(p_res text[], p_type text[], p_amount bigint[],
         p_sign integer) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF cardinality(p_res) > 1 THEN
-        PERFORM 1 FROM @schema.capacity c
-            JOIN unnest(p_res, p_type) AS h(res, typ)
-                ON c.resource = h.res AND c.resource_type = h.typ
-            ORDER BY c.position, c.resource_type
-            FOR UPDATE OF c;
+    IF cardinality(p_res) = 1 THEN
+        UPDATE @schema.capacity c SET held = c.held + p_sign * p_amount[1]
+        WHERE c.resource = p_res[1] AND c.resource_type = p_type[1];
+        RETURN;
     END IF;
+    PERFORM 1 FROM @schema.capacity c
+        JOIN unnest(p_res, p_type) AS h(res, typ)
+            ON c.resource = h.res AND c.resource_type = h.typ
+        ORDER BY c.position, c.resource_type
+        FOR UPDATE OF c;
     UPDATE @schema.capacity c SET held = c.held + p_sign * h.amount
     FROM unnest(p_res, p_type, p_amount) AS h(res, typ, amount)
     WHERE c.resource = h.res AND c.resource_type = h.typ;
@@ -106,15 +121,19 @@ $$;
 
 -- The `ended` event of a reservation (its items as they were).
 CREATE FUNCTION @schema.notify_ended(r @schema.reservation, p_by text, p_now bigint)
-        RETURNS void LANGUAGE sql AS $$
-    SELECT @schema.notify(
-        '{"event":"ended","reservation":' || to_json(r.id) || ',"requester":'
-            || to_json(r.requester) || ',"reason":"' || r.state || '","items":' || r.items
-            || ',"preempted_by":' || coalesce(to_json(p_by)::text, 'null') || '}',
-        '{"event":"ended","reservation":' || to_json(r.id) || ',"requester":'
-            || to_json(r.requester) || ',"reason":"' || r.state || '","items":[]'
-            || ',"preempted_by":' || coalesce(to_json(p_by)::text, 'null') || '}',
-        p_now)
+        RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_head text;
+    v_tail text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @schema.listener) THEN
+        RETURN;
+    END IF;
+    v_head := '{"event":"ended","reservation":' || to_json(r.id) || ',"requester":'
+        || to_json(r.requester) || ',"reason":"' || r.state || '","items":';
+    v_tail := ',"preempted_by":' || coalesce(to_json(p_by)::text, 'null') || '}';
+    PERFORM @schema.notify(v_head || r.items || v_tail, v_head || '[]' || v_tail, p_now);
+END
 $$;
 
 -- Ends an active reservation (locked by the caller) as `p_to`, crediting its holds.
@@ -146,7 +165,7 @@ DECLARE
     v_key text;
     v_rows integer;
 BEGIN
-    at := coalesce(p_now, @schema.now_ns());
+    at := coalesce(p_now, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint);
     -- Looked up first, so that a retry takes no fencing token (tokens of grants have no
     -- gaps unless a grant was refused for a stale plan or two connections raced for an id).
     SELECT r.request_key INTO v_key FROM @schema.reservation r WHERE r.id = p_id;
@@ -170,17 +189,21 @@ BEGIN
         expires_at := NULL;
         RETURN;
     END IF;
-    IF cardinality(p_res) > 1 THEN
+    IF cardinality(p_res) = 1 THEN
+        UPDATE @schema.capacity c SET held = c.held + p_amount[1]
+        WHERE c.resource = p_res[1] AND c.resource_type = p_type[1]
+            AND c.generation = p_gen[1] AND c.maximum - c.external - c.held >= p_amount[1];
+    ELSE
         PERFORM 1 FROM @schema.capacity c
             JOIN unnest(p_res, p_type) AS h(res, typ)
                 ON c.resource = h.res AND c.resource_type = h.typ
             ORDER BY c.position, c.resource_type
             FOR UPDATE OF c;
+        UPDATE @schema.capacity c SET held = c.held + h.amount
+        FROM unnest(p_res, p_type, p_amount, p_gen) AS h(res, typ, amount, gen)
+        WHERE c.resource = h.res AND c.resource_type = h.typ AND c.generation = h.gen
+            AND c.maximum - c.external - c.held >= h.amount;
     END IF;
-    UPDATE @schema.capacity c SET held = c.held + h.amount
-    FROM unnest(p_res, p_type, p_amount, p_gen) AS h(res, typ, amount, gen)
-    WHERE c.resource = h.res AND c.resource_type = h.typ AND c.generation = h.gen
-        AND c.maximum - c.external - c.held >= h.amount;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows <> cardinality(p_res) THEN
         RAISE EXCEPTION 'the plan is stale' USING ERRCODE = 'RM001';
@@ -215,7 +238,7 @@ DECLARE
     r @schema.reservation;
     v_target text;
 BEGIN
-    at := coalesce(p_now, @schema.now_ns());
+    at := coalesce(p_now, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint);
     expired_now := false;
     outcome := 'same';
     IF p_op = 'confirm' THEN
@@ -311,7 +334,7 @@ CREATE FUNCTION @schema.sweep(p_now bigint, p_retention bigint, p_limit integer)
     RETURNS SETOF @schema.reservation
     LANGUAGE plpgsql AS $$
 DECLARE
-    v_now bigint := coalesce(p_now, @schema.now_ns());
+    v_now bigint := coalesce(p_now, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint);
     r @schema.reservation;
 BEGIN
     FOR r IN SELECT * FROM @schema.reservation x
@@ -325,5 +348,8 @@ BEGIN
     DELETE FROM @schema.reservation x WHERE x.id IN (
         SELECT y.id FROM @schema.reservation y WHERE y.ended_at <= v_now - p_retention
         LIMIT p_limit FOR UPDATE SKIP LOCKED);
+    -- Listeners whose backend is gone.
+    DELETE FROM @schema.listener l
+    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.pid);
 END
 $$;

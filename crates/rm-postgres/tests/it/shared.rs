@@ -359,3 +359,41 @@ fn the_crate_example_runs() {
         .expect("release");
     assert_eq!(released.state, ReservationState::Released);
 }
+
+/// A listener registers itself so that events are published, and one whose connection is
+/// gone is removed by the next sweep (a pool nobody watches publishes nothing).
+#[test]
+fn listeners_register_and_dead_ones_are_swept() {
+    let Some(server) = test_server("listeners_register_and_dead_ones_are_swept") else {
+        return;
+    };
+    let ledger = builder(&server).connect().expect("connect");
+    let mut client = connect(&server);
+    let count = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                &format!("SELECT count(*) FROM \"{}\".listener", ledger.schema()),
+                &[],
+            )
+            .expect("count")
+            .get(0)
+    };
+    let listener = ledger.listen().expect("listen");
+    assert_eq!(count(&mut client), 1);
+    drop(listener);
+    assert_eq!(count(&mut client), 0, "dropping unregisters");
+    let _kept = ledger.listen().expect("listen");
+    let pid: i32 = client
+        .query_one(
+            &format!("SELECT pid FROM \"{}\".listener", ledger.schema()),
+            &[],
+        )
+        .expect("pid")
+        .get(0);
+    client
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .expect("terminate");
+    thread::sleep(Duration::from_millis(100));
+    ledger.expire_due().expect("sweep");
+    assert_eq!(count(&mut client), 0, "the dead listener is swept");
+}
