@@ -10,7 +10,7 @@ const PALETTE: [&str; 8] = [
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 56.0;
-const RIGHT: f64 = 150.0;
+const RIGHT: f64 = 180.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 36.0;
 
@@ -22,9 +22,10 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// One line of a chart.
+/// One line of a chart: its points at `xs` (virtual seconds).
 struct Line<'a> {
     name: String,
+    xs: &'a [f64],
     values: Vec<f64>,
     dashed: bool,
     colour: &'a str,
@@ -54,10 +55,14 @@ enum Axis {
     Count,
 }
 
-/// A line chart of `lines` over `xs` (virtual seconds): y from 0 to 1 for percentages, or to
-/// the largest value rounded up to a round count; both axes titled, ticks on round values.
-fn line_chart(id: &str, xs: &[f64], lines: &[Line<'_>], axis: Axis, y_title: &str) -> String {
-    let x_max = xs.last().copied().unwrap_or(1.0).max(1.0);
+/// A line chart of `lines` over virtual time (each line with its own points, so replays of
+/// different lengths share the axes): y from 0 to 1 for percentages, or to the largest value
+/// rounded up to a round count; both axes titled, ticks on round values.
+fn line_chart(id: &str, lines: &[Line<'_>], axis: Axis, y_title: &str) -> String {
+    let x_max = lines
+        .iter()
+        .filter_map(|l| l.xs.last().copied())
+        .fold(1.0, f64::max);
     let (y_max, y_step, y_label): (f64, f64, &dyn Fn(f64) -> String) = match axis {
         Axis::Percent => (1.0, 0.25, &percent),
         Axis::Count => {
@@ -121,8 +126,10 @@ fn line_chart(id: &str, xs: &[f64], lines: &[Line<'_>], axis: Axis, y_title: &st
         TOP + plot_h / 2.0,
         escape(y_title)
     );
-    for (i, line) in lines.iter().enumerate() {
-        let points: Vec<String> = xs
+    let mut legend_top = TOP + 14.0;
+    for line in lines {
+        let points: Vec<String> = line
+            .xs
             .iter()
             .zip(&line.values)
             .map(|(x, y)| format!("{:.1},{:.1}", x_at(*x), y_at(*y)))
@@ -138,24 +145,74 @@ fn line_chart(id: &str, xs: &[f64], lines: &[Line<'_>], axis: Axis, y_title: &st
             line.colour,
             points.join(" ")
         );
-        let legend_y = TOP + 14.0 + 16.0 * i as f64;
+        // A long name (several tenants sharing an entitlement) wraps at its commas onto
+        // lines of its own instead of running off the chart.
+        let rows = legend_rows(&line.name);
+        let legend_y = legend_top;
+        legend_top += 16.0 * rows.len() as f64;
+        let x_text = WIDTH - RIGHT + 36.0;
+        let tspans: String = rows
+            .iter()
+            .enumerate()
+            .map(|(k, row)| {
+                format!(
+                    r#"<tspan x="{x_text:.1}" dy="{}">{}</tspan>"#,
+                    if k == 0 { 0.0 } else { 14.0 },
+                    escape(row)
+                )
+            })
+            .collect();
         let _ = write!(
             svg,
-            r#"<line x1="{:.1}" x2="{:.1}" y1="{legend_y:.1}" y2="{legend_y:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
+            r#"<line x1="{:.1}" x2="{:.1}" y1="{legend_y:.1}" y2="{legend_y:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{x_text:.1}" y="{:.1}" class="legend">{tspans}</text>"#,
             WIDTH - RIGHT + 10.0,
             WIDTH - RIGHT + 30.0,
             line.colour,
-            WIDTH - RIGHT + 36.0,
             legend_y + 4.0,
-            escape(&line.name)
         );
     }
     svg.push_str("</svg>");
     svg
 }
 
-/// A bar chart of `bars` (label, count).
-fn bar_chart(id: &str, bars: &[(String, u64)]) -> String {
+/// The rows a legend entry takes: its name split after commas so that no row is longer than
+/// fits beside the chart (about 22 characters); a single longer word keeps a row of its own.
+fn legend_rows(name: &str) -> Vec<String> {
+    const FITS: usize = 22;
+    let mut rows: Vec<String> = Vec::new();
+    for part in name.split_inclusive(", ") {
+        match rows.last_mut() {
+            Some(row) if row.chars().count() + part.trim_end().chars().count() <= FITS => {
+                row.push_str(part);
+            }
+            _ => rows.push(part.to_owned()),
+        }
+    }
+    // A tenant list ends in " entitled N%": let that words wrap too.
+    let mut wrapped = Vec::new();
+    for row in rows {
+        let row = row.trim_end().to_owned();
+        if row.chars().count() <= FITS {
+            wrapped.push(row);
+            continue;
+        }
+        let mut current = String::new();
+        for word in row.split(' ') {
+            if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > FITS {
+                wrapped.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        wrapped.push(current);
+    }
+    wrapped
+}
+
+/// A bar chart of `bars` (label, count), its axes titled `x_title` and `y_title`.
+fn bar_chart(id: &str, bars: &[(String, u64)], x_title: &str, y_title: &str) -> String {
     let max = bars.iter().map(|(_, c)| *c).max().unwrap_or(0).max(1) as f64;
     let plot_w = WIDTH - LEFT - 20.0;
     let plot_h = HEIGHT - TOP - BOTTOM;
@@ -185,6 +242,16 @@ fn bar_chart(id: &str, bars: &[(String, u64)]) -> String {
             x + width / 2.0,
         );
     }
+    let _ = write!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" class="axis">{}</text><text x="14" y="{:.1}" text-anchor="middle" class="axis" transform="rotate(-90 14 {:.1})">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 4.0,
+        escape(x_title),
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0,
+        escape(y_title)
+    );
     svg.push_str("</svg>");
     svg
 }
@@ -217,8 +284,9 @@ td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}
 
 impl Report {
     /// The report as one self-contained HTML page: a summary, then one chart per section
-    /// (utilisation by type, utilisation by pool, queue depth, the wait distribution, each
-    /// tenant's share against its entitlement).
+    /// (utilisation by type, CPU utilisation by pool, GPU utilisation by pool when pools have
+    /// GPUs, queue depth, the wait distribution, each tenant's share against its
+    /// entitlement).
     pub fn html(&self) -> String {
         let xs: Vec<f64> = self.samples.iter().map(|s| s.t_s).collect();
         let mut page = format!(
@@ -279,6 +347,7 @@ impl Report {
                     .unwrap_or(i);
                 Line {
                     name: name.clone(),
+                    xs: &xs,
                     values: self
                         .samples
                         .iter()
@@ -295,7 +364,6 @@ impl Report {
             "Utilisation by resource type",
             &line_chart(
                 "chart-utilization-by-type",
-                &xs,
                 &type_lines,
                 Axis::Percent,
                 "in use",
@@ -308,6 +376,7 @@ impl Report {
             .enumerate()
             .map(|(i, name)| Line {
                 name: name.clone(),
+                xs: &xs,
                 values: self.samples.iter().map(|s| ratio(s.pools_ppm[i])).collect(),
                 dashed: false,
                 colour: PALETTE[i % PALETTE.len()],
@@ -319,12 +388,43 @@ impl Report {
             "CPU utilisation by pool (node group)",
             &line_chart(
                 "chart-utilization-by-pool",
-                &xs,
                 &pool_lines,
                 Axis::Percent,
                 "cores in use",
             ),
         );
+
+        let gpu_lines: Vec<Line<'_>> = self
+            .pools
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.gpu_pools.get(*i).copied().unwrap_or(false))
+            .enumerate()
+            .map(|(k, (i, name))| Line {
+                name: name.clone(),
+                xs: &xs,
+                values: self
+                    .samples
+                    .iter()
+                    .map(|s| ratio(s.pools_gpu_ppm[i]))
+                    .collect(),
+                dashed: false,
+                colour: PALETTE[k % PALETTE.len()],
+            })
+            .collect();
+        if !gpu_lines.is_empty() {
+            section(
+                &mut page,
+                "gpu-utilization-by-pool",
+                "GPU utilisation by pool (node group)",
+                &line_chart(
+                    "chart-gpu-utilization-by-pool",
+                    &gpu_lines,
+                    Axis::Percent,
+                    "GPUs in use",
+                ),
+            );
+        }
 
         let waiting: Vec<f64> = self.samples.iter().map(|s| s.waiting as f64).collect();
         section(
@@ -333,9 +433,9 @@ impl Report {
             "Queue depth (instances waiting to start)",
             &line_chart(
                 "chart-queue-depth",
-                &xs,
                 &[Line {
                     name: "waiting".into(),
+                    xs: &xs,
                     values: waiting,
                     dashed: false,
                     colour: PALETTE[1],
@@ -349,13 +449,19 @@ impl Report {
             &mut page,
             "wait-distribution",
             "Wait from ready to start, per instance",
-            &bar_chart("chart-wait-distribution", &self.wait_histogram),
+            &bar_chart(
+                "chart-wait-distribution",
+                &self.wait_histogram,
+                "wait from ready to start",
+                "instances",
+            ),
         );
 
         let mut share_lines = Vec::new();
         for (i, tenant) in self.tenant_names.iter().enumerate() {
             share_lines.push(Line {
                 name: tenant.clone(),
+                xs: &xs,
                 values: self
                     .samples
                     .iter()
@@ -378,6 +484,7 @@ impl Report {
         for (ppm, names, colour) in entitlements {
             share_lines.push(Line {
                 name: format!("{} entitled {}", names.join(", "), percent(ratio(ppm))),
+                xs: &xs,
                 values: vec![ratio(ppm); xs.len()],
                 dashed: true,
                 colour,
@@ -389,7 +496,6 @@ impl Report {
             "Each tenant's dominant share (solid) against its entitlement (dashed)",
             &line_chart(
                 "chart-tenant-shares",
-                &xs,
                 &share_lines,
                 Axis::Percent,
                 "dominant share",
@@ -398,6 +504,113 @@ impl Report {
         page.push_str("<p class=\"note\">Generated by rmctl; self-contained: no scripts, no external resources.</p>\n</body></html>\n");
         page
     }
+}
+
+/// Replays of one workload under several strategies or policies, side by side as one
+/// self-contained HTML page: a table with a column per variant, then one chart per measure
+/// with a line per variant on the same axes (utilisation of each resource type, queue depth).
+pub fn comparison(reports: &[(String, Report)]) -> String {
+    let title = reports
+        .first()
+        .map_or_else(String::new, |(_, r)| format!("{}: compared", r.name));
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    let mut table = String::from("<table class=\"summary\"><tr><th></th>");
+    for (name, _) in reports {
+        let _ = write!(table, "<th>{}</th>", escape(name));
+    }
+    table.push_str("</tr>");
+    let rows: [(&str, &dyn Fn(&Report) -> String); 7] = [
+        ("tasks completed", &|r| {
+            format!("{} of {}", r.completed, r.tasks)
+        }),
+        ("rejected", &|r| r.rejected.to_string()),
+        ("makespan", &|r| format!("{:.1} s", r.makespan_s)),
+        ("wait p50", &|r| format!("{:.1} s", r.wait.p50_s)),
+        ("wait p99", &|r| format!("{:.1} s", r.wait.p99_s)),
+        ("fairness", &|r| {
+            if r.fairness.contended_samples == 0 {
+                "not measured".to_owned()
+            } else {
+                format!("Jain {:.3}", r.fairness.jain_index)
+            }
+        }),
+        ("preemptions", &|r| r.preemptions.to_string()),
+    ];
+    for (label, value) in rows {
+        let _ = write!(table, "<tr><th>{}</th>", escape(label));
+        for (_, report) in reports {
+            let _ = write!(table, "<td>{}</td>", escape(&value(report)));
+        }
+        table.push_str("</tr>");
+    }
+    table.push_str("</table>\n");
+    page.push_str(&table);
+    let xs: Vec<Vec<f64>> = reports
+        .iter()
+        .map(|(_, r)| r.samples.iter().map(|s| s.t_s).collect())
+        .collect();
+    let ratio = |ppm: u64| ppm as f64 / 1_000_000.0;
+    let types: Vec<String> = reports
+        .first()
+        .map(|(_, r)| r.types.clone())
+        .unwrap_or_default();
+    for (i, resource_type) in types.iter().enumerate() {
+        let d = ["cpu", "memory", "gpu"]
+            .iter()
+            .position(|t| t == resource_type)
+            .unwrap_or(i);
+        let lines: Vec<Line<'_>> = reports
+            .iter()
+            .zip(&xs)
+            .enumerate()
+            .map(|(k, ((name, report), xs))| Line {
+                name: name.clone(),
+                xs,
+                values: report
+                    .samples
+                    .iter()
+                    .map(|s| ratio(s.utilization_ppm.get(d).copied().unwrap_or(0)))
+                    .collect(),
+                dashed: false,
+                colour: PALETTE[k % PALETTE.len()],
+            })
+            .collect();
+        section(
+            &mut page,
+            &format!("utilization-{resource_type}"),
+            &format!("{resource_type} utilisation"),
+            &line_chart(
+                &format!("chart-utilization-{resource_type}"),
+                &lines,
+                Axis::Percent,
+                &format!("{resource_type} in use"),
+            ),
+        );
+    }
+    let lines: Vec<Line<'_>> = reports
+        .iter()
+        .zip(&xs)
+        .enumerate()
+        .map(|(k, ((name, report), xs))| Line {
+            name: name.clone(),
+            xs,
+            values: report.samples.iter().map(|s| s.waiting as f64).collect(),
+            dashed: false,
+            colour: PALETTE[k % PALETTE.len()],
+        })
+        .collect();
+    section(
+        &mut page,
+        "queue-depth",
+        "Queue depth (instances waiting to start)",
+        &line_chart("chart-queue-depth", &lines, Axis::Count, "instances"),
+    );
+    page.push_str("<p class=\"note\">Generated by rmctl compare; self-contained: no scripts, no external resources.</p>\n</body></html>\n");
+    page
 }
 
 fn section(page: &mut String, id: &str, title: &str, chart: &str) {

@@ -26,9 +26,11 @@ const USAGE: &str = "usage:
       --metrics-addr ADDR  serve live Prometheus metrics at http://ADDR/metrics meanwhile
       --keep-serving       after the replay, keep serving its final state until interrupted
       --quiet              no progress line on standard error
-  rmctl compare [SCENARIO] [--strategy S1,S2,...] [--policy P1,P2,...] [--json] [--trace-path DIR] [--quiet]
+  rmctl compare [SCENARIO] [--strategy S1,S2,...] [--policy P1,P2,...] [--json] [--html FILE] [--trace-path DIR] [--quiet]
       replay one workload under each placement strategy (greedy, balanced, bin-pack, aligned)
       and/or ordering policy (fifo, priority, fair, weighted) and put the reports side by side
+      --html FILE          also write them as one HTML page, each measure charted with a line
+                           per strategy or policy on the same axes
   rmctl validate [--strict] FILE
       check a scenario or configuration file and name every problem; a scenario's warnings
       (a task no node can hold, a group without nodes) are errors with --strict
@@ -230,6 +232,7 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
     let mut json = false;
     let mut quiet = false;
     let mut trace_path = None;
+    let mut html = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -261,6 +264,12 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
                     .next()
                     .ok_or_else(|| usage_error("--trace-path needs a folder"))?;
                 trace_path = Some(PathBuf::from(dir));
+            }
+            "--html" => {
+                let file = args
+                    .next()
+                    .ok_or_else(|| usage_error("--html needs a file"))?;
+                html = Some(PathBuf::from(file));
             }
             "--json" => json = true,
             "--quiet" => quiet = true,
@@ -325,6 +334,12 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
     } else {
         rm_cli::report::Report::side_by_side(&reports)
     };
+    if let Some(file) = &html {
+        std::fs::write(file, rm_cli::html::comparison(&reports)).map_err(|err| {
+            let _ = writeln!(std::io::stderr(), "error: write {}: {err}", file.display());
+            ExitCode::from(2)
+        })?;
+    }
     let _ = writeln!(std::io::stdout(), "{text}");
     Ok(())
 }

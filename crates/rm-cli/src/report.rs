@@ -124,6 +124,9 @@ pub struct Sample {
     pub utilization_ppm: Vec<u64>,
     /// CPU utilisation per node group (pool), in `Report::pools` order, ppm.
     pub pools_ppm: Vec<u64>,
+    /// GPU utilisation per node group (pool), in `Report::pools` order, ppm (0 for a pool
+    /// without GPUs: see `Report::gpu_pools`).
+    pub pools_gpu_ppm: Vec<u64>,
     /// Instances waiting to start.
     pub waiting: u64,
     /// Each tenant's dominant share, ppm, in `Report::tenant_names` order.
@@ -212,6 +215,8 @@ pub struct Report {
     pub types: Vec<String>,
     /// Node groups (pools).
     pub pools: Vec<String>,
+    /// Whether each pool (in `pools` order) had GPU capacity at some sample.
+    pub gpu_pools: Vec<bool>,
     /// Tenants.
     pub tenant_names: Vec<String>,
     /// Each tenant's entitlement, ppm.
@@ -284,17 +289,28 @@ impl Report {
             ));
         }
         if !self.pools.is_empty() && !self.samples.is_empty() {
-            line("pool cpu      pool      average   peak".into());
-            for (i, pool) in self.pools.iter().enumerate() {
-                let values: Vec<u64> = self.samples.iter().map(|s| s.pools_ppm[i]).collect();
+            let per_pool = |of: &dyn Fn(&Sample) -> u64, pool: &str| {
+                let values: Vec<u64> = self.samples.iter().map(of).collect();
                 let average = values.iter().sum::<u64>() / values.len().max(1) as u64;
                 let peak = values.iter().copied().max().unwrap_or(0);
-                line(format!(
+                format!(
                     "              {:<9} {:>7}   {:>6}",
                     pool,
                     percent(average),
                     percent(peak)
-                ));
+                )
+            };
+            line("pool cpu      pool      average   peak".into());
+            for (i, pool) in self.pools.iter().enumerate() {
+                line(per_pool(&|s: &Sample| s.pools_ppm[i], pool));
+            }
+            if self.gpu_pools.iter().any(|&g| g) {
+                line("pool gpu      pool      average   peak".into());
+                for (i, pool) in self.pools.iter().enumerate() {
+                    if self.gpu_pools.get(i).copied().unwrap_or(false) {
+                        line(per_pool(&|s: &Sample| s.pools_gpu_ppm[i], pool));
+                    }
+                }
             }
         }
         line(String::new());

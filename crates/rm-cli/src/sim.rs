@@ -792,6 +792,7 @@ pub fn replay(
     let by_priority = order == Order::Priority || priority;
     let mut held: Vec<Amounts> = vec![[0; 3]; tenants.len()];
     let mut group_held: Vec<Amounts> = vec![[0; 3]; pools.len()];
+    let mut gpu_pools: Vec<bool> = vec![false; pools.len()];
     let mut holds: Vec<Hold> = Vec::new();
     let mut free_slots: Vec<usize> = Vec::new();
     let mut hold_of: HashMap<ReservationId, usize> = HashMap::new();
@@ -976,6 +977,9 @@ pub fn replay(
             let total: Amounts = held
                 .iter()
                 .fold([0; 3], |a, h| [a[0] + h[0], a[1] + h[1], a[2] + h[2]]);
+            for (g, c) in group_capacity.iter().enumerate() {
+                gpu_pools[g] |= c[2] > 0;
+            }
             samples.push(Sample {
                 t_s: next_sample as f64 / 1000.0,
                 utilization_ppm: (0..3).map(|d| ppm(total[d], capacity[d])).collect(),
@@ -983,6 +987,11 @@ pub fn replay(
                     .iter()
                     .zip(&group_capacity)
                     .map(|(h, c)| ppm(h[0], c[0]))
+                    .collect(),
+                pools_gpu_ppm: group_held
+                    .iter()
+                    .zip(&group_capacity)
+                    .map(|(h, c)| ppm(h[2], c[2]))
                     .collect(),
                 waiting,
                 shares_ppm: shares,
@@ -1463,6 +1472,7 @@ pub fn replay(
             .map(|(_, (_, n))| (*n).to_owned())
             .collect(),
         pools: pools.clone(),
+        gpu_pools,
         tenant_names: tenants.iter().map(|t| t.name.clone()).collect(),
         entitled_ppm: entitled,
         gpu,

@@ -173,7 +173,7 @@ fn the_html_report_is_self_contained_with_one_chart_per_section() {
     // Every tenant appears in the share chart's legend.
     for tenant in &report.tenant_names {
         assert!(
-            sections[4].contains(&format!(">{tenant}</text>")),
+            texts(sections[4], "legend").contains(tenant),
             "{tenant} missing"
         );
     }
@@ -239,14 +239,25 @@ fn live_metrics_are_served_during_a_replay() {
     );
 }
 
-/// The texts of the `class` elements of one chart.
-fn texts<'a>(chart: &'a str, class: &str) -> Vec<&'a str> {
+/// The texts of the `class` elements of one chart (a wrapped legend's rows joined by spaces).
+fn texts(chart: &str, class: &str) -> Vec<String> {
     chart
         .split(&format!("class=\"{class}\""))
         .skip(1)
         .filter_map(|rest| {
-            rest.split_once('>')
-                .map(|(_, t)| t.split('<').next().unwrap())
+            let (_, content) = rest.split_once('>')?;
+            let content = content.split("</text>").next()?;
+            let mut text = String::new();
+            for piece in content.split('<') {
+                let piece = piece.split_once('>').map_or(piece, |(_, t)| t);
+                if !piece.is_empty() {
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(piece);
+                }
+            }
+            Some(text)
         })
         .collect()
 }
@@ -300,7 +311,7 @@ fn the_html_charts_have_titled_axes_round_ticks_and_named_legends() {
     }
     // Count ticks never repeat (no "0, 0, 1, 1").
     let counts = texts(chart("chart-queue-depth"), "tick");
-    let labels: Vec<&&str> = counts
+    let labels: Vec<&String> = counts
         .iter()
         .filter(|t| !t.ends_with("min") && !t.ends_with(" s"))
         .collect();
@@ -321,4 +332,143 @@ fn the_html_charts_have_titled_axes_round_ticks_and_named_legends() {
             "{tenant} in {legends:?}"
         );
     }
+}
+
+/// A cluster with a GPU pool and a CPU-only pool: the report charts GPU utilisation per pool
+/// (the GPU pool only) beside the CPU chart, and the text report lists it.
+#[test]
+fn gpu_pools_get_their_own_utilisation_chart() {
+    let text = r#"
+[[cluster]]
+prefix = "gpu"
+count = 2
+cpu = 16
+memory = "64Gi"
+gpus = 2
+
+[[cluster]]
+prefix = "cpu"
+count = 2
+cpu = 16
+memory = "64Gi"
+
+[[tenants]]
+name = "ml"
+
+[[tasks]]
+id = "train"
+tenant = "ml"
+arrival_s = 0
+duration_s = 600
+cpu = 4
+memory = "8Gi"
+gpus = 1
+count = 3
+
+[[tasks]]
+id = "etl"
+tenant = "ml"
+arrival_s = 0
+duration_s = 300
+cpu = 8
+count = 2
+"#;
+    let parsed = scenario::parse(text, std::path::Path::new(".")).unwrap();
+    let report = sim::run(&parsed, None, &mut |_, _, _| {}).unwrap();
+    assert_eq!(report.gpu_pools, [true, false]);
+    let peak = report.samples.iter().map(|s| s.pools_gpu_ppm[0]).max();
+    assert_eq!(peak, Some(750_000), "3 of 4 GPUs in use");
+    let html = report.html();
+    let start = html
+        .find("<svg id=\"chart-gpu-utilization-by-pool\"")
+        .unwrap();
+    let chart = &html[start..start + html[start..].find("</svg>").unwrap()];
+    assert_eq!(texts(chart, "legend"), ["gpu"], "only the pool with GPUs");
+    assert_eq!(texts(chart, "axis"), ["virtual time", "GPUs in use"]);
+    let points = chart
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(points.split(' ').count(), report.samples.len());
+    assert!(report.table().contains("pool gpu"), "{}", report.table());
+    // A cluster without GPUs gets no such chart.
+    let (_, showcase) = replay();
+    assert!(!showcase.html().contains("gpu-utilization-by-pool"));
+}
+
+/// `rmctl compare --html` charts each measure with a line per strategy on the same axes.
+#[test]
+fn compare_writes_the_variants_side_by_side_as_html() {
+    let file = std::env::temp_dir().join(format!("rmctl-compare-{}.html", std::process::id()));
+    let output = rmctl(&[
+        "compare",
+        "--quiet",
+        "--strategy",
+        "greedy,bin-pack",
+        "--policy",
+        "weighted",
+        "--html",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    let header = html.split("</tr>").next().unwrap();
+    for column in ["greedy", "bin-pack", "weighted"] {
+        assert!(header.contains(&format!("<th>{column}</th>")), "{header}");
+    }
+    let charts: Vec<&str> = html.split("<svg id=\"").skip(1).collect();
+    assert!(charts.len() >= 3, "cpu, memory, queue depth at least");
+    for chart in charts {
+        let chart = chart.split("</svg>").next().unwrap();
+        assert_eq!(
+            texts(chart, "legend"),
+            ["greedy", "bin-pack", "weighted"],
+            "one line per variant in {:.40}",
+            chart
+        );
+        assert_eq!(chart.matches("<polyline").count(), 3);
+    }
+    for forbidden in ["<script", "<link", "http://", "https://", "src="] {
+        assert!(!html.contains(forbidden), "{forbidden} found");
+    }
+}
+
+/// Legends that would run off the chart wrap onto rows of their own; every chart's axes are
+/// titled, the wait distribution's too.
+#[test]
+fn long_legends_wrap_and_every_chart_has_axis_titles() {
+    let (_, report) = replay();
+    let html = report.html();
+    for svg in html.split("<svg id=\"").skip(1) {
+        let svg = svg.split("</svg>").next().unwrap();
+        assert_eq!(texts(svg, "axis").len(), 2, "{:.40}", svg);
+        for legend in svg.split("class=\"legend\">").skip(1) {
+            let legend = legend.split("</text>").next().unwrap();
+            for row in legend.split("<tspan").skip(1) {
+                let row = row.split('>').nth(1).unwrap().split('<').next().unwrap();
+                assert!(row.chars().count() <= 22, "{row:?} runs off the chart");
+            }
+        }
+    }
+    let shares = html
+        .split("<svg id=\"chart-tenant-shares\"")
+        .nth(1)
+        .unwrap();
+    let shares = shares.split("</svg>").next().unwrap();
+    assert!(
+        texts(shares, "legend")
+            .iter()
+            .any(|l| l.contains("etl,") && l.contains("web") && l.contains("entitled 25%")),
+        "{:?}",
+        texts(shares, "legend")
+    );
 }
