@@ -523,7 +523,9 @@ pub fn comparison(reports: &[(String, Report)]) -> String {
         let _ = write!(table, "<th>{}</th>", escape(name));
     }
     table.push_str("</tr>");
-    let rows: [(&str, &dyn Fn(&Report) -> String); 7] = [
+    /// A row of the comparison table: its label and how a report fills its cell.
+    type Row<'a> = (&'a str, &'a dyn Fn(&Report) -> String);
+    let rows: [Row<'_>; 7] = [
         ("tasks completed", &|r| {
             format!("{} of {}", r.completed, r.tasks)
         }),
