@@ -59,6 +59,30 @@ impl TestServer {
     }
 }
 
+/// Drops the schemas that test processes which have exited left on a shared server (each
+/// test names its schema `t<pid>_<n>` after the process that created it). Best effort: a
+/// server psql cannot reach is left as it is.
+pub(crate) fn drop_schemas_of_exited_processes(server: &TestServer) {
+    let Ok(names) =
+        server.query("SELECT nspname FROM pg_namespace WHERE nspname ~ '^t[0-9]+_[0-9]+$'")
+    else {
+        return;
+    };
+    for name in names.lines() {
+        let Some(pid) = name
+            .strip_prefix('t')
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = server.query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+        }
+    }
+}
+
 /// Whether the server is durable: benches measure with `fsync` on, tests run without it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -82,11 +106,16 @@ pub fn server(who: &str, durability: Durability) -> Option<TestServer> {
     if let Ok(url) = std::env::var("RM_POSTGRES_URL")
         && !url.is_empty()
     {
-        return Some(TestServer {
+        let server = TestServer {
             url,
             name,
             data_dir: None,
-        });
+        };
+        // A given server outlives this process: what earlier test processes created there
+        // (schemas named `t<pid>_…`) goes once they have exited.
+        static SWEPT: OnceLock<()> = OnceLock::new();
+        SWEPT.get_or_init(|| drop_schemas_of_exited_processes(&server));
+        return Some(server);
     }
     let cluster = match durability {
         Durability::Throwaway => {

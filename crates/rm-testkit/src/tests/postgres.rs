@@ -35,3 +35,32 @@ fn a_private_cluster_answers_queries() {
     }
     assert!(first.query("select from nowhere").is_err());
 }
+
+/// What exited test processes left on a shared server is dropped; what a living one uses is
+/// kept.
+#[test]
+fn schemas_of_exited_processes_are_dropped() {
+    let Some(server) = server(
+        "schemas_of_exited_processes_are_dropped",
+        Durability::Throwaway,
+    ) else {
+        return;
+    };
+    // No process has this id (above any pid_max).
+    let dead = "t4294967295_0";
+    let alive = format!("t{}_4294967295", std::process::id());
+    server
+        .query(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {dead}; CREATE SCHEMA IF NOT EXISTS {alive}"
+        ))
+        .unwrap();
+    crate::postgres::drop_schemas_of_exited_processes(&server);
+    let left = server
+        .query(&format!(
+            "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace \
+             WHERE nspname IN ('{dead}', '{alive}')"
+        ))
+        .unwrap();
+    assert_eq!(left, alive);
+    server.query(&format!("DROP SCHEMA {alive}")).unwrap();
+}
