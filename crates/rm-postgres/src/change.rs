@@ -255,6 +255,8 @@ impl PgLedger {
                         &holds.generations,
                         &now,
                         &ttl,
+                        &None::<i64>,
+                        &false,
                     ],
                 ) {
                     Ok(row) => row,

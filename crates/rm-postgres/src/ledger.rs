@@ -14,7 +14,7 @@ use rm_model::{
 };
 use rm_plan::{Affinity, Placement};
 
-use crate::pool::{Pool, is_stale};
+use crate::pool::{Pool, is_session_ended, is_stale};
 use crate::schema::channel;
 use crate::view::{Catalog, PgSlot, View};
 use crate::{Error, Listener};
@@ -69,6 +69,21 @@ pub(crate) fn corrupt(
             what,
             reason: reason.to_string(),
         }),
+    }
+}
+
+/// A hold's session ended: the worker acted after its session's TTL ran out (paused, cut
+/// off). Definite: nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("the session this hold is bound to has ended (its worker stopped renewing it)")]
+struct SessionEnded;
+
+/// The contract's answer for an operation refused because its session ended: the hold is as
+/// good as expired (the sweep ends it).
+pub(crate) fn session_ended(operation: &'static str) -> LedgerError {
+    LedgerError::InvalidInput {
+        field: "session".into(),
+        reason: format!("{operation}: {SessionEnded}"),
     }
 }
 
@@ -157,6 +172,13 @@ impl std::fmt::Debug for PgLedger {
             .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
+}
+
+/// The session a grant binds its hold to, if any, and whether a confirmed hold outlives it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Bind {
+    pub(crate) session: Option<i64>,
+    pub(crate) keep: bool,
 }
 
 /// What a grant sends for its holds: one per capacity, amounts summed over requirements.
@@ -523,6 +545,8 @@ impl PgLedger {
                     &none,
                     &now,
                     &ttl,
+                    &None::<i64>,
+                    &false,
                 ],
             )
         })?;
@@ -542,10 +566,11 @@ impl PgLedger {
         }
     }
 
-    fn reserve_with(
+    pub(crate) fn reserve_with(
         &self,
         request: &ReservationRequest,
         explain: bool,
+        bind: Bind,
     ) -> Result<Reservation, LedgerError> {
         let key = request_key(request)?;
         self.admit(request, &key)?;
@@ -592,7 +617,7 @@ impl PgLedger {
             let items_json = serde_json::to_string(&items)
                 .map_err(|e| invalid("requirements", e.to_string()))?;
             let now = self.now();
-            let params: [&(dyn ToSql + Sync); 13] = [
+            let params: [&(dyn ToSql + Sync); 15] = [
                 &id_text,
                 &key,
                 &request.requester.as_str(),
@@ -606,14 +631,17 @@ impl PgLedger {
                 &holds.generations,
                 &now,
                 &ttl,
+                &bind.session,
+                &bind.keep,
             ];
             let row = self.pool.run("reserve", |c| {
                 match c.client.query_one(&c.statements.reserve, &params) {
-                    Ok(row) => Ok(Some(row)),
-                    Err(err) if is_stale(&err) => Ok(None),
+                    Ok(row) => Ok(Ok(Some(row))),
+                    Err(err) if is_stale(&err) => Ok(Ok(None)),
+                    Err(err) if is_session_ended(&err) => Ok(Err(session_ended("reserve"))),
                     Err(err) => Err(err),
                 }
-            })?;
+            })??;
             let Some(row) = row else {
                 // The rows moved under the plan: read them and plan again.
                 self.refresh(false)?;
@@ -758,6 +786,12 @@ impl PgLedger {
         let r = &held.reservation;
         match outcome {
             "wrong-state" => return Err(Self::wrong_state(operation, id, r.state)),
+            "session-ended" => {
+                return Err(LedgerError::Expired {
+                    operation,
+                    id: id.clone(),
+                });
+            }
             "changed" => match operation {
                 "confirm" => self.publish(at, || EventKind::Confirmed {
                     reservation: r.id.clone(),
@@ -808,14 +842,14 @@ impl ReservationLedger for PgLedger {
     }
 
     fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, LedgerError> {
-        self.reserve_with(request, true)
+        self.reserve_with(request, true, Bind::default())
     }
 
     fn try_reserve(
         &self,
         request: &ReservationRequest,
     ) -> Result<Option<Reservation>, LedgerError> {
-        match self.reserve_with(request, false) {
+        match self.reserve_with(request, false, Bind::default()) {
             Err(LedgerError::InsufficientCapacity { .. }) => Ok(None),
             other => other.map(Some),
         }

@@ -12,6 +12,9 @@
 //! # Main types
 //! - [`PgLedger`]: implements [`ReservationLedger`](rm_model::ReservationLedger) on tables in
 //!   one schema; built with [`PgLedger::builder`], which connects and migrates.
+//! - [`WorkerSession`]: a worker's lease on the pool, renewed by a heartbeat; holds bound to
+//!   it end when the worker dies or hangs past the TTL ([`OnSessionEnd`] says whether a
+//!   confirmed hold is released or kept).
 //! - [`Listener`]: the events of every process using that schema, received with `LISTEN`.
 //! - [`Error`]: why setting up failed; operations fail with
 //!   [`LedgerError`](rm_model::LedgerError).
@@ -47,7 +50,9 @@
 //! # Concurrency
 //! `PgLedger` is `Send + Sync`; every method takes `&self`. Up to
 //! [`pool_size`](PgLedgerBuilder::pool_size) threads run operations at once, each on a
-//! connection of its own; more wait for one.
+//! connection of its own; more wait for one. A [`WorkerSession`] owns one thread, its
+//! heartbeat, stopped and joined when the session ends or is dropped; the crate starts no
+//! other thread.
 //!
 //! # Errors
 //! Definite errors are those of the contract (`InsufficientCapacity`, `IdConflict`,
@@ -93,6 +98,7 @@ mod ledger;
 mod pool;
 mod resources;
 mod schema;
+mod session;
 mod view;
 
 pub use builder::PgLedgerBuilder;
@@ -100,3 +106,4 @@ pub use error::Error;
 pub use events::Listener;
 pub use ledger::PgLedger;
 pub use schema::SCHEMA_VERSION;
+pub use session::{OnSessionEnd, WorkerSession};

@@ -92,6 +92,12 @@ pub(crate) fn is_stale(err: &postgres::Error) -> bool {
     err.code().is_some_and(|code| code.code() == "RM001")
 }
 
+/// Whether the server refused a grant because the session it was bound to has ended (the
+/// `reserve` function's SQLSTATE `RM003`).
+pub(crate) fn is_session_ended(err: &postgres::Error) -> bool {
+    err.code().is_some_and(|code| code.code() == "RM003")
+}
+
 /// Maps a driver error that reached the caller onto the contract.
 pub(crate) fn unavailable(operation: &'static str, err: postgres::Error) -> LedgerError {
     LedgerError::Unavailable {
@@ -256,7 +262,7 @@ fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
     Ok(Statements {
         reserve: client.prepare(
             "SELECT outcome, at, fencing, expires_at FROM reserve($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13)",
+             $8, $9, $10, $11, $12, $13, $14, $15)",
         )?,
         act: client.prepare("SELECT * FROM act($1, $2, $3, $4, $5, $6)")?,
         sweep: client.prepare("SELECT * FROM sweep($1, $2, $3)")?,

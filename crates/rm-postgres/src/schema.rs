@@ -4,9 +4,20 @@ use postgres::Client;
 
 use crate::Error;
 
-/// The migrations in order; version `n` is `MIGRATIONS[n - 1]`. A released migration never
-/// changes: a change to the schema is a new one.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+/// The migrations of the tables in order; version `n` is `MIGRATIONS[n - 1]`. A released
+/// migration never changes: a change to the tables is a new one.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("sessions.sql")];
+
+/// The functions, replaced as a whole whenever their text differs from what the schema has.
+const FUNCTIONS: &str = include_str!("functions.sql");
+
+/// A fingerprint of a text (FNV-1a, 64 bits): tells whether the functions changed.
+fn fingerprint(text: &str) -> i64 {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
 
 /// The schema version this build expects.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -76,15 +87,48 @@ pub(crate) fn migrate(client: &mut Client, schema: &str) -> Result<(), Error> {
             expected: SCHEMA_VERSION,
         });
     }
+    let substitute = |sql: &str| {
+        sql.replace("@schema", &format!("\"{schema}\""))
+            .replace("@channel", &format!("'{}'", channel(schema)))
+    };
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i32 + 1;
-        let sql = sql
-            .replace("@schema", &format!("\"{schema}\""))
-            .replace("@channel", &format!("'{}'", channel(schema)));
-        tx.batch_execute(&sql).map_err(migrate_err)?;
+        tx.batch_execute(&substitute(sql)).map_err(migrate_err)?;
         tx.execute(
             &format!("INSERT INTO \"{schema}\".schema_version (version) VALUES ($1)"),
             &[&version],
+        )
+        .map_err(migrate_err)?;
+    }
+    // The functions: every one of the schema dropped and created again when they changed
+    // (prepared statements of running processes re-plan against the new ones).
+    let wanted = fingerprint(FUNCTIONS);
+    let installed: Option<i64> = tx
+        .query_opt(
+            &format!("SELECT value FROM \"{schema}\".meta WHERE key = 'functions'"),
+            &[],
+        )
+        .map_err(migrate_err)?
+        .map(|row| row.get(0));
+    if installed != Some(wanted) {
+        tx.batch_execute(&format!(
+            "DO $$ DECLARE f regprocedure; BEGIN
+                 FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+                     WHERE p.pronamespace = '\"{schema}\"'::regnamespace
+                 LOOP
+                     EXECUTE 'DROP FUNCTION ' || f::text;
+                 END LOOP;
+             END $$;"
+        ))
+        .map_err(migrate_err)?;
+        tx.batch_execute(&substitute(FUNCTIONS))
+            .map_err(migrate_err)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO \"{schema}\".meta VALUES ('functions', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ),
+            &[&wanted],
         )
         .map_err(migrate_err)?;
     }

@@ -4,6 +4,7 @@
 
 mod conformance;
 mod model;
+mod sessions;
 mod shared;
 mod stress;
 mod support;
