@@ -254,15 +254,19 @@ fn free_port() -> Result<u16, String> {
 
 impl Cluster {
     fn start(durability: Durability) -> Result<Cluster, String> {
-        let tools = Tools::find()?;
-        let pid = std::process::id();
-        let dir = std::env::temp_dir().join(format!(
-            "rm-postgres-{pid}-{}",
+        Self::start_named(
+            durability,
             match durability {
                 Durability::Throwaway => "throwaway",
                 Durability::Durable => "durable",
-            }
-        ));
+            },
+        )
+    }
+
+    fn start_named(durability: Durability, kind: &str) -> Result<Cluster, String> {
+        let tools = Tools::find()?;
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("rm-postgres-{pid}-{kind}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
         let result = Self::start_in(&tools, &dir, durability, pid);
@@ -362,6 +366,90 @@ impl Cluster {
             .spawn()
             .map(|_| ())
             .map_err(|err| format!("the cluster's watcher could not be started: {err}"))
+    }
+}
+
+/// A cluster of one test's own, for tests that crash or restart the server: durable (so a
+/// crash is recovered from the log, as in production), stopped and removed when dropped (and
+/// by a watcher once the process exits, should the drop not run).
+#[derive(Debug)]
+pub struct OwnServer {
+    /// Where to reach it, and a name for what the test creates there.
+    pub server: TestServer,
+    data: PathBuf,
+    dir: PathBuf,
+}
+
+/// Starts a cluster of its own for the test `who`, or says why not and returns `None` (it
+/// needs PostgreSQL's binaries even when `RM_POSTGRES_URL` is set: a given server cannot be
+/// restarted by a test).
+///
+/// # Panics
+/// When none can be started and `RM_REQUIRE_POSTGRES=1` is set.
+pub fn own_server(who: &str) -> Option<OwnServer> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    match Cluster::start_named(Durability::Durable, &format!("own-{n}")) {
+        Ok(cluster) => {
+            let dir = cluster
+                .data
+                .parent()
+                .map_or_else(|| cluster.data.clone(), Path::to_path_buf);
+            Some(OwnServer {
+                server: TestServer {
+                    url: cluster.url,
+                    name: format!("t{}_own{n}", std::process::id()),
+                    data_dir: Some(cluster.data.clone()),
+                },
+                data: cluster.data,
+                dir,
+            })
+        }
+        Err(reason) => {
+            assert!(
+                std::env::var("RM_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "{who}: PostgreSQL is required (RM_REQUIRE_POSTGRES=1) but {reason}"
+            );
+            skip(who, &reason);
+            None
+        }
+    }
+}
+
+impl OwnServer {
+    /// Restarts the server as a crash would (`pg_ctl restart -m immediate`: no shutdown
+    /// checkpoint, recovery from the log at start), waiting until it accepts connections.
+    pub fn restart_immediate(&self) -> Result<(), String> {
+        let tools = Tools::find()?;
+        tools.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &path(&self.data),
+                // The server's output goes to its log, never to our pipes (which would keep
+                // this call waiting for the server to exit).
+                "-l",
+                &path(&self.dir.join("server.log")),
+                "-w",
+                "-t",
+                "60",
+                "restart",
+                "-m",
+                "immediate",
+            ],
+        )
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        if let Ok(tools) = Tools::find() {
+            let _ = tools.run(
+                "pg_ctl",
+                &["-D", &path(&self.data), "stop", "-m", "immediate"],
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

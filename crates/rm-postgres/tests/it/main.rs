@@ -3,6 +3,7 @@
 //! independent auditor, the server's clock, NOTIFY, migrations, retention, lost connections).
 
 mod conformance;
+mod faults;
 mod model;
 mod sessions;
 mod shared;
