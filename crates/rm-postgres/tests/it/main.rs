@@ -5,6 +5,7 @@
 mod conformance;
 mod faults;
 mod model;
+mod processes;
 mod sessions;
 mod shared;
 mod stress;
