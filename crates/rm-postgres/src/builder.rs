@@ -23,6 +23,7 @@ pub struct PgLedgerBuilder {
     lock_timeout: Duration,
     connect_timeout: Duration,
     max_staleness: Duration,
+    wait_poll: Duration,
     clock: Option<Arc<dyn Clock>>,
     validator: Option<Arc<dyn Validator>>,
     sink: Option<Arc<dyn EventSink>>,
@@ -107,6 +108,13 @@ impl PgLedgerBuilder {
         self
     }
 
+    /// How often a waiter ([`PgLedger::wait`]) looks again without being woken (default
+    /// 100 ms): the longest a lost notification can delay a grant.
+    pub fn wait_poll(mut self, poll: Duration) -> Self {
+        self.wait_poll = poll;
+        self
+    }
+
     /// Measures TTLs by this clock instead of the database server's. For tests and
     /// simulations with a manual clock: in production every process must use the server's
     /// clock (the default), since hosts' clocks differ.
@@ -146,6 +154,7 @@ impl PgLedgerBuilder {
         positive("statement_timeout", self.statement_timeout)?;
         positive("lock_timeout", self.lock_timeout)?;
         positive("connect_timeout", self.connect_timeout)?;
+        positive("wait_poll", self.wait_poll)?;
         if self.pool_size == 0 {
             return Err(Error::InvalidConfig {
                 field: "pool_size",
@@ -197,6 +206,8 @@ impl PgLedgerBuilder {
             validator: self.validator,
             sink: self.sink,
             sequence: AtomicU64::new(0),
+            wakeups: Arc::default(),
+            wait_poll: self.wait_poll,
         })
     }
 }
@@ -217,6 +228,7 @@ impl PgLedger {
             lock_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             max_staleness: Duration::from_secs(1),
+            wait_poll: Duration::from_millis(100),
             clock: None,
             validator: None,
             sink: None,

@@ -294,8 +294,10 @@ $$;
 
 -- Ends the sessions past their deadline, expires the pending holds due by `p_now` (at most
 -- `p_limit` of each, skipping rows another transaction has locked: it ends them itself) and
--- forgets ended reservations older than the retention. Returns the holds it ended.
-CREATE FUNCTION @schema.sweep(p_now bigint, p_retention bigint, p_limit integer)
+-- forgets ended reservations older than the retention, waiters whose lease ran out and, when
+-- `p_listeners`, listeners whose backend is gone. Returns the holds it ended.
+CREATE FUNCTION @schema.sweep(p_now bigint, p_retention bigint, p_limit integer,
+        p_listeners boolean)
     RETURNS SETOF @schema.reservation
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -320,9 +322,14 @@ BEGIN
     DELETE FROM @schema.reservation x WHERE x.id IN (
         SELECT y.id FROM @schema.reservation y WHERE y.ended_at <= v_now - p_retention
         LIMIT p_limit FOR UPDATE SKIP LOCKED);
-    -- Listeners whose backend is gone.
-    DELETE FROM @schema.listener l
-    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.pid);
+    -- Waiters whose process stopped renewing them.
+    DELETE FROM @schema.waiter w WHERE w.expires_at <= v_now;
+    -- Listeners whose backend is gone (reading the server's activity costs about as much as
+    -- a commit: the periodic sweeps do it, not those before a refusal).
+    IF p_listeners THEN
+        DELETE FROM @schema.listener l
+        WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.pid);
+    END IF;
 END
 $$;
 

@@ -162,6 +162,15 @@ pub struct PgLedger {
     pub(crate) validator: Option<Arc<dyn Validator>>,
     pub(crate) sink: Option<Arc<dyn EventSink>>,
     pub(crate) sequence: AtomicU64,
+    pub(crate) wakeups: Arc<crate::wait::Wakeups>,
+    pub(crate) wait_poll: Duration,
+}
+
+impl Drop for PgLedger {
+    fn drop(&mut self) {
+        // The waiters' listener thread (if one started) ends within its next poll.
+        self.wakeups.stop();
+    }
 }
 
 impl std::fmt::Debug for PgLedger {
@@ -235,12 +244,14 @@ impl PgLedger {
 
     /// Expires what is due and forgets what retention let go; credits the view and
     /// publishes for each hold it expired.
-    pub(crate) fn sweep(&self) -> Result<Vec<Reservation>, LedgerError> {
+    pub(crate) fn sweep(&self, listeners: bool) -> Result<Vec<Reservation>, LedgerError> {
         let now = self.now();
         let retention = nanos(self.retention);
         let rows = self.pool.run("expire", |c| {
-            c.client
-                .query(&c.statements.sweep, &[&now, &retention, &SWEEP_BATCH])
+            c.client.query(
+                &c.statements.sweep,
+                &[&now, &retention, &SWEEP_BATCH, &listeners],
+            )
         })?;
         let mut expired = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -273,10 +284,61 @@ impl PgLedger {
     /// since the view read it), after a sweep when `sweep` is set.
     pub(crate) fn refresh(&self, sweep: bool) -> Result<(), LedgerError> {
         if sweep {
-            self.sweep()?;
+            self.sweep(false)?;
         }
         let known = self.read_view().version;
         let now = self.now();
+        if known >= 0 {
+            // The common case, one statement (one snapshot): what is free, when the catalog
+            // has not changed since the view read it.
+            let rows = self.pool.run("read capacity", |c| {
+                c.client.query(
+                    "WITH m AS (SELECT (SELECT value FROM meta WHERE key = 'catalog') AS version, \
+                         coalesce($1::bigint, now_ns()) AS now, \
+                         (SELECT min(expires_at) FROM reservation WHERE state = 'pending') \
+                             AS next_due) \
+                     SELECT m.version, m.now, m.next_due, c.resource, c.resource_type, \
+                         c.maximum - c.external - c.held AS free \
+                     FROM m LEFT JOIN capacity c ON true",
+                    &[&now],
+                )
+            })?;
+            if rows
+                .first()
+                .is_some_and(|row| row.get::<_, i64>(0) == known)
+            {
+                let view = self.write_view();
+                for row in &rows {
+                    let (Some(resource), Some(resource_type), Some(free)) = (
+                        row.get::<_, Option<&str>>(3),
+                        row.get::<_, Option<&str>>(4),
+                        row.get::<_, Option<i64>>(5),
+                    ) else {
+                        continue;
+                    };
+                    let Ok(name) = ResourceName::new(resource) else {
+                        continue;
+                    };
+                    if let Some(position) = view.catalog.position(&name) {
+                        let slot = &view.catalog.slots[position];
+                        if let Some(d) = slot.types.iter().position(|t| t.as_str() == resource_type)
+                        {
+                            slot.set(d, free);
+                        }
+                    }
+                }
+                let mut view = view;
+                view.read_at = Some(Instant::now());
+                if let Some(row) = rows.first() {
+                    view.read_time = row.get(1);
+                    view.next_due.store(
+                        row.get::<_, Option<i64>>(2).unwrap_or(i64::MAX),
+                        Ordering::Release,
+                    );
+                }
+                return Ok(());
+            }
+        }
         let (version, specs, capacities, times) = self.pool.run("read capacity", |c| {
             let mut tx = c
                 .client
@@ -350,15 +412,21 @@ impl PgLedger {
     /// Reads the view again when it was never read or is older than the staleness bound.
     pub(crate) fn refresh_if_stale(&self) -> Result<(), LedgerError> {
         let now = self.now();
-        let stale = {
+        let (due, old) = {
             let view = self.read_view();
-            view.version < 0
-                || view.may_be_due(now)
-                || view
-                    .read_at
-                    .is_none_or(|at| at.elapsed() >= self.max_staleness)
+            (
+                view.may_be_due(now),
+                view.version < 0
+                    || view
+                        .read_at
+                        .is_none_or(|at| at.elapsed() >= self.max_staleness),
+            )
         };
-        if stale {
+        if old {
+            // The periodic sweep: also forgets listeners whose backend is gone.
+            self.sweep(true)?;
+            self.refresh(false)?;
+        } else if due {
             self.refresh(true)?;
         }
         Ok(())
@@ -928,7 +996,7 @@ impl ReservationLedger for PgLedger {
     fn expire_due(&self) -> Result<Vec<Reservation>, LedgerError> {
         let mut expired = Vec::new();
         loop {
-            let batch = self.sweep()?;
+            let batch = self.sweep(true)?;
             let more = batch.len() >= SWEEP_BATCH as usize;
             expired.extend(batch);
             if !more {

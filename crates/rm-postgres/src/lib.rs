@@ -15,6 +15,8 @@
 //! - [`WorkerSession`]: a worker's lease on the pool, renewed by a heartbeat; holds bound to
 //!   it end when the worker dies or hangs past the TTL ([`OnSessionEnd`] says whether a
 //!   confirmed hold is released or kept).
+//! - [`PgLedger::wait`]: waiting for capacity in one queue all processes share (priority,
+//!   then arrival), woken by other processes' releases.
 //! - [`Listener`]: the events of every process using that schema, received with `LISTEN`.
 //! - [`Error`]: why setting up failed; operations fail with
 //!   [`LedgerError`](rm_model::LedgerError).
@@ -51,8 +53,9 @@
 //! `PgLedger` is `Send + Sync`; every method takes `&self`. Up to
 //! [`pool_size`](PgLedgerBuilder::pool_size) threads run operations at once, each on a
 //! connection of its own; more wait for one. A [`WorkerSession`] owns one thread, its
-//! heartbeat, stopped and joined when the session ends or is dropped; the crate starts no
-//! other thread.
+//! heartbeat, stopped and joined when the session ends or is dropped; the first
+//! [`wait`](PgLedger::wait) starts one listening thread, which ends within 200 ms of the
+//! ledger's drop. The crate starts no other thread.
 //!
 //! # Errors
 //! Definite errors are those of the contract (`InsufficientCapacity`, `IdConflict`,
@@ -100,6 +103,7 @@ mod resources;
 mod schema;
 mod session;
 mod view;
+mod wait;
 
 pub use builder::PgLedgerBuilder;
 pub use error::Error;

@@ -265,6 +265,6 @@ fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
              $8, $9, $10, $11, $12, $13, $14, $15)",
         )?,
         act: client.prepare("SELECT * FROM act($1, $2, $3, $4, $5, $6)")?,
-        sweep: client.prepare("SELECT * FROM sweep($1, $2, $3)")?,
+        sweep: client.prepare("SELECT * FROM sweep($1, $2, $3, $4)")?,
     })
 }

@@ -61,7 +61,7 @@ impl PgLedger {
         operation: &'static str,
         mut change: impl FnMut(&mut postgres::Transaction<'_>, i64) -> Attempt<Result<T, LedgerError>>,
     ) -> Result<(T, i64, i64), LedgerError> {
-        self.sweep()?;
+        self.sweep(false)?;
         self.pool.run(operation, |c: &mut Conn| {
             let mut tx = c.client.transaction()?;
             let (version, at) = self.catalog_change(&mut tx)?;

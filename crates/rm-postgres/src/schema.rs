@@ -6,7 +6,11 @@ use crate::Error;
 
 /// The migrations of the tables in order; version `n` is `MIGRATIONS[n - 1]`. A released
 /// migration never changes: a change to the tables is a new one.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("sessions.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("sessions.sql"),
+    include_str!("waiters.sql"),
+];
 
 /// The functions, replaced as a whole whenever their text differs from what the schema has.
 const FUNCTIONS: &str = include_str!("functions.sql");

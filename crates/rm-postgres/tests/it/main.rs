@@ -10,3 +10,4 @@ mod sessions;
 mod shared;
 mod stress;
 mod support;
+mod waiting;

@@ -1,0 +1,216 @@
+//! Waiting for capacity across processes: one queue in the database, ordered by priority and
+//! then arrival as rm-contention orders one process's waiters; only its head takes capacity.
+//! Waiters wake on the events of every process (`LISTEN`), and poll too, so a lost
+//! notification or a dropped listening connection strands no waiter longer than the poll
+//! interval.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use rm_model::{LedgerError, Reservation, ReservationId, ReservationLedger, ReservationRequest};
+
+use crate::ledger::{PgLedger, nanos};
+
+/// How long a waiter's row lives unless renewed: a waiter whose process died blocks the
+/// queue's head at most this long.
+pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(2);
+
+/// How often a waiting thread renews its row.
+const RENEW_EVERY: Duration = Duration::from_millis(500);
+
+/// Wake-ups for this process's waiting threads: a generation bumped by a listener thread on
+/// every event of any process (started with the first wait, stopped with the ledger).
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    generation: Mutex<u64>,
+    changed: Condvar,
+    stop: Arc<AtomicBool>,
+    listener: OnceLock<()>,
+}
+
+impl Wakeups {
+    fn current(&self) -> u64 {
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the generation moves past `seen`, or `at_most` passes.
+    fn wait_past(&self, seen: u64, at_most: Duration) {
+        let generation = self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .changed
+            .wait_timeout_while(generation, at_most, |g| *g == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl PgLedger {
+    /// Starts the listener thread of this process's waiters, once.
+    fn listen_for_waiters(self: &Arc<Self>) {
+        let wakeups = self.wakeups.clone();
+        self.wakeups.listener.get_or_init(|| {
+            let ledger = Arc::downgrade(self);
+            let stop = wakeups.stop.clone();
+            let spawned = std::thread::Builder::new()
+                .name("rm-postgres-waiters".into())
+                .spawn(move || {
+                    let mut listener = None;
+                    while !stop.load(Ordering::Acquire) {
+                        if listener.is_none() {
+                            // (Re)connect; until then, waiters poll.
+                            let Some(ledger) = ledger.upgrade() else {
+                                return;
+                            };
+                            listener = ledger.listen().ok();
+                            drop(ledger);
+                            if listener.is_none() {
+                                std::thread::sleep(Duration::from_millis(200));
+                                continue;
+                            }
+                        }
+                        if let Some(open) = listener.as_mut() {
+                            match open.next(Duration::from_millis(200)) {
+                                Ok(Some(_)) => wakeups.bump(),
+                                Ok(None) => {}
+                                Err(_) => listener = None,
+                            }
+                        }
+                    }
+                });
+            // Without the thread, waiters still poll.
+            drop(spawned);
+        });
+    }
+
+    /// Waits up to `timeout` for `request` to be granted, in the queue every process shares:
+    /// ordered by priority (highest first), then by arrival; only the head takes capacity, as
+    /// soon as a release in any process makes room for it (woken by `LISTEN`, polling every
+    /// [`wait_poll`](crate::PgLedgerBuilder::wait_poll) as well). A newcomer waits behind
+    /// waiters of its priority or higher even when it would fit. Times out with
+    /// [`LedgerError::InsufficientCapacity`], leaving the queue. The request's id (generated
+    /// when it has none) names its place in the queue and its grant, so a retry after an
+    /// indeterminate error neither queues twice nor is granted twice.
+    pub fn wait(
+        self: &Arc<Self>,
+        request: &ReservationRequest,
+        timeout: Duration,
+    ) -> Result<Reservation, LedgerError> {
+        let request = match &request.id {
+            Some(_) => request.clone(),
+            None => request.clone().with_id(ReservationId::generate()),
+        };
+        let id = request
+            .id
+            .clone()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let deadline = Instant::now() + timeout;
+        let now = self.now();
+        let lease = nanos(WAITER_LEASE);
+        let ahead: bool = self
+            .pool
+            .run("wait", |c| {
+                c.client.query_one(
+                    "SELECT EXISTS (SELECT 1 FROM waiter \
+                     WHERE expires_at > coalesce($1::bigint, now_ns()) AND priority >= $2 \
+                     AND reservation <> $3)",
+                    &[&now, &request.priority.0, &id],
+                )
+            })?
+            .get(0);
+        if !ahead && let Some(granted) = self.try_reserve(&request)? {
+            return Ok(granted);
+        }
+        self.listen_for_waiters();
+        self.pool.run("wait", |c| {
+            c.client.execute(
+                "INSERT INTO waiter (reservation, requester, priority, enqueued_at, expires_at) \
+                 VALUES ($1, $2, $3, coalesce($4::bigint, now_ns()), \
+                     coalesce($4::bigint, now_ns()) + $5) \
+                 ON CONFLICT (reservation) DO UPDATE SET expires_at = excluded.expires_at",
+                &[
+                    &id,
+                    &request.requester.as_str(),
+                    &request.priority.0,
+                    &now,
+                    &lease,
+                ],
+            )
+        })?;
+        let outcome = self.wait_in_queue(&request, &id, deadline);
+        // Out of the queue whatever happened (a failure here is swept with the lease).
+        let _ = self.pool.run("wait", |c| {
+            c.client
+                .execute("DELETE FROM waiter WHERE reservation = $1", &[&id])
+        });
+        outcome
+    }
+
+    fn wait_in_queue(
+        &self,
+        request: &ReservationRequest,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Reservation, LedgerError> {
+        let lease = nanos(WAITER_LEASE);
+        let mut renewed = Instant::now();
+        loop {
+            let seen = self.wakeups.current();
+            let now = self.now();
+            if renewed.elapsed() >= RENEW_EVERY {
+                self.pool.run("wait", |c| {
+                    c.client.execute(
+                        "UPDATE waiter SET expires_at = coalesce($2::bigint, now_ns()) + $3 \
+                         WHERE reservation = $1",
+                        &[&id, &now, &lease],
+                    )
+                })?;
+                renewed = Instant::now();
+            }
+            let head: Option<String> = self
+                .pool
+                .run("wait", |c| {
+                    c.client.query_opt(
+                        "SELECT reservation FROM waiter \
+                         WHERE expires_at > coalesce($1::bigint, now_ns()) \
+                         ORDER BY priority DESC, id LIMIT 1",
+                        &[&now],
+                    )
+                })?
+                .map(|row| row.get(0));
+            if head.as_deref() == Some(id) {
+                // Woken for capacity another process freed: plan on a fresh read.
+                self.refresh(false)?;
+                if let Some(granted) = self.try_reserve(request)? {
+                    return Ok(granted);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LedgerError::InsufficientCapacity {
+                    requester: request.requester.clone(),
+                    shortfalls: Vec::new(),
+                });
+            }
+            self.wakeups.wait_past(seen, left.min(self.wait_poll));
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Waiting across processes: one queue in the database. A release in one process grants the
+//! head waiter in another within milliseconds; the queue keeps priority, then arrival order,
+//! across processes; a waiter whose process died does not block the head; a release nobody is
+//! notified of is still found by polling. Each ledger here stands for a process (its own
+//! connections, view and listener).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rm_model::{
+    Priority, RequesterId, ReservationLedger, ReservationRequest, ResourceRequirement,
+    ResourceType, Unit,
+};
+use rm_postgres::PgLedger;
+
+use crate::support::{builder, connect, host, test_server};
+
+fn cores(who: &str, amount: i32) -> ReservationRequest {
+    ReservationRequest::new(
+        RequesterId::new(who).expect("valid"),
+        vec![ResourceRequirement::new(
+            ResourceType::Compute,
+            amount,
+            Unit::CORES,
+        )],
+    )
+    .with_ttl(Duration::from_secs(600))
+}
+
+/// A second ledger on `first`'s schema, as another process would open it.
+fn process(server: &rm_testkit::postgres::TestServer, first: &PgLedger) -> Arc<PgLedger> {
+    Arc::new(
+        PgLedger::builder(server.url.clone())
+            .schema(first.schema())
+            .connect()
+            .expect("connect"),
+    )
+}
+
+/// Waits until the queue holds `n` waiters.
+fn until_queued(server: &rm_testkit::postgres::TestServer, schema: &str, n: i64) {
+    let mut client = connect(server);
+    let start = Instant::now();
+    loop {
+        let queued: i64 = client
+            .query_one(&format!("SELECT count(*) FROM \"{schema}\".waiter"), &[])
+            .expect("count")
+            .get(0);
+        if queued == n {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{queued} queued");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+#[expect(
+    clippy::print_stderr,
+    reason = "the test reports the hand-off latency, where the test runner shows it"
+)]
+fn a_release_in_one_process_grants_the_waiter_in_another() {
+    let Some(server) = test_server("a_release_in_one_process_grants_the_waiter_in_another") else {
+        return;
+    };
+    let a = Arc::new(builder(&server).connect().expect("connect"));
+    a.register_resource(host("n0", 4, 8)).expect("register");
+    let b = process(&server, &a);
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let held = a.reserve(&cores("a", 4)).expect("all of it");
+        a.confirm(&held.id, None).expect("confirm");
+        let waiter = {
+            let b = b.clone();
+            thread::spawn(move || {
+                let granted = b.wait(&cores("b", 4), Duration::from_secs(10));
+                (granted, Instant::now())
+            })
+        };
+        until_queued(&server, a.schema(), 1);
+        let released_at = Instant::now();
+        a.release(&held.id, None).expect("release");
+        let (granted, at) = waiter.join().expect("waiter");
+        let granted = granted.expect("granted after the release");
+        latencies.push(at.duration_since(released_at));
+        b.cancel(&granted.id, None).expect("cancel");
+    }
+    latencies.sort();
+    eprintln!(
+        "hand-off across ledgers: p50 {:?}, max {:?} (20 releases)",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    assert!(latencies[latencies.len() / 2] < Duration::from_millis(100));
+}
+
+#[test]
+fn the_queue_keeps_priority_then_arrival_order_across_processes() {
+    let Some(server) = test_server("the_queue_keeps_priority_then_arrival_order") else {
+        return;
+    };
+    let a = Arc::new(builder(&server).connect().expect("connect"));
+    a.register_resource(host("n0", 1, 8)).expect("register");
+    let (b, c) = (process(&server, &a), process(&server, &a));
+    let held = a.reserve(&cores("a", 1)).expect("the one core");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    // Arrival: low-1 (b), low-2 (c), high (b); expected grants: high, low-1, low-2.
+    for (n, (ledger, who, priority)) in [
+        (b.clone(), "low-1", 0),
+        (c.clone(), "low-2", 0),
+        (b.clone(), "high", 10),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let order = order.clone();
+        waiters.push(thread::spawn(move || {
+            let granted = ledger
+                .wait(
+                    &cores(who, 1).with_priority(Priority(priority)),
+                    Duration::from_secs(20),
+                )
+                .expect("granted in turn");
+            order.lock().expect("not poisoned").push(who.to_owned());
+            // Hold it a moment, then pass it on.
+            thread::sleep(Duration::from_millis(50));
+            ledger.cancel(&granted.id, None).expect("cancel");
+        }));
+        until_queued(&server, a.schema(), n as i64 + 1);
+    }
+    a.cancel(&held.id, None).expect("release the core");
+    for waiter in waiters {
+        waiter.join().expect("waiter");
+    }
+    assert_eq!(
+        *order.lock().expect("not poisoned"),
+        ["high", "low-1", "low-2"]
+    );
+}
+
+#[test]
+fn a_dead_waiter_does_not_block_the_queue_and_polling_finds_silent_releases() {
+    let Some(server) = test_server("a_dead_waiter_does_not_block_the_queue") else {
+        return;
+    };
+    let a = Arc::new(
+        builder(&server)
+            .wait_poll(Duration::from_millis(50))
+            .connect()
+            .expect("connect"),
+    );
+    a.register_resource(host("n0", 1, 8)).expect("register");
+    let schema = a.schema().to_owned();
+    let mut client = connect(&server);
+    // A waiter of a process that died: at the head (higher priority), its lease about to run
+    // out and never renewed.
+    client
+        .execute(
+            &format!(
+                "INSERT INTO \"{schema}\".waiter (reservation, requester, priority, enqueued_at, \
+                 expires_at) VALUES ('dead', 'dead', 100, 0, \
+                 (extract(epoch FROM clock_timestamp()) * 1e9)::bigint + 500000000)"
+            ),
+            &[],
+        )
+        .expect("a dead waiter");
+    // Capacity appears without any event: grown behind the ledgers' backs.
+    client
+        .execute(
+            &format!("UPDATE \"{schema}\".capacity SET maximum = 0 WHERE resource = 'n0'"),
+            &[],
+        )
+        .expect("no capacity");
+    let b = process(&server, &a);
+    let waiter = {
+        let b = b.clone();
+        thread::spawn(move || b.wait(&cores("b", 1), Duration::from_secs(10)))
+    };
+    thread::sleep(Duration::from_millis(200));
+    let grown = Instant::now();
+    client
+        .execute(
+            &format!("UPDATE \"{schema}\".capacity SET maximum = 1000 WHERE resource = 'n0'"),
+            &[],
+        )
+        .expect("capacity back, silently");
+    let granted = waiter.join().expect("waiter").expect("granted by polling");
+    // Within the dead waiter's lease (0.5 s) plus a poll.
+    assert!(
+        grown.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        grown.elapsed()
+    );
+    assert_eq!(granted.requester.as_str(), "b");
+    a.expire_due().expect("sweep");
+    let left: i64 = client
+        .query_one(&format!("SELECT count(*) FROM \"{schema}\".waiter"), &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0, "the dead waiter is swept, the served one left");
+}
+
+#[test]
+fn a_wait_that_times_out_leaves_the_queue() {
+    let Some(server) = test_server("a_wait_that_times_out_leaves_the_queue") else {
+        return;
+    };
+    let a = Arc::new(builder(&server).connect().expect("connect"));
+    a.register_resource(host("n0", 1, 8)).expect("register");
+    let _held = a.reserve(&cores("a", 1)).expect("the one core");
+    let start = Instant::now();
+    let err = a
+        .wait(&cores("b", 1), Duration::from_millis(300))
+        .unwrap_err();
+    assert_eq!(err.code(), "insufficient-capacity");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let mut client = connect(&server);
+    let left: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".waiter", a.schema()),
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+}
