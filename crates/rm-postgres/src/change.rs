@@ -257,6 +257,7 @@ impl PgLedger {
                         &ttl,
                         &None::<i64>,
                         &false,
+                        &None::<&str>,
                     ],
                 ) {
                     Ok(row) => row,

@@ -94,11 +94,12 @@ $$;
 -- An id already used answers 'existing' (same request key) or 'conflict'; an empty plan
 -- only looks the id up ('absent' when unused). A hold may be bound to a session
 -- (`p_session`, NULL for none), with whether a confirmed hold outlives it (`p_keep`); a
--- session that is not alive refuses the grant with SQLSTATE RM003.
+-- session that is not alive refuses the grant with SQLSTATE RM003. A waiter's grant names its
+-- place in the queue (`p_waiter`), which it leaves in the same transaction.
 CREATE FUNCTION @schema.reserve(p_id text, p_key text, p_requester text, p_priority integer,
         p_labels text, p_preemptible boolean, p_items text,
         p_res text[], p_type text[], p_amount bigint[], p_gen bigint[],
-        p_now bigint, p_ttl bigint, p_session bigint, p_keep boolean,
+        p_now bigint, p_ttl bigint, p_session bigint, p_keep boolean, p_waiter text,
         OUT outcome text, OUT at bigint, OUT fencing bigint, OUT expires_at bigint)
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -157,6 +158,10 @@ BEGIN
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows <> cardinality(p_res) THEN
         RAISE EXCEPTION 'the plan is stale' USING ERRCODE = 'RM001';
+    END IF;
+    IF p_waiter IS NOT NULL THEN
+        -- A waiter granted leaves the queue in the same transaction.
+        DELETE FROM @schema.waiter w WHERE w.reservation = p_waiter;
     END IF;
     PERFORM @schema.notify(
         '{"event":"reserved","reservation":' || to_json(p_id) || ',"requester":'

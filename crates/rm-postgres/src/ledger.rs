@@ -183,11 +183,13 @@ impl std::fmt::Debug for PgLedger {
     }
 }
 
-/// The session a grant binds its hold to, if any, and whether a confirmed hold outlives it.
+/// The session a grant binds its hold to, if any, whether a confirmed hold outlives it, and
+/// the queue place a waiter's grant leaves.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Bind {
+pub(crate) struct Bind<'a> {
     pub(crate) session: Option<i64>,
     pub(crate) keep: bool,
+    pub(crate) waiter: Option<&'a str>,
 }
 
 /// What a grant sends for its holds: one per capacity, amounts summed over requirements.
@@ -615,6 +617,7 @@ impl PgLedger {
                     &ttl,
                     &None::<i64>,
                     &false,
+                    &None::<&str>,
                 ],
             )
         })?;
@@ -638,7 +641,7 @@ impl PgLedger {
         &self,
         request: &ReservationRequest,
         explain: bool,
-        bind: Bind,
+        bind: Bind<'_>,
     ) -> Result<Reservation, LedgerError> {
         let key = request_key(request)?;
         self.admit(request, &key)?;
@@ -685,7 +688,7 @@ impl PgLedger {
             let items_json = serde_json::to_string(&items)
                 .map_err(|e| invalid("requirements", e.to_string()))?;
             let now = self.now();
-            let params: [&(dyn ToSql + Sync); 15] = [
+            let params: [&(dyn ToSql + Sync); 16] = [
                 &id_text,
                 &key,
                 &request.requester.as_str(),
@@ -701,6 +704,7 @@ impl PgLedger {
                 &ttl,
                 &bind.session,
                 &bind.keep,
+                &bind.waiter,
             ];
             let row = self.pool.run("reserve", |c| {
                 match c.client.query_one(&c.statements.reserve, &params) {

@@ -262,7 +262,7 @@ fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
     Ok(Statements {
         reserve: client.prepare(
             "SELECT outcome, at, fencing, expires_at FROM reserve($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13, $14, $15)",
+             $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )?,
         act: client.prepare("SELECT * FROM act($1, $2, $3, $4, $5, $6)")?,
         sweep: client.prepare("SELECT * FROM sweep($1, $2, $3, $4)")?,

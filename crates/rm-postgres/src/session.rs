@@ -194,6 +194,7 @@ impl WorkerSession {
             Bind {
                 session: Some(self.id),
                 keep: on_end == OnSessionEnd::Keep,
+                waiter: None,
             },
         )
     }
@@ -266,6 +267,7 @@ impl ReservationLedger for WorkerSession {
         let bind = Bind {
             session: Some(self.id),
             keep: false,
+            waiter: None,
         };
         match self.ledger.reserve_with(request, false, bind) {
             Err(LedgerError::InsufficientCapacity { .. }) => Ok(None),

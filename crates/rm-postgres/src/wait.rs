@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rm_model::{LedgerError, Reservation, ReservationId, ReservationLedger, ReservationRequest};
 
-use crate::ledger::{PgLedger, nanos};
+use crate::ledger::{Bind, PgLedger, nanos};
 
 /// How long a waiter's row lives unless renewed: a waiter whose process died blocks the
 /// queue's head at most this long.
@@ -197,10 +197,17 @@ impl PgLedger {
                 })?
                 .map(|row| row.get(0));
             if head.as_deref() == Some(id) {
-                // Woken for capacity another process freed: plan on a fresh read.
+                // Woken for capacity another process freed: plan on a fresh read, and leave
+                // the queue in the grant's own transaction.
                 self.refresh(false)?;
-                if let Some(granted) = self.try_reserve(request)? {
-                    return Ok(granted);
+                let bind = Bind {
+                    waiter: Some(id),
+                    ..Bind::default()
+                };
+                match self.reserve_with(request, false, bind) {
+                    Ok(granted) => return Ok(granted),
+                    Err(LedgerError::InsufficientCapacity { .. }) => {}
+                    Err(other) => return Err(other),
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
