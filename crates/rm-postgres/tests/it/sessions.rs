@@ -16,7 +16,7 @@ use rm_model::{
 };
 use rm_postgres::{OnSessionEnd, PgLedger};
 
-use crate::support::{builder, host, test_server};
+use crate::support::{builder, connect, host, test_server};
 
 fn cores(who: &str, amount: i32) -> ReservationRequest {
     ReservationRequest::new(
@@ -222,7 +222,22 @@ struct Worker {
 
 impl Worker {
     fn start(url: &str, schema: &str) -> Worker {
-        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        Self::start_under(&[], url, schema)
+    }
+
+    /// Starts a worker under `wrapper` (a command and its arguments, before the worker's
+    /// own), or directly when it is empty.
+    fn start_under(wrapper: &[&str], url: &str, schema: &str) -> Worker {
+        let exe = std::env::current_exe().expect("the test binary");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
             .args([
                 "sessions::worker_process",
                 "--exact",
@@ -366,4 +381,83 @@ fn a_paused_worker_is_refused_when_it_wakes_and_nothing_is_credited_twice() {
         "nothing credited twice, nothing taken again"
     );
     assert!(ledger.audit().expect("audit").is_clean());
+}
+
+/// A worker whose own (wall) clock is ten minutes ahead (libfaketime's `faketime`, which CI
+/// installs) changes no lease: its holds' and its session's deadlines are the server's clock
+/// plus their TTLs, and its session lives on its heartbeat past its TTL.
+#[test]
+fn a_worker_whose_clock_is_off_changes_no_lease() {
+    let Some(server) = test_server("a_worker_whose_clock_is_off_changes_no_lease") else {
+        return;
+    };
+    let faketime_present = Command::new("faketime")
+        .args(["-f", "+10m", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !faketime_present {
+        assert!(
+            std::env::var("RM_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "faketime is required with RM_REQUIRE_POSTGRES=1 (Debian's faketime; .ci/run installs it)"
+        );
+        #[expect(clippy::print_stderr, reason = "a test that skips says why")]
+        {
+            eprintln!("skipping a_worker_whose_clock_is_off_changes_no_lease: no faketime");
+        }
+        return;
+    }
+    let ledger = builder(&server).connect().expect("connect");
+    ledger
+        .register_resource(host("n0", 16, 8))
+        .expect("register");
+    // The wall clock is off, as a host's can be; its monotonic clock (which timed waits use)
+    // runs as any does.
+    let worker = Worker::start_under(
+        &["env", "DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+10m"],
+        &server.url,
+        ledger.schema(),
+    );
+    let mut client = connect(&server);
+    let server_now: i64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1e9)::bigint",
+            &[],
+        )
+        .expect("server time")
+        .get(0);
+    // The pending hold: created by the server's clock, expiring its TTL (600 s) later.
+    let pending = ledger.get(&worker.holds[0].0).expect("get");
+    let created = pending.created_at.as_nanos() as i64;
+    assert!(
+        (server_now - created).abs() < 60_000_000_000,
+        "created at the server's time, not ten minutes ahead: {created} vs {server_now}"
+    );
+    assert_eq!(
+        pending
+            .expires_at
+            .map(|e| e.as_nanos() - pending.created_at.as_nanos()),
+        Some(600_000_000_000)
+    );
+    let session_deadline: i64 = client
+        .query_one(
+            &format!(
+                "SELECT max(expires_at) FROM \"{}\".session",
+                ledger.schema()
+            ),
+            &[],
+        )
+        .expect("session")
+        .get(0);
+    assert!(
+        session_deadline - server_now < 2_000_000_000,
+        "the session's deadline is the server's time plus its 1 s TTL"
+    );
+    // Past its TTL, the heartbeat keeps it (and its holds) alive.
+    thread::sleep(Duration::from_millis(2_500));
+    ledger.expire_due().expect("sweep");
+    assert_eq!(
+        ledger.get(&worker.holds[0].0).expect("get").state,
+        ReservationState::Pending
+    );
+    drop(worker);
 }
