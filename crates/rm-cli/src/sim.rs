@@ -43,12 +43,7 @@ fn amounts(cpu: Quantity, memory: Quantity, gpus: Quantity) -> Amounts {
     [cpu, memory, gpus].map(|q| i128::from(q.as_milli()))
 }
 
-fn ppm(part: i128, whole: i128) -> u64 {
-    if whole <= 0 {
-        return 0;
-    }
-    u64::try_from(part.max(0) * 1_000_000 / whole).unwrap_or(u64::MAX)
-}
+use rm_facade::model::ppm;
 
 /// How the next tenant to serve is chosen: from the facade's `[policy]`, or forced by
 /// [`Scenario::order`] (as `rmctl compare --policy` does).
@@ -1550,12 +1545,9 @@ fn short(seconds: u64) -> String {
     }
 }
 
-fn percentile(sorted: &[u64], p: usize) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1) - 1;
-    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+/// The `p`th percentile (nearest rank) of `sorted` milliseconds, in seconds; 0 for none.
+fn percentile(sorted: &[u64], p: u8) -> f64 {
+    rm_facade::model::nearest_rank(sorted, p).map_or(0.0, |ms| ms as f64 / 1000.0)
 }
 
 /// Capacity per accounted dimension from one listing of the ledger's resources: in all, and

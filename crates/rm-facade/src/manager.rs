@@ -12,7 +12,7 @@ use rm_model::{
     Admission, AllocationPolicy, Clock, ContentionResolver, Event, EventKind, EventSink,
     FencingToken, LedgerError, LedgerSnapshot, Refusal, RequesterId, Reservation, ReservationId,
     ReservationLedger, ReservationRequest, ResolutionOutcome, Resource, ResourceName, SystemClock,
-    Timestamp, Validator,
+    Timestamp, Validator, ppm,
 };
 use rm_monitor::{
     DashboardData, MetricsCollector, ResourceDashboard, ResourceMetricsCollector, Retention,
@@ -1071,11 +1071,4 @@ impl ResourceManager {
             }
         })
     }
-}
-
-fn ppm(part: i128, whole: i128) -> u64 {
-    if whole <= 0 {
-        return 0;
-    }
-    u64::try_from(part.saturating_mul(1_000_000) / whole).unwrap_or(u64::MAX)
 }

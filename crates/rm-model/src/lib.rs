@@ -99,6 +99,7 @@ mod name;
 pub mod placement;
 mod policy;
 mod quantity;
+mod ratio;
 mod requirement;
 mod reservation;
 mod resource;
@@ -123,6 +124,7 @@ pub use policy::{
     Admission, AllocationPolicy, AllocationResult, PendingRequest, Refusal, RefusalReason,
 };
 pub use quantity::{MILLI_PER_UNIT, Quantity, QuantityError, QuantityFormat};
+pub use ratio::{nearest_rank, ppm};
 pub use requirement::{
     AffinityKind, AffinityTerm, Constraint, ConstraintBuilder, ConstraintError, ConstraintKey,
     Operator, Preference, ResourceRequirement, Selector, Topology,

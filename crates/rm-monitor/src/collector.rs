@@ -113,13 +113,7 @@ fn snapshot<K: Hash + Eq + Ord + Clone>(map: &DashMap<K, Counted>) -> BTreeMap<K
         .collect()
 }
 
-/// `part / whole` in parts per million, rounded down; 0 when either is not positive.
-pub(crate) fn ppm(part: i128, whole: i128) -> u64 {
-    if part <= 0 || whole <= 0 {
-        return 0;
-    }
-    u64::try_from(part.saturating_mul(1_000_000) / whole).unwrap_or(u64::MAX)
-}
+pub(crate) use rm_model::ppm;
 
 struct History {
     waits: VecDeque<Duration>,
@@ -391,10 +385,7 @@ impl MetricsCollector {
             return None;
         }
         waits.sort_unstable();
-        let rank = (usize::from(percentile.min(100)) * waits.len())
-            .div_ceil(100)
-            .max(1);
-        waits.get(rank - 1).copied()
+        rm_model::nearest_rank(&waits, percentile)
     }
 
     /// Recent scaling requests, oldest first.
