@@ -88,12 +88,70 @@ impl Observers {
         }
     }
 
-    pub(crate) fn subscribe(&self) -> Receiver<Event> {
+    pub(crate) fn subscribe(&self) -> Subscription {
         let (sender, receiver) = crossbeam_channel::unbounded();
         let mut subscribers = lock(&self.subscribers);
         subscribers.push(sender);
         self.sequence.fetch_or(SUBSCRIBED, Ordering::AcqRel);
         self.listening.store(true, Ordering::Release);
-        receiver
+        Subscription { receiver }
+    }
+}
+
+/// The events a ledger published since [`subscribe`](crate::ReservationManager::subscribe)
+/// was called, in sequence order and with consecutive sequence numbers. Unbounded: a
+/// subscriber that stops reading should drop it, which unsubscribes. (The channel behind it
+/// is the crate's business: it may change without changing this type.)
+pub struct Subscription {
+    receiver: Receiver<Event>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("pending", &self.receiver.len())
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// The next event if one has been published, without waiting.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// The next event, waiting for it; `None` once the ledger is gone and every event read.
+    pub fn recv(&self) -> Option<Event> {
+        self.receiver.recv().ok()
+    }
+
+    /// The next event, waiting at most `timeout`; `None` when none came (or the ledger is
+    /// gone and every event read).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        self.receiver.recv_timeout(timeout).ok()
+    }
+
+    /// The events published so far and not yet read, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = Event> + '_ {
+        self.receiver.try_iter()
+    }
+
+    /// How many events are waiting to be read.
+    pub fn len(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether no event is waiting to be read.
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+}
+
+/// Every event, waiting for each; ends once the ledger is gone and every event is read.
+impl Iterator for Subscription {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.recv()
     }
 }

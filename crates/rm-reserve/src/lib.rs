@@ -70,7 +70,7 @@
 //! # Events
 //! Observers subscribe to events ([`ReservationManager::subscribe`], or an
 //! [`EventSink`](rm_model::EventSink)). Sequence numbers are unique and without gaps. A
-//! subscriber's channel receives every event published after it subscribed in sequence
+//! [`Subscription`] receives every event published after it subscribed in sequence
 //! order, consecutively numbered, whatever the number of threads; a sink is called on the
 //! publishing thread, so events of different threads may reach it out of sequence order
 //! (those about one reservation or resource always arrive in the order they happened).
@@ -130,6 +130,7 @@ mod record;
 mod timers;
 
 pub use error::Error;
+pub use events::Subscription;
 pub use manager::{ReservationManager, ReservationManagerBuilder};
 pub use permit::{Permit, PermitError, PermitPool};
 pub use rm_model::{LedgerError, ReservationLedger};

@@ -5,22 +5,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use rm_model::{
-    AuditReport, CapacityUsage, Clock, Ending, Event, EventKind, EventSink, FencingToken,
-    LedgerError, LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId,
-    ReservationItem, ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy,
-    Resource, ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, SystemClock,
-    Timestamp, ValidationContext, ValidationErrors, Validator, shrink_item,
+    AuditReport, CapacityUsage, Clock, Ending, EventKind, EventSink, FencingToken, LedgerError,
+    LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId, ReservationItem,
+    ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy, Resource,
+    ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, SystemClock, Timestamp,
+    ValidationContext, ValidationErrors, Validator, shrink_item,
 };
 use rm_plan::{Affinity, Placement};
 use smallvec::SmallVec;
 
 use crate::Error;
 use crate::catalog::{Catalog, MAX_DIMS, Slot, SlotState, lock};
-use crate::events::Observers;
+use crate::events::{Observers, Subscription};
 use crate::holders::HolderIndex;
 use crate::permit::PermitPool;
 use crate::record::{Grant, Hold, Record, RecordState};
@@ -269,15 +268,15 @@ impl ReservationManager {
         self.release(id, None)
     }
 
-    /// A channel that receives every event from now on. Dropping the receiver unsubscribes.
-    /// The channel is unbounded: a subscriber that stops reading should drop its receiver.
+    /// A subscription that receives every event from now on. Dropping it unsubscribes. It is
+    /// unbounded: a subscriber that stops reading should drop it.
     ///
-    /// Order: the channel receives every event published after this call, in sequence order
+    /// Order: the subscription receives every event published after this call, in sequence order
     /// and with consecutive sequence numbers (no gaps), however many threads publish at once,
     /// so a reader that keeps the last sequence it saw can rely on it. (An
     /// [`EventSink`](rm_model::EventSink) is called on the publishing thread instead, and
     /// events of different threads may reach it out of sequence order.)
-    pub fn subscribe(&self) -> Receiver<Event> {
+    pub fn subscribe(&self) -> Subscription {
         self.observers.subscribe()
     }
 

@@ -93,3 +93,38 @@ fn subscribers_beside_a_sink_receive_events_in_sequence_order() {
         .unwrap();
     run(Arc::new(manager));
 }
+
+/// A subscription is the crate's own type: it waits for events with or without a timeout,
+/// iterates what is waiting, and ends once the ledger is gone and everything is read.
+#[test]
+fn a_subscription_waits_iterates_and_ends_with_the_ledger() {
+    let manager = rm_reserve::ReservationManager::new();
+    let mut events = manager.subscribe();
+    assert!(events.is_empty());
+    assert!(events.try_recv().is_none());
+    assert!(
+        events
+            .recv_timeout(std::time::Duration::from_millis(10))
+            .is_none()
+    );
+    manager
+        .register_resource(
+            rm_model::Resource::new(
+                "a",
+                rm_model::ResourceType::Compute,
+                rm_model::ResourceCapacity::of(1, rm_model::Unit::CORES).expect("valid"),
+            )
+            .expect("valid"),
+        )
+        .expect("register");
+    assert_eq!(events.len(), 1);
+    let first = events
+        .recv_timeout(std::time::Duration::from_secs(1))
+        .expect("the registration");
+    assert!(
+        matches!(first.kind, rm_model::EventKind::ResourceRegistered { .. }),
+        "{first:?}"
+    );
+    drop(manager);
+    assert!(events.next().is_none(), "ends with the ledger");
+}
