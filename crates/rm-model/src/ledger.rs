@@ -307,6 +307,27 @@ impl LedgerError {
         )
     }
 
+    /// The refusal of `operation` on reservation `id` because it is in `state`: `Expired` for
+    /// an expired hold, `InvalidState` otherwise. One rule for every ledger.
+    pub fn wrong_state(
+        operation: &'static str,
+        id: &ReservationId,
+        state: ReservationState,
+    ) -> LedgerError {
+        if state == ReservationState::Expired {
+            LedgerError::Expired {
+                operation,
+                id: id.clone(),
+            }
+        } else {
+            LedgerError::InvalidState {
+                operation,
+                id: id.clone(),
+                state,
+            }
+        }
+    }
+
     /// A stable machine-readable code for the error (`insufficient-capacity`, `timeout`, …),
     /// fit for metrics labels.
     pub fn code(&self) -> &'static str {

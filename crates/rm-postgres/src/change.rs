@@ -8,7 +8,8 @@ use rm_model::{
 };
 
 use crate::ledger::{
-    COMMIT_ATTEMPTS, Holds, PgLedger, corrupt, held_from, invalid, nanos, request_key, timestamp,
+    Bind, COMMIT_ATTEMPTS, GrantCall, Holds, PgLedger, corrupt, held_from, invalid, nanos,
+    request_key, timestamp,
 };
 use crate::pool::is_stale;
 
@@ -99,7 +100,7 @@ impl PgLedger {
         let current = self.acted("shrink", id, fence_value, None, &row)?;
         let Some((reservation, index, from, given_back, at)) = change else {
             if !current.state.holds_capacity() {
-                return Err(Self::wrong_state("shrink", id, current.state));
+                return Err(LedgerError::wrong_state("shrink", id, current.state));
             }
             let mut items = current.items.to_vec();
             // Nothing changed: either `to` is the current amount, or it is refused.
@@ -175,7 +176,7 @@ impl PgLedger {
                         Err(err) => return Ok(Err(err)),
                     };
                     if !held.reservation.state.holds_capacity() {
-                        return Ok(Err(Self::wrong_state(
+                        return Ok(Err(LedgerError::wrong_state(
                             "preempt",
                             &id,
                             held.reservation.state,
@@ -239,27 +240,18 @@ impl PgLedger {
                     )?);
                 }
                 let items_json = serde_json::to_string(&items).unwrap_or_default();
-                let row = match tx.query_one(
-                    &c.statements.reserve,
-                    &[
-                        &preemptor_text,
-                        &key,
-                        &request.requester.as_str(),
-                        &request.priority.0,
-                        &labels,
-                        &request.preemptible,
-                        &items_json,
-                        &holds.resources,
-                        &holds.types,
-                        &holds.amounts,
-                        &holds.generations,
-                        &now,
-                        &ttl,
-                        &None::<i64>,
-                        &false,
-                        &None::<&str>,
-                    ],
-                ) {
+                let call = GrantCall {
+                    id: &preemptor_text,
+                    key: &key,
+                    request,
+                    labels: &labels,
+                    items: &items_json,
+                    holds: &holds,
+                    now,
+                    ttl,
+                    bind: Bind::default(),
+                };
+                let row = match call.query(&mut tx, &c.statements.reserve) {
                     Ok(row) => row,
                     // The rows moved under the plan: everything rolls back, plan again.
                     Err(err) if is_stale(&err) => return Ok(Ok(None)),

@@ -5,7 +5,6 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use postgres::Row;
-use postgres::types::ToSql;
 use rm_model::{
     AuditReport, CapacityUsage, Clock, Event, EventKind, EventSink, FencingToken, Labels,
     LedgerError, LedgerSnapshot, Priority, Quantity, RequesterId, Reservation, ReservationId,
@@ -193,11 +192,58 @@ pub(crate) struct Bind<'a> {
 }
 
 /// What a grant sends for its holds: one per capacity, amounts summed over requirements.
+#[derive(Default)]
 pub(crate) struct Holds {
     pub(crate) resources: Vec<String>,
     pub(crate) types: Vec<String>,
     pub(crate) amounts: Vec<i64>,
     pub(crate) generations: Vec<i64>,
+}
+
+/// One call of the `reserve` function: the request with its key and labels as stored, the
+/// plan's items and holds (none: only look the id up), and what the hold is bound to.
+pub(crate) struct GrantCall<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) request: &'a ReservationRequest,
+    pub(crate) labels: &'a str,
+    pub(crate) items: &'a str,
+    pub(crate) holds: &'a Holds,
+    pub(crate) now: Option<i64>,
+    pub(crate) ttl: i64,
+    pub(crate) bind: Bind<'a>,
+}
+
+impl GrantCall<'_> {
+    /// Runs the call with the prepared `reserve` statement, on a connection or in a
+    /// transaction.
+    pub(crate) fn query(
+        &self,
+        client: &mut impl postgres::GenericClient,
+        reserve: &postgres::Statement,
+    ) -> Result<Row, postgres::Error> {
+        client.query_one(
+            reserve,
+            &[
+                &self.id,
+                &self.key,
+                &self.request.requester.as_str(),
+                &self.request.priority.0,
+                &self.labels,
+                &self.request.preemptible,
+                &self.items,
+                &self.holds.resources,
+                &self.holds.types,
+                &self.holds.amounts,
+                &self.holds.generations,
+                &self.now,
+                &self.ttl,
+                &self.bind.session,
+                &self.bind.keep,
+                &self.bind.waiter,
+            ],
+        )
+    }
 }
 
 impl PgLedger {
@@ -593,33 +639,19 @@ impl PgLedger {
         key: &str,
         request: &ReservationRequest,
     ) -> Result<Option<Reservation>, LedgerError> {
-        let empty: Vec<String> = Vec::new();
-        let none: Vec<i64> = Vec::new();
-        let now = self.now();
-        let ttl = 0_i64;
-        let labels = "";
+        let call = GrantCall {
+            id,
+            key,
+            request,
+            labels: "",
+            items: "",
+            holds: &Holds::default(),
+            now: self.now(),
+            ttl: 0,
+            bind: Bind::default(),
+        };
         let row = self.pool.run("reserve", |c| {
-            c.client.query_one(
-                &c.statements.reserve,
-                &[
-                    &id,
-                    &key,
-                    &request.requester.as_str(),
-                    &request.priority.0,
-                    &labels,
-                    &request.preemptible,
-                    &labels,
-                    &empty,
-                    &empty,
-                    &none,
-                    &none,
-                    &now,
-                    &ttl,
-                    &None::<i64>,
-                    &false,
-                    &None::<&str>,
-                ],
-            )
+            call.query(&mut c.client, &c.statements.reserve)
         })?;
         self.answer_existing(row.get(0), id)
     }
@@ -688,26 +720,19 @@ impl PgLedger {
             let items_json = serde_json::to_string(&items)
                 .map_err(|e| invalid("requirements", e.to_string()))?;
             let now = self.now();
-            let params: [&(dyn ToSql + Sync); 16] = [
-                &id_text,
-                &key,
-                &request.requester.as_str(),
-                &request.priority.0,
-                &labels,
-                &request.preemptible,
-                &items_json,
-                &holds.resources,
-                &holds.types,
-                &holds.amounts,
-                &holds.generations,
-                &now,
-                &ttl,
-                &bind.session,
-                &bind.keep,
-                &bind.waiter,
-            ];
+            let call = GrantCall {
+                id: &id_text,
+                key: &key,
+                request,
+                labels: &labels,
+                items: &items_json,
+                holds: &holds,
+                now,
+                ttl,
+                bind,
+            };
             let row = self.pool.run("reserve", |c| {
-                match c.client.query_one(&c.statements.reserve, &params) {
+                match call.query(&mut c.client, &c.statements.reserve) {
                     Ok(row) => Ok(Ok(Some(row))),
                     Err(err) if is_stale(&err) => Ok(Ok(None)),
                     Err(err) if is_session_ended(&err) => Ok(Err(session_ended("reserve"))),
@@ -782,25 +807,6 @@ impl PgLedger {
         reservation
     }
 
-    pub(crate) fn wrong_state(
-        operation: &'static str,
-        id: &ReservationId,
-        state: ReservationState,
-    ) -> LedgerError {
-        if state == ReservationState::Expired {
-            LedgerError::Expired {
-                operation,
-                id: id.clone(),
-            }
-        } else {
-            LedgerError::InvalidState {
-                operation,
-                id: id.clone(),
-                state,
-            }
-        }
-    }
-
     /// Runs one operation of `act` and answers as the contract says.
     pub(crate) fn act(
         &self,
@@ -857,7 +863,7 @@ impl PgLedger {
         }
         let r = &held.reservation;
         match outcome {
-            "wrong-state" => return Err(Self::wrong_state(operation, id, r.state)),
+            "wrong-state" => return Err(LedgerError::wrong_state(operation, id, r.state)),
             "session-ended" => {
                 return Err(LedgerError::Expired {
                     operation,

@@ -88,8 +88,9 @@ impl PgLedger {
             .collect()
     }
 
-    /// `register_resource`.
-    pub(crate) fn register(&self, resource: Resource) -> Result<(), LedgerError> {
+    /// Checks a resource to register or update: at most `MAX_DIMS` capacity types, and the
+    /// validator's rules against the other registered resources. Returns its stored form.
+    fn admit_resource(&self, resource: &Resource) -> Result<String, LedgerError> {
         if resource.capacities().count() > MAX_DIMS {
             return Err(invalid(
                 "capacities",
@@ -97,18 +98,26 @@ impl PgLedger {
             ));
         }
         if let Some(validator) = &self.validator {
-            let resources = self.all_resources()?;
+            let others: Vec<Resource> = self
+                .all_resources()?
+                .into_iter()
+                .filter(|r| r.name() != resource.name())
+                .collect();
             let context = ValidationContext {
-                resources: &resources,
+                resources: &others,
                 active: &[],
             };
             validator
-                .validate_resource(&resource, &context)
+                .validate_resource(resource, &context)
                 .map_err(rejected)?;
         }
+        serde_json::to_string(resource).map_err(|e| invalid("resource", e.to_string()))
+    }
+
+    /// `register_resource`.
+    pub(crate) fn register(&self, resource: Resource) -> Result<(), LedgerError> {
+        let spec = self.admit_resource(&resource)?;
         let name = resource.name().clone();
-        let spec =
-            serde_json::to_string(&resource).map_err(|e| invalid("resource", e.to_string()))?;
         let ((), version, at) = self.change_catalog("register", |tx, at| {
             if tx
                 .query_opt("SELECT 1 FROM resource WHERE name = $1", &[&name.as_str()])?
@@ -170,29 +179,8 @@ impl PgLedger {
 
     /// `update_resource`.
     pub(crate) fn update(&self, resource: Resource) -> Result<(), LedgerError> {
-        if resource.capacities().count() > MAX_DIMS {
-            return Err(invalid(
-                "capacities",
-                format!("a resource has at most {MAX_DIMS} capacity types"),
-            ));
-        }
-        if let Some(validator) = &self.validator {
-            let others: Vec<Resource> = self
-                .all_resources()?
-                .into_iter()
-                .filter(|r| r.name() != resource.name())
-                .collect();
-            let context = ValidationContext {
-                resources: &others,
-                active: &[],
-            };
-            validator
-                .validate_resource(&resource, &context)
-                .map_err(rejected)?;
-        }
+        let spec = self.admit_resource(&resource)?;
         let name = resource.name().clone();
-        let spec =
-            serde_json::to_string(&resource).map_err(|e| invalid("resource", e.to_string()))?;
         let (_, _, at) = self.change_catalog("update", |tx, at| {
             let Some(row) = tx.query_opt(
                 "SELECT position, generation FROM resource WHERE name = $1 FOR UPDATE",

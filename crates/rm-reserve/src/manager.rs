@@ -590,25 +590,6 @@ impl ReservationManager {
         result
     }
 
-    fn wrong_state(
-        operation: &'static str,
-        record: &Record,
-        state: ReservationState,
-    ) -> LedgerError {
-        if state == ReservationState::Expired {
-            LedgerError::Expired {
-                operation,
-                id: record.id.clone(),
-            }
-        } else {
-            LedgerError::InvalidState {
-                operation,
-                id: record.id.clone(),
-                state,
-            }
-        }
-    }
-
     /// Ends a reservation through a caller's operation: it must be in one of `from`; being in
     /// `to` already is an idempotent success.
     fn finish(
@@ -626,7 +607,7 @@ impl ReservationManager {
             |record, guards, state, now, outbox| {
                 if state.state != to {
                     if !from.contains(&state.state) {
-                        return Err(Self::wrong_state(operation, record, state.state));
+                        return Err(LedgerError::wrong_state(operation, &record.id, state.state));
                     }
                     self.end(record, guards, state, (to, by.cloned()), now, outbox);
                 }
@@ -939,7 +920,7 @@ impl ReservationManager {
                 match state.state {
                     ReservationState::Confirmed => return Ok(record.reservation(state)),
                     ReservationState::Pending => {}
-                    other => return Err(Self::wrong_state("confirm", record, other)),
+                    other => return Err(LedgerError::wrong_state("confirm", &record.id, other)),
                 }
                 for hold in &state.holds {
                     let dim = &mut guards[hold.slot].dims[hold.dim];
@@ -1223,7 +1204,7 @@ impl ReservationLedger for ReservationManager {
             match state.state {
                 ReservationState::Confirmed => return Ok(record.reservation(state)),
                 ReservationState::Pending => {}
-                other => return Err(Self::wrong_state("renew", record, other)),
+                other => return Err(LedgerError::wrong_state("renew", &record.id, other)),
             }
             let expires_at = now + ttl;
             state.expires_at = Some(expires_at);
@@ -1267,7 +1248,7 @@ impl ReservationLedger for ReservationManager {
     ) -> Result<Reservation, LedgerError> {
         self.with_record("shrink", id, fence, |record, guards, state, now, outbox| {
             if !state.state.holds_capacity() {
-                return Err(Self::wrong_state("shrink", record, state.state));
+                return Err(LedgerError::wrong_state("shrink", &record.id, state.state));
             }
             let mut items = state.items.to_vec();
             let Some((index, from)) = shrink_item(&mut items, requirement, to)? else {
@@ -1332,7 +1313,7 @@ impl ReservationLedger for ReservationManager {
                 .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
             let state = lock(&record.state);
             if !state.state.holds_capacity() {
-                return Err(Self::wrong_state("preempt", &record, state.state));
+                return Err(LedgerError::wrong_state("preempt", &record.id, state.state));
             }
             for hold in &state.holds {
                 if let Some(position) = catalog.position(&hold.resource) {

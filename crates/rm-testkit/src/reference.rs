@@ -232,21 +232,6 @@ impl ReferenceLedger {
         Ok(record)
     }
 
-    fn wrong_state(operation: &'static str, reservation: &Reservation) -> LedgerError {
-        if reservation.state == ReservationState::Expired {
-            LedgerError::Expired {
-                operation,
-                id: reservation.id.clone(),
-            }
-        } else {
-            LedgerError::InvalidState {
-                operation,
-                id: reservation.id.clone(),
-                state: reservation.state,
-            }
-        }
-    }
-
     /// Ends a reservation through a caller's operation: `from` is the state it must be in,
     /// `to` the state it moves to; already being in `to` is an idempotent success.
     fn finish(
@@ -265,10 +250,14 @@ impl ReferenceLedger {
             return Ok(reservation);
         }
         if !from.contains(&reservation.state) {
-            return Err(Self::wrong_state(operation, &reservation));
+            return Err(LedgerError::wrong_state(
+                operation,
+                &reservation.id,
+                reservation.state,
+            ));
         }
         self.end_locked(&mut state, id, to, by.cloned(), now)
-            .ok_or_else(|| Self::wrong_state(operation, &reservation))
+            .ok_or_else(|| LedgerError::wrong_state(operation, &reservation.id, reservation.state))
     }
 
     /// Places `request`. With a co-location label, the domains (values of the label) are tried
@@ -794,7 +783,13 @@ impl ReservationLedger for ReferenceLedger {
         match record.reservation.state {
             ReservationState::Confirmed => return Ok(record.reservation.clone()),
             ReservationState::Pending => {}
-            _ => return Err(Self::wrong_state("confirm", &record.reservation)),
+            _ => {
+                return Err(LedgerError::wrong_state(
+                    "confirm",
+                    &record.reservation.id,
+                    record.reservation.state,
+                ));
+            }
         }
         record.reservation.state = ReservationState::Confirmed;
         record.reservation.updated_at = now;
@@ -839,7 +834,13 @@ impl ReservationLedger for ReferenceLedger {
         match record.reservation.state {
             ReservationState::Confirmed => return Ok(record.reservation.clone()),
             ReservationState::Pending => {}
-            _ => return Err(Self::wrong_state("renew", &record.reservation)),
+            _ => {
+                return Err(LedgerError::wrong_state(
+                    "renew",
+                    &record.reservation.id,
+                    record.reservation.state,
+                ));
+            }
         }
         let token = record.reservation.fencing_token;
         let old = record.reservation.expires_at.replace(now + ttl);
@@ -894,7 +895,11 @@ impl ReservationLedger for ReferenceLedger {
         let (mut state, now) = self.lock();
         let record = Self::record(&mut state, "shrink", id, fence)?;
         if !record.reservation.state.holds_capacity() {
-            return Err(Self::wrong_state("shrink", &record.reservation));
+            return Err(LedgerError::wrong_state(
+                "shrink",
+                &record.reservation.id,
+                record.reservation.state,
+            ));
         }
         let mut items = record.reservation.items.to_vec();
         let Some((index, from)) = rm_model::shrink_item(&mut items, requirement, to)? else {
@@ -949,7 +954,11 @@ impl ReservationLedger for ReferenceLedger {
                 .get(id)
                 .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
             if !record.reservation.state.holds_capacity() {
-                return Err(Self::wrong_state("preempt", &record.reservation));
+                return Err(LedgerError::wrong_state(
+                    "preempt",
+                    &record.reservation.id,
+                    record.reservation.state,
+                ));
             }
             let pending = record.reservation.state == ReservationState::Pending;
             for item in record.reservation.items.iter() {

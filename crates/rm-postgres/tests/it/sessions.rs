@@ -10,25 +10,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rm_model::{
-    RequesterId, ReservationId, ReservationLedger, ReservationRequest, ReservationState,
-    ResourceRequirement, ResourceType, Unit,
-};
+use rm_model::{ReservationId, ReservationLedger, ReservationState, ResourceType};
 use rm_postgres::{OnSessionEnd, PgLedger};
 
-use crate::support::{builder, connect, host, test_server};
-
-fn cores(who: &str, amount: i32) -> ReservationRequest {
-    ReservationRequest::new(
-        RequesterId::new(who).expect("valid"),
-        vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            amount,
-            Unit::CORES,
-        )],
-    )
-    .with_ttl(Duration::from_secs(600))
-}
+use crate::support::{builder, connect, cores, host, test_server};
 
 fn held(ledger: &PgLedger) -> i64 {
     let snapshot = ledger.snapshot().expect("snapshot");

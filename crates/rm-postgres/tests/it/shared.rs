@@ -5,32 +5,10 @@
 use std::thread;
 use std::time::Duration;
 
-use rm_model::{
-    EventKind, LedgerError, RequesterId, ReservationLedger, ReservationRequest, ReservationState,
-    ResourceRequirement, ResourceType, Unit,
-};
+use rm_model::{EventKind, LedgerError, ReservationLedger, ReservationState, ResourceType, Unit};
 use rm_postgres::{Error, PgLedger};
 
-use crate::support::{builder, connect, host, test_server};
-
-fn cores(who: &str, amount: i32) -> ReservationRequest {
-    ReservationRequest::new(
-        RequesterId::new(who).expect("valid"),
-        vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            amount,
-            Unit::CORES,
-        )],
-    )
-}
-
-/// A second ledger on the schema of `first`, as another host would open it.
-fn another(server: &rm_testkit::postgres::TestServer, first: &PgLedger) -> PgLedger {
-    PgLedger::builder(server.url.clone())
-        .schema(first.schema())
-        .connect()
-        .expect("connect")
-}
+use crate::support::{another, builder, connect, cores, host, test_server};
 
 #[test]
 fn ledgers_on_one_schema_share_one_pool() {

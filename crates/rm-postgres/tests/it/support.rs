@@ -1,6 +1,11 @@
 //! A fresh ledger in a schema of its own on the test server.
 
-use rm_model::{Resource, ResourceCapacity, ResourceType, Unit};
+use std::time::Duration;
+
+use rm_model::{
+    RequesterId, ReservationRequest, Resource, ResourceCapacity, ResourceRequirement, ResourceType,
+    Unit,
+};
 use rm_postgres::{PgLedger, PgLedgerBuilder};
 use rm_testkit::postgres::{Durability, TestServer, server};
 
@@ -36,4 +41,26 @@ pub(crate) fn host(name: &str, cores: i32, memory_gib: i32) -> Resource {
 /// through the ledger.
 pub(crate) fn connect(server: &TestServer) -> postgres::Client {
     postgres::Client::connect(&server.url, postgres::NoTls).expect("connect to the test server")
+}
+
+/// A request by `who` for `amount` cores, pending for 600 s unless confirmed.
+pub(crate) fn cores(who: &str, amount: i32) -> ReservationRequest {
+    ReservationRequest::new(
+        RequesterId::new(who).expect("valid"),
+        vec![ResourceRequirement::new(
+            ResourceType::Compute,
+            amount,
+            Unit::CORES,
+        )],
+    )
+    .with_ttl(Duration::from_secs(600))
+}
+
+/// A second ledger on `first`'s schema, as another process (or host) would open it: its own
+/// connections, view and listener.
+pub(crate) fn another(server: &TestServer, first: &PgLedger) -> PgLedger {
+    PgLedger::builder(server.url.clone())
+        .schema(first.schema())
+        .connect()
+        .expect("connect")
 }

@@ -9,35 +9,9 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rm_model::{
-    Priority, RequesterId, ReservationLedger, ReservationRequest, ResourceRequirement,
-    ResourceType, Unit,
-};
-use rm_postgres::PgLedger;
+use rm_model::{Priority, ReservationLedger};
 
-use crate::support::{builder, connect, host, test_server};
-
-fn cores(who: &str, amount: i32) -> ReservationRequest {
-    ReservationRequest::new(
-        RequesterId::new(who).expect("valid"),
-        vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            amount,
-            Unit::CORES,
-        )],
-    )
-    .with_ttl(Duration::from_secs(600))
-}
-
-/// A second ledger on `first`'s schema, as another process would open it.
-fn process(server: &rm_testkit::postgres::TestServer, first: &PgLedger) -> Arc<PgLedger> {
-    Arc::new(
-        PgLedger::builder(server.url.clone())
-            .schema(first.schema())
-            .connect()
-            .expect("connect"),
-    )
-}
+use crate::support::{another, builder, connect, cores, host, test_server};
 
 /// Waits until the queue holds `n` waiters.
 fn until_queued(server: &rm_testkit::postgres::TestServer, schema: &str, n: i64) {
@@ -67,7 +41,7 @@ fn a_release_in_one_process_grants_the_waiter_in_another() {
     };
     let a = Arc::new(builder(&server).connect().expect("connect"));
     a.register_resource(host("n0", 4, 8)).expect("register");
-    let b = process(&server, &a);
+    let b = Arc::new(another(&server, &a));
     let mut latencies = Vec::new();
     for _ in 0..20 {
         let held = a.reserve(&cores("a", 4)).expect("all of it");
@@ -103,7 +77,10 @@ fn the_queue_keeps_priority_then_arrival_order_across_processes() {
     };
     let a = Arc::new(builder(&server).connect().expect("connect"));
     a.register_resource(host("n0", 1, 8)).expect("register");
-    let (b, c) = (process(&server, &a), process(&server, &a));
+    let (b, c) = (
+        Arc::new(another(&server, &a)),
+        Arc::new(another(&server, &a)),
+    );
     let held = a.reserve(&cores("a", 1)).expect("the one core");
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut waiters = Vec::new();
@@ -174,7 +151,7 @@ fn a_dead_waiter_does_not_block_the_queue_and_polling_finds_silent_releases() {
             &[],
         )
         .expect("no capacity");
-    let b = process(&server, &a);
+    let b = Arc::new(another(&server, &a));
     let waiter = {
         let b = b.clone();
         thread::spawn(move || b.wait(&cores("b", 1), Duration::from_secs(10)))
