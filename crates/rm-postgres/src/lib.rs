@@ -18,6 +18,8 @@
 //! - [`PgLedger::wait`]: waiting for capacity in one queue all processes share (priority,
 //!   then arrival), woken by other processes' releases.
 //! - [`Listener`]: the events of every process using that schema, received with `LISTEN`.
+//! - [`cluster::PrivateCluster`]: a throw-away server started from the machine's PostgreSQL
+//!   binaries, for test harnesses, benches and `rmctl stress`.
 //! - [`Error`]: why setting up failed; operations fail with
 //!   [`LedgerError`](rm_model::LedgerError).
 //!
@@ -94,6 +96,7 @@
 
 mod builder;
 mod change;
+pub mod cluster;
 mod error;
 mod events;
 mod inspect;

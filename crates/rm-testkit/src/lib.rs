@@ -15,7 +15,7 @@
 //!   and [`fakes::FakeClock`] (the model's manual clock).
 //! - [`hooked::HookedLedger`]: any ledger with hooks before and after each operation, to count
 //!   calls or hold one caller at a chosen point and force an interleaving of threads.
-//! - [`postgres::server`]: a real PostgreSQL for tests that need one (`RM_POSTGRES_URL`, or a
+//! - `postgres::server` (feature `postgres`): a real PostgreSQL for tests that need one (`RM_POSTGRES_URL`, or a
 //!   private throw-away cluster this process starts and a watcher stops when it exits; a
 //!   printed skip without either, a failure with `RM_REQUIRE_POSTGRES=1`).
 //! - [`Rng`]: a seeded generator for randomised tests, [`cores`], the request most tests
@@ -68,6 +68,7 @@ pub mod conformance;
 pub mod fakes;
 pub mod hooked;
 pub mod model;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod reference;
 
@@ -178,5 +179,6 @@ mod tests {
     ));
 
     mod broken;
+    #[cfg(feature = "postgres")]
     mod postgres;
 }

@@ -107,7 +107,7 @@ fn other_edges_are_caught() {
             "rm-testkit",
             "rm-reserve",
             None,
-            "rm-testkit depends on rm-model only",
+            "rm-testkit depends on rm-model (and rm-postgres for its PostgreSQL harness) only",
         ),
         (
             "rm-cli",
@@ -132,6 +132,12 @@ fn other_edges_are_caught() {
         let violations = check_fixture(add_dependency(from, to, kind), None);
         assert_one(violations, expected);
     }
+}
+
+#[test]
+fn the_postgres_harness_edge_of_rm_testkit_is_allowed() {
+    let violations = check_fixture(add_dependency("rm-testkit", "rm-postgres", None), None);
+    assert!(violations.is_empty(), "{violations:#?}");
 }
 
 #[test]
