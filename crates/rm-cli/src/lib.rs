@@ -11,6 +11,8 @@
 //!   `[[generate]]`, `[trace]`), with every problem named.
 //! - [`trace`]: importers of the Alibaba 2018 batch trace.
 //! - [`sim`]: [`run`](sim::run) replays a scenario in virtual time.
+//! - [`stress`]: [`run`](stress::run), worker processes on one PostgreSQL pool under an
+//!   independent auditor, and its [`Report`](stress::Report).
 //! - [`report`]: [`Report`](report::Report) as a table, JSON or per-task CSV, and
 //!   [`html`]: as a self-contained HTML page of charts.
 //!
@@ -54,6 +56,7 @@ pub mod html;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod stress;
 pub mod trace;
 
 /// The bundled scenario, replayed by `rmctl simulate` without an argument.

@@ -4,6 +4,7 @@
 //! ```text
 //! rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR [--keep-serving]] [--quiet]
 //! rmctl validate [--strict] FILE
+//! rmctl stress [--ledger URL] [--workers N] [--threads N] [--seconds S] [--kill-every S] [--json]
 //! ```
 //!
 //! Without a scenario, `simulate` replays the bundled one (`scenarios/showcase.toml`).
@@ -34,6 +35,17 @@ const USAGE: &str = "usage:
   rmctl validate [--strict] FILE
       check a scenario or configuration file and name every problem; a scenario's warnings
       (a task no node can hold, a group without nodes) are errors with --strict
+  rmctl stress [--ledger URL] [--schema NAME] [--workers N] [--threads N] [--seconds S] [--resources N] [--kill-every S] [--json]
+      run N worker processes (default 4, with 4 threads each, for 20 s) of random reserve, wait,
+      confirm, renew, release and cancel on one PostgreSQL pool of 16 hosts, under an auditor
+      reading the sums in SQL every 5 ms; print throughput, latency per operation,
+      release-to-grant latency across processes, faults and violations (exit 1 on any)
+      --ledger URL         the server, as postgres://user:password@host:5432/db (the password
+                           is never printed); without it, a private cluster is started from
+                           the machine's PostgreSQL (initdb, pg_ctl) and removed at the end
+      --schema NAME        the pool's schema (default rmctl_stress_<pid>, dropped at the end)
+      --kill-every S       SIGKILL a random worker every S seconds and start another
+      example: rmctl stress --workers 4 --seconds 30 --kill-every 10
 ";
 
 struct Simulate {
@@ -381,6 +393,92 @@ fn validate(path: &Path, strict: bool) -> Result<(), ExitCode> {
     Ok(())
 }
 
+fn parse_stress(args: &[String]) -> Result<(rm_cli::stress::Options, bool), String> {
+    let mut options = rm_cli::stress::Options::default();
+    let mut json = false;
+    let mut args = args.iter();
+    let number = |flag: &str, value: Option<&String>| -> Result<u64, String> {
+        let value = value.ok_or(format!("{flag} needs a number"))?;
+        value
+            .parse()
+            .map_err(|err| format!("{flag} {value}: {err}"))
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--ledger" => options.ledger = Some(args.next().ok_or("--ledger needs a URL")?.clone()),
+            "--schema" => {
+                options.schema = Some(args.next().ok_or("--schema needs a name")?.clone())
+            }
+            "--workers" => options.workers = number(arg, args.next())? as usize,
+            "--threads" => options.threads = number(arg, args.next())? as usize,
+            "--seconds" => options.seconds = number(arg, args.next())?,
+            "--resources" => options.resources = number(arg, args.next())? as usize,
+            "--kill-every" => {
+                options.kill_every =
+                    Some(std::time::Duration::from_secs(number(arg, args.next())?));
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok((options, json))
+}
+
+fn stress(args: &[String]) -> Result<(), ExitCode> {
+    let (options, json) = parse_stress(args).map_err(|message| usage_error(&message))?;
+    let mut progress = |line: &str| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    let report = rm_cli::stress::run(&options, &mut progress).map_err(|err| {
+        let mut line = format!("error: {err}");
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            line.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        let _ = writeln!(std::io::stderr(), "{line}");
+        ExitCode::from(2)
+    })?;
+    let text = if json {
+        serde_json::to_string_pretty(&report).map_err(|err| {
+            let _ = writeln!(std::io::stderr(), "error: write the report: {err}");
+            ExitCode::from(2)
+        })?
+    } else {
+        report.to_text()
+    };
+    let _ = writeln!(std::io::stdout(), "{text}");
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(ExitCode::from(1))
+    }
+}
+
+/// The hidden `stress-worker` subcommand `rmctl stress` starts: `--threads N --seconds S
+/// --seed X`, the pool from the environment.
+fn stress_worker(args: &[String]) -> Result<(), ExitCode> {
+    let mut settings = [4_u64, 20, 1];
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let slot = match flag.as_str() {
+            "--threads" => 0,
+            "--seconds" => 1,
+            "--seed" => 2,
+            other => return Err(usage_error(&format!("unknown option {other}"))),
+        };
+        settings[slot] = args
+            .next()
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| usage_error(&format!("{flag} needs a number")))?;
+    }
+    let [threads, seconds, seed] = settings;
+    rm_cli::stress::worker(threads as usize, seconds, seed, &mut std::io::stdout()).map_err(|err| {
+        let _ = writeln!(std::io::stderr(), "error: stress worker: {err}");
+        ExitCode::from(2)
+    })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
@@ -389,6 +487,8 @@ fn main() -> ExitCode {
             Err(message) => Err(usage_error(&message)),
         },
         Some("compare") => compare(&args[1..]),
+        Some("stress") => stress(&args[1..]),
+        Some("stress-worker") => stress_worker(&args[1..]),
         Some("validate") => match &args[1..] {
             [file] => validate(Path::new(file), false),
             [flag, file] | [file, flag] if flag == "--strict" => validate(Path::new(file), true),

@@ -112,4 +112,7 @@ pub use rm_model as model;
 pub use rm_monitor as monitor;
 pub use rm_policy as policy;
 pub use rm_pool as pool;
+/// The PostgreSQL ledger (feature `postgres`): `rmctl stress` drives it directly.
+#[cfg(feature = "postgres")]
+pub use rm_postgres as postgres;
 pub use rm_scale as scale;

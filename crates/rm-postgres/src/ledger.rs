@@ -263,6 +263,18 @@ impl PgLedger {
         )
     }
 
+    /// Drops this pool's schema and everything in it: every resource, hold, session and
+    /// waiter of every process using it. For throw-away pools (`rmctl stress` drops the one it
+    /// made); other processes still on the schema get errors from then on.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Timeout` when the server could not be asked, as for any operation.
+    pub fn drop_schema(self) -> Result<(), LedgerError> {
+        let statement = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema());
+        self.pool
+            .run("drop schema", |c| c.client.batch_execute(&statement))
+    }
+
     /// The instant to pass the database: the injected clock's reading, or `None` for the
     /// server's clock.
     pub(crate) fn now(&self) -> Option<i64> {

@@ -199,6 +199,23 @@ impl WorkerSession {
         )
     }
 
+    /// Waits up to `timeout` for `request` in the queue every process shares, as
+    /// [`PgLedger::wait`] does, and binds the grant to this session as
+    /// [`reserve_bound`](Self::reserve_bound) does: a worker that dies after its wait was
+    /// granted strands nothing.
+    pub fn wait_bound(
+        &self,
+        request: &ReservationRequest,
+        timeout: Duration,
+        on_end: OnSessionEnd,
+    ) -> Result<Reservation, LedgerError> {
+        self.ledger.wait_bound(
+            request,
+            timeout,
+            Some((self.id, on_end == OnSessionEnd::Keep)),
+        )
+    }
+
     /// Ends the session now (as dropping it does, but with the holds it ended, or the error).
     pub fn end(mut self) -> Result<Vec<Reservation>, LedgerError> {
         self.stop_heartbeat();

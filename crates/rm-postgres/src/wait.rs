@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use rm_model::{LedgerError, Reservation, ReservationId, ReservationLedger, ReservationRequest};
+use rm_model::{LedgerError, Reservation, ReservationId, ReservationRequest};
 
 use crate::ledger::{Bind, PgLedger, nanos};
 
@@ -113,6 +113,22 @@ impl PgLedger {
         request: &ReservationRequest,
         timeout: Duration,
     ) -> Result<Reservation, LedgerError> {
+        self.wait_bound(request, timeout, None)
+    }
+
+    /// [`wait`](Self::wait), the grant bound to the session `session` (its id, and whether a
+    /// confirmed hold is kept at its end) when given.
+    pub(crate) fn wait_bound(
+        self: &Arc<Self>,
+        request: &ReservationRequest,
+        timeout: Duration,
+        session: Option<(i64, bool)>,
+    ) -> Result<Reservation, LedgerError> {
+        let bind = |waiter| Bind {
+            session: session.map(|(id, _)| id),
+            keep: session.is_some_and(|(_, keep)| keep),
+            waiter,
+        };
         let request = match &request.id {
             Some(_) => request.clone(),
             None => request.clone().with_id(ReservationId::generate()),
@@ -136,8 +152,11 @@ impl PgLedger {
                 )
             })?
             .get(0);
-        if !ahead && let Some(granted) = self.try_reserve(&request)? {
-            return Ok(granted);
+        if !ahead {
+            match self.reserve_with(&request, false, bind(None)) {
+                Err(LedgerError::InsufficientCapacity { .. }) => {}
+                other => return other,
+            }
         }
         self.listen_for_waiters();
         self.pool.run("wait", |c| {
@@ -155,7 +174,7 @@ impl PgLedger {
                 ],
             )
         })?;
-        let outcome = self.wait_in_queue(&request, &id, deadline);
+        let outcome = self.wait_in_queue(&request, &id, deadline, &bind);
         // Out of the queue whatever happened (a failure here is swept with the lease).
         let _ = self.pool.run("wait", |c| {
             c.client
@@ -164,11 +183,12 @@ impl PgLedger {
         outcome
     }
 
-    fn wait_in_queue(
+    fn wait_in_queue<'a>(
         &self,
         request: &ReservationRequest,
-        id: &str,
+        id: &'a str,
         deadline: Instant,
+        bind: &impl Fn(Option<&'a str>) -> Bind<'a>,
     ) -> Result<Reservation, LedgerError> {
         let lease = nanos(WAITER_LEASE);
         let mut renewed = Instant::now();
@@ -200,11 +220,7 @@ impl PgLedger {
                 // Woken for capacity another process freed: plan on a fresh read, and leave
                 // the queue in the grant's own transaction.
                 self.refresh(false)?;
-                let bind = Bind {
-                    waiter: Some(id),
-                    ..Bind::default()
-                };
-                match self.reserve_with(request, false, bind) {
+                match self.reserve_with(request, false, bind(Some(id))) {
                     Ok(granted) => return Ok(granted),
                     Err(LedgerError::InsufficientCapacity { .. }) => {}
                     Err(other) => return Err(other),

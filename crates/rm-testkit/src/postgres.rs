@@ -61,6 +61,77 @@ impl TestServer {
     }
 }
 
+/// An auditor independent of the ledger's code: a connection of its own that reads, in one
+/// read-only repeatable-read transaction, the capacities that are over-allocated and those
+/// whose held amount differs from the sum of the active holds on them.
+pub struct Auditor {
+    client: postgres::Client,
+    schema: String,
+}
+
+/// What one audit found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Capacities with `external + held > maximum`.
+    pub over_allocated: i64,
+    /// Capacities whose `held` differs from the sum of their active holds.
+    pub mismatched: i64,
+}
+
+impl Findings {
+    /// Both counts together.
+    pub fn total(&self) -> i64 {
+        self.over_allocated + self.mismatched
+    }
+}
+
+impl Auditor {
+    /// Connects to `server` to audit the ledger in `schema`.
+    pub fn connect(server: &TestServer, schema: &str) -> Result<Auditor, String> {
+        let client = postgres::Client::connect(&server.url, postgres::NoTls)
+            .map_err(|err| format!("the auditor could not connect: {err}"))?;
+        Ok(Auditor {
+            client,
+            schema: schema.to_owned(),
+        })
+    }
+
+    /// Reads the sums once.
+    pub fn audit(&mut self) -> Result<Findings, String> {
+        let schema = &self.schema;
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|err| err.to_string())?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT count(*) FILTER (WHERE c.external + c.held > c.maximum),
+                            count(*) FILTER (WHERE c.held <> coalesce(s.amount, 0))
+                     FROM \"{schema}\".capacity c LEFT JOIN (
+                         SELECT h.res, h.typ, sum(h.amount) AS amount
+                         FROM \"{schema}\".reservation r,
+                             unnest(r.hold_resource, r.hold_type, r.hold_amount)
+                                 AS h(res, typ, amount)
+                         WHERE r.state IN ('pending', 'confirmed')
+                         GROUP BY h.res, h.typ) s
+                     ON s.res = c.resource AND s.typ = c.resource_type"
+                ),
+                &[],
+            )
+            .map_err(|err| err.to_string())?;
+        let findings = Findings {
+            over_allocated: row.get(0),
+            mismatched: row.get(1),
+        };
+        tx.commit().map_err(|err| err.to_string())?;
+        Ok(findings)
+    }
+}
+
 /// Drops the schemas that test processes which have exited left on a shared server (each
 /// test names its schema `t<pid>_<n>` after the process that created it). Best effort: a
 /// server psql cannot reach is left as it is.

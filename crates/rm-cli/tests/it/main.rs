@@ -8,6 +8,7 @@ mod ordering;
 mod records;
 mod serving;
 mod showcase;
+mod stress;
 mod traces;
 
 use std::path::PathBuf;

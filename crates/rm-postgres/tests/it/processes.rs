@@ -18,40 +18,13 @@ use rm_model::{
 use rm_postgres::{OnSessionEnd, PgLedger};
 use rm_testkit::Rng;
 
-use crate::support::{builder, connect, host, test_server};
+use rm_testkit::postgres::Auditor;
+
+use crate::support::{builder, host, test_server};
 
 const STRESS_URL: &str = "RM_PG_STRESS_URL";
 const STRESS_SCHEMA: &str = "RM_PG_STRESS_SCHEMA";
 const STRESS_UNTIL: &str = "RM_PG_STRESS_SECONDS";
-
-/// Over-allocated capacities and capacities whose held amount differs from the sum of the
-/// active holds, read in one transaction.
-fn violations(client: &mut postgres::Client, schema: &str) -> i64 {
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .expect("begin");
-    let count: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM \"{schema}\".capacity c LEFT JOIN (
-                     SELECT h.res, h.typ, sum(h.amount) AS amount
-                     FROM \"{schema}\".reservation r,
-                         unnest(r.hold_resource, r.hold_type, r.hold_amount) AS h(res, typ, amount)
-                     WHERE r.state IN ('pending', 'confirmed')
-                     GROUP BY h.res, h.typ) s
-                 ON s.res = c.resource AND s.typ = c.resource_type
-                 WHERE c.external + c.held > c.maximum OR c.held <> coalesce(s.amount, 0)"
-            ),
-            &[],
-        )
-        .expect("audit")
-        .get(0);
-    tx.commit().expect("commit");
-    count
-}
 
 /// Not a test: the body of a stress worker process (4 threads of random operations in a
 /// session of its own, until the given number of seconds has passed); says `STRESS ops <n>`.
@@ -189,9 +162,10 @@ fn four_processes_never_overbook_under_an_independent_auditor() {
     let (checks, seen) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let ops: usize = thread::scope(|scope| {
         scope.spawn(|| {
-            let mut client = connect(&server);
+            let mut auditor = Auditor::connect(&server, &schema).expect("auditor");
             while !stop.load(Ordering::Acquire) {
-                seen.fetch_add(violations(&mut client, &schema) as usize, Ordering::Relaxed);
+                let findings = auditor.audit().expect("audit");
+                seen.fetch_add(findings.total() as usize, Ordering::Relaxed);
                 checks.fetch_add(1, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(5));
             }
@@ -213,8 +187,8 @@ fn four_processes_never_overbook_under_an_independent_auditor() {
     // Every worker ended its session and cancelled what it held; what expired is swept.
     thread::sleep(Duration::from_millis(2_500));
     ledger.expire_due().expect("sweep");
-    let mut client = connect(&server);
-    assert_eq!(violations(&mut client, &schema), 0);
+    let mut auditor = Auditor::connect(&server, &schema).expect("auditor");
+    assert_eq!(auditor.audit().expect("audit").total(), 0);
     eprintln!(
         "four_processes: {ops} operations by 4 processes x 4 threads in {seconds} s, {} audits, \
          {} violations",

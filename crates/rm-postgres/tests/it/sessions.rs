@@ -76,6 +76,68 @@ fn holds_end_with_their_session_as_each_asked() {
     assert!(ledger.audit().expect("audit").is_clean());
 }
 
+/// A grant that came through the shared wait queue is bound like any other: granted at once
+/// (nobody ahead) or after waiting, it ends with the session.
+#[test]
+fn waited_grants_end_with_their_session() {
+    let Some(server) = test_server("waited_grants_end_with_their_session") else {
+        return;
+    };
+    let ledger = Arc::new(builder(&server).connect().expect("connect"));
+    ledger
+        .register_resource(host("n0", 4, 8))
+        .expect("register");
+    let session = ledger
+        .open_session("worker-w", Duration::from_secs(30))
+        .expect("open");
+    let at_once = session
+        .wait_bound(
+            &cores("w", 2),
+            Duration::from_secs(5),
+            OnSessionEnd::Release,
+        )
+        .expect("granted at once");
+    let blocker = ledger.reserve(&cores("other", 2)).expect("reserve");
+    let waited = thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            session.wait_bound(
+                &cores("w", 2),
+                Duration::from_secs(10),
+                OnSessionEnd::Release,
+            )
+        });
+        thread::sleep(Duration::from_millis(200));
+        ledger
+            .cancel(&blocker.id, Some(blocker.fencing_token))
+            .expect("cancel");
+        waiter
+            .join()
+            .expect("waiter")
+            .expect("granted after the cancel")
+    });
+    for hold in [&at_once, &waited] {
+        ledger
+            .confirm(&hold.id, Some(hold.fencing_token))
+            .expect("confirm");
+    }
+    assert_eq!(held(&ledger), 4);
+    let mut ended: Vec<_> = session
+        .end()
+        .expect("end")
+        .into_iter()
+        .map(|r| (r.id, r.state))
+        .collect();
+    ended.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![
+        (at_once.id.clone(), ReservationState::Released),
+        (waited.id.clone(), ReservationState::Released),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(ended, expected);
+    assert_eq!(held(&ledger), 0);
+    assert!(ledger.audit().expect("audit").is_clean());
+}
+
 #[test]
 fn a_session_not_renewed_ends_by_the_servers_clock_and_its_worker_is_refused() {
     let Some(server) = test_server("a_session_not_renewed_ends_by_the_servers_clock") else {

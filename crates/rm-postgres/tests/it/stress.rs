@@ -13,46 +13,9 @@ use rm_model::{
 };
 use rm_testkit::Rng;
 
-use crate::support::{builder, connect, host, test_server};
+use rm_testkit::postgres::{Auditor, Findings};
 
-/// Over-allocated capacities and capacities whose counters differ from the holds' sums, read
-/// in one transaction.
-fn audit_once(client: &mut postgres::Client, schema: &str) -> (i64, i64) {
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .expect("begin");
-    let over: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM \"{schema}\".capacity \
-                 WHERE external + held > maximum"
-            ),
-            &[],
-        )
-        .expect("count over-allocation")
-        .get(0);
-    let mismatched: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM \"{schema}\".capacity c LEFT JOIN (
-                     SELECT h.res, h.typ, sum(h.amount) AS amount
-                     FROM \"{schema}\".reservation r,
-                         unnest(r.hold_resource, r.hold_type, r.hold_amount) AS h(res, typ, amount)
-                     WHERE r.state IN ('pending', 'confirmed')
-                     GROUP BY h.res, h.typ) s
-                 ON s.res = c.resource AND s.typ = c.resource_type
-                 WHERE c.held <> coalesce(s.amount, 0)"
-            ),
-            &[],
-        )
-        .expect("compare sums")
-        .get(0);
-    tx.commit().expect("commit");
-    (over, mismatched)
-}
+use crate::support::{builder, host, test_server};
 
 #[test]
 fn eight_connections_never_overbook_under_an_independent_auditor() {
@@ -80,11 +43,11 @@ fn eight_connections_never_overbook_under_an_independent_auditor() {
     );
     thread::scope(|scope| {
         scope.spawn(|| {
-            let mut client = connect(&server);
+            let mut auditor = Auditor::connect(&server, &schema).expect("auditor");
             while !stop.load(Ordering::Acquire) {
-                let (over, mismatched) = audit_once(&mut client, &schema);
+                let findings = auditor.audit().expect("audit");
                 checks.fetch_add(1, Ordering::Relaxed);
-                violations.fetch_add((over + mismatched) as usize, Ordering::Relaxed);
+                violations.fetch_add(findings.total() as usize, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(3));
             }
         });
@@ -163,8 +126,8 @@ fn eight_connections_never_overbook_under_an_independent_auditor() {
     });
     thread::sleep(Duration::from_millis(50));
     ledger.expire_due().expect("expire");
-    let mut client = connect(&server);
-    assert_eq!(audit_once(&mut client, &schema), (0, 0));
+    let mut auditor = Auditor::connect(&server, &schema).expect("auditor");
+    assert_eq!(auditor.audit().expect("audit"), Findings::default());
     assert!(checks.load(Ordering::Relaxed) > 0, "the auditor ran");
     assert_eq!(
         violations.load(Ordering::Relaxed),
