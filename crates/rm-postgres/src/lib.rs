@@ -16,7 +16,8 @@
 //!   it end when the worker dies or hangs past the TTL ([`OnSessionEnd`] says whether a
 //!   confirmed hold is released or kept).
 //! - [`PgLedger::wait`]: waiting for capacity in one queue all processes share (priority,
-//!   then arrival), woken by other processes' releases.
+//!   then arrival), woken by other processes' releases; [`PgLedger::wait_async`] is the same
+//!   wait as a runtime-agnostic future, [`PgWait`].
 //! - [`Listener`]: the events of every process using that schema, received with `LISTEN`.
 //! - [`cluster::PrivateCluster`]: a throw-away server started from the machine's PostgreSQL
 //!   binaries, for test harnesses, benches and `rmctl stress`.
@@ -57,7 +58,8 @@
 //! connection of its own; more wait for one. A [`WorkerSession`] owns one thread, its
 //! heartbeat, stopped and joined when the session ends or is dropped; the first
 //! [`wait`](PgLedger::wait) starts one listening thread, which ends within 200 ms of the
-//! ledger's drop. The crate starts no other thread.
+//! ledger's drop; each pending [`PgWait`] has a thread that waits for it. The crate starts no
+//! other thread.
 //!
 //! # Errors
 //! Definite errors are those of the contract (`InsufficientCapacity`, `IdConflict`,
@@ -114,3 +116,4 @@ pub use events::Listener;
 pub use ledger::PgLedger;
 pub use schema::SCHEMA_VERSION;
 pub use session::{OnSessionEnd, WorkerSession};
+pub use wait::PgWait;

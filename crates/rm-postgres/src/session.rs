@@ -12,6 +12,7 @@ use rm_model::{
 };
 
 use crate::ledger::{Bind, PgLedger, held_from, nanos};
+use crate::wait::PgWait;
 
 /// What happens to a confirmed hold when the session it is bound to ends. (Pending holds
 /// always expire with their session.)
@@ -210,6 +211,21 @@ impl WorkerSession {
         on_end: OnSessionEnd,
     ) -> Result<Reservation, LedgerError> {
         self.ledger.wait_bound(
+            request,
+            timeout,
+            Some((self.id, on_end == OnSessionEnd::Keep)),
+            None,
+        )
+    }
+
+    /// [`wait_bound`](Self::wait_bound) as a runtime-agnostic future ([`PgWait`]).
+    pub fn wait_async(
+        &self,
+        request: &ReservationRequest,
+        timeout: Duration,
+        on_end: OnSessionEnd,
+    ) -> PgWait {
+        self.ledger.wait_future(
             request,
             timeout,
             Some((self.id, on_end == OnSessionEnd::Keep)),

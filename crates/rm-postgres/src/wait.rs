@@ -4,11 +4,14 @@
 //! notification or a dropped listening connection strands no waiter longer than the poll
 //! interval.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use rm_model::{LedgerError, Reservation, ReservationId, ReservationRequest};
+use rm_model::{LedgerError, Reservation, ReservationId, ReservationLedger, ReservationRequest};
 
 use crate::ledger::{Bind, PgLedger, nanos};
 
@@ -113,16 +116,19 @@ impl PgLedger {
         request: &ReservationRequest,
         timeout: Duration,
     ) -> Result<Reservation, LedgerError> {
-        self.wait_bound(request, timeout, None)
+        self.wait_bound(request, timeout, None, None)
     }
 
     /// [`wait`](Self::wait), the grant bound to the session `session` (its id, and whether a
     /// confirmed hold is kept at its end) when given.
+    /// The wait stops early, without a grant, once `cancelled` is set (and this process's
+    /// waiters are woken).
     pub(crate) fn wait_bound(
         self: &Arc<Self>,
         request: &ReservationRequest,
         timeout: Duration,
         session: Option<(i64, bool)>,
+        cancelled: Option<&AtomicBool>,
     ) -> Result<Reservation, LedgerError> {
         let bind = |waiter| Bind {
             session: session.map(|(id, _)| id),
@@ -174,7 +180,7 @@ impl PgLedger {
                 ],
             )
         })?;
-        let outcome = self.wait_in_queue(&request, &id, deadline, &bind);
+        let outcome = self.wait_in_queue(&request, &id, deadline, &bind, cancelled);
         // Out of the queue whatever happened (a failure here is swept with the lease).
         let _ = self.pool.run("wait", |c| {
             c.client
@@ -189,10 +195,18 @@ impl PgLedger {
         id: &'a str,
         deadline: Instant,
         bind: &impl Fn(Option<&'a str>) -> Bind<'a>,
+        cancelled: Option<&AtomicBool>,
     ) -> Result<Reservation, LedgerError> {
         let lease = nanos(WAITER_LEASE);
         let mut renewed = Instant::now();
+        let gave_up = || LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: Vec::new(),
+        };
         loop {
+            if cancelled.is_some_and(|c| c.load(Ordering::Acquire)) {
+                return Err(gave_up());
+            }
             let seen = self.wakeups.current();
             let now = self.now();
             if renewed.elapsed() >= RENEW_EVERY {
@@ -228,12 +242,141 @@ impl PgLedger {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(LedgerError::InsufficientCapacity {
-                    requester: request.requester.clone(),
-                    shortfalls: Vec::new(),
-                });
+                return Err(gave_up());
             }
             self.wakeups.wait_past(seen, left.min(self.wait_poll));
+        }
+    }
+}
+
+/// A wait for capacity in the shared queue as a runtime-agnostic future (any executor, or
+/// none: it needs no reactor). Made by [`PgLedger::wait_async`] and
+/// [`WorkerSession::wait_async`](crate::WorkerSession::wait_async). The waiting itself runs on
+/// a thread of its own, which wakes the task when it has the answer, so no executor thread
+/// blocks. Dropping it before it is ready leaves the queue; a grant that arrives after the
+/// drop is cancelled, never stranded.
+#[must_use = "dropping the wait leaves the queue"]
+pub struct PgWait {
+    slot: Arc<Slot>,
+    ledger: Arc<PgLedger>,
+}
+
+impl std::fmt::Debug for PgWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgWait").finish_non_exhaustive()
+    }
+}
+
+/// What the waiting thread and the future share.
+#[derive(Default)]
+struct Slot {
+    cancelled: AtomicBool,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    answer: Option<Result<Reservation, LedgerError>>,
+    waker: Option<Waker>,
+    taken: bool,
+}
+
+impl PgLedger {
+    /// [`wait`](Self::wait) as a future: the same queue, order and timeout, without blocking
+    /// the task's thread (one thread per pending wait does the waiting).
+    pub fn wait_async(self: &Arc<Self>, request: &ReservationRequest, timeout: Duration) -> PgWait {
+        self.wait_future(request, timeout, None)
+    }
+
+    pub(crate) fn wait_future(
+        self: &Arc<Self>,
+        request: &ReservationRequest,
+        timeout: Duration,
+        session: Option<(i64, bool)>,
+    ) -> PgWait {
+        let slot = Arc::new(Slot::default());
+        let (ledger, shared, request) = (self.clone(), slot.clone(), request.clone());
+        let spawned = std::thread::Builder::new()
+            .name("rm-postgres-wait".into())
+            .spawn(move || {
+                let answer = ledger.wait_bound(&request, timeout, session, Some(&shared.cancelled));
+                let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if shared.cancelled.load(Ordering::Acquire) {
+                    drop(state);
+                    // Nobody will take it: give it back.
+                    if let Ok(granted) = answer {
+                        let _ = ledger.cancel(&granted.id, Some(granted.fencing_token));
+                    }
+                    return;
+                }
+                state.answer = Some(answer);
+                if let Some(waker) = state.waker.take() {
+                    waker.wake();
+                }
+            });
+        if let Err(err) = spawned {
+            slot.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .answer = Some(Err(LedgerError::Unavailable {
+                operation: "wait",
+                source: Arc::new(err),
+            }));
+        }
+        PgWait {
+            slot,
+            ledger: self.clone(),
+        }
+    }
+}
+
+impl Future for PgWait {
+    type Output = Result<Reservation, LedgerError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self
+            .slot
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match state.answer.take() {
+            Some(answer) => {
+                state.taken = true;
+                Poll::Ready(answer)
+            }
+            None if state.taken => Poll::Ready(Err(LedgerError::InvalidInput {
+                field: "wait".into(),
+                reason: "polled again after it was ready".into(),
+            })),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for PgWait {
+    fn drop(&mut self) {
+        let mut state = self
+            .slot
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.taken {
+            return;
+        }
+        self.slot.cancelled.store(true, Ordering::Release);
+        let unclaimed = state.answer.take();
+        drop(state);
+        match unclaimed {
+            // Granted but never taken: back to the pool.
+            Some(Ok(granted)) => {
+                let _ = self.ledger.cancel(&granted.id, Some(granted.fencing_token));
+            }
+            Some(Err(_)) => {}
+            // Still waiting: wake this process's waiters so the thread sees the flag now.
+            None => self.ledger.wakeups.bump(),
         }
     }
 }

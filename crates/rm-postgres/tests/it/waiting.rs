@@ -204,3 +204,47 @@ fn a_wait_that_times_out_leaves_the_queue() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+/// The wait as a future, on no runtime at all (a thread-parking executor): granted by a
+/// release in another process; dropped while pending, it leaves the queue at once and the
+/// capacity it would have had is not stranded.
+#[test]
+fn the_wait_as_a_future_is_granted_and_leaves_the_queue_when_dropped() {
+    let Some(server) = test_server("the_wait_as_a_future") else {
+        return;
+    };
+    let a = Arc::new(builder(&server).connect().expect("connect"));
+    a.register_resource(host("n0", 4, 8)).expect("register");
+    let b = Arc::new(another(&server, &a));
+
+    let held = a.reserve(&cores("a", 4)).expect("all of it");
+    let future = b.wait_async(&cores("b", 4), Duration::from_secs(10));
+    let waiter = thread::spawn(move || rm_testkit::block_on(future, Some(Duration::from_secs(10))));
+    until_queued(&server, a.schema(), 1);
+    a.cancel(&held.id, None).expect("cancel");
+    let granted = waiter
+        .join()
+        .expect("waiter")
+        .expect("ready in time")
+        .expect("granted after the cancel");
+    assert_eq!(b.get(&granted.id).expect("get").items.len(), 1);
+    until_queued(&server, a.schema(), 0);
+
+    // Pending, then dropped: out of the queue well within the poll interval's few rounds, and
+    // the capacity freed later stays free.
+    let future = b.wait_async(&cores("c", 4), Duration::from_secs(30));
+    assert!(rm_testkit::block_on(future, Some(Duration::from_millis(300))).is_none());
+    // `block_on` dropped the future when its limit passed.
+    let dropped_at = Instant::now();
+    until_queued(&server, a.schema(), 0);
+    assert!(dropped_at.elapsed() < Duration::from_secs(2));
+    b.cancel(&granted.id, None).expect("cancel");
+    thread::sleep(Duration::from_millis(300));
+    let snapshot = a.snapshot().expect("snapshot");
+    assert!(
+        snapshot.active.is_empty(),
+        "nothing stranded: {:?}",
+        snapshot.active
+    );
+    assert!(a.audit().expect("audit").is_clean());
+}
