@@ -4,7 +4,7 @@
 //! capacity is over-allocated or differs from the sum of its holds; optionally a worker is
 //! killed (`SIGKILL`) now and then and another started in its place.
 //!
-//! Each worker opens a [`WorkerSession`](rm_facade::postgres::WorkerSession) and runs
+//! Each worker opens a [`WorkerSession`] and runs
 //! threads of random reserve and wait (every grant bound to the session, as an orchestrator's
 //! worker should bind its holds), confirm, renew, release and cancel on `--resources` hosts of 4 cores and 8 GiB, plus one thread that passes a baton
 //! (a one-unit resource, asked for at a priority above the load's) between the processes
@@ -30,7 +30,7 @@ use rm_facade::model::{
     nearest_rank,
 };
 use rm_facade::postgres::cluster::{Durability, PrivateCluster};
-use rm_facade::postgres::{OnSessionEnd, PgLedger};
+use rm_facade::postgres::{OnSessionEnd, PgLedger, WorkerSession};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable a worker reads the pool's URL from (never a command-line
@@ -41,7 +41,7 @@ pub const SCHEMA_VAR: &str = "RMCTL_STRESS_SCHEMA";
 
 /// How long a worker's session lives without a heartbeat: a killed worker's holds return
 /// within this and one sweep.
-const SESSION_TTL: Duration = Duration::from_secs(2);
+const SESSION_TTL: Duration = Duration::from_secs(4);
 /// The baton's TTL: a killed holder's baton comes back within it.
 const BATON_TTL: Duration = Duration::from_secs(2);
 
@@ -161,6 +161,9 @@ pub struct Report {
     pub handoff: Latency,
     /// Workers killed with `SIGKILL` (each replaced by a new one).
     pub workers_killed: usize,
+    /// Sessions that ended under a living worker (its heartbeat starved past the TTL on an
+    /// overloaded host): their holds ended with them and the worker opened a new one.
+    pub sessions_lost: usize,
     /// Audits run while the load ran.
     pub audits: usize,
     /// Audits that could not be run (the server unavailable); not violations.
@@ -212,12 +215,14 @@ impl Report {
         }
         out.push_str(&format!(
             "\n{} operations, {:.0} per second; hand-off = release in one process to grant in \
-             another\nfaults injected: {} workers killed (SIGKILL) and replaced\naudits: {} \
+             another\nfaults injected: {} workers killed (SIGKILL) and replaced; sessions lost to a \
+             starved heartbeat: {}\naudits: {} \
              ({} could not run), violations: {}\nunexpected errors: {}\nall capacity back: \
              {}\n",
             self.operations,
             self.throughput_per_s,
             self.workers_killed,
+            self.sessions_lost,
             self.audits,
             self.audit_errors,
             self.violations,
@@ -283,6 +288,75 @@ struct Summary {
     latencies: BTreeMap<String, Vec<u64>>,
     unexpected: usize,
     examples: Vec<String>,
+    sessions_lost: usize,
+}
+
+/// Whether `err` says the session a hold was to be bound to has ended.
+fn session_ended(err: &LedgerError) -> bool {
+    matches!(err, LedgerError::InvalidInput { field, .. } if field == "session")
+}
+
+/// A worker's session, replaced by a new one when it has ended under the worker (its
+/// heartbeat was starved past the TTL, as a hung worker's is): the holds bound to it ended
+/// with it, as they must, and the worker carries on in a new session, as a real one would.
+struct Sessions {
+    ledger: Arc<PgLedger>,
+    current: Mutex<Arc<WorkerSession>>,
+    lost: AtomicUsize,
+}
+
+impl Sessions {
+    fn open(ledger: &Arc<PgLedger>) -> Result<Sessions, StressError> {
+        let session = ledger
+            .open_session("rmctl-stress", SESSION_TTL)
+            .map_err(|source| StressError::Ledger {
+                step: "open a session",
+                source,
+            })?;
+        Ok(Sessions {
+            ledger: ledger.clone(),
+            current: Mutex::new(Arc::new(session)),
+            lost: AtomicUsize::new(0),
+        })
+    }
+
+    fn current(&self) -> Arc<WorkerSession> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// After an operation in `used`: when it failed because `used` had ended, opens the next
+    /// session (once, whichever thread sees it first).
+    fn renew_if_ended<T>(&self, used: &Arc<WorkerSession>, outcome: &Result<T, LedgerError>) {
+        if !outcome.as_ref().err().is_some_and(session_ended) {
+            return;
+        }
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if Arc::ptr_eq(&current, used)
+            && let Ok(next) = self.ledger.open_session("rmctl-stress", SESSION_TTL)
+        {
+            *current = Arc::new(next);
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends the current session.
+    fn end(self) -> Result<(), LedgerError> {
+        let current = self
+            .current
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        match Arc::try_unwrap(current) {
+            Ok(session) => session.end().map(drop),
+            // Still shared (cannot be: the threads have ended): dropping ends it.
+            Err(shared) => {
+                drop(shared);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Counts and remembers the answers of one thread's operations.
@@ -306,12 +380,14 @@ impl Tally {
         match outcome {
             Ok(value) => Some(value),
             // The contract's answers under this load: no room, a hold that expired or ended
-            // meanwhile, a server that could not answer (indeterminate: retry is safe).
+            // meanwhile, a session that ended under a starved worker, a server that could not
+            // answer (indeterminate: retry is safe).
             Err(
                 LedgerError::InsufficientCapacity { .. }
                 | LedgerError::Expired { .. }
                 | LedgerError::InvalidState { .. },
             ) => None,
+            Err(err) if session_ended(&err) => None,
             Err(err) if err.is_indeterminate() => None,
             Err(other) => {
                 self.summary.unexpected += 1;
@@ -332,6 +408,7 @@ impl Tally {
                 .extend(samples);
         }
         self.summary.unexpected += other.unexpected;
+        self.summary.sessions_lost += other.sessions_lost;
         let room = 3_usize.saturating_sub(self.summary.examples.len());
         self.summary
             .examples
@@ -367,12 +444,7 @@ pub fn worker(
             .connect()
             .map_err(StressError::Connect)?,
     );
-    let session = ledger
-        .open_session("rmctl-stress", SESSION_TTL)
-        .map_err(|source| StressError::Ledger {
-            step: "open a session",
-            source,
-        })?;
+    let sessions = Sessions::open(&ledger)?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let out = Mutex::new(out);
     let requester = RequesterId::new(&format!("worker-{}", std::process::id())).map_err(|e| {
@@ -397,11 +469,13 @@ pub fn worker(
             while Instant::now() < deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let (waited_since, started) = (unix_nanos(), Instant::now());
+                let session = sessions.current();
                 let outcome = session.wait_bound(
                     request,
                     left.min(Duration::from_secs(1)),
                     OnSessionEnd::Release,
                 );
+                sessions.renew_if_ended(&session, &outcome);
                 let Some(hold) = tally.record("wait", started, outcome) else {
                     continue;
                 };
@@ -424,7 +498,7 @@ pub fn worker(
         });
         let loads: Vec<_> = (0..threads as u64)
             .map(|t| {
-                let (ledger, session, requester) = (&ledger, &session, &requester);
+                let (ledger, sessions, requester) = (&ledger, &sessions, &requester);
                 scope.spawn(move || {
                     let mut rng = Rng(seed.wrapping_mul(31).wrapping_add(t) | 1);
                     let mut tally = Tally::default();
@@ -459,17 +533,22 @@ pub fn worker(
                             .with_ttl(Duration::from_millis(300 + rng.below(2_000)));
                         let started = Instant::now();
                         // Every hold is bound to the session: a killed worker strands none.
-                        let granted = if rng.below(4) == 0 {
+                        let session = sessions.current();
+                        let (operation, outcome) = if rng.below(4) == 0 {
                             let outcome = session.wait_bound(
                                 &request,
                                 Duration::from_millis(200),
                                 OnSessionEnd::Release,
                             );
-                            tally.record("wait", started, outcome)
+                            ("wait", outcome)
                         } else {
-                            let outcome = session.reserve_bound(&request, OnSessionEnd::Release);
-                            tally.record("reserve", started, outcome)
+                            (
+                                "reserve",
+                                session.reserve_bound(&request, OnSessionEnd::Release),
+                            )
                         };
+                        sessions.renew_if_ended(&session, &outcome);
+                        let granted = tally.record(operation, started, outcome);
                         mine.extend(granted);
                         if mine.len() < 1 + rng.below(3) as usize {
                             continue;
@@ -521,8 +600,9 @@ pub fn worker(
     for tally in tallies {
         total.merge(tally);
     }
+    total.summary.sessions_lost = sessions.lost.load(Ordering::Relaxed);
     // Ending the session releases what is still bound to it.
-    if let Err(source) = session.end() {
+    if let Err(source) = sessions.end() {
         total.summary.unexpected += 1;
         total
             .summary
@@ -858,6 +938,7 @@ fn drive(
         latency,
         handoff: Latency::of(handoffs(holds)),
         workers_killed: killed,
+        sessions_lost: total.summary.sessions_lost,
         audits: audits.into_inner(),
         audit_errors: audit_errors.into_inner(),
         violations: violations.into_inner(),

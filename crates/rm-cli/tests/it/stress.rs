@@ -74,12 +74,13 @@ fn rmctl_stress_finds_no_violation_with_workers_killed() {
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
     eprintln!(
-        "rmctl stress: {} operations in {:.1} s, {} workers killed, hand-off p50 {} us p99 {} \
+        "rmctl stress: {} operations in {:.1} s, {} workers killed, {} sessions lost, hand-off p50 {} us p99 {} \
          us ({} samples), its auditor {} audits and {} violations, this test's auditor {} \
          audits and {} violations",
         report["operations"],
         report["elapsed_s"].as_f64().unwrap_or(0.0),
         report["workers_killed"],
+        report["sessions_lost"],
         report["handoff"]["p50_us"],
         report["handoff"]["p99_us"],
         report["handoff"]["count"],
