@@ -2,9 +2,10 @@
 //! orchestrator drives them.
 //!
 //! # Where it sits
-//! A top-level crate: it may depend on any workspace crate and nothing depends on it. Until
-//! `rm-facade` exists, the flows run on `rm-model` values and the `rm-testkit` reference
-//! ledger; the tests live in `it/` (one binary, a module per area).
+//! A top-level crate: it may depend on any workspace crate and nothing depends on it. The
+//! flows run through `rm-facade`'s `ResourceManager` and the layers below it (the ledger on
+//! PostgreSQL too, against the test harness's server); the tests live in `it/` (one binary, a
+//! module per area).
 //!
 //! # Main types
 //! [`Scenario`]: a cluster and a list of requests as people write them in TOML or JSON, so

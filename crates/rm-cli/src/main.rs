@@ -253,10 +253,9 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
                     .next()
                     .ok_or_else(|| usage_error("--strategy needs a list"))?;
                 for name in list.split(',') {
-                    let strategy = serde_json::from_value::<rm_facade::model::ReservationStrategy>(
-                        serde_json::Value::String(name.to_owned()),
-                    )
-                    .map_err(|_| usage_error(&format!("unknown strategy {name}")))?;
+                    let strategy = name
+                        .parse::<rm_facade::model::ReservationStrategy>()
+                        .map_err(|err| usage_error(&format!("--strategy: {err}")))?;
                     strategies.push(strategy);
                 }
             }
@@ -294,12 +293,12 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
     }
     let base = load(path.as_deref(), trace_path.as_deref())?;
     if strategies.is_empty() && orders.is_empty() {
-        strategies = ["greedy", "balanced", "bin-pack"]
-            .iter()
-            .filter_map(|name| {
-                serde_json::from_value(serde_json::Value::String((*name).to_owned())).ok()
-            })
-            .collect();
+        use rm_facade::model::ReservationStrategy;
+        strategies = vec![
+            ReservationStrategy::Greedy,
+            ReservationStrategy::Balanced,
+            ReservationStrategy::BinPack,
+        ];
     }
     let mut variants: Vec<(String, scenario::Scenario)> = Vec::new();
     for strategy in &strategies {
@@ -333,16 +332,15 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
         reports.push((name, report));
     }
     let text = if json {
-        let map: serde_json::Map<String, serde_json::Value> = reports
+        reports
             .iter()
-            .map(|(name, report)| {
-                (
-                    name.clone(),
-                    serde_json::to_value(report).unwrap_or_default(),
-                )
-            })
-            .collect();
-        serde_json::to_string_pretty(&map).unwrap_or_default()
+            .map(|(name, report)| Ok((name.clone(), serde_json::to_value(report)?)))
+            .collect::<Result<serde_json::Map<String, serde_json::Value>, serde_json::Error>>()
+            .and_then(|map| serde_json::to_string_pretty(&map))
+            .map_err(|err| {
+                let _ = writeln!(std::io::stderr(), "error: write the reports as JSON: {err}");
+                ExitCode::from(2)
+            })?
     } else {
         rm_cli::report::Report::side_by_side(&reports)
     };

@@ -132,6 +132,7 @@ pub use requirement::{
 pub use reservation::{
     Ending, FencingToken, PreemptionPolicy, Priority, PriorityClass, Reservation, ReservationId,
     ReservationItem, ReservationRequest, ReservationState, ReservationStrategy, TransitionError,
+    UnknownStrategy,
 };
 pub use resource::{
     CapabilityValue, CapacityError, Labels, Resource, ResourceCapacity, ResourceError,

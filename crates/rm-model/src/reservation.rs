@@ -200,6 +200,51 @@ impl ReservationStrategy {
             ReservationStrategy::Aligned => "aligned",
         }
     }
+
+    /// Every strategy, in the order the docs list them.
+    pub const ALL: [ReservationStrategy; 4] = [
+        ReservationStrategy::Greedy,
+        ReservationStrategy::Balanced,
+        ReservationStrategy::BinPack,
+        ReservationStrategy::Aligned,
+    ];
+}
+
+impl fmt::Display for ReservationStrategy {
+    /// The configuration name (`bin-pack`), as [`as_str`](Self::as_str).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A strategy name that is none of [`ReservationStrategy`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown strategy {name:?}: expected greedy, balanced, bin-pack or aligned (or first-fit, least-allocated, most-allocated, best-fit)"
+)]
+pub struct UnknownStrategy {
+    /// The name given.
+    pub name: String,
+}
+
+impl FromStr for ReservationStrategy {
+    type Err = UnknownStrategy;
+
+    /// The configuration names and the aliases configuration files accept
+    /// (`first-fit`, `least-allocated`, `most-allocated`, `best-fit`).
+    fn from_str(name: &str) -> Result<ReservationStrategy, UnknownStrategy> {
+        Ok(match name {
+            "greedy" | "first-fit" => ReservationStrategy::Greedy,
+            "balanced" | "least-allocated" => ReservationStrategy::Balanced,
+            "bin-pack" | "most-allocated" | "best-fit" => ReservationStrategy::BinPack,
+            "aligned" => ReservationStrategy::Aligned,
+            _ => {
+                return Err(UnknownStrategy {
+                    name: name.to_owned(),
+                });
+            }
+        })
+    }
 }
 
 /// A request for resources: a gang of requirements granted all together or not at all.
@@ -642,6 +687,35 @@ impl Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names parse as configuration files read them, and print as they are written.
+    #[test]
+    fn strategy_names_parse_as_serde_reads_them() {
+        let names = [
+            "greedy",
+            "first-fit",
+            "balanced",
+            "least-allocated",
+            "bin-pack",
+            "most-allocated",
+            "best-fit",
+            "aligned",
+            "Greedy",
+            "binpack",
+            "",
+        ];
+        for name in names {
+            let parsed = name.parse::<ReservationStrategy>().ok();
+            let read: Option<ReservationStrategy> =
+                serde_json::from_value(serde_json::Value::String(name.to_owned())).ok();
+            assert_eq!(parsed, read, "{name:?}");
+        }
+        for strategy in ReservationStrategy::ALL {
+            assert_eq!(strategy.to_string().parse(), Ok(strategy));
+        }
+        let err = "binpack".parse::<ReservationStrategy>().unwrap_err();
+        assert!(err.to_string().contains("\"binpack\""), "{err}");
+    }
 
     proptest::proptest! {
         /// Each requirement is in no co-location group (`None`) or in one of three.

@@ -77,6 +77,7 @@
 //! ```
 
 mod autoscaler;
+mod error;
 mod predictive;
 mod rate;
 mod replicas;
@@ -86,46 +87,13 @@ mod threshold;
 use rm_model::{Quantity, Timestamp};
 
 pub use autoscaler::{Autoscaler, DecisionRecord, Outcome, TargetId, TickSummary};
+pub use error::{Error, ScaleRefused};
 pub use predictive::{ForecastState, PredictiveScaling};
 pub use rate::{RateOfChangeScaling, RateState};
 pub use replicas::{PodSample, PodTarget, ReplicaCalculator, ReplicaCount, ReplicaReason};
 pub use threshold::{
     Behavior, Decision, RatePolicy, Reason, ScalingState, SelectPolicy, ThresholdScaling,
 };
-
-/// Configuration mistakes.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A setting has a value no rule can work with.
-    #[error("invalid {setting}: {reason}")]
-    InvalidSetting {
-        /// The setting, as the builder names it.
-        setting: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The replica calculation was given no pods.
-    #[error("calculate replicas: no pods were given")]
-    NoPods,
-    /// No ready pod reported the metric.
-    #[error("calculate replicas: no ready pod reported a metric (pods might be unready)")]
-    NoMetrics,
-    /// A pod has no request for the resource under a utilisation target.
-    #[error("calculate replicas: missing request for pods[{pod}]")]
-    MissingRequest {
-        /// The pod's index in the samples.
-        pod: usize,
-    },
-}
-
-/// A resize a target refused, with its explanation.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ScaleRefused {
-    /// Why the target refused.
-    pub message: String,
-}
 
 /// Something with a size in units and a metric to scale on: a pool, a worker fleet.
 pub trait ScaleTarget: Send + Sync {

@@ -96,6 +96,14 @@ fn usage_errors_exit_non_zero() {
     assert_eq!(rmctl(&["simulate", "--bogus"]).status.code(), Some(2));
     assert_eq!(rmctl(&["simulate", "missing.toml"]).status.code(), Some(2));
     assert!(rmctl(&["help"]).status.success());
+    // A bad strategy names the flag, the name and the names there are.
+    let out = rmctl(&["compare", "--strategy", "greedy,binpack"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--strategy: unknown strategy \"binpack\"") && stderr.contains("bin-pack"),
+        "{stderr}"
+    );
 }
 
 #[test]
