@@ -85,14 +85,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod backfill;
 mod deadlock;
 mod detect;
 mod preempt;
 mod resolver;
 mod wait;
 
-pub use backfill::{Amounts, Running, backfill_allows, shadow_time};
 pub use deadlock::WaitForGraph;
 pub use detect::{ContentionReport, ResourceContention, TypeContention, detect};
 pub use preempt::{
@@ -100,4 +98,5 @@ pub use preempt::{
     plan_preemption, plan_preemption_with,
 };
 pub use resolver::{PreemptionPolicyOf, Resolver, ResolverError, ShrinkNotifier};
+pub use rm_model::backfill::{Amounts, Running, backfill_allows, shadow_time};
 pub use wait::{HeadOfLine, Ticket, WaitError, WaitQueue, Wakeup};

@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use rm_model::{
     AllocationPolicy, Clock, Event, EventKind, EventSink, LedgerError, PendingRequest, Priority,
-    Reservation, ReservationId, ReservationItem, ReservationLedger, ReservationRequest, Timestamp,
+    Reservation, ReservationId, ReservationLedger, ReservationRequest, Timestamp,
 };
 
-use crate::backfill::{Amounts, Running, backfill_allows};
+use rm_model::backfill::{Amounts, Running, amounts_of_items, amounts_of_request, backfill_allows};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -935,23 +935,4 @@ impl EventSink for Wakeup {
             queue.observe(event);
         }
     }
-}
-
-fn amounts_of_request(request: &ReservationRequest) -> Amounts {
-    let mut amounts = Amounts::new();
-    for requirement in &request.requirements {
-        *amounts
-            .entry(requirement.resource_type().clone())
-            .or_default() += requirement.unit().to_base_milli(requirement.amount());
-    }
-    amounts
-}
-
-fn amounts_of_items(items: &[ReservationItem]) -> Amounts {
-    let mut amounts = Amounts::new();
-    for item in items {
-        *amounts.entry(item.resource_type.clone()).or_default() +=
-            item.unit.to_base_milli(item.amount);
-    }
-    amounts
 }

@@ -20,6 +20,8 @@
 //! - Holds: [`Reservation`], [`ReservationId`], [`ReservationState`] and its legal
 //!   transitions, [`FencingToken`].
 //! - Time and events: [`Clock`] ([`SystemClock`], [`ManualClock`]), [`Event`], [`EventKind`].
+//! - Shared arithmetic: [`backfill`] (EASY backfill's shadow time and rule, for every wait
+//!   queue), [`ppm`] and [`nearest_rank`].
 //!
 //! # Contracts
 //! Each trait documents its contract; errors that are part of a contract sit beside it.
@@ -89,6 +91,7 @@
 //! # Ok::<(), rm_model::ModelError>(())
 //! ```
 
+pub mod backfill;
 mod clock;
 mod contention;
 mod echo;

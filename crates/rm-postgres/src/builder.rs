@@ -27,6 +27,8 @@ pub struct PgLedgerBuilder {
     clock: Option<Arc<dyn Clock>>,
     validator: Option<Arc<dyn Validator>>,
     sink: Option<Arc<dyn EventSink>>,
+    wait_order: Option<Arc<dyn AllocationPolicy>>,
+    backfill: bool,
 }
 
 impl std::fmt::Debug for PgLedgerBuilder {
@@ -42,7 +44,7 @@ impl std::fmt::Debug for PgLedgerBuilder {
 }
 
 use crate::ledger::PgLedger;
-use rm_model::{Clock, EventSink, Validator};
+use rm_model::{AllocationPolicy, Clock, EventSink, Validator};
 
 impl PgLedgerBuilder {
     /// The password, kept apart from the URL so it can come from a secret store or an
@@ -112,6 +114,33 @@ impl PgLedgerBuilder {
     /// 100 ms): the longest a lost notification can delay a grant.
     pub fn wait_poll(mut self, poll: Duration) -> Self {
         self.wait_poll = poll;
+        self
+    }
+
+    /// Orders this process's waiters in the shared queue by `policy`'s
+    /// [`order_key`](AllocationPolicy::order_key) (lower first, then arrival), as
+    /// rm-contention's `WaitQueue::with_order` orders one process's: weighted fair shares,
+    /// quotas, priority classes. Each waiter's key is computed by its own process when it
+    /// queues and again with every renewal of its row (every 500 ms), and the database elects
+    /// the head from the stored keys, so every process agrees on it at any instant. Give
+    /// every process on the schema the same policy, fed the same events (a
+    /// [`Listener`](crate::Listener) delivers every process's), or their keys will not be
+    /// comparable. A composite policy orders across processes by its first policy's key.
+    /// Without one the key is minus the priority: priority, then arrival.
+    pub fn wait_order(mut self, policy: Arc<dyn AllocationPolicy>) -> Self {
+        self.wait_order = Some(policy);
+        self
+    }
+
+    /// Lets this process's waiters that give their run time
+    /// ([`Waiting::expecting`](crate::Waiting::expecting)) take capacity ahead of a blocked
+    /// head of the shared queue when they fit now and are expected to end before the head
+    /// could start (EASY backfill, as rm-contention's `HeadOfLine::Backfill`; the rule is
+    /// `rm_model::backfill`'s). Off by default: strict order. Safe for the other processes'
+    /// waiters whatever they chose: a backfilled hold is expected to be gone by the time the
+    /// head could start.
+    pub fn backfill(mut self, on: bool) -> Self {
+        self.backfill = on;
         self
     }
 
@@ -196,9 +225,14 @@ impl PgLedgerBuilder {
         // so at start.
         let conn = pool.connect()?;
         pool.put(conn);
+        let policy_clock: Arc<dyn Clock> = match &self.clock {
+            Some(clock) => clock.clone(),
+            None => Arc::new(rm_model::SystemClock::new()),
+        };
         Ok(PgLedger {
             pool,
             view: RwLock::new(View::default()),
+            policy_clock,
             clock: self.clock,
             default_ttl: self.default_ttl,
             retention: self.retention,
@@ -208,6 +242,8 @@ impl PgLedgerBuilder {
             sequence: AtomicU64::new(0),
             wakeups: Arc::default(),
             wait_poll: self.wait_poll,
+            wait_order: self.wait_order,
+            backfill: self.backfill,
         })
     }
 }
@@ -232,6 +268,8 @@ impl PgLedger {
             clock: None,
             validator: None,
             sink: None,
+            wait_order: None,
+            backfill: false,
         }
     }
 }

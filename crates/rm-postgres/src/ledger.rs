@@ -163,6 +163,12 @@ pub struct PgLedger {
     pub(crate) sequence: AtomicU64,
     pub(crate) wakeups: Arc<crate::wait::Wakeups>,
     pub(crate) wait_poll: Duration,
+    pub(crate) wait_order: Option<Arc<dyn rm_model::AllocationPolicy>>,
+    /// The time the wait order's policy is asked at: the injected clock, or a monotonic
+    /// clock of this process (keys compare durations measured in one process).
+    pub(crate) policy_clock: Arc<dyn Clock>,
+    /// Whether this process's waiters with a run time may backfill.
+    pub(crate) backfill: bool,
 }
 
 impl Drop for PgLedger {

@@ -17,7 +17,8 @@
 //!   confirmed hold is released or kept).
 //! - [`PgLedger::wait`]: waiting for capacity in one queue all processes share (priority,
 //!   then arrival), woken by other processes' releases; [`PgLedger::wait_async`] is the same
-//!   wait as a runtime-agnostic future, [`PgWait`].
+//!   wait as a runtime-agnostic future, [`PgWait`]; [`PgLedger::waiting`] configures one
+//!   ([`Waiting`]: an expected run time for backfill, a session, blocking or a future).
 //! - [`Listener`]: the events of every process using that schema, received with `LISTEN`.
 //! - [`cluster::PrivateCluster`]: a throw-away server started from the machine's PostgreSQL
 //!   binaries, for test harnesses, benches and `rmctl stress`.
@@ -116,4 +117,4 @@ pub use events::Listener;
 pub use ledger::PgLedger;
 pub use schema::SCHEMA_VERSION;
 pub use session::{OnSessionEnd, WorkerSession};
-pub use wait::PgWait;
+pub use wait::{PgWait, Waiting};

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("sessions.sql"),
     include_str!("waiters.sql"),
+    include_str!("queue.sql"),
 ];
 
 /// The functions, replaced as a whole whenever their text differs from what the schema has.

@@ -12,7 +12,7 @@ use rm_model::{
 };
 
 use crate::ledger::{Bind, PgLedger, held_from, nanos};
-use crate::wait::PgWait;
+use crate::wait::{PgWait, Waiting};
 
 /// What happens to a confirmed hold when the session it is bound to ends. (Pending holds
 /// always expire with their session.)
@@ -210,12 +210,7 @@ impl WorkerSession {
         timeout: Duration,
         on_end: OnSessionEnd,
     ) -> Result<Reservation, LedgerError> {
-        self.ledger.wait_bound(
-            request,
-            timeout,
-            Some((self.id, on_end == OnSessionEnd::Keep)),
-            None,
-        )
+        self.waiting(request, timeout, on_end).block()
     }
 
     /// [`wait_bound`](Self::wait_bound) as a runtime-agnostic future ([`PgWait`]).
@@ -225,11 +220,20 @@ impl WorkerSession {
         timeout: Duration,
         on_end: OnSessionEnd,
     ) -> PgWait {
-        self.ledger.wait_future(
-            request,
-            timeout,
-            Some((self.id, on_end == OnSessionEnd::Keep)),
-        )
+        self.waiting(request, timeout, on_end).future()
+    }
+
+    /// A wait bound to this session, to configure further ([`Waiting::expecting`]) before it
+    /// blocks or becomes a future.
+    pub fn waiting<'a>(
+        &'a self,
+        request: &'a ReservationRequest,
+        timeout: Duration,
+        on_end: OnSessionEnd,
+    ) -> Waiting<'a> {
+        self.ledger
+            .waiting(request, timeout)
+            .with_session((self.id, on_end == OnSessionEnd::Keep))
     }
 
     /// Ends the session now (as dropping it does, but with the holds it ended, or the error).

@@ -9,7 +9,12 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rm_model::{Priority, ReservationLedger};
+use std::collections::HashMap;
+
+use rm_model::{
+    Admission, AllocationPolicy, PendingRequest, Priority, ReservationLedger, ReservationRequest,
+    Timestamp,
+};
 
 use crate::support::{another, builder, connect, cores, host, test_server};
 
@@ -137,8 +142,8 @@ fn a_dead_waiter_does_not_block_the_queue_and_polling_finds_silent_releases() {
     client
         .execute(
             &format!(
-                "INSERT INTO \"{schema}\".waiter (reservation, requester, priority, enqueued_at, \
-                 expires_at) VALUES ('dead', 'dead', 100, 0, \
+                "INSERT INTO \"{schema}\".waiter (reservation, requester, priority, order_key, \
+                 enqueued_at, expires_at) VALUES ('dead', 'dead', 100, -100, 0, \
                  (extract(epoch FROM clock_timestamp()) * 1e9)::bigint + 500000000)"
             ),
             &[],
@@ -246,5 +251,195 @@ fn the_wait_as_a_future_is_granted_and_leaves_the_queue_when_dropped() {
         "nothing stranded: {:?}",
         snapshot.active
     );
+    assert!(a.audit().expect("audit").is_clean());
+}
+
+/// A policy that orders by a key per requester, changed by the test as a fair-share
+/// policy's keys move with usage (lower first; 0 for requesters it does not know).
+#[derive(Default)]
+struct Keys(Mutex<HashMap<String, i64>>);
+
+impl Keys {
+    fn set(&self, requester: &str, key: i64) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .insert(requester.to_owned(), key);
+    }
+}
+
+impl AllocationPolicy for Keys {
+    fn name(&self) -> &str {
+        "keys"
+    }
+
+    fn admit(&self, _: &ReservationRequest, _: Timestamp) -> Admission {
+        Admission::Admit
+    }
+
+    fn order_key(&self, pending: &PendingRequest, _: Timestamp) -> i64 {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .get(pending.request.requester.as_str())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// With a policy as the wait order (as rm-contention's `with_order`), the shared queue goes
+/// by the policy's keys across processes, not by arrival; and a key that moves while its
+/// waiter waits moves it in the queue within a renewal.
+#[test]
+fn a_policy_orders_the_shared_queue_and_its_keys_move_waiters() {
+    let Some(server) = test_server("a_policy_orders_the_shared_queue") else {
+        return;
+    };
+    let policy = Arc::new(Keys::default());
+    policy.set("bronze", 10);
+    policy.set("gold", 1);
+    policy.set("late", 20);
+    let open = || {
+        Arc::new(
+            builder(&server)
+                .wait_order(policy.clone())
+                .connect()
+                .expect("connect"),
+        )
+    };
+    let a = open();
+    a.register_resource(host("n0", 1, 8)).expect("register");
+    let schema = a.schema().to_owned();
+    let other = || {
+        Arc::new(
+            rm_postgres::PgLedger::builder(server.url.clone())
+                .schema(schema.clone())
+                .wait_order(policy.clone())
+                .connect()
+                .expect("connect"),
+        )
+    };
+    let (b, c) = (other(), other());
+    let held = a.reserve(&cores("a", 1)).expect("the one core");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    // Arrival: bronze (b), late (c), gold (c), keys 10, 20 and 1. Before the release late's
+    // key drops to 0, so the grants go late, gold, bronze (by arrival, or by priority alone,
+    // bronze would be first).
+    for (n, (ledger, who)) in [
+        (b.clone(), "bronze"),
+        (c.clone(), "late"),
+        (c.clone(), "gold"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let order = order.clone();
+        waiters.push(thread::spawn(move || {
+            let granted = ledger
+                .wait(&cores(who, 1), Duration::from_secs(20))
+                .expect("granted in turn");
+            order.lock().expect("not poisoned").push(who.to_owned());
+            thread::sleep(Duration::from_millis(50));
+            ledger.cancel(&granted.id, None).expect("cancel");
+        }));
+        until_queued(&server, &schema, n as i64 + 1);
+    }
+    // The key of late moves ahead of everyone; its row says so after its next renewal.
+    policy.set("late", 0);
+    let mut client = connect(&server);
+    let start = Instant::now();
+    loop {
+        let key: i64 = client
+            .query_one(
+                &format!("SELECT order_key FROM \"{schema}\".waiter WHERE requester = 'late'"),
+                &[],
+            )
+            .expect("late's row")
+            .get(0);
+        if key == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never renewed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    a.cancel(&held.id, None).expect("release the core");
+    for waiter in waiters {
+        waiter.join().expect("waiter");
+    }
+    assert_eq!(
+        *order.lock().expect("not poisoned"),
+        ["late", "gold", "bronze"]
+    );
+}
+
+/// Backfill across processes (EASY, as rm-contention's `HeadOfLine::Backfill`): behind a
+/// blocked head, a waiter that fits now and is expected to end before the head could start
+/// goes ahead; one expected to end later, one from a process without backfill, and any
+/// waiter while a hold the head needs has no known end, wait.
+#[test]
+fn backfill_lets_short_waiters_pass_a_blocked_head_without_delaying_it() {
+    let Some(server) = test_server("backfill_lets_short_waiters_pass") else {
+        return;
+    };
+    let a = Arc::new(builder(&server).backfill(true).connect().expect("connect"));
+    a.register_resource(host("n0", 4, 8)).expect("register");
+    let schema = a.schema().to_owned();
+    let open = |backfill: bool| {
+        Arc::new(
+            rm_postgres::PgLedger::builder(server.url.clone())
+                .schema(schema.clone())
+                .backfill(backfill)
+                .connect()
+                .expect("connect"),
+        )
+    };
+    let (b, c, strict) = (open(true), open(true), open(false));
+    // 3 of 4 cores, expected to be held for 3 s: the head's shadow time is then.
+    let long = a
+        .waiting(&cores("long", 3), Duration::from_secs(5))
+        .expecting(Duration::from_secs(3))
+        .block()
+        .expect("granted at once");
+    // The head wants all 4 cores: blocked.
+    let head = {
+        let b = b.clone();
+        thread::spawn(move || b.wait(&cores("head", 4), Duration::from_secs(20)))
+    };
+    until_queued(&server, &schema, 1);
+    // Fits in the free core, but would still run after the head could start.
+    let too_long = c
+        .waiting(&cores("too-long", 1), Duration::from_millis(600))
+        .expecting(Duration::from_secs(60))
+        .block();
+    assert!(too_long.is_err(), "{too_long:?}");
+    // A process without backfill keeps strict order even with an estimate.
+    let strict_wait = strict
+        .waiting(&cores("strict", 1), Duration::from_millis(600))
+        .expecting(Duration::from_millis(100))
+        .block();
+    assert!(strict_wait.is_err(), "{strict_wait:?}");
+    // Short enough: passes the head.
+    let short = c
+        .waiting(&cores("short", 1), Duration::from_secs(5))
+        .expecting(Duration::from_millis(500))
+        .block()
+        .expect("backfilled ahead of the blocked head");
+    assert!(!head.is_finished(), "the head still waits");
+    c.cancel(&short.id, None).expect("cancel");
+    // A hold of unknown end (no estimate) on the type the head needs: nothing passes.
+    let unknown = a.reserve(&cores("unknown", 1)).expect("the free core");
+    a.cancel(&long.id, None).expect("cancel");
+    let blocked = c
+        .waiting(&cores("short-2", 1), Duration::from_millis(600))
+        .expecting(Duration::from_millis(100))
+        .block();
+    assert!(blocked.is_err(), "{blocked:?}");
+    a.cancel(&unknown.id, None).expect("cancel");
+    let granted = head
+        .join()
+        .expect("head")
+        .expect("the head is granted once all is free");
+    b.cancel(&granted.id, None).expect("cancel");
     assert!(a.audit().expect("audit").is_clean());
 }

@@ -7,12 +7,16 @@
 //! when every running hold of a type the head needs has an expected end; otherwise nothing is
 //! backfilled. Amounts are per resource type, summed over resources: fragmentation across
 //! resources can only make the head start later than the shadow time, never earlier, so a
-//! candidate ending by the shadow time still cannot delay it.
+//! candidate ending by the shadow time still cannot delay it. Concurrent backfills need no
+//! coordination: each ends by the shadow time, so at that time all of their capacity is back.
+//!
+//! Written once for every wait queue: rm-contention's in one process and rm-postgres's shared
+//! by many.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rm_model::{ResourceType, Timestamp};
+use crate::{ReservationItem, ReservationRequest, ResourceType, Timestamp};
 
 /// Amounts per resource type, in thousandths of each dimension's smallest unit.
 pub type Amounts = BTreeMap<ResourceType, i128>;
@@ -81,4 +85,25 @@ pub fn backfill_allows(
         Some(shadow) => now + estimate <= shadow,
         None => false,
     }
+}
+
+/// What `request` asks for, per type, in thousandths of each dimension's smallest unit.
+pub fn amounts_of_request(request: &ReservationRequest) -> Amounts {
+    let mut amounts = Amounts::new();
+    for requirement in &request.requirements {
+        *amounts
+            .entry(requirement.resource_type().clone())
+            .or_default() += requirement.unit().to_base_milli(requirement.amount());
+    }
+    amounts
+}
+
+/// What `items` hold, per type, in thousandths of each dimension's smallest unit.
+pub fn amounts_of_items(items: &[ReservationItem]) -> Amounts {
+    let mut amounts = Amounts::new();
+    for item in items {
+        *amounts.entry(item.resource_type.clone()).or_default() +=
+            item.unit.to_base_milli(item.amount);
+    }
+    amounts
 }
