@@ -95,7 +95,8 @@ $$;
 -- only looks the id up ('absent' when unused). A hold may be bound to a session
 -- (`p_session`, NULL for none), with whether a confirmed hold outlives it (`p_keep`); a
 -- session that is not alive refuses the grant with SQLSTATE RM003. A waiter's grant names its
--- place in the queue (`p_waiter`), which it leaves in the same transaction.
+-- place in the queue (`p_waiter`), which it leaves in the same transaction (a retried grant
+-- too), so a granted waiter needs no statement of its own to leave.
 CREATE FUNCTION @schema.reserve(p_id text, p_key text, p_requester text, p_priority integer,
         p_labels text, p_preemptible boolean, p_items text,
         p_res text[], p_type text[], p_amount bigint[], p_gen bigint[],
@@ -113,6 +114,10 @@ BEGIN
     IF v_key IS NOT NULL OR cardinality(p_res) = 0 THEN
         outcome := CASE WHEN v_key IS NULL THEN 'absent' WHEN v_key = p_key THEN 'existing'
             ELSE 'conflict' END;
+        IF outcome = 'existing' AND p_waiter IS NOT NULL THEN
+            -- A retried waiter's grant: it leaves the queue as the first grant did.
+            DELETE FROM @schema.waiter w WHERE w.reservation = p_waiter;
+        END IF;
         RETURN;
     END IF;
     IF p_session IS NOT NULL THEN
@@ -138,6 +143,9 @@ BEGIN
         outcome := CASE WHEN v_key = p_key THEN 'existing' ELSE 'conflict' END;
         fencing := NULL;
         expires_at := NULL;
+        IF outcome = 'existing' AND p_waiter IS NOT NULL THEN
+            DELETE FROM @schema.waiter w WHERE w.reservation = p_waiter;
+        END IF;
         RETURN;
     END IF;
     IF cardinality(p_res) = 1 THEN

@@ -236,11 +236,14 @@ impl PgLedger {
             estimate: spec.estimate,
         };
         let outcome = self.wait_in_queue(&place, deadline, &bind, cancelled);
-        // Out of the queue whatever happened (a failure here is swept with the lease).
-        let _ = self.pool.run("wait", |c| {
-            c.client
-                .execute("DELETE FROM waiter WHERE reservation = $1", &[&id])
-        });
+        // A grant left the queue in its own transaction; any other end leaves it here (a
+        // failure here is swept with the lease).
+        if outcome.is_err() {
+            let _ = self.pool.run("wait", |c| {
+                c.client
+                    .execute("DELETE FROM waiter WHERE reservation = $1", &[&id])
+            });
+        }
         self.expect_end(outcome, spec.estimate)
     }
 
