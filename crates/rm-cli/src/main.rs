@@ -3,107 +3,175 @@
 //!
 //! ```text
 //! rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR [--keep-serving]] [--quiet]
+//! rmctl compare [SCENARIO] [--strategy S1,S2,...] [--policy P1,P2,...] [--json] [--html FILE] [--trace-path DIR] [--quiet]
 //! rmctl validate [--strict] FILE
-//! rmctl stress [--ledger URL] [--workers N] [--threads N] [--seconds S] [--kill-every S] [--json]
+//! rmctl stress [--ledger URL] [--schema NAME] [--workers N] [--threads N] [--seconds S] [--resources N] [--kill-every S] [--json]
 //! ```
 //!
-//! Without a scenario, `simulate` replays the bundled one (`scenarios/showcase.toml`).
+//! `rmctl --help` and `rmctl <command> --help` say more, with examples (the command line is
+//! clap's). Without a scenario, `simulate` replays the bundled one (`scenarios/showcase.toml`).
 //! See `docs/scenario.md` for the format.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use rm_cli::{SHOWCASE, scenario, sim};
 use rm_facade::{Config, ConfigError};
 
-const USAGE: &str = "usage:
-  rmctl simulate [SCENARIO] [--json] [--tasks FILE] [--html FILE] [--trace-path DIR] [--metrics-addr ADDR [--keep-serving]] [--quiet]
-      replay SCENARIO (a TOML file; the bundled showcase when absent) in virtual time
-      --json               print the report as JSON instead of a table
-      --tasks FILE         write one CSV record per task to FILE
-      --html FILE          write a self-contained HTML report with charts to FILE
-      --trace-path DIR     read the scenario's [trace] from DIR instead of its `path`
-      --metrics-addr ADDR  serve live Prometheus metrics at http://ADDR/metrics meanwhile
-      --keep-serving       after the replay, keep serving its final state until interrupted
-      --quiet              no progress line on standard error
-  rmctl compare [SCENARIO] [--strategy S1,S2,...] [--policy P1,P2,...] [--json] [--html FILE] [--trace-path DIR] [--quiet]
-      replay one workload under each placement strategy (greedy, balanced, bin-pack, aligned)
-      and/or ordering policy (fifo, priority, fair, weighted) and put the reports side by side
-      --html FILE          also write them as one HTML page, each measure charted with a line
-                           per strategy or policy on the same axes
-  rmctl validate [--strict] FILE
-      check a scenario or configuration file and name every problem; a scenario's warnings
-      (a task no node can hold, a group without nodes) are errors with --strict
-  rmctl stress [--ledger URL] [--schema NAME] [--workers N] [--threads N] [--seconds S] [--resources N] [--kill-every S] [--json]
-      run N worker processes (default 4, with 4 threads each, for 20 s) of random reserve, wait,
-      confirm, renew, release and cancel on one PostgreSQL pool of 16 hosts, under an auditor
-      reading the sums in SQL every 5 ms; print throughput, latency per operation,
-      release-to-grant latency across processes, faults and violations (exit 1 on any)
-      --ledger URL         the server, as postgres://user:password@host:5432/db (the password
-                           is never printed); without it, a private cluster is started from
-                           the machine's PostgreSQL (initdb, pg_ctl) and removed at the end
-      --schema NAME        the pool's schema (default rmctl_stress_<pid>, dropped at the end)
-      --kill-every S       SIGKILL a random worker every S seconds and start another
-      example: rmctl stress --workers 4 --seconds 30 --kill-every 10
-";
+/// Replays workloads through the resource manager in virtual time, compares placement
+/// strategies and ordering policies, checks files, and stresses a PostgreSQL pool.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rmctl",
+    version,
+    arg_required_else_help = true,
+    after_help = "Examples:\n  rmctl simulate\n  rmctl simulate my-scenario.toml --html report.html\n  rmctl compare crates/rm-cli/scenarios/alibaba-gpu-2023.toml --strategy greedy,bin-pack\n  rmctl validate --strict my-scenario.toml\n  rmctl stress --workers 4 --seconds 20 --kill-every 5\n\nThe scenario format: docs/scenario.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a scenario (a TOML file; the bundled showcase when absent) in virtual time.
+    #[command(
+        after_help = "Examples:\n  rmctl simulate\n  rmctl simulate crates/rm-cli/scenarios/alibaba-2018.toml --trace-path ../shared/data/alibaba-2018-batch\n  rmctl simulate my.toml --json --tasks tasks.csv --html report.html\n  rmctl simulate my.toml --metrics-addr 127.0.0.1:9464 --keep-serving"
+    )]
+    Simulate(Simulate),
+    /// Replay one workload under several strategies or policies, side by side.
+    ///
+    /// Replays one workload under each placement strategy and/or ordering policy and puts
+    /// the reports side by side (and, with --html, on the same axes).
+    #[command(
+        after_help = "Examples:\n  rmctl compare --strategy greedy,balanced,bin-pack\n  rmctl compare my.toml --policy fifo,priority,fair,weighted --html compare.html\n\nWithout --strategy and --policy: greedy, balanced and bin-pack."
+    )]
+    Compare(Compare),
+    /// Check a scenario or configuration file and name every problem.
+    #[command(
+        after_help = "Examples:\n  rmctl validate my-scenario.toml\n  rmctl validate --strict my-scenario.toml\n  rmctl validate manager.toml"
+    )]
+    Validate(Validate),
+    /// Stress a PostgreSQL pool with worker processes under an independent auditor.
+    ///
+    /// Runs worker processes of random reserve, wait, confirm, renew, release and cancel on
+    /// one PostgreSQL pool under an auditor reading the sums in SQL every 5 ms; prints
+    /// throughput, latency per operation, release-to-grant latency across processes, faults
+    /// and violations (exit status 1 on any).
+    #[command(
+        after_help = "Examples:\n  rmctl stress\n  rmctl stress --workers 4 --seconds 30 --kill-every 10 --json\n  rmctl stress --ledger postgres://rm:PASSWORD@db.internal:5432/orchestrator --schema stress_test\n\nWithout --ledger a durable private cluster is started from the machine's PostgreSQL\n(initdb, pg_ctl) and removed at the end. See docs/postgres.md."
+    )]
+    Stress(StressArgs),
+    /// The body of one worker process of `rmctl stress` (the pool from the environment).
+    #[command(hide = true)]
+    StressWorker(StressWorker),
+}
+
+#[derive(Args, Debug)]
 struct Simulate {
+    /// The scenario file (TOML); the bundled showcase when absent.
     scenario: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
     json: bool,
+    /// Write one CSV record per task to FILE.
+    #[arg(long, value_name = "FILE")]
     tasks: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts to FILE.
+    #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Serve live Prometheus metrics at http://ADDR/metrics during the replay.
+    #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Read the scenario's trace section from DIR instead of its `path`.
+    #[arg(long, value_name = "DIR")]
     trace_path: Option<PathBuf>,
+    /// No progress line on standard error.
+    #[arg(long)]
     quiet: bool,
+    /// After the replay, keep serving its final state until interrupted.
+    #[arg(long, requires = "metrics_addr")]
     keep_serving: bool,
 }
 
-fn parse_simulate(args: &[String]) -> Result<Simulate, String> {
-    let mut options = Simulate {
-        scenario: None,
-        json: false,
-        tasks: None,
-        html: None,
-        metrics_addr: None,
-        trace_path: None,
-        quiet: false,
-        keep_serving: false,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--json" => options.json = true,
-            "--quiet" => options.quiet = true,
-            "--keep-serving" => options.keep_serving = true,
-            "--tasks" => {
-                let file = args.next().ok_or("--tasks needs a file")?;
-                options.tasks = Some(PathBuf::from(file));
-            }
-            "--html" => {
-                let file = args.next().ok_or("--html needs a file")?;
-                options.html = Some(PathBuf::from(file));
-            }
-            "--trace-path" => {
-                let dir = args.next().ok_or("--trace-path needs a folder")?;
-                options.trace_path = Some(PathBuf::from(dir));
-            }
-            "--metrics-addr" => {
-                let addr = args.next().ok_or("--metrics-addr needs an address")?;
-                options.metrics_addr = Some(
-                    addr.parse()
-                        .map_err(|err| format!("--metrics-addr {addr}: {err}"))?,
-                );
-            }
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
-            path if options.scenario.is_none() => options.scenario = Some(PathBuf::from(path)),
-            extra => return Err(format!("unexpected argument {extra}")),
-        }
-    }
-    if options.keep_serving && options.metrics_addr.is_none() {
-        return Err("--keep-serving needs --metrics-addr".into());
-    }
-    Ok(options)
+#[derive(Args, Debug)]
+struct Compare {
+    /// The scenario file (TOML); the bundled showcase when absent.
+    scenario: Option<PathBuf>,
+    /// Placement strategies to compare: greedy, balanced, bin-pack, aligned.
+    #[arg(long, value_name = "S1,S2,...", value_delimiter = ',')]
+    strategy: Vec<rm_facade::model::ReservationStrategy>,
+    /// Ordering policies to compare: fifo, priority, fair, weighted.
+    #[arg(long, value_name = "P1,P2,...", value_delimiter = ',', value_parser = parse_order)]
+    policy: Vec<sim::Order>,
+    /// Print the reports as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write them as one HTML page, each measure charted with a line per variant.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Read the scenario's trace section from DIR instead of its `path`.
+    #[arg(long, value_name = "DIR")]
+    trace_path: Option<PathBuf>,
+    /// No progress line on standard error.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct Validate {
+    /// A scenario's warnings (a task no node can hold, a group without nodes) are errors.
+    #[arg(long)]
+    strict: bool,
+    /// The scenario or configuration file.
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct StressArgs {
+    /// The server, as postgres://user:password@host:5432/db (the password is never printed);
+    /// without it, a private cluster is started and removed at the end.
+    #[arg(long, value_name = "URL")]
+    ledger: Option<String>,
+    /// The pool's schema (default rmctl_stress_PID, dropped at the end).
+    #[arg(long, value_name = "NAME")]
+    schema: Option<String>,
+    /// Worker processes (at least 2).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Load threads per worker.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// How long the load runs, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Hosts in the pool (4 cores and 8 GiB each).
+    #[arg(long, default_value_t = 16)]
+    resources: usize,
+    /// Kill a random worker with SIGKILL every S seconds and start another.
+    #[arg(long, value_name = "S")]
+    kill_every: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StressWorker {
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_order(name: &str) -> Result<sim::Order, String> {
+    sim::Order::parse(name).ok_or_else(|| {
+        format!("unknown policy {name:?}: expected fifo, priority, fair or weighted")
+    })
 }
 
 /// `label [#######.............]  35% 1234/3525 tasks, virtual time 600 s`.
@@ -232,66 +300,11 @@ fn load(path: Option<&Path>, trace_path: Option<&Path>) -> Result<scenario::Scen
     Ok(scenario)
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    let _ = write!(std::io::stderr(), "error: {message}\n{USAGE}");
-    ExitCode::from(2)
-}
-
-fn compare(args: &[String]) -> Result<(), ExitCode> {
-    let mut path = None;
-    let mut strategies = Vec::new();
-    let mut orders = Vec::new();
-    let mut json = false;
-    let mut quiet = false;
-    let mut trace_path = None;
-    let mut html = None;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--strategy" => {
-                let list = args
-                    .next()
-                    .ok_or_else(|| usage_error("--strategy needs a list"))?;
-                for name in list.split(',') {
-                    let strategy = name
-                        .parse::<rm_facade::model::ReservationStrategy>()
-                        .map_err(|err| usage_error(&format!("--strategy: {err}")))?;
-                    strategies.push(strategy);
-                }
-            }
-            "--policy" => {
-                let list = args
-                    .next()
-                    .ok_or_else(|| usage_error("--policy needs a list"))?;
-                for name in list.split(',') {
-                    orders.push(
-                        sim::Order::parse(name)
-                            .ok_or_else(|| usage_error(&format!("unknown policy {name}")))?,
-                    );
-                }
-            }
-            "--trace-path" => {
-                let dir = args
-                    .next()
-                    .ok_or_else(|| usage_error("--trace-path needs a folder"))?;
-                trace_path = Some(PathBuf::from(dir));
-            }
-            "--html" => {
-                let file = args
-                    .next()
-                    .ok_or_else(|| usage_error("--html needs a file"))?;
-                html = Some(PathBuf::from(file));
-            }
-            "--json" => json = true,
-            "--quiet" => quiet = true,
-            flag if flag.starts_with("--") => {
-                return Err(usage_error(&format!("unknown option {flag}")));
-            }
-            file if path.is_none() => path = Some(PathBuf::from(file)),
-            extra => return Err(usage_error(&format!("unexpected argument {extra}"))),
-        }
-    }
-    let base = load(path.as_deref(), trace_path.as_deref())?;
+fn compare(options: &Compare) -> Result<(), ExitCode> {
+    let (json, quiet, html) = (options.json, options.quiet, &options.html);
+    let mut strategies = options.strategy.clone();
+    let orders = &options.policy;
+    let base = load(options.scenario.as_deref(), options.trace_path.as_deref())?;
     if strategies.is_empty() && orders.is_empty() {
         use rm_facade::model::ReservationStrategy;
         strategies = vec![
@@ -306,7 +319,7 @@ fn compare(args: &[String]) -> Result<(), ExitCode> {
         scenario.simulation.strategy = *strategy;
         variants.push((strategy.as_str().to_owned(), scenario));
     }
-    for order in &orders {
+    for order in orders {
         let mut scenario = base.clone();
         scenario.order = Some(*order);
         variants.push((order.as_str().to_owned(), scenario));
@@ -391,39 +404,16 @@ fn validate(path: &Path, strict: bool) -> Result<(), ExitCode> {
     Ok(())
 }
 
-fn parse_stress(args: &[String]) -> Result<(rm_cli::stress::Options, bool), String> {
-    let mut options = rm_cli::stress::Options::default();
-    let mut json = false;
-    let mut args = args.iter();
-    let number = |flag: &str, value: Option<&String>| -> Result<u64, String> {
-        let value = value.ok_or(format!("{flag} needs a number"))?;
-        value
-            .parse()
-            .map_err(|err| format!("{flag} {value}: {err}"))
+fn stress(args: &StressArgs) -> Result<(), ExitCode> {
+    let options = rm_cli::stress::Options {
+        ledger: args.ledger.clone(),
+        schema: args.schema.clone(),
+        workers: args.workers,
+        threads: args.threads,
+        seconds: args.seconds,
+        resources: args.resources,
+        kill_every: args.kill_every.map(std::time::Duration::from_secs),
     };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--json" => json = true,
-            "--ledger" => options.ledger = Some(args.next().ok_or("--ledger needs a URL")?.clone()),
-            "--schema" => {
-                options.schema = Some(args.next().ok_or("--schema needs a name")?.clone())
-            }
-            "--workers" => options.workers = number(arg, args.next())? as usize,
-            "--threads" => options.threads = number(arg, args.next())? as usize,
-            "--seconds" => options.seconds = number(arg, args.next())?,
-            "--resources" => options.resources = number(arg, args.next())? as usize,
-            "--kill-every" => {
-                options.kill_every =
-                    Some(std::time::Duration::from_secs(number(arg, args.next())?));
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    Ok((options, json))
-}
-
-fn stress(args: &[String]) -> Result<(), ExitCode> {
-    let (options, json) = parse_stress(args).map_err(|message| usage_error(&message))?;
     let mut progress = |line: &str| {
         let _ = writeln!(std::io::stderr(), "{line}");
     };
@@ -437,7 +427,7 @@ fn stress(args: &[String]) -> Result<(), ExitCode> {
         let _ = writeln!(std::io::stderr(), "{line}");
         ExitCode::from(2)
     })?;
-    let text = if json {
+    let text = if args.json {
         serde_json::to_string_pretty(&report).map_err(|err| {
             let _ = writeln!(std::io::stderr(), "error: write the report: {err}");
             ExitCode::from(2)
@@ -453,56 +443,39 @@ fn stress(args: &[String]) -> Result<(), ExitCode> {
     }
 }
 
-/// The hidden `stress-worker` subcommand `rmctl stress` starts: `--threads N --seconds S
-/// --seed X`, the pool from the environment.
-fn stress_worker(args: &[String]) -> Result<(), ExitCode> {
-    let mut settings = [4_u64, 20, 1];
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let slot = match flag.as_str() {
-            "--threads" => 0,
-            "--seconds" => 1,
-            "--seed" => 2,
-            other => return Err(usage_error(&format!("unknown option {other}"))),
-        };
-        settings[slot] = args
-            .next()
-            .and_then(|value| value.parse().ok())
-            .ok_or_else(|| usage_error(&format!("{flag} needs a number")))?;
-    }
-    let [threads, seconds, seed] = settings;
-    rm_cli::stress::worker(threads as usize, seconds, seed, &mut std::io::stdout()).map_err(|err| {
+fn stress_worker(args: &StressWorker) -> Result<(), ExitCode> {
+    rm_cli::stress::worker(
+        args.threads,
+        args.seconds,
+        args.seed,
+        &mut std::io::stdout(),
+    )
+    .map_err(|err| {
         let _ = writeln!(std::io::stderr(), "error: stress worker: {err}");
         ExitCode::from(2)
     })
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match args.first().map(String::as_str) {
-        Some("simulate") => match parse_simulate(&args[1..]) {
-            Ok(options) => simulate(&options),
-            Err(message) => Err(usage_error(&message)),
-        },
-        Some("compare") => compare(&args[1..]),
-        Some("stress") => stress(&args[1..]),
-        Some("stress-worker") => stress_worker(&args[1..]),
-        Some("validate") => match &args[1..] {
-            [file] => validate(Path::new(file), false),
-            [flag, file] | [file, flag] if flag == "--strict" => validate(Path::new(file), true),
-            _ => {
-                let _ = write!(std::io::stderr(), "{USAGE}");
-                Err(ExitCode::from(2))
-            }
-        },
-        Some("help" | "--help" | "-h") => {
-            let _ = write!(std::io::stdout(), "{USAGE}");
-            Ok(())
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to standard output with success; a bad command line names
+            // the bad flag or value on standard error, with status 2.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
-        _ => {
-            let _ = write!(std::io::stderr(), "{USAGE}");
-            Err(ExitCode::from(2))
-        }
+    };
+    let outcome = match &cli.command {
+        Command::Simulate(options) => simulate(options),
+        Command::Compare(options) => compare(options),
+        Command::Validate(options) => validate(&options.file, options.strict),
+        Command::Stress(args) => stress(args),
+        Command::StressWorker(args) => stress_worker(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,9 +101,46 @@ fn usage_errors_exit_non_zero() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--strategy: unknown strategy \"binpack\"") && stderr.contains("bin-pack"),
+        stderr.contains("'binpack' for '--strategy")
+            && stderr.contains("unknown strategy \"binpack\"")
+            && stderr.contains("bin-pack"),
         "{stderr}"
     );
+    // So do a bad policy, a bad number and an unknown flag.
+    for (args, names) in [
+        (&["compare", "--policy", "lifo"][..], "'lifo' for '--policy"),
+        (
+            &["stress", "--workers", "many"][..],
+            "'many' for '--workers",
+        ),
+        (&["simulate", "--bogus"][..], "'--bogus'"),
+    ] {
+        let out = rmctl(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+}
+
+/// `--help` of rmctl and of every subcommand prints its usage and examples, with success.
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        &["--help"][..],
+        &["simulate", "--help"],
+        &["compare", "--help"],
+        &["validate", "--help"],
+        &["stress", "--help"],
+        &["help", "simulate"],
+    ] {
+        let out = rmctl(args);
+        assert!(out.status.success(), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("Usage: rmctl") && stdout.contains("Examples:\n  rmctl"),
+            "{args:?}: {stdout}"
+        );
+    }
 }
 
 #[test]

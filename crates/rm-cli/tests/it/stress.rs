@@ -113,7 +113,7 @@ fn rmctl_stress_finds_no_violation_with_workers_killed() {
 fn rmctl_stress_names_bad_flags() {
     let out = crate::rmctl(&["stress", "--workers", "many"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers many"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'many' for '--workers"));
     let out = crate::rmctl(&[
         "stress",
         "--workers",
