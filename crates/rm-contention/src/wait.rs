@@ -83,11 +83,16 @@ impl Wake {
 }
 
 impl Signal {
-    /// Takes an answer delivered on the waiter's behalf, if there is one.
+    /// Takes an answer delivered on the waiter's behalf, if there is one, and closes the
+    /// signal: the waiter is done. A thread that picked this waiter as the head just before
+    /// the grant took it out of the queue may still call [`Waiter::begin`]; closed, it is
+    /// refused, where it would otherwise have reserved again for a waiter nobody waits on and
+    /// left that grant in the signal for ever (holding its capacity, found by the
+    /// eight-thread hand-off test under load).
     fn take_answer(&mut self) -> Option<Result<Reservation, WaitError>> {
-        self.result
-            .take()
-            .map(|result| result.map_err(WaitError::Refused))
+        let answer = self.result.take()?;
+        self.closed = true;
+        Some(answer.map_err(WaitError::Refused))
     }
 }
 
@@ -934,5 +939,55 @@ impl EventSink for Wakeup {
         if let Some(queue) = self.queue.get().and_then(Weak::upgrade) {
             queue.observe(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter() -> Waiter {
+        Waiter {
+            request: Arc::new(ReservationRequest::new(
+                rm_model::RequesterId::new("w").expect("valid"),
+                Vec::new(),
+            )),
+            estimate: None,
+            arrival: 0,
+            enqueued_at: Timestamp::ZERO,
+            signal: Mutex::new(Signal::default()),
+        }
+    }
+
+    fn grant() -> Reservation {
+        Reservation {
+            id: ReservationId::generate(),
+            requester: rm_model::RequesterId::new("w").expect("valid"),
+            priority: Priority(0),
+            state: rm_model::ReservationState::Pending,
+            items: Arc::new([]),
+            fencing_token: rm_model::FencingToken(1),
+            created_at: Timestamp::ZERO,
+            updated_at: Timestamp::ZERO,
+            expires_at: None,
+            labels: rm_model::Labels::new(),
+            preemptible: false,
+        }
+    }
+
+    /// Once a waiter has taken the answer delivered to it, a late try for it (by a thread
+    /// that picked it as the head before it left the queue) is refused, and a late delivery
+    /// comes back to be given back: nothing is reserved for a waiter nobody waits on.
+    #[test]
+    fn a_waiter_that_took_its_answer_takes_no_more() {
+        let waiter = waiter();
+        assert!(waiter.begin(), "a waiting waiter may be tried for");
+        assert!(waiter.deliver(Ok(grant())).is_none(), "delivered");
+        assert!(lock(&waiter.signal).take_answer().is_some());
+        assert!(!waiter.begin(), "no try for a waiter that has its answer");
+        assert!(
+            waiter.deliver(Ok(grant())).is_some(),
+            "a late grant comes back"
+        );
     }
 }

@@ -19,8 +19,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use dashmap::DashMap;
 use rm_model::{LabelKey, RequesterId, ResourceName, Selector};
 
-use crate::manager::IdHasher;
 use crate::record::{Record, RecordState};
+
+/// The hasher of the id maps (the manager's records, the holder index): foldhash, several
+/// times faster than the standard library's SipHash on these short keys, and seeded per map.
+pub(crate) type IdHasher = foldhash::fast::RandomState;
 
 /// Holds per resource.
 type Counts = HashMap<ResourceName, u32, IdHasher>;

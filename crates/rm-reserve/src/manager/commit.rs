@@ -1,0 +1,235 @@
+//! Committing a plan under the slot locks (or saying why not), and the reserve and confirm
+//! paths around it.
+
+use super::*;
+
+impl ReservationManager {
+    /// Commits a plan under the slot locks, or says why not.
+    pub(super) fn commit(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+        plan: Small<Placement>,
+        now: Timestamp,
+    ) -> Result<Reservation, Abort> {
+        // Positions are in registration order, which is the lock order.
+        let mut positions: Small<usize> = plan.iter().map(|p| p.position).collect();
+        positions.sort_unstable();
+        positions.dedup();
+        let mut holds: Small<Hold> = Small::new();
+        for placement in &plan {
+            let slot = positions
+                .binary_search(&placement.position)
+                .unwrap_or_default();
+            match holds
+                .iter_mut()
+                .find(|h| h.slot == slot && h.resource_type == placement.resource_type)
+            {
+                Some(hold) => {
+                    hold.amount = hold.amount.checked_add(placement.amount).ok_or_else(|| {
+                        Abort::Done(Box::new(Err(invalid(
+                            format!("requirements[{}].amount", placement.requirement),
+                            "the amounts on one resource overflow",
+                        ))))
+                    })?;
+                }
+                None => holds.push(Hold {
+                    slot,
+                    resource: catalog.resources[placement.position].name().clone(),
+                    dim: usize::MAX,
+                    resource_type: placement.resource_type.clone(),
+                    amount: placement.amount,
+                }),
+            }
+        }
+        let mut guards: Small<MutexGuard<'_, SlotState>> = positions
+            .iter()
+            .map(|&p| lock(&catalog.slots[p].state))
+            .collect();
+        // The units planned with must still be the capacities' units.
+        for placement in &plan {
+            let slot = positions
+                .binary_search(&placement.position)
+                .unwrap_or_default();
+            let state = &guards[slot];
+            if state
+                .dim(&placement.resource_type)
+                .is_none_or(|d| state.dims[d].unit != placement.unit)
+            {
+                return Err(Abort::Replan);
+            }
+        }
+        for hold in &mut holds {
+            match guards[hold.slot].dim(&hold.resource_type) {
+                Some(d) => hold.dim = d,
+                None => return Err(Abort::Replan),
+            }
+        }
+        let id = request.id.clone().unwrap_or_else(ReservationId::generate);
+        let vacant = match self.records.entry(id.clone()) {
+            Entry::Occupied(existing) => {
+                let existing = existing.get().clone();
+                drop(guards);
+                return Err(Abort::Done(Box::new(Self::retry_of(&existing, request))));
+            }
+            Entry::Vacant(vacant) => vacant,
+        };
+        // Take from the free counters, all or nothing: leases may have taken capacity since
+        // the plan, without the locks.
+        for (taken, hold) in holds.iter().enumerate() {
+            if !catalog.slots[positions[hold.slot]].take(hold.dim, hold.amount) {
+                for undo in &holds[..taken] {
+                    catalog.slots[positions[undo.slot]].give(undo.dim, undo.amount);
+                }
+                return Err(Abort::Replan);
+            }
+        }
+        for hold in &holds {
+            guards[hold.slot].dims[hold.dim].pending += hold.amount;
+        }
+        for guard in guards.iter_mut() {
+            guard.holders += 1;
+        }
+        let token = FencingToken(self.last_token.fetch_add(1, Ordering::AcqRel) + 1);
+        let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
+        let items = plan.into_iter().map(|p| {
+            let requirement = &request.requirements[p.requirement];
+            ReservationItem {
+                requirement: p.requirement,
+                resource: catalog.resources[p.position].name().clone(),
+                resource_type: p.resource_type,
+                amount: Quantity::from_milli(p.amount),
+                minimum: requirement
+                    .minimum()
+                    .and_then(|m| requirement.unit().convert(m, &p.unit).ok()),
+                unit: p.unit,
+            }
+        });
+        let grant = Grant {
+            id: id.clone(),
+            request,
+            token,
+            now,
+            expires_at,
+        };
+        let slots = positions.iter().map(|&p| catalog.slots[p].clone());
+        let spare = lock(&self.spare).pop();
+        let record = Record::fill(spare, grant, items, holds, slots);
+        // Locked before it is reachable, and held until the event is out: nothing about this
+        // reservation can be published before its grant, and its timer is armed before
+        // anyone can end it.
+        let mut state = lock(&record.state);
+        let reservation = record.reservation(&state);
+        vacant.insert(record.clone());
+        // After the insertion: see `crate::holders` for why the order matters.
+        if self.holders.is_kept() {
+            self.holders.add(&record, &mut state);
+        }
+        self.arm(&record, &mut state, expires_at);
+        // Publish after the slot locks go (an observer woken by the event must not queue on
+        // them).
+        drop(guards);
+        self.observers.publish(now, || EventKind::Reserved {
+            reservation: id,
+            requester: record.requester.clone(),
+            priority: record.priority,
+            items: state.items.clone(),
+            fencing_token: token,
+        });
+        drop(state);
+        Ok(reservation)
+    }
+}
+
+impl ReservationManager {
+    /// `reserve`, with or without explaining a refusal.
+    pub(super) fn reserve_with(
+        &self,
+        request: &ReservationRequest,
+        explain: bool,
+    ) -> Result<Reservation, LedgerError> {
+        let catalog = self.read_catalog();
+        self.reserve_in(&catalog, request, explain)
+    }
+
+    /// `reserve` with the catalog already held (for reading, or for writing by a preemptor).
+    pub(super) fn reserve_in(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+        explain: bool,
+    ) -> Result<Reservation, LedgerError> {
+        let now = self.clock.now();
+        self.run_timers(now);
+        if let Some(id) = &request.id
+            && let Some(existing) = self.records.get(id).map(|r| r.clone())
+        {
+            return Self::retry_of(&existing, request);
+        }
+        if let Some(first) = request.violations().into_iter().next() {
+            return Err(invalid(first.path, first.message));
+        }
+        if let Some(validator) = &self.validator {
+            let context = ValidationContext {
+                resources: &catalog.resources,
+                active: &[],
+            };
+            validator
+                .validate_request(request, &context)
+                .map_err(rejected)?;
+        }
+        for _ in 0..COMMIT_ATTEMPTS {
+            let plan = match self.plan(catalog, request, explain, &[]) {
+                Ok(plan) => plan,
+                Err(err) => {
+                    // An expired hold must never block a grant: expire what is due, then plan
+                    // again.
+                    if !self.run_timers(self.clock.now()).is_empty() {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            match self.commit(catalog, request, plan, now) {
+                Ok(reservation) => return Ok(reservation),
+                Err(Abort::Done(result)) => return *result,
+                Err(Abort::Replan) => {}
+            }
+        }
+        // Capacity kept moving under every plan: a definite refusal that says so.
+        Err(LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: Vec::new(),
+        })
+    }
+
+    pub(super) fn confirm_inner(
+        &self,
+        id: &ReservationId,
+        fence: Option<FencingToken>,
+    ) -> Result<Reservation, LedgerError> {
+        self.with_record(
+            "confirm",
+            id,
+            fence,
+            |record, guards, state, now, outbox| {
+                match state.state {
+                    ReservationState::Confirmed => return Ok(record.reservation(state)),
+                    ReservationState::Pending => {}
+                    other => return Err(LedgerError::wrong_state("confirm", &record.id, other)),
+                }
+                for hold in &state.holds {
+                    let dim = &mut guards[hold.slot].dims[hold.dim];
+                    dim.pending -= hold.amount;
+                    dim.confirmed += hold.amount;
+                }
+                self.disarm(record, state);
+                state.state = ReservationState::Confirmed;
+                state.updated_at = now;
+                state.expires_at = None;
+                outbox.push(Note::Confirmed);
+                Ok(record.reservation(state))
+            },
+        )
+    }
+}

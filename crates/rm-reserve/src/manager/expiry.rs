@@ -1,0 +1,159 @@
+//! Expiry and retention: the timers of pending holds, the sweep that runs what is due, and
+//! forgetting ended reservations once their retention has run out.
+
+use super::*;
+
+impl ReservationManager {
+    /// Schedules the pending hold's expiry at `at`, or moves its timer there; the caller
+    /// holds the record's state lock.
+    pub(super) fn arm(&self, record: &Record, state: &mut RecordState, at: Timestamp) {
+        let mut timers = lock(&self.timers);
+        let moved = state
+            .timer
+            .is_some_and(|handle| timers.reschedule(handle, record.token, at));
+        if !moved {
+            state.timer = Some(timers.insert(at, record.token, record.id.clone()));
+        }
+        // Under the heap's lock, so that a sweep finishing now cannot raise the hint past it.
+        self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
+    }
+
+    /// Cancels the hold's expiry timer, if it has one; the caller holds its state lock.
+    pub(super) fn disarm(&self, record: &Record, state: &mut RecordState) {
+        if let Some(handle) = state.timer.take() {
+            lock(&self.timers).remove(handle, record.token);
+        }
+    }
+
+    /// Runs every timer due by `now`; returns the holds it expired.
+    ///
+    /// When it returns, every hold whose deadline is at or before `now` has ended, whatever
+    /// other threads are doing: a thread that finds a timer due while another thread sweeps
+    /// waits for that sweep (which may be expiring the very hold it needs) and then runs what
+    /// is left. The hint is raised only at the end of a sweep, so no thread skips expiry while
+    /// a due hold is still pending.
+    pub(super) fn run_timers(&self, now: Timestamp) -> Vec<Reservation> {
+        if now.as_nanos() >= self.next_forget.load(Ordering::Acquire) {
+            // Forgetting frees no capacity, so nobody waits for it: threads share the work.
+            self.forget_due(now);
+        }
+        if now.as_nanos() < self.next_timer.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let _sweep = lock(&self.sweep);
+        let mut expired = Vec::new();
+        loop {
+            // One at a time, so that no list is built and the heap's lock is never held
+            // while a record's locks are taken.
+            let due = {
+                let mut timers = lock(&self.timers);
+                let due = timers.pop_due(now);
+                if due.is_none() {
+                    // Every timer due by `now` has run: nothing below the heap's earliest
+                    // deadline remains, and a timer scheduled meanwhile lowers it again.
+                    let next = timers.next().map_or(u64::MAX, Timestamp::as_nanos);
+                    self.next_timer.store(next, Ordering::Release);
+                }
+                due
+            };
+            let Some(due) = due else {
+                break;
+            };
+            let Some(record) = self.records.get(&due.id).map(|r| r.clone()) else {
+                continue;
+            };
+            if record.token != due.token {
+                continue;
+            }
+            let mut guards = record.lock_slots();
+            let mut state = lock(&record.state);
+            let mut outbox = Outbox::default();
+            if self.expire_if_due(&record, &mut guards, &mut state, now, &mut outbox) {
+                expired.push(record.reservation(&state));
+            }
+            drop(guards);
+            self.flush(&record, &state, &mut outbox, now);
+        }
+        expired
+    }
+
+    /// Puts every active hold in the holder index, which was just switched on, and marks it
+    /// ready (see [`crate::holders`]).
+    pub(super) fn fill_holder_index(&self) {
+        for record in self.records.iter() {
+            let mut state = lock(&record.state);
+            if state.state.holds_capacity() {
+                self.holders.add(&record, &mut state);
+            }
+        }
+        self.holders.ready();
+    }
+
+    /// Forgets the ended reservations whose retention ran out by `now`, keeping their records
+    /// for reuse.
+    pub(super) fn forget_due(&self, now: Timestamp) {
+        /// Entries taken per lock of the retention queue (and records kept per lock of the
+        /// spare list), on the stack.
+        const BATCH: usize = 16;
+        loop {
+            let mut due: SmallVec<[(Timestamp, FencingToken, ReservationId); BATCH]> =
+                SmallVec::new();
+            {
+                let mut forgets = lock(&self.forgets);
+                while due.len() < BATCH {
+                    match forgets.front() {
+                        Some((at, _, _)) if *at <= now => due.extend(forgets.pop_front()),
+                        _ => break,
+                    }
+                }
+                let next = forgets.front().map_or(u64::MAX, |(at, _, _)| at.as_nanos());
+                self.next_forget.store(next, Ordering::Release);
+            }
+            let more = due.len() == BATCH;
+            let mut reusable: SmallVec<[Arc<Record>; BATCH]> = SmallVec::new();
+            for (_, token, id) in due {
+                let forgotten = self.records.remove_if(&id, |_, record| {
+                    record.token == token && lock(&record.state).state.is_terminal()
+                });
+                if let Some((_, mut record)) = forgotten
+                    && record.empty_for_reuse()
+                {
+                    reusable.push(record);
+                }
+            }
+            if !reusable.is_empty() {
+                let mut spare = lock(&self.spare);
+                let room = SPARE_RECORDS.saturating_sub(spare.len());
+                spare.extend(reusable.drain(..).take(room));
+            }
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Expires the reservation if it is pending and its TTL has run out by `now`; the caller
+    /// holds its slot locks and state lock. Returns whether it expired it.
+    pub(super) fn expire_if_due(
+        &self,
+        record: &Record,
+        guards: &mut [MutexGuard<'_, SlotState>],
+        state: &mut RecordState,
+        now: Timestamp,
+        outbox: &mut Outbox,
+    ) -> bool {
+        let due = state.state == ReservationState::Pending
+            && state.expires_at.is_some_and(|at| at <= now);
+        if due {
+            self.end(
+                record,
+                guards,
+                state,
+                (ReservationState::Expired, None),
+                now,
+                outbox,
+            );
+        }
+        due
+    }
+}
