@@ -4,7 +4,8 @@
 //!   the tests, the docs with warnings denied, the layer tidy check, and `cargo check -p` for
 //!   each member on its own.
 //! - `cargo xtask tidy`: only the layer rules of `docs/architecture.md`, read from
-//!   `cargo metadata`. The same check runs as a `#[test]` of this crate.
+//!   `cargo metadata`, and that no two files of a crate import each other round a loop
+//!   (`cycles.rs`). The same checks run as `#[test]`s of this crate.
 #![expect(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -14,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod cycles;
 mod tidy;
 
 fn cargo() -> Command {
@@ -46,15 +48,24 @@ fn with_args(mut command: Command, args: &[&str]) -> Command {
 }
 
 fn tidy_step() -> Result<(), String> {
-    println!("==> tidy: layer rules");
-    let violations = tidy::check_workspace(&workspace_root())?;
+    println!("==> tidy: layer rules, import loops");
+    let mut violations = tidy::check_workspace(&workspace_root())?;
+    for src in cycles::crate_sources(&workspace_root())? {
+        for component in cycles::loops(&cycles::graph_of(&src)?) {
+            violations.push(format!(
+                "{}: these files import each other round a loop: {}",
+                src.display(),
+                component.join(", ")
+            ));
+        }
+    }
     if violations.is_empty() {
         Ok(())
     } else {
         for violation in &violations {
             eprintln!("  {violation}");
         }
-        Err(format!("tidy: {} layer rule violations", violations.len()))
+        Err(format!("tidy: {} violations", violations.len()))
     }
 }
 

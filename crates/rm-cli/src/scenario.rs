@@ -8,8 +8,59 @@ use std::path::{Path, PathBuf};
 
 use rm_facade::model::{Quantity, ReservationStrategy};
 use rm_facade::policy::ResourceQuota;
-use rm_facade::{Config, ConfigError, Problem};
+use rm_facade::{Config, ConfigError, PolicyKind, Problem};
 use serde::Deserialize;
+
+/// How the next tenant to serve is chosen: from the facade's `[policy]`, or forced by
+/// [`Scenario::order`](Scenario::order) (as `rmctl compare --policy` does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Arrival order.
+    Fifo,
+    /// Highest priority first.
+    Priority,
+    /// Lowest dominant share first.
+    Fair,
+    /// Lowest dominant share over weight first.
+    Weighted,
+}
+
+impl Order {
+    /// Parses `fifo`, `priority`, `fair` or `weighted`.
+    pub fn parse(name: &str) -> Option<Order> {
+        match name {
+            "fifo" => Some(Order::Fifo),
+            "priority" => Some(Order::Priority),
+            "fair" => Some(Order::Fair),
+            "weighted" => Some(Order::Weighted),
+            _ => None,
+        }
+    }
+
+    /// The order the facade's `[policy]` gives.
+    pub(crate) fn of(config: &Config) -> Order {
+        let has = |kind| config.policy.order.contains(&kind);
+        if has(PolicyKind::Weighted) {
+            Order::Weighted
+        } else if has(PolicyKind::Fair) {
+            Order::Fair
+        } else if has(PolicyKind::Priority) {
+            Order::Priority
+        } else {
+            Order::Fifo
+        }
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Fifo => "fifo",
+            Order::Priority => "priority",
+            Order::Fair => "fair",
+            Order::Weighted => "weighted",
+        }
+    }
+}
 
 /// Keys of a scenario file that belong to the replay rather than to the facade.
 pub const SCENARIO_KEYS: [&str; 6] = [
@@ -40,7 +91,7 @@ pub struct Scenario {
     /// The folder relative paths are read from (the scenario file's).
     pub base: PathBuf,
     /// Serve tenants in this order whatever `[policy]` says (set by `rmctl compare`).
-    pub order: Option<crate::sim::Order>,
+    pub order: Option<Order>,
 }
 
 /// How the replay runs.

@@ -14,7 +14,7 @@ use rm_facade::model::{
     ResourceRequirement, ResourceType, Timestamp, Unit,
 };
 use rm_facade::scale::{ScaleRefused, ScaleTarget};
-use rm_facade::{Config, ConfigError, Error, PolicyKind, Problem, ResourceManager};
+use rm_facade::{ConfigError, Error, PolicyKind, Problem, ResourceManager};
 
 use crate::report::{
     Fairness, GpuShare, GpuSummary, Jobs, Report, Sample, Saturation, TaskRecord, TenantShare,
@@ -45,55 +45,9 @@ fn amounts(cpu: Quantity, memory: Quantity, gpus: Quantity) -> Amounts {
 
 use rm_facade::model::ppm;
 
-/// How the next tenant to serve is chosen: from the facade's `[policy]`, or forced by
-/// [`Scenario::order`] (as `rmctl compare --policy` does).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Order {
-    /// Arrival order.
-    Fifo,
-    /// Highest priority first.
-    Priority,
-    /// Lowest dominant share first.
-    Fair,
-    /// Lowest dominant share over weight first.
-    Weighted,
-}
-
-impl Order {
-    /// Parses `fifo`, `priority`, `fair` or `weighted`.
-    pub fn parse(name: &str) -> Option<Order> {
-        match name {
-            "fifo" => Some(Order::Fifo),
-            "priority" => Some(Order::Priority),
-            "fair" => Some(Order::Fair),
-            "weighted" => Some(Order::Weighted),
-            _ => None,
-        }
-    }
-
-    fn of(config: &Config) -> Order {
-        let has = |kind| config.policy.order.contains(&kind);
-        if has(PolicyKind::Weighted) {
-            Order::Weighted
-        } else if has(PolicyKind::Fair) {
-            Order::Fair
-        } else if has(PolicyKind::Priority) {
-            Order::Priority
-        } else {
-            Order::Fifo
-        }
-    }
-
-    /// The name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Order::Fifo => "fifo",
-            Order::Priority => "priority",
-            Order::Fair => "fair",
-            Order::Weighted => "weighted",
-        }
-    }
-}
+/// The order of tenants, defined with the scenario that names it (kept here too, where the
+/// replay uses it).
+pub use crate::scenario::Order;
 
 /// Records preemptions as the ledger reports them.
 #[derive(Default)]

@@ -480,11 +480,6 @@ impl Config {
         })
     }
 
-    /// Every problem that would stop a manager being built from this configuration.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        crate::wiring::Parts::from_config(self, &crate::wiring::CodeParts::default()).map(|_| ())
-    }
-
     /// The default TTL.
     pub(crate) fn default_ttl(&self) -> Duration {
         Duration::from_millis(self.manager.default_ttl_ms)

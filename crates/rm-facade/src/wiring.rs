@@ -599,3 +599,11 @@ pub(crate) fn preemption_policy_of(
         None => Arc::new(|_| PreemptionPolicy::PreemptLowerPriority),
     }
 }
+
+impl Config {
+    /// Every problem that would stop a manager being built from this configuration: the
+    /// wiring itself, run without building (so `check` and the builder cannot disagree).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        Parts::from_config(self, &CodeParts::default()).map(|_| ())
+    }
+}

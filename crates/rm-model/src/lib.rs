@@ -109,6 +109,7 @@ mod resource;
 mod scale;
 mod unit;
 mod validate;
+mod violation;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use contention::{
@@ -143,7 +144,8 @@ pub use resource::{
 };
 pub use scale::{ScaleError, ScaleStatus, ScaleTarget};
 pub use unit::{Dimension, Unit, UnitError};
-pub use validate::{FieldPath, ValidationContext, ValidationErrors, Validator, Violation};
+pub use validate::{ValidationContext, Validator};
+pub use violation::{FieldPath, ValidationErrors, Violation};
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use crate::name::{CapabilityName, ColocationGroup, LabelKey, RequesterId};
 use crate::quantity::Quantity;
 use crate::resource::{CapabilityValue, Labels, Resource, ResourceType, ValueView};
 use crate::unit::Unit;
-use crate::validate::{FieldPath, Violation};
+use crate::violation::{FieldPath, Violation};
 
 /// What a constraint looks at: a capability of the resource's specification or a label.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -20,7 +20,7 @@ use crate::quantity::Quantity;
 use crate::requirement::ResourceRequirement;
 use crate::resource::{Labels, Resource, ResourceType};
 use crate::unit::Unit;
-use crate::validate::{FieldPath, Violation};
+use crate::violation::{FieldPath, Violation};
 
 /// How important a request is: higher wins (as Kubernetes' pod priority).
 #[derive(

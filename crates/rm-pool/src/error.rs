@@ -1,8 +1,6 @@
-//! The crate's one error type.
+//! The crate's errors: [`Error`], and a provider's failure to create a member.
 
 use std::time::Duration;
-
-use crate::ProviderError;
 
 /// What went wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,4 +54,12 @@ pub enum Error {
         /// Lent units this refusal started reclaiming.
         reclaiming: u64,
     },
+}
+
+/// A provider's failure to create a member.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// The provider's explanation.
+    pub message: String,
 }

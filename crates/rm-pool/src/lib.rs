@@ -72,5 +72,5 @@ mod error;
 mod pool;
 
 pub use elastic::{ElasticGroup, ElasticLease, ElasticPoolSpec, ElasticStatus, Reclaim};
-pub use error::Error;
-pub use pool::{Pool, PoolLimits, PoolStatus, Pooled, Provider, ProviderError, ShareStatus};
+pub use error::{Error, ProviderError};
+pub use pool::{Pool, PoolLimits, PoolStatus, Pooled, Provider, ShareStatus};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rm_model::{Clock, Constraint, Resource, SystemClock, Timestamp};
 
-use crate::Error;
+use crate::error::{Error, ProviderError};
 
 /// Creates, checks and destroys the members of a dynamic pool: the "add or remove capacity"
 /// side (a cloud API, a process spawner, a connection factory).
@@ -28,14 +28,6 @@ pub trait Provider<T>: Send + Sync {
 
     /// Destroys a member the pool no longer keeps. Called without any pool lock held.
     fn destroy(&self, _member: T) {}
-}
-
-/// A provider's failure to create a member.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ProviderError {
-    /// The provider's explanation.
-    pub message: String,
 }
 
 /// A dynamic pool's limits.

@@ -161,7 +161,7 @@ pub struct PgLedger {
     pub(crate) validator: Option<Arc<dyn Validator>>,
     pub(crate) sink: Option<Arc<dyn EventSink>>,
     pub(crate) sequence: AtomicU64,
-    pub(crate) wakeups: Arc<crate::wait::Wakeups>,
+    pub(crate) wakeups: Arc<crate::wakeups::Wakeups>,
     pub(crate) wait_poll: Duration,
     pub(crate) wait_order: Option<Arc<dyn rm_model::AllocationPolicy>>,
     /// The time the wait order's policy is asked at: the injected clock, or a monotonic

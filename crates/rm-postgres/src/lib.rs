@@ -110,6 +110,7 @@ mod schema;
 mod session;
 mod view;
 mod wait;
+mod wakeups;
 
 pub use builder::PgLedgerBuilder;
 pub use error::Error;

@@ -392,3 +392,13 @@ impl ReservationLedger for WorkerSession {
         self.ledger.audit()
     }
 }
+
+impl Waiting<'_> {
+    /// Binds the grant to `session` ([`WorkerSession::reserve_bound`]'s rules): a worker
+    /// that dies after its wait was granted strands nothing.
+    ///
+    /// [`WorkerSession::reserve_bound`]: WorkerSession::reserve_bound
+    pub fn bound_to(self, session: &WorkerSession, on_end: OnSessionEnd) -> Self {
+        self.with_session((session.id(), on_end == OnSessionEnd::Keep))
+    }
+}

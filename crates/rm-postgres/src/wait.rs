@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,6 @@ use rm_model::{
     ReservationRequest, Timestamp,
 };
 
-use crate::OnSessionEnd;
-
 use crate::ledger::{Bind, PgLedger, nanos};
 
 /// How long a waiter's row lives unless renewed: a waiter whose process died blocks the
@@ -28,49 +26,6 @@ pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(2);
 
 /// How often a waiting thread renews its row.
 const RENEW_EVERY: Duration = Duration::from_millis(500);
-
-/// Wake-ups for this process's waiting threads: a generation bumped by a listener thread on
-/// every event of any process (started with the first wait, stopped with the ledger).
-#[derive(Default)]
-pub(crate) struct Wakeups {
-    generation: Mutex<u64>,
-    changed: Condvar,
-    stop: Arc<AtomicBool>,
-    listener: OnceLock<()>,
-}
-
-impl Wakeups {
-    fn current(&self) -> u64 {
-        *self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn bump(&self) {
-        *self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) += 1;
-        self.changed.notify_all();
-    }
-
-    /// Waits until the generation moves past `seen`, or `at_most` passes.
-    fn wait_past(&self, seen: u64, at_most: Duration) {
-        let generation = self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let _ = self
-            .changed
-            .wait_timeout_while(generation, at_most, |g| *g == seen)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
-
-    pub(crate) fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-    }
-}
 
 impl PgLedger {
     /// Starts the listener thread of this process's waiters, once.
@@ -450,15 +405,6 @@ impl<'a> Waiting<'a> {
     /// proves short can delay the head, as in Slurm: give honest ones.
     pub fn expecting(mut self, run_time: Duration) -> Self {
         self.spec.estimate = Some(run_time);
-        self
-    }
-
-    /// Binds the grant to `session` ([`WorkerSession::reserve_bound`]'s rules): a worker
-    /// that dies after its wait was granted strands nothing.
-    ///
-    /// [`WorkerSession::reserve_bound`]: crate::WorkerSession::reserve_bound
-    pub fn bound_to(mut self, session: &crate::WorkerSession, on_end: OnSessionEnd) -> Self {
-        self.spec.session = Some((session.id(), on_end == OnSessionEnd::Keep));
         self
     }
 
