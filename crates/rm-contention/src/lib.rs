@@ -87,16 +87,18 @@
 
 mod deadlock;
 mod detect;
+mod error;
 mod preempt;
 mod resolver;
 mod wait;
 
 pub use deadlock::WaitForGraph;
 pub use detect::{ContentionReport, ResourceContention, TypeContention, detect};
+pub use error::{PreemptionError, ResolverError, WaitError};
 pub use preempt::{
-    DisruptionBudget, GracefulPreemption, PreemptionError, PreemptionPlan, VictimNotifier,
-    plan_preemption, plan_preemption_with,
+    DisruptionBudget, GracefulPreemption, PreemptionPlan, VictimNotifier, plan_preemption,
+    plan_preemption_with,
 };
-pub use resolver::{PreemptionPolicyOf, Resolver, ResolverError, ShrinkNotifier};
+pub use resolver::{PreemptionPolicyOf, Resolver, ShrinkNotifier};
 pub use rm_model::backfill::{Amounts, Running, backfill_allows, shadow_time};
-pub use wait::{HeadOfLine, Ticket, WaitError, WaitQueue, Wakeup};
+pub use wait::{HeadOfLine, Ticket, WaitQueue, Wakeup};

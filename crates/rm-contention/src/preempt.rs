@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::error::PreemptionError;
 use rm_model::{
     LedgerError, LedgerSnapshot, PreemptionPolicy, Priority, Reservation, ReservationId,
     ReservationLedger, ReservationRequest, ReservationState, Resource, ResourceName, ResourceType,
@@ -29,26 +30,6 @@ impl PreemptionPlan {
             .max()
             .unwrap_or(Priority(i32::MIN))
     }
-}
-
-/// Why a request cannot preempt.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PreemptionError {
-    /// Its priority class never preempts.
-    #[error("preempt for {requester}: its priority class never preempts")]
-    NeverPreempts {
-        /// Who asked.
-        requester: rm_model::RequesterId,
-    },
-    /// No resource can be freed enough by ending lower-priority, preemptible holds.
-    #[error(
-        "preempt for {requester}: no resource can be freed enough by ending lower-priority holds"
-    )]
-    NoVictims {
-        /// Who asked.
-        requester: rm_model::RequesterId,
-    },
 }
 
 /// At most `max_disruptions` of the holds `selector` selects may be ended by one preemption:

@@ -12,22 +12,10 @@ use rm_model::{
     Resolution, ResolutionOutcome, ScaleTarget,
 };
 
+use crate::error::ResolverError;
+use crate::error::WaitError;
 use crate::preempt::{DisruptionBudget, GracefulPreemption, VictimNotifier, plan_preemption_with};
-use crate::wait::{WaitError, WaitQueue};
-
-/// Why a resolver could not be configured.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResolverError {
-    /// The strategy is not available in this resolver.
-    #[error("configure contention strategy {strategy}: {reason}")]
-    Unsupported {
-        /// The strategy.
-        strategy: ContentionStrategy,
-        /// Why.
-        reason: &'static str,
-    },
-}
+use crate::wait::WaitQueue;
 
 /// Told when one of its elastic holds is shrunk to make room.
 pub trait ShrinkNotifier: Send + Sync {

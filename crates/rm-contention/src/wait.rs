@@ -17,34 +17,16 @@ use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
+use rm_model::backfill::{Amounts, Running, amounts_of_items, amounts_of_request, backfill_allows};
 use rm_model::{
     AllocationPolicy, Clock, Event, EventKind, EventSink, LedgerError, PendingRequest, Priority,
     Reservation, ReservationId, ReservationLedger, ReservationRequest, Timestamp,
 };
 
-use rm_model::backfill::{Amounts, Running, amounts_of_items, amounts_of_request, backfill_allows};
+use crate::error::WaitError;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Why waiting ended without a reservation.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WaitError {
-    /// The timeout passed first; the request left the queue.
-    #[error("wait for capacity: timed out after {after:?}")]
-    TimedOut {
-        /// How long it waited.
-        after: Duration,
-    },
-    /// The ticket was cancelled or its queue dropped.
-    #[error("wait for capacity: cancelled")]
-    Cancelled,
-    /// The ledger refused the request for a reason waiting cannot cure (invalid input, an id
-    /// used by another request, an unavailable store).
-    #[error("wait for capacity: the ledger refused the request")]
-    Refused(#[source] LedgerError),
 }
 
 #[derive(Default)]

@@ -100,6 +100,7 @@
 mod builder;
 mod change;
 pub mod cluster;
+mod contract;
 mod error;
 mod events;
 mod inspect;
