@@ -189,6 +189,17 @@ fn progress_line(label: &str, virtual_s: u64, done: usize, total: usize) -> Stri
     )
 }
 
+/// An error and its causes, as `outer: cause: root cause`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    line
+}
+
 fn print_config_error(err: &ConfigError) {
     let mut stderr = std::io::stderr().lock();
     match err {
@@ -233,7 +244,7 @@ fn simulate(options: &Simulate) -> Result<(), ExitCode> {
         match &err {
             rm_facade::Error::Config(config) => print_config_error(config),
             other => {
-                let _ = writeln!(std::io::stderr(), "error: {other}");
+                let _ = writeln!(std::io::stderr(), "error: {}", chain(other));
             }
         }
         ExitCode::from(2)
@@ -336,7 +347,7 @@ fn compare(options: &Compare) -> Result<(), ExitCode> {
             }
         };
         let report = sim::run(&scenario, None, &mut progress).map_err(|err| {
-            let _ = writeln!(std::io::stderr(), "\nerror: {name}: {err}");
+            let _ = writeln!(std::io::stderr(), "\nerror: {name}: {}", chain(&err));
             ExitCode::from(2)
         })?;
         if !quiet {
@@ -418,13 +429,7 @@ fn stress(args: &StressArgs) -> Result<(), ExitCode> {
         let _ = writeln!(std::io::stderr(), "{line}");
     };
     let report = rm_cli::stress::run(&options, &mut progress).map_err(|err| {
-        let mut line = format!("error: {err}");
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            line.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        let _ = writeln!(std::io::stderr(), "{line}");
+        let _ = writeln!(std::io::stderr(), "error: {}", chain(&err));
         ExitCode::from(2)
     })?;
     let text = if args.json {

@@ -43,9 +43,10 @@ pub enum Error {
     /// A global `metrics` recorder is installed already.
     #[error("a global metrics recorder is installed already")]
     GlobalRecorderTaken,
-    /// A background thread could not be started.
-    #[error("start a thread: {0}")]
-    Thread(String),
+    /// A background thread could not be started (the operating system's error is the
+    /// source).
+    #[error("start a thread")]
+    Thread(#[source] std::io::Error),
     /// The configured ledger backend could not be started (the database is unreachable,
     /// refuses the credentials, or holds a newer schema).
     #[error("start the {backend} ledger")]
@@ -57,12 +58,13 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The metrics endpoint could not be started.
-    #[error("serve metrics on {address}: {message}")]
+    #[error("serve metrics on {address}")]
     Serve {
         /// The address asked for.
         address: SocketAddr,
-        /// The operating system's message.
-        message: String,
+        /// The operating system's error (an address in use, a port not allowed).
+        #[source]
+        source: std::io::Error,
     },
 }
 

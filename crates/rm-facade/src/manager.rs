@@ -436,7 +436,7 @@ impl ResourceManager {
                     outcome.err().map(|err| err.to_string());
             }
         })
-        .map_err(|err| Error::Thread(err.to_string()))?;
+        .map_err(Error::Thread)?;
         Ok(Ticker {
             _periodic: periodic,
             last_error,
@@ -604,7 +604,7 @@ impl ResourceManager {
         MetricsServer::start(addr, render, upkeep, Duration::from_secs(5)).map_err(|err| {
             Error::Serve {
                 address: addr,
-                message: err.to_string(),
+                source: err,
             }
         })
     }

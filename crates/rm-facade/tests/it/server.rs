@@ -137,6 +137,15 @@ fn an_address_in_use_is_a_typed_error() {
         .serve_metrics_on(taken.local_addr().unwrap())
         .unwrap_err();
     assert!(matches!(err, rm_facade::Error::Serve { .. }), "{err}");
+    // The operating system's error is kept as the source, not flattened into the message.
+    let source = std::error::Error::source(&err).expect("a source");
+    assert_eq!(
+        source
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind),
+        Some(std::io::ErrorKind::AddrInUse),
+        "{source}"
+    );
 }
 
 #[test]
