@@ -12,11 +12,10 @@ use rm_model::{
     Admission, AllocationPolicy, Clock, ContentionResolver, Event, EventKind, EventSink,
     FencingToken, LedgerError, LedgerSnapshot, Refusal, RequesterId, Reservation, ReservationId,
     ReservationLedger, ReservationRequest, ResolutionOutcome, Resource, ResourceName, SystemClock,
-    Timestamp, Validator, ppm,
+    Timestamp, Validator,
 };
 use rm_monitor::{
     DashboardData, MetricsCollector, ResourceDashboard, ResourceMetricsCollector, Retention,
-    ShareSample,
 };
 use rm_policy::{PolicyObserver, PriorityAllocationPolicy};
 use rm_pool::{ElasticGroup, Pool, PoolStatus};
@@ -138,8 +137,6 @@ impl std::fmt::Debug for ResourceManager {
             .finish_non_exhaustive()
     }
 }
-
-const OTHER_CLASS: &str = "other";
 
 impl ResourceManager {
     /// A manager built from a configuration with the other parts at their defaults.
@@ -449,7 +446,11 @@ impl ResourceManager {
         let inner = &*self.inner;
         let snapshot = inner.ledger.snapshot()?;
         inner.resources.collect_from(&snapshot);
-        inner.monitor.record_shares(&self.shares(&snapshot));
+        inner.monitor.record_shares(&rm_monitor::class_shares(
+            &snapshot,
+            &inner.classes,
+            &inner.class_weights,
+        ));
         inner
             .monitor
             .record_starvation(inner.queue.starvation_age());
@@ -472,68 +473,6 @@ impl ResourceManager {
             }
         }
         Ok(())
-    }
-
-    /// Each class's dominant share of capacity against its weight's entitlement.
-    fn shares(&self, snapshot: &LedgerSnapshot) -> Vec<ShareSample> {
-        let inner = &*self.inner;
-        let mut totals: BTreeMap<&rm_model::ResourceType, i128> = BTreeMap::new();
-        for usage in &snapshot.usage {
-            *totals.entry(&usage.resource_type).or_default() +=
-                usage.unit.to_base_milli(usage.capacity);
-        }
-        // Every configured class and `other` always have a series, so the set of series does
-        // not change with who holds what.
-        let mut held: BTreeMap<&str, BTreeMap<&rm_model::ResourceType, i128>> = BTreeMap::new();
-        held.entry(OTHER_CLASS).or_default();
-        for class in inner.classes.values() {
-            held.entry(class.as_str()).or_default();
-        }
-        for class in inner.class_weights.keys() {
-            held.entry(class.as_str()).or_default();
-        }
-        for reservation in &snapshot.active {
-            let class = inner
-                .classes
-                .get(&reservation.requester)
-                .map_or(OTHER_CLASS, String::as_str);
-            let by_type = held.entry(class).or_default();
-            for item in reservation.items.iter() {
-                *by_type.entry(&item.resource_type).or_default() +=
-                    item.unit.to_base_milli(item.amount);
-            }
-        }
-        let weight = |class: &str| i128::from(*inner.class_weights.get(class).unwrap_or(&1));
-        // Configured classes are always entitled; `other` only while someone outside them
-        // holds capacity (an empty `other` would otherwise dilute every class's share).
-        let counts = |class: &str, by_type: &BTreeMap<&rm_model::ResourceType, i128>| {
-            class != OTHER_CLASS || by_type.values().any(|amount| *amount > 0)
-        };
-        let total_weight: i128 = held
-            .iter()
-            .filter(|(class, by_type)| counts(class, by_type))
-            .map(|(class, _)| weight(class))
-            .sum();
-        held.iter()
-            .map(|(class, by_type)| {
-                let share_ppm = by_type
-                    .iter()
-                    .map(|(resource_type, amount)| {
-                        ppm(*amount, totals.get(resource_type).copied().unwrap_or(0))
-                    })
-                    .max()
-                    .unwrap_or(0);
-                ShareSample {
-                    class: (*class).to_owned(),
-                    share_ppm,
-                    entitled_ppm: if counts(class, by_type) {
-                        ppm(weight(class), total_weight)
-                    } else {
-                        0
-                    },
-                }
-            })
-            .collect()
     }
 
     /// The dashboard's data as of now (collect first for fresh gauges).

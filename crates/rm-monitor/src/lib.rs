@@ -18,6 +18,9 @@
 //! - [`ResourceDashboard`]: `get_dashboard_data` returns a serialisable [`DashboardData`]
 //!   with utilisation by type, the most contended capacities, wait p50/p99, recent scaling
 //!   and [`Alert`]s (sustained saturation, starvation, expiry spikes; [`AlertRules`]).
+//! - [`class_shares`]: each requester class's dominant share of capacity against its
+//!   weight's entitlement, from one snapshot ([`ShareSample`]s for the class gauges;
+//!   requesters of no class are [`OTHER_CLASS`]).
 //! - [`names`]: every metric's name and help text.
 //!
 //! # Design decisions
@@ -90,6 +93,7 @@ mod collector;
 mod dashboard;
 pub mod names;
 mod resources;
+mod shares;
 
 pub use collector::{
     EndedCounts, MetricsCollector, PoolSample, ReservationCounts, Retention, ScalingRecord,
@@ -99,3 +103,4 @@ pub use dashboard::{
     Alert, AlertKind, AlertRules, DashboardData, ResourceDashboard, TypeUtilization,
 };
 pub use resources::ResourceMetricsCollector;
+pub use shares::{OTHER_CLASS, class_shares};
