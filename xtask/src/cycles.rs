@@ -1,4 +1,5 @@
-//! No two files of a crate import each other, directly or round a loop.
+//! No two files of a crate import each other, directly or round a loop; and every item a
+//! crate exports is named in its crate docs ([`unnamed_exports`]).
 //!
 //! A crate's modules are its `src/*.rs` files; a module's directory (`src/manager/…`) counts
 //! as part of it (its children see it by `super`, which is nesting, not an import). A module
@@ -217,6 +218,44 @@ pub(crate) fn crate_sources(root: &Path) -> Result<Vec<std::path::PathBuf>, Stri
     Ok(sources)
 }
 
+/// The items `lib.rs` exports (`pub use` and `pub mod`) that its crate docs (`//!`) never
+/// name: a reader of the docs should meet everything the crate exports.
+pub(crate) fn unnamed_exports(lib: &str) -> Vec<String> {
+    let docs: String = lib
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = code(lib);
+    let mut items = Vec::new();
+    for line in code.lines() {
+        if let Some(name) = line.strip_prefix("pub mod ") {
+            items.extend(ident(name));
+        }
+    }
+    for (at, _) in code.match_indices("pub use ") {
+        let rest = &code[at + "pub use ".len()..];
+        let statement = &rest[..rest.find(';').unwrap_or(rest.len())];
+        let names = match (statement.find('{'), statement.rfind('}')) {
+            (Some(open), Some(close)) => statement[open + 1..close].to_owned(),
+            _ => statement.rsplit("::").next().unwrap_or("").to_owned(),
+        };
+        for item in names.split(',') {
+            let item = item.split(" as ").last().unwrap_or("").trim();
+            items.extend(ident(item));
+        }
+    }
+    items.retain(|item| {
+        !docs.match_indices(item.as_str()).any(|(at, _)| {
+            let before = docs[..at].chars().next_back();
+            let after = docs[at + item.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
+    });
+    items
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,10 +299,26 @@ mod tests {
     }
 
     #[test]
-    fn the_workspace_has_no_import_loops() {
+    fn exports_the_docs_never_name_are_found() {
+        let lib = "//! [`Named`] is here; so is `re_exported`.\n\
+                   pub use a::{Named, Unnamed};\npub use rm_model as re_exported;\n\
+                   pub mod hidden;\npub use b::Other as Renamed;\n";
+        assert_eq!(unnamed_exports(lib), vec!["hidden", "Unnamed", "Renamed"]);
+    }
+
+    #[test]
+    fn the_workspace_has_no_import_loops_and_its_docs_name_every_export() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut found = Vec::new();
         for src in crate_sources(&root).unwrap() {
+            if let Ok(lib) = std::fs::read_to_string(src.join("lib.rs")) {
+                for item in unnamed_exports(&lib) {
+                    found.push(format!(
+                        "{}: {item} is not named in the docs",
+                        src.display()
+                    ));
+                }
+            }
             for component in loops(&graph_of(&src).unwrap()) {
                 found.push(format!("{}: {}", src.display(), component.join(" <-> ")));
             }

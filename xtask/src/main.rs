@@ -48,9 +48,17 @@ fn with_args(mut command: Command, args: &[&str]) -> Command {
 }
 
 fn tidy_step() -> Result<(), String> {
-    println!("==> tidy: layer rules, import loops");
+    println!("==> tidy: layer rules, import loops, exports the docs name");
     let mut violations = tidy::check_workspace(&workspace_root())?;
     for src in cycles::crate_sources(&workspace_root())? {
+        if let Ok(lib) = std::fs::read_to_string(src.join("lib.rs")) {
+            for item in cycles::unnamed_exports(&lib) {
+                violations.push(format!(
+                    "{}: `{item}` is exported but the crate docs never name it",
+                    src.join("lib.rs").display()
+                ));
+            }
+        }
         for component in cycles::loops(&cycles::graph_of(&src)?) {
             violations.push(format!(
                 "{}: these files import each other round a loop: {}",

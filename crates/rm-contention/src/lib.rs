@@ -38,6 +38,9 @@
 //!   picks wait, priority, preempt, scale or redistribute (shrinking elastic holds toward their
 //!   minimum, with a notice) per requester or request class, falls back to waiting when a
 //!   strategy cannot help, and says what it did and why.
+//! - The items that go with them: [`ResourceContention`], [`TypeContention`],
+//!   [`ResolverError`], [`PreemptionPlan`], [`VictimNotifier`], [`PreemptionPolicyOf`],
+//!   [`ShrinkNotifier`], [`Amounts`], [`Running`], [`backfill_allows`], [`shadow_time`].
 //!
 //! # Concurrency
 //! Everything is `Send + Sync` with `&self`. Only a queue's head is granted, by its own thread

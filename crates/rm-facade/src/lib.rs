@@ -22,6 +22,13 @@
 //!   asked), rendered by [`ResourceManager::render`] or served at `/metrics` by
 //!   [`ResourceManager::serve_metrics_on`] ([`MetricsServer`], default address
 //!   [`DEFAULT_METRICS_ADDR`]).
+//! - [`Config`]'s sections: [`ManagerSettings`], [`LedgerSettings`] (with [`LedgerBackend`]),
+//!   [`PolicySettings`] (with [`PolicyKind`]), [`PrioritySettings`], [`AgingSettings`],
+//!   [`QuotaSettings`], [`FairShareSettings`], [`ContentionSettings`] (with
+//!   [`HeadOfLineSetting`]), [`PoolSettings`], [`ScalingSettings`] (with [`ScalingRuleKind`]),
+//!   [`MetricsSettings`]; [`LimitRange`], the limit ranges' type (from rm-validate).
+//! - [`Ticker`] and [`TickReport`]: periodic work on a thread of its own
+//!   ([`ResourceManager::start_ticker`]); [`WAIT_BUCKETS`]: the wait histogram's buckets.
 //!
 //! # Design decisions
 //! - Events are the wiring: the ledger publishes to one fan-out that feeds the monitor, the

@@ -22,6 +22,16 @@
 //! - Time and events: [`Clock`] ([`SystemClock`], [`ManualClock`]), [`Event`], [`EventKind`].
 //! - Shared arithmetic: [`backfill`] (EASY backfill's shadow time and rule, for every wait
 //!   queue), [`ppm`] and [`nearest_rank`].
+//! - The items that go with them: [`Timestamp`], [`ContentionAction`], [`ContentionStrategy`],
+//!   [`ResolutionOutcome`], [`ECHO_LIMIT`], [`clip`], [`clip_lines`], [`DiscardEvents`],
+//!   [`AuditReport`], [`AuditViolation`], [`CapacityUsage`], [`LedgerSnapshot`], [`Shortfall`],
+//!   [`shrink_item`], [`CapabilityName`], [`LabelKey`], [`ResourceName`], [`DimensionFit`],
+//!   [`PlacementCandidate`], [`RawFit`], [`Admission`], [`AllocationResult`],
+//!   [`PendingRequest`], [`MILLI_PER_UNIT`], [`QuantityFormat`], [`AffinityKind`],
+//!   [`ConstraintBuilder`], [`ConstraintError`], [`ConstraintKey`], [`Operator`], [`Selector`],
+//!   [`Topology`], [`Ending`], [`PreemptionPolicy`], [`PriorityClass`], [`ReservationItem`],
+//!   [`TransitionError`], [`UnknownStrategy`], [`ResourceError`], [`ScaleStatus`],
+//!   [`ValidationContext`], [`FieldPath`], [`Violation`].
 //!
 //! # Contracts
 //! Each trait documents its contract; errors that are part of a contract sit beside it.

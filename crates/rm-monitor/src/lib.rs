@@ -22,6 +22,8 @@
 //!   weight's entitlement, from one snapshot ([`ShareSample`]s for the class gauges;
 //!   requesters of no class are [`OTHER_CLASS`]).
 //! - [`names`]: every metric's name and help text.
+//! - The items that go with them: [`EndedCounts`], [`PoolSample`], [`ReservationCounts`],
+//!   [`ScalingRecord`], [`SharedRecorder`], [`AlertKind`], [`TypeUtilization`].
 //!
 //! # Design decisions
 //! - Utilisation is exact: used and capacity are quantities, the ratio is integer parts per

@@ -16,6 +16,8 @@
 //!   by `rm-model`'s placement scoring), soft preferences, [`Affinity`] and co-location (by
 //!   resource, or by a shared label value); or explains, per requirement, why it cannot.
 //! - [`Placement`]: one requirement on one resource, for the ledger to commit.
+//! - The items that go with them: [`MAX_DIMS`], [`MemberFit`], [`amount_in`], and [`Small`]
+//!   (inline storage for the few placements of a typical request).
 //!
 //! # Design decisions
 //! - The planner only reads: it takes nothing, so a ledger commits the plan its own way

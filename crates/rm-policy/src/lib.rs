@@ -19,6 +19,7 @@
 //! - [`FairAllocationPolicy`]: Dominant Resource Fairness, optionally over usage decayed by a
 //!   half-life; [`WeightedAllocationPolicy`]: weighted DRF.
 //! - [`ComposedPolicy`]: policies in sequence (a quota gate, then fair order, then priority).
+//! - The items that go with them: [`QuotaLimit`], [`ReclaimWithinCohort`], [`WithinGroup`].
 //!
 //! # Design decisions
 //! - Amounts are exact: demands and usage are integer thousandths of each dimension's

@@ -15,6 +15,7 @@
 //!   [`Pool::checkout_as`] and [`Pool::set_weight`] ([`ShareStatus`] per task).
 //! - [`ElasticGroup`]: sibling pools of counted units with guaranteed shares, lending and
 //!   borrowing limits, and reclaim; [`ElasticLease`] is a grant, released when dropped.
+//! - The items that go with them: [`Reclaim`], [`ProviderError`], [`PoolLimits`].
 //!
 //! # Design decisions
 //! - A shrink drains, never revokes: idle members leave at once, checked-out ones when they

@@ -24,6 +24,7 @@
 //!   binaries, for test harnesses, benches and `rmctl stress`.
 //! - [`Error`]: why setting up failed; operations fail with
 //!   [`LedgerError`](rm_model::LedgerError).
+//! - [`SCHEMA_VERSION`]: the schema version this build migrates to.
 //!
 //! # How a grant works, and why it cannot overbook
 //! Each process plans against its view of what is free (read from the database, and kept

@@ -14,6 +14,7 @@
 //! - [`PermitPool`] and [`Permit`]: lightweight leases on one capacity (a lock-free
 //!   compare-and-swap, released on drop) for semaphore-like uses, visible in snapshots as
 //!   `leased`.
+//! - The items that go with them: [`PermitError`].
 //!
 //! # Design
 //! - **Per-resource locks, one global order.** Each resource's accounting sits behind its own

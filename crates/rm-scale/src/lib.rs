@@ -29,6 +29,8 @@
 //! - [`ScalingRule`]: what a rule provides; [`Autoscaler`] drives any number of
 //!   [`ScaleTarget`]s with one, keeps a bounded log of [`DecisionRecord`]s and has a dry-run
 //!   mode.
+//! - The items that go with them: [`TargetId`], [`ScaleRefused`], [`ReplicaCount`],
+//!   [`ReplicaReason`].
 //!
 //! # Design decisions
 //! - Exact arithmetic: metrics are [`Quantity`]s (thousandths), the ratio
