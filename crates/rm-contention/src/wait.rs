@@ -25,6 +25,8 @@ use rm_model::{
 
 use crate::error::WaitError;
 
+mod ledger;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -468,7 +470,7 @@ impl WaitQueue {
     }
 
     /// When the earliest pending hold expires, as an instant of the system's monotonic time.
-    fn next_expiry(&self) -> Option<Instant> {
+    fn next_expiry_at(&self) -> Option<Instant> {
         let after = self.ledger.next_expiry().ok()??;
         Some(Instant::now() + after)
     }
@@ -789,7 +791,7 @@ impl Ticket {
                 .queue
                 .register_head(&self.waiter, || Wake::Thread(std::thread::current()))
             {
-                self.queue.next_expiry()
+                self.queue.next_expiry_at()
             } else {
                 None
             };
@@ -831,7 +833,7 @@ impl Ticket {
             }
             if expiry_due {
                 // Publishes the expiries, which wake the head (this ticket) again.
-                self.queue.expire_due();
+                WaitQueue::expire_due(&self.queue);
             }
             if let Some(answer) = self.queue.attempt(&self.waiter) {
                 self.done = true;

@@ -144,7 +144,9 @@ impl ResourceManager {
         ResourceManager::builder().config(config).build()
     }
 
-    /// The ledger, for operations the manager does not wrap.
+    /// The ledger, for operations the manager does not wrap: the wait queue over the
+    /// configured ledger (the one way every operation goes), so a release or a cancellation
+    /// made here also hands its capacity to the next waiter.
     pub fn ledger(&self) -> &Arc<dyn ReservationLedger> {
         &self.inner.ledger
     }
@@ -343,7 +345,7 @@ impl ResourceManager {
         id: &ReservationId,
         fence: Option<FencingToken>,
     ) -> Result<Reservation, Error> {
-        Ok(self.inner.queue.release(id, fence)?)
+        Ok(self.inner.ledger.release(id, fence)?)
     }
 
     /// Cancels a reservation; its capacity goes to the next waiter as with
@@ -353,7 +355,7 @@ impl ResourceManager {
         id: &ReservationId,
         fence: Option<FencingToken>,
     ) -> Result<Reservation, Error> {
-        Ok(self.inner.queue.cancel(id, fence)?)
+        Ok(self.inner.ledger.cancel(id, fence)?)
     }
 
     /// A reservation by id (active, or ended and still remembered).
@@ -388,7 +390,6 @@ impl ResourceManager {
         let inner = &*self.inner;
         let now = inner.clock.now();
         let expired = inner.ledger.expire_due()?.len();
-        inner.queue.expire_due();
         let preempted = match &inner.graceful {
             Some(resolver) => resolver.preemption().tick(&*inner.ledger, now)?.len(),
             None => 0,

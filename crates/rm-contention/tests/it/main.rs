@@ -1,6 +1,7 @@
 //! Integration tests of contention handling, one module per area, on the reference ledger.
 
 mod backfill;
+mod conformance;
 mod deadlock;
 mod detect;
 mod handoff;

@@ -352,6 +352,10 @@ impl ResourceManagerBuilder {
                 }
             };
 
+        // One way through: the manager holds the wait queue as its ledger. Releases and
+        // cancellations hand the freed capacity to the queue's head; every other operation
+        // is the inner ledger's own.
+        let ledger: Arc<dyn ReservationLedger> = queue.clone();
         let resources = ResourceMetricsCollector::new(monitor.clone(), ledger.clone());
         let inner = Arc::new(Inner {
             clock,

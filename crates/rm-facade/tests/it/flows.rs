@@ -17,6 +17,35 @@ use rm_testkit::fakes::RecordingSink;
 use crate::one_node;
 use rm_testkit::cores;
 
+/// One way through: the ledger the manager hands out is the wait queue over its ledger, so a
+/// release made on it (not through `ResourceManager::release`) also grants the head on the
+/// releasing thread: when it returns, the waiter's hold is already in the ledger.
+#[test]
+fn a_release_on_the_managers_ledger_hands_the_capacity_to_the_waiter() {
+    let manager =
+        ResourceManager::from_config(one_node(4, "[manager]\nwait_timeout_ms = 10000")).unwrap();
+    let held = manager.reserve(&cores("a", 4)).unwrap();
+    manager.confirm(&held.id, None).unwrap();
+    let waiter = {
+        let manager = manager.clone();
+        std::thread::spawn(move || manager.reserve(&cores("b", 2)))
+    };
+    while manager.waiting() == 0 {
+        std::thread::yield_now();
+    }
+    // Let the waiter finish its first try and park (a waiter in the middle of a try is left
+    // to try again itself).
+    std::thread::sleep(Duration::from_millis(100));
+    manager.ledger().release(&held.id, None).unwrap();
+    let active = manager.snapshot().unwrap().active;
+    assert!(
+        active.iter().any(|r| r.requester.as_str() == "b"),
+        "granted on the releasing thread: {active:?}"
+    );
+    let granted = waiter.join().unwrap().unwrap();
+    assert_eq!(granted.requester.as_str(), "b");
+}
+
 #[test]
 fn a_waiting_request_gets_the_capacity_released_by_another_thread() {
     let manager =
