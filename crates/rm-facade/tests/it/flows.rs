@@ -35,7 +35,7 @@ fn a_release_on_the_managers_ledger_hands_the_capacity_to_the_waiter() {
     }
     // Let the waiter finish its first try and park (a waiter in the middle of a try is left
     // to try again itself).
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(500));
     manager.ledger().release(&held.id, None).unwrap();
     let active = manager.snapshot().unwrap().active;
     assert!(

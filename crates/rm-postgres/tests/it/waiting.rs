@@ -242,7 +242,7 @@ fn the_wait_as_a_future_is_granted_and_leaves_the_queue_when_dropped() {
     // `block_on` dropped the future when its limit passed.
     let dropped_at = Instant::now();
     until_queued(&server, a.schema(), 0);
-    assert!(dropped_at.elapsed() < Duration::from_secs(2));
+    assert!(dropped_at.elapsed() < Duration::from_secs(5));
     b.cancel(&granted.id, None).expect("cancel");
     thread::sleep(Duration::from_millis(300));
     let snapshot = a.snapshot().expect("snapshot");
