@@ -312,6 +312,10 @@ fn read_worker(index: usize, child: &mut Child) -> thread::JoinHandle<Collected>
             return collected;
         };
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(json) = line.strip_prefix("summary ") {
+                collected.summary = serde_json::from_str(json).ok();
+                continue;
+            }
             let mut words = line.splitn(3, ' ');
             match (words.next(), words.next(), words.next()) {
                 (Some("grant"), Some(since), Some(at)) => {
@@ -328,13 +332,6 @@ fn read_worker(index: usize, child: &mut Child) -> thread::JoinHandle<Collected>
                     if let (Some(last), Ok(at)) = (collected.holds.last_mut(), at.parse()) {
                         last.released = Some(at);
                     }
-                }
-                (Some("summary"), Some(first), rest) => {
-                    let json = match rest {
-                        Some(rest) => format!("{first} {rest}"),
-                        None => first.to_owned(),
-                    };
-                    collected.summary = serde_json::from_str(&json).ok();
                 }
                 _ => {}
             }

@@ -322,27 +322,22 @@ impl PgLedger {
         }
         let snapshot = self.snapshot()?;
         let now = self.now();
-        let rows = self.pool.run("wait", |c| {
-            c.client.query(
-                "SELECT id, expected_end, coalesce($1::bigint, now_ns()) FROM reservation \
+        // One row whatever is held: the time, and the holds whose end is expected.
+        let row = self.pool.run("wait", |c| {
+            c.client.query_one(
+                "SELECT coalesce($1::bigint, now_ns()), \
+                     coalesce(array_agg(id), '{}'), coalesce(array_agg(expected_end), '{}') \
+                 FROM reservation \
                  WHERE state IN ('pending', 'confirmed') AND expected_end IS NOT NULL",
                 &[&now],
             )
         })?;
         let at = |nanos: i64| Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(0));
-        let mut server_now = now.map(at);
-        let mut ends = std::collections::HashMap::new();
-        for row in &rows {
-            ends.insert(row.get::<_, String>(0), at(row.get(1)));
-            server_now = Some(at(row.get(2)));
-        }
-        let server_now = match server_now {
-            Some(now) => now,
-            None => at(self
-                .pool
-                .run("wait", |c| c.client.query_one("SELECT now_ns()", &[]))?
-                .get(0)),
-        };
+        let server_now = at(row.get(0));
+        let ids: Vec<String> = row.get(1);
+        let expected: Vec<i64> = row.get(2);
+        let ends: std::collections::HashMap<String, Timestamp> =
+            ids.into_iter().zip(expected.into_iter().map(at)).collect();
         let mut free = Amounts::new();
         for usage in &snapshot.usage {
             *free.entry(usage.resource_type.clone()).or_default() +=
