@@ -1,5 +1,5 @@
 //! Class shares: what each requester class holds against what its weight entitles it to,
-//! the `rm_class_share_ppm` and `rm_class_entitled_ppm` gauges and the dashboard's fairness.
+//! the `rm_share_ratio` and `rm_entitled_share_ratio` gauges and the dashboard's fairness.
 
 use std::collections::BTreeMap;
 
