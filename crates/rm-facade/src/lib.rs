@@ -122,4 +122,7 @@ pub use rm_pool as pool;
 /// The PostgreSQL ledger (feature `postgres`): `rmctl stress` drives it directly.
 #[cfg(feature = "postgres")]
 pub use rm_postgres as postgres;
+/// The embedded ledger, for drivers that place without the facade's wiring (rmctl's GPU
+/// placement experiment drives it directly).
+pub use rm_reserve as reserve;
 pub use rm_scale as scale;

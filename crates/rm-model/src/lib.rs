@@ -22,6 +22,8 @@
 //! - Time and events: [`Clock`] ([`SystemClock`], [`ManualClock`]), [`Event`], [`EventKind`].
 //! - Shared arithmetic: [`backfill`] (EASY backfill's shadow time and rule, for every wait
 //!   queue), [`ppm`] and [`nearest_rank`].
+//! - GPU fragmentation: [`fragment`] ([`Workload`] of [`PodShape`]s, the measure behind the
+//!   fragmentation strategy, on a node's [`NodeFree`] capacity).
 //! - The items that go with them: [`Timestamp`], [`ContentionAction`], [`ContentionStrategy`],
 //!   [`ResolutionOutcome`], [`ECHO_LIMIT`], [`clip`], [`clip_lines`], [`DiscardEvents`],
 //!   [`AuditReport`], [`AuditViolation`], [`CapacityUsage`], [`LedgerSnapshot`], [`Shortfall`],
@@ -107,6 +109,7 @@ mod contention;
 mod echo;
 mod error;
 mod event;
+pub mod fragment;
 mod ledger;
 mod name;
 pub mod placement;
@@ -128,6 +131,7 @@ pub use contention::{
 pub use echo::{ECHO_LIMIT, clip, clip_lines};
 pub use error::ModelError;
 pub use event::{DiscardEvents, Event, EventKind, EventSink};
+pub use fragment::{NodeFree, PodShape, Workload};
 pub use ledger::{
     AuditReport, AuditViolation, CapacityUsage, LedgerError, LedgerSnapshot, ReservationLedger,
     Shortfall, shrink_item,

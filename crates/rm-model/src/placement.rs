@@ -121,6 +121,7 @@ pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> O
     if dimensions.iter().any(|d| d.requested > d.free) {
         return None;
     }
+    let strategy = strategy.per_resource();
     let left_share =
         |d: &RawFit| d.free.saturating_sub(d.requested).max(0) as f64 * d.inverse_capacity;
     // The usual task (cores and memory) spelled out for a ledger's scan over every candidate:
@@ -136,7 +137,7 @@ pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> O
                 let share = (1.0 - left_share(a)) + (1.0 - left_share(b));
                 return Some(to_ppm(share * INVERSE_COUNT[2]).clamp(0, MAX_STRATEGY_SCORE));
             }
-            ReservationStrategy::Greedy | ReservationStrategy::Aligned => {}
+            _ => {}
         }
     }
     let inverse_count = INVERSE_COUNT
@@ -144,7 +145,8 @@ pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> O
         .copied()
         .unwrap_or_else(|| 1.0 / dimensions.len() as f64);
     let score = match strategy {
-        ReservationStrategy::Greedy => 0,
+        // Random fit scores every fitting candidate alike here: the planner draws among them.
+        ReservationStrategy::Greedy | ReservationStrategy::RandomFit => 0,
         ReservationStrategy::Balanced => {
             to_ppm(dimensions.iter().map(left_share).sum::<f64>() * inverse_count)
         }
@@ -152,6 +154,8 @@ pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> O
             to_ppm(dimensions.iter().map(|d| 1.0 - left_share(d)).sum::<f64>() * inverse_count)
         }
         ReservationStrategy::Aligned => alignment(dimensions),
+        // `per_resource` maps every other strategy onto the four above.
+        _ => 0,
     };
     Some(score.clamp(0, MAX_STRATEGY_SCORE))
 }

@@ -183,11 +183,36 @@ pub enum ReservationStrategy {
     #[serde(alias = "least-allocated")]
     Balanced,
     /// Most allocated that still fits: packs tightly, keeping whole resources free.
-    #[serde(alias = "most-allocated", alias = "best-fit")]
+    #[serde(alias = "most-allocated")]
     BinPack,
     /// Multi-dimensional alignment: prefers resources whose free capacity has the shape of
     /// the request (Tetris), for co-located requirements over several types.
     Aligned,
+    /// Fragmentation gradient descent (FGD, Weng et al., USENIX ATC '23): for a pod of cores,
+    /// memory and whole or fractional GPUs, the node (and, for a fraction, the GPU) whose
+    /// expected GPU fragmentation for the target workload grows least; see
+    /// [`fragment`](crate::fragment). Elsewhere it scores as `bin-pack`.
+    #[serde(alias = "fgd")]
+    Fragmentation,
+    /// A uniformly random node among those that fit (seeded by the ledger, so repeatable).
+    #[serde(alias = "random")]
+    RandomFit,
+    /// The FGD paper's best fit: the node with the least cores and GPU left after the
+    /// placement, each as a share of the largest node's (a fraction goes to the fullest GPU
+    /// that fits). Elsewhere it scores as `bin-pack`.
+    BestFit,
+    /// The FGD paper's dot product (Tetris-style): the node (and GPU) whose free cores and
+    /// GPU, as shares of its capacity, have the least dot product with the pod's demand.
+    /// Elsewhere it scores as `aligned`.
+    DotProduct,
+    /// The FGD paper's GPU packing: a fraction first onto a GPU already in use, then onto a
+    /// node already in use, and only then onto an idle node. Elsewhere it scores as
+    /// `bin-pack`.
+    GpuPacking,
+    /// The FGD paper's GPU clustering: a pod onto a node that already runs pods of the same
+    /// GPU demand, then onto an idle node, fuller nodes first. Elsewhere it scores as
+    /// `bin-pack`.
+    GpuClustering,
 }
 
 impl ReservationStrategy {
@@ -198,16 +223,55 @@ impl ReservationStrategy {
             ReservationStrategy::Balanced => "balanced",
             ReservationStrategy::BinPack => "bin-pack",
             ReservationStrategy::Aligned => "aligned",
+            ReservationStrategy::Fragmentation => "fragmentation",
+            ReservationStrategy::RandomFit => "random-fit",
+            ReservationStrategy::BestFit => "best-fit",
+            ReservationStrategy::DotProduct => "dot-product",
+            ReservationStrategy::GpuPacking => "gpu-packing",
+            ReservationStrategy::GpuClustering => "gpu-clustering",
         }
     }
 
     /// Every strategy, in the order the docs list them.
-    pub const ALL: [ReservationStrategy; 4] = [
+    pub const ALL: [ReservationStrategy; 10] = [
         ReservationStrategy::Greedy,
         ReservationStrategy::Balanced,
         ReservationStrategy::BinPack,
         ReservationStrategy::Aligned,
+        ReservationStrategy::Fragmentation,
+        ReservationStrategy::RandomFit,
+        ReservationStrategy::BestFit,
+        ReservationStrategy::DotProduct,
+        ReservationStrategy::GpuPacking,
+        ReservationStrategy::GpuClustering,
     ];
+
+    /// Whether the strategy judges whole nodes (cores, memory and GPU devices together) when
+    /// a pod's parts share a node: the fragmentation strategy and the FGD paper's baselines.
+    pub fn judges_nodes(self) -> bool {
+        !matches!(
+            self,
+            ReservationStrategy::Greedy
+                | ReservationStrategy::Balanced
+                | ReservationStrategy::BinPack
+                | ReservationStrategy::Aligned
+        )
+    }
+
+    /// The built-in strategy whose per-resource score this one uses where it does not judge
+    /// whole nodes (a request that is not a pod of cores, memory and GPUs on one node):
+    /// `aligned` for dot product, `bin-pack` for the other node strategies, itself for the
+    /// four built-in ones. Random fit is random everywhere.
+    pub fn per_resource(self) -> ReservationStrategy {
+        match self {
+            ReservationStrategy::DotProduct => ReservationStrategy::Aligned,
+            ReservationStrategy::Fragmentation
+            | ReservationStrategy::BestFit
+            | ReservationStrategy::GpuPacking
+            | ReservationStrategy::GpuClustering => ReservationStrategy::BinPack,
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for ReservationStrategy {
@@ -220,7 +284,7 @@ impl fmt::Display for ReservationStrategy {
 /// A strategy name that is none of [`ReservationStrategy`]'s.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown strategy {name:?}: expected greedy, balanced, bin-pack or aligned (or first-fit, least-allocated, most-allocated, best-fit)"
+    "unknown strategy {name:?}: expected greedy, balanced, bin-pack, aligned, fragmentation, random-fit, best-fit, dot-product, gpu-packing or gpu-clustering (or first-fit, least-allocated, most-allocated, fgd, random)"
 )]
 pub struct UnknownStrategy {
     /// The name given.
@@ -231,13 +295,19 @@ impl FromStr for ReservationStrategy {
     type Err = UnknownStrategy;
 
     /// The configuration names and the aliases configuration files accept
-    /// (`first-fit`, `least-allocated`, `most-allocated`, `best-fit`).
+    /// (`first-fit`, `least-allocated`, `most-allocated`, `fgd`, `random`).
     fn from_str(name: &str) -> Result<ReservationStrategy, UnknownStrategy> {
         Ok(match name {
             "greedy" | "first-fit" => ReservationStrategy::Greedy,
             "balanced" | "least-allocated" => ReservationStrategy::Balanced,
-            "bin-pack" | "most-allocated" | "best-fit" => ReservationStrategy::BinPack,
+            "bin-pack" | "most-allocated" => ReservationStrategy::BinPack,
             "aligned" => ReservationStrategy::Aligned,
+            "fragmentation" | "fgd" => ReservationStrategy::Fragmentation,
+            "random-fit" | "random" => ReservationStrategy::RandomFit,
+            "best-fit" => ReservationStrategy::BestFit,
+            "dot-product" => ReservationStrategy::DotProduct,
+            "gpu-packing" => ReservationStrategy::GpuPacking,
+            "gpu-clustering" => ReservationStrategy::GpuClustering,
             _ => {
                 return Err(UnknownStrategy {
                     name: name.to_owned(),
@@ -700,6 +770,13 @@ mod tests {
             "most-allocated",
             "best-fit",
             "aligned",
+            "fgd",
+            "fragmentation",
+            "random",
+            "random-fit",
+            "dot-product",
+            "gpu-packing",
+            "gpu-clustering",
             "Greedy",
             "binpack",
             "",

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::strategies::NodeStrategies;
 use rm_model::placement::inverse_capacity;
 use rm_model::{
     Constraint, Quantity, Resource, ResourceName, ResourceRequirement, ResourceType, Unit,
@@ -89,6 +90,9 @@ pub struct Catalog<S> {
     /// Per label key: each value's resource positions, in order of first appearance;
     /// cleared whenever the catalog changes.
     domains: RwLock<HashMap<String, Arc<Domains>>>,
+    /// What the node strategies keep between placements (the fragmentation strategy's target
+    /// workload, random fit's seed, GPU clustering's records).
+    pub node_strategies: NodeStrategies,
 }
 
 impl<S> Default for Catalog<S> {
@@ -99,6 +103,7 @@ impl<S> Default for Catalog<S> {
             by_name: HashMap::default(),
             candidates: RwLock::default(),
             domains: RwLock::default(),
+            node_strategies: NodeStrategies::default(),
         }
     }
 }
@@ -143,6 +148,14 @@ impl<S: Slot> Catalog<S> {
         resource
     }
 
+    /// Takes over what the node strategies of `previous` (a catalog this one replaces) keep:
+    /// the learned or given workload and random fit's seed and draws; its node tables and
+    /// clustering records, which name positions, are dropped.
+    pub fn carry_node_strategies<T>(&mut self, previous: &mut Catalog<T>) {
+        self.node_strategies = std::mem::take(&mut previous.node_strategies);
+        self.node_strategies.changed();
+    }
+
     /// Forgets cached candidate lists; call it on every change of a description or of a
     /// slot's capacity types.
     pub fn changed(&mut self) {
@@ -154,6 +167,7 @@ impl<S: Slot> Catalog<S> {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.node_strategies.changed();
     }
 
     /// The resources grouped by their value of label `key` (resources without it are in no

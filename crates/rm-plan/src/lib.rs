@@ -16,6 +16,14 @@
 //!   by `rm-model`'s placement scoring), soft preferences, [`Affinity`] and co-location (by
 //!   resource, or by a shared label value); or explains, per requirement, why it cannot.
 //! - [`Placement`]: one requirement on one resource, for the ledger to commit.
+//! - [`NodeStrategies`]: what the node strategies keep in the catalog between placements:
+//!   the fragmentation strategy's target workload (learned by
+//!   [`observe`](NodeStrategies::observe) or given), random fit's seed, GPU clustering's record
+//!   of which GPU demands run on each node ([`Catalog::record_placement`]). A pod whose
+//!   parts share a node of its co-location label (a host with cores and memory, GPU devices of
+//!   one device each) is planned over whole nodes: the fragmentation strategy and the FGD
+//!   paper's baselines judge each node as a whole; the built-in strategies choose exactly as
+//!   the per-domain search does, reading each node's counters once.
 //! - The items that go with them: [`MAX_DIMS`], [`MemberFit`], [`amount_in`], and [`Small`]
 //!   (inline storage for the few placements of a typical request).
 //!
@@ -77,11 +85,19 @@
 
 mod affinity;
 mod catalog;
+mod nodes;
+mod placement;
 mod plan;
+mod strategies;
+mod table;
 
 pub use affinity::Affinity;
 pub use catalog::{Candidate, Catalog, Domains, MAX_DIMS, MemberFit, Slot};
-pub use plan::{Placement, Small, amount_in, plan};
+pub use placement::{Placement, Small};
+pub use plan::{amount_in, plan};
+pub use strategies::NodeStrategies;
 
+#[cfg(test)]
+mod node_tests;
 #[cfg(test)]
 mod tests;

@@ -7,30 +7,11 @@ use rm_model::{
     LedgerError, Quantity, ReservationRequest, ReservationStrategy, ResourceRequirement,
     ResourceType, Shortfall, Unit,
 };
-use smallvec::SmallVec;
 use std::sync::Arc;
 
 use crate::affinity::Affinity;
 use crate::catalog::{Candidate, Catalog, MAX_DIMS, Slot};
-
-/// Inline storage for the few placements of a typical request, so that planning does not
-/// allocate.
-pub type Small<T> = SmallVec<[T; 4]>;
-
-/// One requirement placed on one resource, before it is committed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Placement {
-    /// The requirement's index in the request.
-    pub requirement: usize,
-    /// The resource's position in the catalog.
-    pub position: usize,
-    /// The requirement's type.
-    pub resource_type: ResourceType,
-    /// Thousandths of the resource's unit.
-    pub amount: i64,
-    /// The resource's unit of the type.
-    pub unit: Unit,
-}
+use crate::placement::{Placement, Small};
 
 /// How well `placements` suit `strategy`, summed over the placed amounts: what decides
 /// between domains of a co-location label.
@@ -80,7 +61,10 @@ pub fn amount_in(requirement: &ResourceRequirement, unit: &Unit) -> Option<i64> 
 ///
 /// Chooses where each requirement goes. With a co-location label, the request is planned
 /// within each domain of that label (the resources sharing one value) and the best domain
-/// by the strategy wins (the first that fits, for greedy).
+/// by the strategy wins (the first that fits, for greedy). A pod whose parts share a node
+/// (cores and memory on one host, GPUs on the node's devices) is planned over whole nodes by
+/// the node planner, which chooses as the per-domain search does for the built-in strategies
+/// and judges whole nodes for the fragmentation strategy and its baselines.
 pub fn plan<S: Slot>(
     catalog: &Catalog<S>,
     request: &ReservationRequest,
@@ -88,20 +72,56 @@ pub fn plan<S: Slot>(
     explain: bool,
     extra: &[(usize, usize, i64)],
 ) -> Result<Small<Placement>, LedgerError> {
+    if extra.is_empty()
+        && affinity.is_empty()
+        && let Some(planned) = crate::nodes::plan_nodes(catalog, request, explain)
+    {
+        return planned.map_err(|()| LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: Vec::new(),
+        });
+    }
+    plan_generic(catalog, request, affinity, explain, extra)
+}
+
+/// [`plan`] without the node planner: every request through the per-domain search.
+pub(crate) fn plan_generic<S: Slot>(
+    catalog: &Catalog<S>,
+    request: &ReservationRequest,
+    affinity: &Affinity<'_>,
+    explain: bool,
+    extra: &[(usize, usize, i64)],
+) -> Result<Small<Placement>, LedgerError> {
+    let draw = if request.strategy == ReservationStrategy::RandomFit {
+        catalog.node_strategies.draw()
+    } else {
+        0
+    };
     let Some(key) = &request.colocate_by else {
-        return plan_in(catalog, request, affinity, explain, extra, None);
+        return plan_in(catalog, request, affinity, explain, extra, None, draw);
     };
     let domains = catalog.domains(key.as_str());
     let mut best: Option<(i64, Small<Placement>)> = None;
-    for (_, positions) in domains.iter() {
-        let Ok(placements) = plan_in(catalog, request, affinity, false, extra, Some(positions))
-        else {
+    for (d, (_, positions)) in domains.iter().enumerate() {
+        let Ok(placements) = plan_in(
+            catalog,
+            request,
+            affinity,
+            false,
+            extra,
+            Some(positions),
+            draw,
+        ) else {
             continue;
         };
         if request.strategy == ReservationStrategy::Greedy {
             return Ok(placements);
         }
-        let score = domain_score(catalog, request.strategy, &placements);
+        let score = if request.strategy == ReservationStrategy::RandomFit {
+            random_score(draw, d)
+        } else {
+            domain_score(catalog, request.strategy, &placements)
+        };
         if best.as_ref().is_none_or(|(top, _)| score > *top) {
             best = Some((score, placements));
         }
@@ -116,7 +136,7 @@ pub fn plan<S: Slot>(
         });
     }
     // Explain as if the label did not bind; if even that fits, the label is the reason.
-    plan_in(catalog, request, affinity, true, extra, None)?;
+    plan_in(catalog, request, affinity, true, extra, None, draw)?;
     Err(LedgerError::InsufficientCapacity {
         requester: request.requester.clone(),
         shortfalls: request
@@ -141,7 +161,15 @@ pub fn plan<S: Slot>(
     })
 }
 
-/// Plans `request`, considering only the resources at `domain`'s positions when given.
+/// Random fit's score of the candidate at `position` for the draw `draw`: uniform over
+/// candidates, the same for the same draw.
+fn random_score(draw: u64, position: usize) -> i64 {
+    (crate::table::mix(draw ^ position as u64) % rm_model::placement::MAX_STRATEGY_SCORE as u64)
+        as i64
+}
+
+/// Plans `request`, considering only the resources at `domain`'s positions when given;
+/// `draw` is random fit's draw for this placement.
 fn plan_in<S: Slot>(
     catalog: &Catalog<S>,
     request: &ReservationRequest,
@@ -149,7 +177,9 @@ fn plan_in<S: Slot>(
     explain: bool,
     extra: &[(usize, usize, i64)],
     domain: Option<&[usize]>,
+    draw: u64,
 ) -> Result<Small<Placement>, LedgerError> {
+    let random = request.strategy == ReservationStrategy::RandomFit;
     // Capacity to count as free beyond the counters: (position, dim, amount), for a
     // preemptor planning with its victims' holds.
     let free_of = |position: usize, slot: &Arc<S>, dim: usize| {
@@ -227,7 +257,14 @@ fn plan_in<S: Slot>(
                         inverse_capacity: member.inverse_capacity,
                     };
                 }
-                if let Some(score) = strategy_score(request.strategy, &fits[..members.len()])
+                if let Some(score) =
+                    strategy_score(request.strategy, &fits[..members.len()]).map(|score| {
+                        if random {
+                            random_score(draw, position)
+                        } else {
+                            score
+                        }
+                    })
                     && best.is_none_or(|(top, _)| score > top)
                 {
                     best = Some((score, position));
@@ -278,9 +315,12 @@ fn plan_in<S: Slot>(
                     fit.requested = fit.requested.saturating_add(amount);
                 }
             }
-            let Some(score) = strategy_score(request.strategy, &fits[..types.len()]) else {
+            let Some(mut score) = strategy_score(request.strategy, &fits[..types.len()]) else {
                 continue;
             };
+            if random {
+                score = random_score(draw, position);
+            }
             let total = if soft {
                 score + affinity.soft_score(request, group, resource)
             } else {

@@ -10,8 +10,8 @@ use rm_model::{
 
 use crate::{Affinity, Catalog, Slot, plan};
 
-/// Free thousandths per capacity type.
-struct Free(Vec<(ResourceType, i64)>);
+/// Free thousandths per capacity type (the node planner's tests use it too).
+pub(crate) struct Free(pub(crate) Vec<(ResourceType, i64)>);
 
 impl Slot for Free {
     fn free(&self, dim: usize) -> i64 {

@@ -29,6 +29,7 @@ pub struct PgLedgerBuilder {
     sink: Option<Arc<dyn EventSink>>,
     wait_order: Option<Arc<dyn AllocationPolicy>>,
     backfill: bool,
+    placement_seed: u64,
 }
 
 impl std::fmt::Debug for PgLedgerBuilder {
@@ -144,6 +145,12 @@ impl PgLedgerBuilder {
         self
     }
 
+    /// Seeds the `random-fit` strategy's draws in this process (default 0).
+    pub fn placement_seed(mut self, seed: u64) -> Self {
+        self.placement_seed = seed;
+        self
+    }
+
     /// Measures TTLs by this clock instead of the database server's. For tests and
     /// simulations with a manual clock: in production every process must use the server's
     /// clock (the default), since hosts' clocks differ.
@@ -231,7 +238,11 @@ impl PgLedgerBuilder {
         };
         Ok(PgLedger {
             pool,
-            view: RwLock::new(View::default()),
+            view: RwLock::new({
+                let view = View::default();
+                view.catalog.node_strategies.set_seed(self.placement_seed);
+                view
+            }),
             policy_clock,
             clock: self.clock,
             default_ttl: self.default_ttl,
@@ -270,6 +281,7 @@ impl PgLedger {
             sink: None,
             wait_order: None,
             backfill: false,
+            placement_seed: 0,
         }
     }
 }

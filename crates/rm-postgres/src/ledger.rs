@@ -8,8 +8,8 @@ use postgres::Row;
 use rm_model::{
     Clock, Event, EventKind, EventSink, FencingToken, Labels, LedgerError, Priority, Quantity,
     RequesterId, Reservation, ReservationId, ReservationItem, ReservationLedger,
-    ReservationRequest, ReservationState, Resource, ResourceName, Timestamp, ValidationContext,
-    ValidationErrors, Validator,
+    ReservationRequest, ReservationState, ReservationStrategy, Resource, ResourceName, Timestamp,
+    ValidationContext, ValidationErrors, Validator,
 };
 use rm_plan::{Affinity, Placement};
 
@@ -449,6 +449,8 @@ impl PgLedger {
                     Arc::new(PgSlot::new(types, row.get("generation"))),
                 );
             }
+            // What the node strategies learned survives a new read of the resources.
+            catalog.carry_node_strategies(&mut view.catalog);
             view.catalog = catalog;
             view.version = version;
         }
@@ -709,15 +711,23 @@ impl PgLedger {
         let labels =
             serde_json::to_string(&request.labels).map_err(|e| invalid("labels", e.to_string()))?;
         let mut fresh = false;
+        // The fragmentation strategy learns the workload of this process's requests.
+        self.read_view().catalog.node_strategies.observe(request);
+        let mut clustered = None;
         for _ in 0..COMMIT_ATTEMPTS {
             let (holds, items) = {
                 let view = self.read_view();
                 let affinity = self.affinity(&view.catalog, request)?;
                 match rm_plan::plan(&view.catalog, request, &affinity, explain, &[]) {
-                    Ok(plan) => (
-                        Self::holds(&view.catalog, &plan)?,
-                        Self::items(&view.catalog, request, &plan),
-                    ),
+                    Ok(plan) => {
+                        if request.strategy == ReservationStrategy::GpuClustering {
+                            clustered = Some(plan.clone());
+                        }
+                        (
+                            Self::holds(&view.catalog, &plan)?,
+                            Self::items(&view.catalog, request, &plan),
+                        )
+                    }
                     Err(err) => {
                         drop(view);
                         if !fresh {
@@ -766,6 +776,11 @@ impl PgLedger {
             let outcome: &str = row.get(0);
             match outcome {
                 "granted" => {
+                    if let Some(plan) = clustered {
+                        // GPU clustering's record of what runs where (this process's grants).
+                        let view = self.read_view();
+                        view.catalog.record_placement(request, &plan);
+                    }
                     return Ok(self.granted(id, request, items, &holds, &row));
                 }
                 other => {

@@ -39,7 +39,8 @@ fn postgres_ledger(
         .default_ttl(parts.default_ttl)
         .retention(parts.retention)
         .validator(parts.validator)
-        .event_sink(parts.sink);
+        .event_sink(parts.sink)
+        .placement_seed(settings.placement_seed.unwrap_or(0));
     if let Some(schema) = &settings.schema {
         builder = builder.schema(schema.clone());
     }
@@ -305,6 +306,7 @@ impl ResourceManagerBuilder {
             }
             None => Arc::new(
                 ReservationManager::builder()
+                    .placement_seed(config.ledger.placement_seed.unwrap_or(0))
                     .clock(ledger_parts.clock)
                     .default_ttl(ledger_parts.default_ttl)
                     .retention(ledger_parts.retention)

@@ -10,6 +10,8 @@ pub struct ReservationManagerBuilder {
     retention: Duration,
     validator: Option<Arc<dyn Validator>>,
     sink: Option<Arc<dyn EventSink>>,
+    placement_seed: u64,
+    workload: Option<rm_model::Workload>,
 }
 
 impl ReservationManagerBuilder {
@@ -46,6 +48,20 @@ impl ReservationManagerBuilder {
         self
     }
 
+    /// Seeds the `random-fit` strategy's draws (default 0): the same seed and the same
+    /// requests give the same placements.
+    pub fn placement_seed(mut self, seed: u64) -> Self {
+        self.placement_seed = seed;
+        self
+    }
+
+    /// The target workload of the `fragmentation` strategy (see [`rm_model::fragment`]). By
+    /// default it is learned: every request placed by the strategy counts its shape first.
+    pub fn target_workload(mut self, workload: rm_model::Workload) -> Self {
+        self.workload = Some(workload);
+        self
+    }
+
     /// Builds the manager. Fails on a zero default TTL or a zero retention.
     pub fn build(self) -> Result<ReservationManager, Error> {
         if self.default_ttl.is_zero() {
@@ -64,13 +80,18 @@ impl ReservationManagerBuilder {
     }
 
     pub(super) fn assemble(self) -> ReservationManager {
+        let catalog = Catalog::default();
+        catalog.node_strategies.set_seed(self.placement_seed);
+        if let Some(workload) = self.workload {
+            catalog.node_strategies.set_workload(workload);
+        }
         ReservationManager {
             clock: self.clock,
             default_ttl: self.default_ttl,
             retention: self.retention,
             validator: self.validator,
             observers: Observers::new(self.sink),
-            catalog: RwLock::new(Catalog::default()),
+            catalog: RwLock::new(catalog),
             records: DashMap::with_hasher(IdHasher::default()),
             timers: Mutex::new(TimerHeap::default()),
             forgets: Mutex::new(VecDeque::new()),
@@ -93,6 +114,8 @@ impl ReservationManager {
             retention: Duration::from_secs(300),
             validator: None,
             sink: None,
+            placement_seed: 0,
+            workload: None,
         }
     }
 }

@@ -178,6 +178,7 @@ impl ReservationManager {
                 .validate_request(request, &context)
                 .map_err(rejected)?;
         }
+        catalog.node_strategies.observe(request);
         for _ in 0..COMMIT_ATTEMPTS {
             let plan = match self.plan(catalog, request, explain, &[]) {
                 Ok(plan) => plan,
@@ -190,8 +191,15 @@ impl ReservationManager {
                     return Err(err);
                 }
             };
+            let clustering =
+                (request.strategy == ReservationStrategy::GpuClustering).then(|| plan.clone());
             match self.commit(catalog, request, plan, now) {
-                Ok(reservation) => return Ok(reservation),
+                Ok(reservation) => {
+                    if let Some(plan) = clustering {
+                        catalog.record_placement(request, &plan);
+                    }
+                    return Ok(reservation);
+                }
                 Err(Abort::Done(result)) => return *result,
                 Err(Abort::Replan) => {}
             }
