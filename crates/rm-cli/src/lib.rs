@@ -11,6 +11,9 @@
 //!   `[[generate]]`, `[trace]`), with every problem named.
 //! - [`trace`]: importers of the Alibaba 2018 batch trace.
 //! - [`sim`]: [`run`](sim::run) replays a scenario in virtual time.
+//! - [`inflate`]: [`run`](inflate::run), the FGD paper's placement experiment on the Alibaba
+//!   2023 GPU trace (seeded inflation, strategies side by side), and its
+//!   [`Report`](inflate::Report).
 //! - [`stress`]: [`run`](stress::run), worker processes on one PostgreSQL pool under an
 //!   independent auditor, and its [`Report`](stress::Report).
 //! - [`report`]: [`Report`](report::Report) as a table, JSON or per-task CSV, and
@@ -53,6 +56,7 @@
 //! ```
 
 pub mod html;
+pub mod inflate;
 pub mod report;
 pub mod scenario;
 pub mod sim;

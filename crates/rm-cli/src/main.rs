@@ -100,9 +100,30 @@ struct Simulate {
 struct Compare {
     /// The scenario file (TOML); the bundled showcase when absent.
     scenario: Option<PathBuf>,
-    /// Placement strategies to compare: greedy, balanced, bin-pack, aligned.
+    /// Placement strategies to compare: greedy, balanced, bin-pack, aligned, fragmentation,
+    /// random-fit, best-fit, dot-product, gpu-packing, gpu-clustering.
     #[arg(long, value_name = "S1,S2,...", value_delimiter = ',')]
     strategy: Vec<rm_facade::model::ReservationStrategy>,
+    /// The FGD paper's experiment instead of a replay (a GPU-trace scenario only): pods
+    /// sampled with replacement, seeded, until the GPU they ask reaches PCT% of the
+    /// cluster's; placed in that order, never leaving; allocation measured at 90-130%.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    inflation: Option<u32>,
+    /// With --inflation: seeds per strategy and pod list (default 10).
+    #[arg(long, value_name = "N", requires = "inflation", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    seeds: Option<u32>,
+    /// With --inflation: pod lists beside the scenario's, by the part after
+    /// `openb_pod_list_` (default: the scenario's own list).
+    #[arg(
+        long,
+        value_name = "L1,L2,...",
+        value_delimiter = ',',
+        requires = "inflation"
+    )]
+    pods: Vec<String>,
+    /// With --inflation: threads running runs (default: the machine's cores).
+    #[arg(long, value_name = "N", requires = "inflation", value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: Option<u32>,
     /// Ordering policies to compare: fifo, priority, fair, weighted.
     #[arg(long, value_name = "P1,P2,...", value_delimiter = ',', value_parser = parse_order)]
     policy: Vec<sim::Order>,
@@ -311,11 +332,101 @@ fn load(path: Option<&Path>, trace_path: Option<&Path>) -> Result<scenario::Scen
     Ok(scenario)
 }
 
+/// `compare --inflation`: the FGD paper's experiment on the scenario's GPU trace.
+fn experiment(
+    options: &Compare,
+    base: &scenario::Scenario,
+    inflation: u32,
+) -> Result<(), ExitCode> {
+    let fail = |message: String| {
+        let _ = writeln!(std::io::stderr(), "error: {message}");
+        ExitCode::from(2)
+    };
+    let Some(scenario::TraceSettings::AlibabaGpu2023 { nodes, pods, .. }) = &base.trace else {
+        return Err(fail(
+            "--inflation needs a scenario whose [trace] is kind = \"alibaba-gpu-2023\"".into(),
+        ));
+    };
+    let (nodes, pods) = (base.base.join(nodes), base.base.join(pods));
+    let node_list = rm_cli::trace::alibaba_gpu_nodes(&nodes).map_err(|err| {
+        print_config_error(&err);
+        ExitCode::from(2)
+    })?;
+    let mut files = Vec::new();
+    if options.pods.is_empty() {
+        files.push(pods.clone());
+    }
+    for name in &options.pods {
+        files.push(pods.with_file_name(format!("openb_pod_list_{name}.csv")));
+    }
+    let mut lists = Vec::new();
+    for file in files {
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(|s| s.trim_start_matches("openb_pod_list_").to_owned())
+            .unwrap_or_default();
+        let specs = rm_cli::trace::alibaba_gpu_pods(&file, "pods", true, None).map_err(|err| {
+            print_config_error(&err);
+            ExitCode::from(2)
+        })?;
+        lists.push((name, specs));
+    }
+    let strategies = if options.strategy.is_empty() {
+        rm_facade::model::ReservationStrategy::ALL.to_vec()
+    } else {
+        options.strategy.clone()
+    };
+    let threads = options.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
+    let setup = rm_cli::inflate::Experiment {
+        nodes: node_list,
+        lists,
+        strategies,
+        seeds: options.seeds.unwrap_or(10),
+        inflation_pct: inflation,
+        threads,
+    };
+    let quiet = options.quiet;
+    let progress = |done: usize, total: usize| {
+        if !quiet {
+            let _ = write!(std::io::stderr(), "\r  runs {done}/{total}");
+        }
+    };
+    let report = rm_cli::inflate::run(&setup, &progress).map_err(|err| fail(chain(&err)))?;
+    if !quiet {
+        let _ = writeln!(std::io::stderr());
+    }
+    let text = if options.json {
+        serde_json::to_string_pretty(&report)
+            .map_err(|err| fail(format!("write the report as JSON: {err}")))?
+    } else {
+        report.table()
+    };
+    if let Some(file) = &options.html {
+        std::fs::write(file, rm_cli::html::inflation(&report))
+            .map_err(|err| fail(format!("write {}: {err}", file.display())))?;
+    }
+    let _ = writeln!(std::io::stdout(), "{text}");
+    let violations: u64 = report.runs.iter().map(|r| r.violations).sum();
+    if violations > 0 {
+        return Err(fail(format!(
+            "the placement audit found {violations} violations"
+        )));
+    }
+    Ok(())
+}
+
 fn compare(options: &Compare) -> Result<(), ExitCode> {
     let (json, quiet, html) = (options.json, options.quiet, &options.html);
     let mut strategies = options.strategy.clone();
     let orders = &options.policy;
     let base = load(options.scenario.as_deref(), options.trace_path.as_deref())?;
+    if let Some(inflation) = options.inflation {
+        return experiment(options, &base, inflation);
+    }
     if strategies.is_empty() && orders.is_empty() {
         use rm_facade::model::ReservationStrategy;
         strategies = vec![

@@ -46,9 +46,9 @@ fn amounts(cpu: Quantity, memory: Quantity, gpus: Quantity) -> Amounts {
 use rm_facade::model::ppm;
 
 mod finish;
-mod measure;
-mod nodes;
-mod setup;
+pub(crate) mod measure;
+pub(crate) mod nodes;
+pub(crate) mod setup;
 
 use measure::{capacities, histogram, percentile, placement_ok};
 use nodes::{GroupTarget, Machine, Preemptions, node};

@@ -5,7 +5,7 @@ use super::*;
 
 /// Whether a grant keeps every part on one node, each GPU item within one device, and each
 /// device of an accepted model.
-pub(super) fn placement_ok(
+pub(crate) fn placement_ok(
     reservation: &rm_facade::model::Reservation,
     placement_of: &HashMap<String, (String, Option<String>)>,
     models: &[String],

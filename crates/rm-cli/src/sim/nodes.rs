@@ -34,18 +34,18 @@ impl Preemptions {
 /// A machine: one resource with its cores and memory (and its GPUs, pooled, unless they are
 /// devices of their own), then one resource per GPU device; all labelled `node` = its name,
 /// `group` = its pool, and with `labels`.
-pub(super) struct Machine<'a> {
-    pub(super) name: String,
-    pub(super) pool: &'a str,
-    pub(super) cpu: Quantity,
-    pub(super) memory: Quantity,
-    pub(super) gpus: Quantity,
-    pub(super) gpu_devices: bool,
-    pub(super) labels: Vec<(&'a str, &'a str)>,
+pub(crate) struct Machine<'a> {
+    pub(crate) name: String,
+    pub(crate) pool: &'a str,
+    pub(crate) cpu: Quantity,
+    pub(crate) memory: Quantity,
+    pub(crate) gpus: Quantity,
+    pub(crate) gpu_devices: bool,
+    pub(crate) labels: Vec<(&'a str, &'a str)>,
 }
 
 impl Machine<'_> {
-    pub(super) fn resources(&self) -> Result<Vec<Resource>, ConfigError> {
+    pub(crate) fn resources(&self) -> Result<Vec<Resource>, ConfigError> {
         let invalid = |message: String| {
             ConfigError::Invalid(vec![Problem {
                 path: format!("cluster.{}", self.pool),

@@ -422,70 +422,15 @@ pub(super) fn tasks(
             .priority
             .or_else(|| class.and_then(|c| class_priority.get(c).copied()))
             .unwrap_or(0);
-        let mut requirements = vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            spec.cpu,
-            Unit::CORES,
-        )];
-        if spec.memory > Quantity::ZERO {
-            requirements.push(
-                ResourceRequirement::new(ResourceType::Memory, spec.memory, Unit::BYTES)
-                    .colocated(colocation.clone()),
-            );
-            requirements[0] = requirements[0].clone().colocated(colocation.clone());
-        }
-        let model_constraint = if spec.gpu_models.is_empty() {
-            None
-        } else {
-            let builder = Constraint::label("model").map_err(|err| {
-                ConfigError::Invalid(vec![Problem {
-                    path: format!("tasks[{i}].gpu_models"),
-                    message: err.to_string(),
-                }])
-            })?;
-            Some(builder.is_in(spec.gpu_models.iter().map(String::as_str)))
-        };
-        let with_model = |requirement: ResourceRequirement| match &model_constraint {
-            Some(constraint) => requirement.with_constraint(constraint.clone()),
-            None => requirement,
-        };
-        if spec.gpus > Quantity::ZERO && device_gpus {
-            // One requirement per whole GPU and one for a fraction, each on one device; the
-            // request keeps every part on one node.
-            let milli = spec.gpus.as_milli();
-            for _ in 0..milli / 1000 {
-                requirements.push(with_model(ResourceRequirement::new(
-                    ResourceType::Gpu,
-                    Quantity::from_units(1),
-                    Unit::DEVICES,
-                )));
-            }
-            if milli % 1000 != 0 {
-                requirements.push(with_model(ResourceRequirement::new(
-                    ResourceType::Gpu,
-                    Quantity::from_milli(milli % 1000),
-                    Unit::DEVICES,
-                )));
-            }
-        } else if spec.gpus > Quantity::ZERO {
-            requirements.push(with_model(
-                ResourceRequirement::new(ResourceType::Gpu, spec.gpus, Unit::DEVICES)
-                    .colocated(colocation.clone()),
-            ));
-            requirements[0] = requirements[0].clone().colocated(colocation.clone());
-        }
-        let requester = RequesterId::new(&spec.tenant).map_err(|err| {
-            ConfigError::Invalid(vec![Problem {
-                path: format!("tasks[{i}].tenant"),
-                message: err.to_string(),
-            }])
-        })?;
-        let mut request = ReservationRequest::new(requester, requirements)
-            .with_priority(Priority(priority))
-            .with_strategy(scenario.simulation.strategy);
-        if device_gpus && spec.gpus > Quantity::ZERO {
-            request = request.with_colocation_label(node_label.clone());
-        }
+        let mut request = pod_request(
+            spec,
+            i,
+            scenario.simulation.strategy,
+            device_gpus,
+            &colocation,
+            node_label,
+        )?
+        .with_priority(Priority(priority));
         if let Some(class) = &spec.contention {
             let mut labels = Labels::new();
             labels.insert("contention", class).map_err(|err| {
@@ -539,4 +484,82 @@ pub(super) fn tasks(
         job_left,
         instances,
     })
+}
+
+/// A task's request: its cores and memory on one resource and its GPUs (on devices of their
+/// own when `device_gpus`, each whole GPU and a fraction on one device of an accepted model),
+/// every part on one node, placed by `strategy`. `i` names the task in errors.
+pub(crate) fn pod_request(
+    spec: &TaskSpec,
+    i: usize,
+    strategy: rm_facade::model::ReservationStrategy,
+    device_gpus: bool,
+    colocation: &ColocationGroup,
+    node_label: &LabelKey,
+) -> Result<ReservationRequest, ConfigError> {
+    let mut requirements = vec![ResourceRequirement::new(
+        ResourceType::Compute,
+        spec.cpu,
+        Unit::CORES,
+    )];
+    if spec.memory > Quantity::ZERO {
+        requirements.push(
+            ResourceRequirement::new(ResourceType::Memory, spec.memory, Unit::BYTES)
+                .colocated(colocation.clone()),
+        );
+        requirements[0] = requirements[0].clone().colocated(colocation.clone());
+    }
+    let model_constraint = if spec.gpu_models.is_empty() {
+        None
+    } else {
+        let builder = Constraint::label("model").map_err(|err| {
+            ConfigError::Invalid(vec![Problem {
+                path: format!("tasks[{i}].gpu_models"),
+                message: err.to_string(),
+            }])
+        })?;
+        Some(builder.is_in(spec.gpu_models.iter().map(String::as_str)))
+    };
+    let with_model = |requirement: ResourceRequirement| match &model_constraint {
+        Some(constraint) => requirement.with_constraint(constraint.clone()),
+        None => requirement,
+    };
+    if spec.gpus > Quantity::ZERO && device_gpus {
+        // One requirement per whole GPU and one for a fraction, each on one device; the
+        // request keeps every part on one node.
+        let milli = spec.gpus.as_milli();
+        for _ in 0..milli / 1000 {
+            requirements.push(with_model(ResourceRequirement::new(
+                ResourceType::Gpu,
+                Quantity::from_units(1),
+                Unit::DEVICES,
+            )));
+        }
+        if milli % 1000 != 0 {
+            requirements.push(with_model(ResourceRequirement::new(
+                ResourceType::Gpu,
+                Quantity::from_milli(milli % 1000),
+                Unit::DEVICES,
+            )));
+        }
+    } else if spec.gpus > Quantity::ZERO {
+        requirements.push(with_model(
+            ResourceRequirement::new(ResourceType::Gpu, spec.gpus, Unit::DEVICES)
+                .colocated(colocation.clone()),
+        ));
+        requirements[0] = requirements[0].clone().colocated(colocation.clone());
+    }
+    let requester = RequesterId::new(&spec.tenant).map_err(|err| {
+        ConfigError::Invalid(vec![Problem {
+            path: format!("tasks[{i}].tenant"),
+            message: err.to_string(),
+        }])
+    })?;
+    let mut request = ReservationRequest::new(requester, requirements).with_strategy(strategy);
+    if device_gpus && (spec.gpus > Quantity::ZERO || strategy.judges_nodes()) {
+        // A GPU task's parts on one node; a task without GPUs names its node too for the
+        // strategies that judge whole nodes (its cores beside a node's free GPUs matter).
+        request = request.with_colocation_label(node_label.clone());
+    }
+    Ok(request)
 }

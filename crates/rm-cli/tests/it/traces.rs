@@ -152,3 +152,101 @@ fn gpu_strategies_compare_side_by_side() {
         );
     }
 }
+
+/// `compare --inflation`: the FGD paper's protocol on the first 60 GPU nodes, two pod lists,
+/// three strategies, two seeds; the JSON report, the chart and the audit.
+#[test]
+fn the_fgd_experiment_runs_every_strategy_on_every_list() {
+    let Some(data) = data_dir("the_fgd_experiment_runs_every_strategy_on_every_list") else {
+        return;
+    };
+    let folder = data.join("alibaba-gpu-2023");
+    let dir = std::env::temp_dir().join(format!("rmctl-fgd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let nodes = std::fs::read_to_string(folder.join("openb_node_list_gpu_node.csv")).unwrap();
+    std::fs::write(
+        dir.join("nodes.csv"),
+        nodes.lines().take(61).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    for list in ["default", "gpuspec33"] {
+        let name = format!("openb_pod_list_{list}.csv");
+        std::fs::copy(folder.join(&name), dir.join(&name)).unwrap();
+    }
+    let scenario = dir.join("fgd.toml");
+    std::fs::write(
+        &scenario,
+        "[trace]\nkind = \"alibaba-gpu-2023\"\nnodes = \"nodes.csv\"\npods = \"openb_pod_list_default.csv\"\n",
+    )
+    .unwrap();
+    let html = dir.join("fgd.html");
+    let out = crate::rmctl(&[
+        "compare",
+        scenario.to_str().unwrap(),
+        "--inflation",
+        "130",
+        "--seeds",
+        "2",
+        "--pods",
+        "default,gpuspec33",
+        "--strategy",
+        "fragmentation,best-fit,random-fit",
+        "--threads",
+        "2",
+        "--json",
+        "--quiet",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let page = std::fs::read_to_string(&html).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["nodes"], 60);
+    assert_eq!(report["lists"].as_array().unwrap().len(), 2);
+    assert_eq!(report["runs"].as_array().unwrap().len(), 2 * 3 * 2);
+    for list in report["lists"].as_array().unwrap() {
+        for strategy in list["strategies"].as_array().unwrap() {
+            assert_eq!(strategy["violations"], 0);
+            assert!(strategy["audited"].as_u64().unwrap() > 100);
+            let points = strategy["allocation_pct"].as_array().unwrap();
+            assert_eq!(points.len(), 5, "checkpoints at 90, 100, 110, 120, 130%");
+            for point in points {
+                let mean = point["mean"].as_f64().unwrap();
+                assert!((50.0..=100.0).contains(&mean), "{strategy}");
+            }
+        }
+    }
+    // The same seed samples the same pods: random fit differs between seeds, the pods
+    // arrived do not depend on the strategy.
+    let runs = report["runs"].as_array().unwrap();
+    for run in runs {
+        let twin = runs
+            .iter()
+            .find(|r| r["list"] == run["list"] && r["seed"] == run["seed"])
+            .unwrap();
+        assert_eq!(run["arrived"], twin["arrived"]);
+    }
+    assert!(
+        page.contains("<svg") && page.contains("fragmentation"),
+        "{page}"
+    );
+}
+
+#[test]
+fn the_fgd_experiment_needs_a_gpu_trace_and_its_flags_need_it() {
+    let out = crate::rmctl(&["compare", "--seeds", "3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--inflation"));
+    let out = crate::rmctl(&["compare", "--inflation", "130", "--quiet"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("alibaba-gpu-2023"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
