@@ -192,6 +192,8 @@ fn the_ledger_table_names_its_problems() {
             .map(|(path, _)| path)
             .collect()
     };
+    // Random fit's seed is for either backend.
+    assert!(paths("[ledger]\nplacement_seed = 7").is_empty());
     // The embedded ledger takes no PostgreSQL settings.
     assert_eq!(
         paths("[ledger]\nurl = \"postgres://rm@db/x\"\npool_size = 2"),

@@ -155,3 +155,81 @@ fn bin_pack_fills_a_shared_device_before_a_fresh_one() {
         .unwrap();
     assert_ne!(third.items[1].resource, first.items[1].resource);
 }
+
+/// Random fit through the ledger: the same placement seed draws the same nodes, another
+/// seed others; every grant keeps its pod on one node.
+#[test]
+fn random_fit_is_repeatable_by_its_seed() {
+    let draws = |seed: u64| -> Vec<String> {
+        let ledger = rm_reserve::ReservationManager::builder()
+            .clock(Arc::new(ManualClock::new()))
+            .placement_seed(seed)
+            .build()
+            .unwrap();
+        cluster(&ledger);
+        (0..40)
+            .map(|_| {
+                let hold = ledger
+                    .reserve(&pod(
+                        1,
+                        &[Quantity::from_milli(100)],
+                        ReservationStrategy::RandomFit,
+                    ))
+                    .unwrap();
+                let placed = nodes(&hold);
+                assert!(placed.iter().all(|n| *n == placed[0]), "{placed:?}");
+                ledger.cancel(&hold.id, None).unwrap();
+                placed[0].to_owned()
+            })
+            .collect()
+    };
+    let first = draws(11);
+    assert_eq!(first, draws(11));
+    assert_ne!(first, draws(12));
+    assert!(first.iter().any(|n| n == "a") && first.iter().any(|n| n == "b"));
+}
+
+/// The fragmentation strategy learns its workload from the pods it places: after half-GPU
+/// pods, another half goes beside the first (the device left whole stays usable); and many
+/// threads placing with it never overbook a device.
+#[test]
+fn fragmentation_learns_and_never_overbooks() {
+    let clock = Arc::new(ManualClock::new());
+    let ledger = manager(&clock);
+    cluster(&ledger);
+    let half = pod(
+        1,
+        &[Quantity::from_milli(500)],
+        ReservationStrategy::Fragmentation,
+    );
+    let first = ledger.reserve(&half).unwrap();
+    let second = ledger.reserve(&half).unwrap();
+    assert_eq!(
+        first.items[1].resource, second.items[1].resource,
+        "the same device"
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for share in [300, 700, 250, 1000, 150] {
+                    let request = pod(
+                        1,
+                        &[Quantity::from_milli(share)],
+                        ReservationStrategy::Fragmentation,
+                    );
+                    match ledger.reserve(&request) {
+                        Ok(_) | Err(LedgerError::InsufficientCapacity { .. }) => {}
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+            });
+        }
+    });
+    let audit = ledger.audit().unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.violations);
+    for usage in ledger.snapshot().unwrap().usage {
+        let held =
+            usage.external.as_milli() + usage.pending.as_milli() + usage.confirmed.as_milli();
+        assert!(held <= usage.capacity.as_milli(), "{usage:?}");
+    }
+}
