@@ -32,8 +32,10 @@
 //!   allocation policy's to name (`AllocationPolicy::reclaim`), since only it knows who
 //!   borrows; the facade ends them.
 //! - [`detect`]: a [`ContentionReport`] of demand against capacity per resource and per
-//!   type, queue depth, starvation age and hot spots.
-//! - [`WaitForGraph`]: deadlocks as cycles of requesters waiting for each other's holds.
+//!   type, queue depth, starvation age and hot spots (the facade's
+//!   `ResourceManager::contention` runs it on a snapshot and its wait queue).
+//! - [`WaitForGraph`]: deadlocks as cycles of requesters waiting for each other's holds (the
+//!   facade's `ResourceManager::deadlocks`).
 //! - [`Resolver`]: the `rm-model` [`ContentionResolver`](rm_model::ContentionResolver):
 //!   picks wait, priority, preempt, scale or redistribute (shrinking elastic holds toward their
 //!   minimum, with a notice) per requester or request class, falls back to waiting when a

@@ -11,7 +11,9 @@
 //! # Main types
 //! - [`ResourceManager`] and [`ResourceManagerBuilder`]: reserve (with policy admission and
 //!   contention resolution), confirm, renew, release, cancel, [`tick`](ResourceManager::tick)
-//!   for periodic work, [`dashboard`](ResourceManager::dashboard), and metrics. Any part can
+//!   for periodic work, [`dashboard`](ResourceManager::dashboard),
+//!   [`contention`](ResourceManager::contention) and [`deadlocks`](ResourceManager::deadlocks)
+//!   (what waits for what, from the wait queue), and metrics. Any part can
 //!   be replaced by another implementation of its trait: the ledger
 //!   ([`ResourceManagerBuilder::ledger`], built from [`LedgerParts`]), the validator, the
 //!   policy, the resolver; event sinks can be added.

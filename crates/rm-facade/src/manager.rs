@@ -373,6 +373,34 @@ impl ResourceManager {
         Ok(self.inner.ledger.snapshot()?)
     }
 
+    /// Where demand exceeds capacity now: per resource and per type, what is held and what
+    /// the requests waiting in [`reserve`](Self::reserve) ask, and how long the oldest has
+    /// waited (`rm-contention`'s [`detect`](rm_contention::detect) on a snapshot and the
+    /// wait queue).
+    pub fn contention(&self) -> Result<rm_contention::ContentionReport, Error> {
+        let snapshot = self.snapshot()?;
+        let waiting = self.inner.queue.pending();
+        Ok(rm_contention::detect(&snapshot, &waiting, self.now()))
+    }
+
+    /// Deadlocks among waiting requesters: each cycle of requesters waiting for capacity only
+    /// the next one's holds could free (`rm-contention`'s
+    /// [`WaitForGraph`](rm_contention::WaitForGraph)); empty when none.
+    pub fn deadlocks(&self) -> Result<Vec<Vec<RequesterId>>, Error> {
+        let snapshot = self.snapshot()?;
+        let waiting: Vec<ReservationRequest> = self
+            .inner
+            .queue
+            .pending()
+            .into_iter()
+            .map(|p| (*p.request).clone())
+            .collect();
+        Ok(
+            rm_contention::WaitForGraph::build(&snapshot.resources, &snapshot.active, &waiting)
+                .deadlocks(),
+        )
+    }
+
     /// Units from the configured elastic pool `pool`; returned when the lease drops.
     pub fn acquire_units(&self, pool: &str, units: u64) -> Result<rm_pool::ElasticLease, Error> {
         match &self.inner.elastic {

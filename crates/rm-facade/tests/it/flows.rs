@@ -558,3 +558,62 @@ fn preemption_honours_disruption_budgets_from_the_configuration() {
         assert_eq!(preempted, [victim], "budgets: {budgets:?}");
     }
 }
+
+/// The manager reports contention (demand against capacity, with what waits) and deadlocks
+/// (requesters each waiting for capacity only another's holds could free).
+#[test]
+fn contention_and_deadlocks_are_reported_from_the_wait_queue() {
+    let manager = ResourceManager::from_config(
+        rm_facade::Config::from_toml(
+            r#"
+            [manager]
+            wait_timeout_ms = 20000
+            [[resources]]
+            name = "x"
+            type = "compute"
+            capacity = { maximum = 2, unit = "cores" }
+            [[resources]]
+            name = "y"
+            type = "compute"
+            capacity = { maximum = 2, unit = "cores" }
+            "#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let a = manager.reserve(&cores("a", 2)).unwrap();
+    let b = manager.reserve(&cores("b", 2)).unwrap();
+    assert_eq!(manager.contention().unwrap().queue_depth, 0);
+    assert!(manager.deadlocks().unwrap().is_empty());
+    // a waits for more while holding x; b waits while holding y: each needs the other's.
+    let waiters: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|who| {
+            let manager = manager.clone();
+            std::thread::spawn(move || manager.reserve(&cores(who, 2)))
+        })
+        .collect();
+    while manager.waiting() < 2 {
+        std::thread::yield_now();
+    }
+    let report = manager.contention().unwrap();
+    assert_eq!(report.queue_depth, 2);
+    let demand: Quantity = report
+        .resources
+        .iter()
+        .map(|r| r.waiting_demand)
+        .fold(Quantity::ZERO, |sum, q| sum.checked_add(q).unwrap());
+    assert!(demand > Quantity::ZERO, "{report:?}");
+    assert!(!report.hot_spots.is_empty(), "{report:?}");
+    let cycles = manager.deadlocks().unwrap();
+    assert_eq!(cycles.len(), 1, "{cycles:?}");
+    let mut members: Vec<&str> = cycles[0].iter().map(|r| r.as_str()).collect();
+    members.sort_unstable();
+    assert_eq!(members, ["a", "b"]);
+    // Breaking the cycle lets both through.
+    manager.cancel(&a.id, None).unwrap();
+    manager.cancel(&b.id, None).unwrap();
+    for waiter in waiters {
+        assert!(waiter.join().unwrap().is_ok());
+    }
+}
