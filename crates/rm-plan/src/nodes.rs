@@ -5,7 +5,8 @@
 //! A node is a domain of the request's co-location label: one resource holding cores and
 //! memory (the host) and any number of GPU devices (resources of at most one device each).
 //! For each request shape and label the catalog keeps a [`NodeTable`] of its nodes, so a
-//! placement reads each node's free counters once and scores it without locks or allocation.
+//! placement reads each node's free counters once and scores it without further locks or
+//! allocation (the tables, the workload and the admissions are read under read locks).
 //! Requests of another shape (pooled GPUs, affinity, preferences, several hosts on one node)
 //! are planned by the generic planner, with the strategy's per-resource score
 //! ([`ReservationStrategy::per_resource`]).
@@ -111,17 +112,36 @@ fn shape_key(request: &ReservationRequest) -> Vec<(ResourceType, Unit, Vec<rm_mo
         .collect()
 }
 
-fn hash_of(label: &str, shape: &[(ResourceType, Unit, Vec<rm_model::Constraint>)]) -> u64 {
+/// The table key of `request` on `label`: its requirements' types, units and constraints
+/// (not amounts), hashed without building the shape.
+fn hash_of(label: &str, request: &ReservationRequest) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
     let mut hasher = foldhash::fast::FixedState::default().build_hasher();
     label.hash(&mut hasher);
-    shape.hash(&mut hasher);
+    for r in &request.requirements {
+        r.resource_type().hash(&mut hasher);
+        r.unit().hash(&mut hasher);
+        r.constraints().hash(&mut hasher);
+    }
     hasher.finish()
 }
 
+/// Whether `table` was built for `request`'s shape on `label`.
+fn table_matches(table: &NodeTable, label: &str, request: &ReservationRequest) -> bool {
+    table.label == label
+        && table.shape.len() == request.requirements.len()
+        && table
+            .shape
+            .iter()
+            .zip(&request.requirements)
+            .all(|((t, u, c), r)| {
+                r.resource_type() == t && r.unit() == u && r.constraints() == c.as_slice()
+            })
+}
+
 impl<S: Slot> Catalog<S> {
-    /// Records, for GPU clustering (the node strategies' record), that `request` was placed as `placements` (in domains of
-    /// its co-location label). A no-op for other strategies.
+    /// Records, for GPU clustering (the node strategies' record), that `request` was placed
+    /// as `placements` (in domains of its co-location label). A no-op for other strategies.
     pub fn record_placement(&self, request: &ReservationRequest, placements: &[Placement]) {
         if request.strategy != ReservationStrategy::GpuClustering {
             return;
@@ -169,19 +189,18 @@ impl<S: Slot> Catalog<S> {
         label: &str,
         layout: &Layout,
     ) -> Option<Arc<NodeTable>> {
-        let shape = shape_key(request);
-        let hash = hash_of(label, &shape);
+        let hash = hash_of(label, request);
         let state = &self.node_strategies;
         if let Some(bucket) = state
             .tables
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&hash)
-            && let Some(found) = bucket.iter().find(|t| t.label == label && t.shape == shape)
+            && let Some(found) = bucket.iter().find(|t| table_matches(t, label, request))
         {
             return Some(found.clone());
         }
-        let table = Arc::new(self.build_node_table(request, label, layout, shape)?);
+        let table = Arc::new(self.build_node_table(request, label, layout, shape_key(request))?);
         state
             .tables
             .write()
@@ -409,6 +428,10 @@ pub(crate) fn plan_nodes<S: Slot>(
             };
             if best.as_ref().is_none_or(|(top, _, _)| score > *top) {
                 best = Some((score, n, choice));
+                // First fit: every node scores alike, so the first that fits wins.
+                if strategy == ReservationStrategy::Greedy {
+                    break;
+                }
             }
         }
     });
