@@ -261,25 +261,7 @@ fn cluster(nodes: &[GpuNode]) -> Result<Cluster, ConfigError> {
     let mut capacity = Vec::new();
     let mut probes = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
-        let labels = if node.model.is_empty() {
-            Vec::new()
-        } else {
-            vec![("model", node.model.as_str())]
-        };
-        let pool = if node.model.is_empty() {
-            "cpu-only"
-        } else {
-            node.model.as_str()
-        };
-        let machine = Machine {
-            name: node.name.clone(),
-            pool,
-            cpu: node.cpu,
-            memory: node.memory,
-            gpus: Quantity::from_units(i32::try_from(node.gpus).unwrap_or(i32::MAX)),
-            gpu_devices: true,
-            labels,
-        };
+        let machine = Machine::of_trace(node);
         let made = machine.resources()?;
         let mut device = 0;
         let mut probe = None;

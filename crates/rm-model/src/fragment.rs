@@ -177,7 +177,6 @@ pub struct Workload {
     /// Where each shape is counted: (demand id, point index).
     index: HashMap<PodShape, (usize, usize)>,
     total: u64,
-    version: u64,
 }
 
 impl Workload {
@@ -206,7 +205,6 @@ impl Workload {
             return;
         }
         self.total = self.total.saturating_add(n);
-        self.version = self.version.wrapping_add(1);
         if let Some(&(d, p)) = self.index.get(shape) {
             let demand = &mut self.demands[d];
             demand.count = demand.count.saturating_add(n);
@@ -259,12 +257,6 @@ impl Workload {
     /// Whether no pod was counted.
     pub fn is_empty(&self) -> bool {
         self.total == 0
-    }
-
-    /// Changes with every [`observe`](Workload::observe): a cache of measures is valid while
-    /// it stays the same.
-    pub fn version(&self) -> u64 {
-        self.version
     }
 
     /// The GPU demands, by id (order of first appearance).

@@ -34,16 +34,24 @@ fn shape_hash(requirements: &[ResourceRequirement], group: &[usize]) -> u64 {
     // A fixed seed: the key only has to be stable within the process. Every hit is confirmed
     // by comparing shapes, so a collision costs a comparison, never a wrong answer.
     let mut hasher = foldhash::fast::FixedState::default().build_hasher();
-    for &i in group {
-        let requirement = &requirements[i];
-        requirement.resource_type().hash(&mut hasher);
-        requirement.unit().hash(&mut hasher);
-        requirement.constraints().hash(&mut hasher);
-    }
+    hash_members(group.iter().map(|&i| &requirements[i]), &mut hasher);
     hasher.finish()
 }
 
-type Shape = Vec<(ResourceType, Unit, Vec<Constraint>)>;
+/// Hashes what a requirement shape is made of (type, unit, constraints; not amounts).
+pub(crate) fn hash_members<'r>(
+    members: impl Iterator<Item = &'r ResourceRequirement>,
+    hasher: &mut impl Hasher,
+) {
+    for requirement in members {
+        requirement.resource_type().hash(hasher);
+        requirement.unit().hash(hasher);
+        requirement.constraints().hash(hasher);
+    }
+}
+
+/// A requirement shape: each member's type, unit and constraints.
+pub(crate) type Shape = Vec<(ResourceType, Unit, Vec<Constraint>)>;
 
 /// Candidate lists by the hash of their shape; a bucket holds the shapes that share a hash.
 type CandidateCache<S> = HashMap<u64, Vec<(Shape, Arc<[Candidate<S>]>)>, Fast>;
@@ -53,10 +61,17 @@ type CandidateCache<S> = HashMap<u64, Vec<(Shape, Arc<[Candidate<S>]>)>, Fast>;
 type Fast = foldhash::fast::RandomState;
 
 fn shape_of(requirements: &[ResourceRequirement], group: &[usize]) -> Shape {
-    group
-        .iter()
-        .map(|&i| {
-            let r = &requirements[i];
+    members_shape(group.iter().map(|&i| &requirements[i]))
+}
+
+fn shape_matches(shape: &Shape, requirements: &[ResourceRequirement], group: &[usize]) -> bool {
+    shape.len() == group.len() && members_match(shape, group.iter().map(|&i| &requirements[i]))
+}
+
+/// The shape of `members`.
+pub(crate) fn members_shape<'r>(members: impl Iterator<Item = &'r ResourceRequirement>) -> Shape {
+    members
+        .map(|r| {
             (
                 r.resource_type().clone(),
                 r.unit().clone(),
@@ -66,12 +81,14 @@ fn shape_of(requirements: &[ResourceRequirement], group: &[usize]) -> Shape {
         .collect()
 }
 
-fn shape_matches(shape: &Shape, requirements: &[ResourceRequirement], group: &[usize]) -> bool {
-    shape.len() == group.len()
-        && shape.iter().zip(group).all(|((t, u, c), &i)| {
-            let r = &requirements[i];
-            r.resource_type() == t && r.unit() == u && r.constraints() == c.as_slice()
-        })
+/// Whether `members` (as many as `shape` has) have that shape.
+pub(crate) fn members_match<'r>(
+    shape: &Shape,
+    members: impl Iterator<Item = &'r ResourceRequirement>,
+) -> bool {
+    shape.iter().zip(members).all(|((t, u, c), r)| {
+        r.resource_type() == t && r.unit() == u && r.constraints() == c.as_slice()
+    })
 }
 
 /// The registered resources, in registration order, each with the ledger's handle on its

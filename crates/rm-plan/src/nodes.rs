@@ -19,7 +19,7 @@ use rm_model::placement::{RawFit, inverse_capacity, strategy_score};
 use rm_model::{ReservationRequest, ReservationStrategy, ResourceType, Unit};
 use smallvec::SmallVec;
 
-use crate::catalog::{Catalog, Slot};
+use crate::catalog::{Catalog, Shape, Slot, hash_members, members_match, members_shape};
 use crate::placement::{Placement, Small};
 use crate::strategies::Tags;
 use crate::table::{Admission, Device, MAX_DEVICES, Node, NodeTable, mix};
@@ -98,31 +98,13 @@ fn layout(request: &ReservationRequest) -> Option<Layout> {
     Some(out)
 }
 
-fn shape_key(request: &ReservationRequest) -> Vec<(ResourceType, Unit, Vec<rm_model::Constraint>)> {
-    request
-        .requirements
-        .iter()
-        .map(|r| {
-            (
-                r.resource_type().clone(),
-                r.unit().clone(),
-                r.constraints().to_vec(),
-            )
-        })
-        .collect()
-}
-
-/// The table key of `request` on `label`: its requirements' types, units and constraints
-/// (not amounts), hashed without building the shape.
+/// The table key of `request` on `label`: its requirements' shape (not amounts), hashed
+/// without building it.
 fn hash_of(label: &str, request: &ReservationRequest) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
     let mut hasher = foldhash::fast::FixedState::default().build_hasher();
     label.hash(&mut hasher);
-    for r in &request.requirements {
-        r.resource_type().hash(&mut hasher);
-        r.unit().hash(&mut hasher);
-        r.constraints().hash(&mut hasher);
-    }
+    hash_members(request.requirements.iter(), &mut hasher);
     hasher.finish()
 }
 
@@ -130,13 +112,7 @@ fn hash_of(label: &str, request: &ReservationRequest) -> u64 {
 fn table_matches(table: &NodeTable, label: &str, request: &ReservationRequest) -> bool {
     table.label == label
         && table.shape.len() == request.requirements.len()
-        && table
-            .shape
-            .iter()
-            .zip(&request.requirements)
-            .all(|((t, u, c), r)| {
-                r.resource_type() == t && r.unit() == u && r.constraints() == c.as_slice()
-            })
+        && members_match(&table.shape, request.requirements.iter())
 }
 
 impl<S: Slot> Catalog<S> {
@@ -200,7 +176,12 @@ impl<S: Slot> Catalog<S> {
         {
             return Some(found.clone());
         }
-        let table = Arc::new(self.build_node_table(request, label, layout, shape_key(request))?);
+        let table = Arc::new(self.build_node_table(
+            request,
+            label,
+            layout,
+            members_shape(request.requirements.iter()),
+        )?);
         state
             .tables
             .write()
@@ -216,7 +197,7 @@ impl<S: Slot> Catalog<S> {
         request: &ReservationRequest,
         label: &str,
         layout: &Layout,
-        shape: Vec<(ResourceType, Unit, Vec<rm_model::Constraint>)>,
+        shape: Shape,
     ) -> Option<NodeTable> {
         let requirements = &request.requirements;
         let hosts = if layout.host.is_empty() {

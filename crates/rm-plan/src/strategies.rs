@@ -72,14 +72,6 @@ impl NodeStrategies {
         self.epoch.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A copy of the target workload.
-    pub fn workload(&self) -> Workload {
-        self.workload
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
     /// Seeds random fit's draws (the same seed and the same requests give the same choices).
     pub fn set_seed(&self, seed: u64) {
         self.seed.store(seed, Ordering::Relaxed);

@@ -93,6 +93,31 @@ impl Machine<'_> {
     }
 }
 
+impl<'a> Machine<'a> {
+    /// A machine of the GPU trace: its pool is its GPU model (`cpu-only` without GPUs), its
+    /// GPUs devices of their own labelled with the model.
+    pub(crate) fn of_trace(node: &'a crate::trace::GpuNode) -> Machine<'a> {
+        let pool = if node.model.is_empty() {
+            "cpu-only"
+        } else {
+            node.model.as_str()
+        };
+        let mut labels = Vec::new();
+        if !node.model.is_empty() {
+            labels.push(("model", node.model.as_str()));
+        }
+        Machine {
+            name: node.name.clone(),
+            pool,
+            cpu: node.cpu,
+            memory: node.memory,
+            gpus: Quantity::from_units(i32::try_from(node.gpus).unwrap_or(i32::MAX)),
+            gpu_devices: true,
+            labels,
+        }
+    }
+}
+
 pub(super) fn node(group: &NodeGroup, index: u32) -> Result<Vec<Resource>, ConfigError> {
     Machine {
         name: format!("{}-{index}", group.prefix),

@@ -217,11 +217,7 @@ pub(super) fn nodes(
     // Pools: the node groups, then the GPU trace's machines by GPU model.
     let mut pools: Vec<String> = scenario.cluster.iter().map(|g| g.prefix.clone()).collect();
     for machine in gpu_machines {
-        let pool = if machine.model.is_empty() {
-            "cpu-only"
-        } else {
-            machine.model.as_str()
-        };
+        let pool = Machine::of_trace(machine).pool;
         if !pools.iter().any(|p| p == pool) {
             pools.push(pool.to_owned());
         }
@@ -253,31 +249,12 @@ pub(super) fn nodes(
         }
     }
     for machine in gpu_machines {
-        let pool = if machine.model.is_empty() {
-            "cpu-only"
-        } else {
-            machine.model.as_str()
-        };
+        let machine = Machine::of_trace(machine);
         node_group.insert(
             machine.name.clone(),
-            pools.iter().position(|p| p == pool).unwrap_or(0),
+            pools.iter().position(|p| p == machine.pool).unwrap_or(0),
         );
-        let mut labels = Vec::new();
-        if !machine.model.is_empty() {
-            labels.push(("model", machine.model.as_str()));
-        }
-        config.resources.extend(
-            Machine {
-                name: machine.name.clone(),
-                pool,
-                cpu: machine.cpu,
-                memory: machine.memory,
-                gpus: Quantity::from_units(i32::try_from(machine.gpus).unwrap_or(i32::MAX)),
-                gpu_devices: true,
-                labels,
-            }
-            .resources()?,
-        );
+        config.resources.extend(machine.resources()?);
     }
     // Where each resource is: its node and, for a GPU device, its model (for the audit).
     let placement_of: HashMap<String, (String, Option<String>)> = config
