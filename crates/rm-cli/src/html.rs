@@ -653,7 +653,7 @@ pub fn inflation(report: &crate::inflate::Report) -> String {
         report.seeds
     );
     let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p>{} nodes, {:.0} GPUs; pods sampled with replacement until they ask {}% of the GPU, placed in order, never leaving.</p>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p>{} nodes, {:.0} GPUs; the pod list in a seeded order, topped up by pods drawn with replacement until they ask {}% of the GPU, placed in order, never leaving.</p>\n",
         escape(&title),
         escape(&title),
         report.nodes,

@@ -104,9 +104,10 @@ struct Compare {
     /// random-fit, best-fit, dot-product, gpu-packing, gpu-clustering.
     #[arg(long, value_name = "S1,S2,...", value_delimiter = ',')]
     strategy: Vec<rm_facade::model::ReservationStrategy>,
-    /// The FGD paper's experiment instead of a replay (a GPU-trace scenario only): pods
-    /// sampled with replacement, seeded, until the GPU they ask reaches PCT% of the
-    /// cluster's; placed in that order, never leaving; allocation measured at 90-130%.
+    /// The FGD paper's experiment instead of a replay (a GPU-trace scenario only): the pod
+    /// list in a seeded order, topped up with pods drawn with replacement until the GPU
+    /// they ask reaches PCT% of the cluster's; placed in that order, never leaving;
+    /// allocation measured at 90-130%.
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=1000))]
     inflation: Option<u32>,
     /// With --inflation: seeds per strategy and pod list (default 10).
