@@ -139,8 +139,9 @@ pub struct LedgerSettings {
     pub schema: Option<String>,
     /// How many connections the ledger opens at most (default 8).
     pub pool_size: Option<usize>,
-    /// Seeds the `random-fit` placement strategy's draws (default 0): the same seed and the
-    /// same requests give the same placements.
+    /// Seeds the `random-fit` placement strategy's draws and the `fragmentation` strategy's
+    /// order of nodes within a band (default 0): the same seed and the same requests give
+    /// the same placements.
     pub placement_seed: Option<u64>,
 }
 

@@ -13,7 +13,8 @@
 //! The node's fragmentation for a [`Workload`] (pod shapes with their counts) is the sum over
 //! shapes of count × fragment, in milli-GPU, exact in integers; divided by the workload's
 //! count it is the expected fragment of a pod drawn from the workload. Placing a pod moves a
-//! node's fragmentation; the strategy places each pod where it grows least.
+//! node's fragmentation; the strategy places each pod where it grows least (compared in the
+//! paper's bands, see [`ReservationStrategy::Fragmentation`]).
 //!
 //! Written as `F = total × free GPU − U`, where `U` (the node's *usable* GPU) sums, over the
 //! shapes that can run on the node, count × the free GPU on the devices that can hold their

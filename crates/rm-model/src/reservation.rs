@@ -191,7 +191,11 @@ pub enum ReservationStrategy {
     /// Fragmentation gradient descent (FGD, Weng et al., USENIX ATC '23): for a pod of cores,
     /// memory and whole or fractional GPUs, the node (and, for a fraction, the GPU) whose
     /// expected GPU fragmentation for the target workload grows least; see
-    /// [`fragment`](crate::fragment). Elsewhere it scores as `bin-pack`.
+    /// [`fragment`](crate::fragment). Nodes are compared by the paper's score of that change
+    /// (100 bands of the logistic function, finest around no change); within a band a fixed
+    /// order of the nodes drawn from the ledger's placement seed decides. A pod without GPUs
+    /// goes where the measure falls least, then where it strands the least free GPU.
+    /// Elsewhere it scores as `bin-pack`.
     #[serde(alias = "fgd")]
     Fragmentation,
     /// A uniformly random node among those that fit (seeded by the ledger, so repeatable).
@@ -210,8 +214,9 @@ pub enum ReservationStrategy {
     /// `bin-pack`.
     GpuPacking,
     /// The FGD paper's GPU clustering: a pod onto a node that already runs pods of the same
-    /// GPU demand, then onto an idle node, fuller nodes first. Elsewhere it scores as
-    /// `bin-pack`.
+    /// GPU class only (any share of one GPU is one class, whole GPUs a class per count), then
+    /// of that class among others, then onto an idle node, fuller nodes first. Elsewhere it
+    /// scores as `bin-pack`.
     GpuClustering,
 }
 

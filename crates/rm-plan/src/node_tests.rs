@@ -156,7 +156,7 @@ fn gpu_packing_prefers_shared_gpus_then_used_nodes_then_idle_ones() {
 }
 
 #[test]
-fn gpu_clustering_keeps_pods_of_one_demand_together() {
+fn gpu_clustering_keeps_pods_of_one_class_together() {
     let catalog = cluster(&[
         Node("a", 64, 256, &[1000; 4], "T4"),
         Node("b", 64, 256, &[1000; 4], "T4"),
@@ -190,11 +190,14 @@ fn gpu_clustering_keeps_pods_of_one_demand_together() {
         catalog.record_placement(request, &placed);
     }
     // Another half goes where halves run; a whole GPU where whole GPUs run; a quarter (a
-    // demand of its own) to the idle node.
+    // share too: one class, as the paper's simulator tags pods) with the halves; two whole
+    // GPUs (a class of their own) to the idle node.
     assert_eq!(place(&catalog, &half)[0], "b");
     assert_eq!(place(&catalog, &whole)[0], "c");
     let quarter = pod(2, 4, 1, 250, ReservationStrategy::GpuClustering);
-    assert_eq!(place(&catalog, &quarter)[0], "a");
+    assert_eq!(place(&catalog, &quarter)[0], "b");
+    let two = pod(2, 4, 2, 1000, ReservationStrategy::GpuClustering);
+    assert_eq!(place(&catalog, &two)[0], "a");
 }
 
 #[test]
@@ -255,6 +258,57 @@ fn fragmentation_keeps_cores_beside_free_gpus() {
     // Greedy takes the first node that fits.
     let greedy = pod(4, 8, 0, 0, ReservationStrategy::Greedy);
     assert_eq!(place(&catalog, &greedy)[0], "gpus-free");
+}
+
+/// The bands are the FGD paper's score, `⌊100 σ(fall per pod in GPUs)⌋`: no change scores
+/// 50; a fall of 40 milli-GPU per pod stays in it, 41 reaches 51; a rise of 1 milli-GPU is
+/// 49; large falls and rises saturate at 99 and 0; the fall is per pod of the workload.
+#[test]
+fn fragmentation_bands_are_the_papers_score() {
+    use crate::nodes::band;
+    assert_eq!(band(0, 1), 50);
+    assert_eq!(band(40, 1), 50);
+    assert_eq!(band(41, 1), 51);
+    assert_eq!(band(-1, 1), 49);
+    assert_eq!(band(-40_006, 1_000), 48);
+    assert_eq!(band(410, 10), 51);
+    assert_eq!(band(100_000, 1), 99);
+    assert_eq!(band(-100_000, 1), 0);
+    assert_eq!(band(i128::MAX / 2, 3), 99);
+    assert_eq!(band(123, 0), 50);
+    // Against the logistic function in floating point, away from the thresholds.
+    for milli in (-5_000..=5_000).step_by(7) {
+        let sigma = 1.0 / (1.0 + (-(f64::from(milli) / 1000.0)).exp());
+        let paper = (100.0 * sigma).floor() as i128;
+        let near = ((100.0 * sigma) - (100.0 * sigma).round()).abs() < 1e-6;
+        if !near {
+            assert_eq!(band(i128::from(milli) * 7, 7), paper, "{milli} milli-GPU");
+        }
+    }
+}
+
+/// Nodes in one band are ranked by the placement seed: alike nodes are chosen by the seed's
+/// order, the same seed repeats its choice, and different seeds spread over the nodes.
+#[test]
+fn fragmentation_ranks_a_band_by_the_seed() {
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let nodes: Vec<Node<'_>> = names
+        .iter()
+        .map(|n| Node(n, 64, 256, &[1000, 1000, 1000, 1000], "T4"))
+        .collect();
+    let half = pod(2, 4, 1, 500, ReservationStrategy::Fragmentation);
+    let mut chosen = std::collections::BTreeSet::new();
+    for seed in 0..12 {
+        let catalog = cluster(&nodes);
+        catalog.node_strategies.set_seed(seed);
+        catalog
+            .node_strategies
+            .set_workload(Workload::from_shapes([&PodShape::of(&half).unwrap()]));
+        let first = place(&catalog, &half)[0].clone();
+        assert_eq!(place(&catalog, &half)[0], first, "seed {seed} repeats");
+        chosen.insert(first);
+    }
+    assert!(chosen.len() >= 3, "{chosen:?}");
 }
 
 /// A demand limited to one model measures only the nodes of that model: a pod of any model

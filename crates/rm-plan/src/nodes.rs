@@ -24,10 +24,14 @@ use crate::placement::{Placement, Small};
 use crate::strategies::Tags;
 use crate::table::{Admission, Device, MAX_DEVICES, Node, NodeTable, mix};
 
+/// What a node state was judged in this placement: its score before the node's rank and the
+/// devices it would take, or `None` when the pod does not fit it.
+type Judged = Option<(i128, Choice)>;
+
 thread_local! {
     /// The node states already judged in this placement (kept per thread so that a placement
     /// does not allocate).
-    static SEEN: std::cell::RefCell<std::collections::HashSet<u64, Premixed>> =
+    static SEEN: std::cell::RefCell<std::collections::HashMap<u64, Judged, Premixed>> =
         std::cell::RefCell::default();
 }
 
@@ -148,12 +152,10 @@ impl<S: Slot> Catalog<S> {
             per_domain.resize(domains.len(), Tags::new());
         }
         let node = &mut per_domain[domain];
-        match node
-            .iter_mut()
-            .find(|(g, s, _)| *g == shape.gpus && *s == shape.gpu_share)
-        {
+        let class = gpu_class(shape.gpus, shape.gpu_share);
+        match node.iter_mut().find(|(g, s, _)| (*g, *s) == class) {
             Some(tag) => tag.2 += 1,
-            None => node.push((shape.gpus, shape.gpu_share, 1)),
+            None => node.push((class.0, class.1, 1)),
         }
     }
 
@@ -300,12 +302,143 @@ impl<S: Slot> Catalog<S> {
     }
 }
 
-/// The fragmentation strategy's score: the change of the node's usable GPU first; on a tie,
-/// the node left with less free GPU, then with fewer free cores (so that equal descents pack).
+/// GPU clustering's class of a GPU demand, as the FGD paper's simulator tags pods: every
+/// share of one GPU alike (`(1, 0)`), whole GPUs by their count (`(n, 1000)`).
+fn gpu_class(gpus: u32, share: i64) -> (u32, i64) {
+    if gpus == 1 && share < WHOLE_GPU {
+        (1, 0)
+    } else {
+        (gpus, WHOLE_GPU)
+    }
+}
+
+/// The fragmentation strategy's score of a pod without GPUs: the change of the node's usable
+/// GPU first (a pod without GPUs changes it only by taking cores or memory a GPU demand needs);
+/// on a tie, the node left with less free GPU, then with fewer free cores (so that such pods
+/// go where they strand no GPU).
 fn descent(delta: i128, gpu_after: i64, cpu_after: i64) -> i128 {
     (delta << 48)
         - (i128::from(gpu_after.clamp(0, 1 << 23)) << 24)
         - i128::from(cpu_after.clamp(0, (1 << 24) - 1))
+}
+
+/// The fragmentation strategy's bands: a node whose fragmentation falls by at least
+/// `BANDS[j]` nano-GPU per pod of the workload scores at least `j + 1`. They are the FGD
+/// paper's score, `⌊100 σ(fall in GPUs)⌋` with `σ` the logistic function, written as its 99
+/// thresholds `ln((j + 1) / (99 − j))`, in nano-GPU, rounded: fine around no change (40
+/// milli-GPU per pod), coarse for large falls and rises.
+const BANDS: [i64; 99] = [
+    -4595119850,
+    -3891820298,
+    -3476098690,
+    -3178053830,
+    -2944438979,
+    -2751535313,
+    -2586689344,
+    -2442347035,
+    -2313634929,
+    -2197224577,
+    -2090741097,
+    -1992430165,
+    -1900958761,
+    -1815289967,
+    -1734601055,
+    -1658228077,
+    -1585627264,
+    -1516347489,
+    -1450010176,
+    -1386294361,
+    -1324925415,
+    -1265666373,
+    -1208311206,
+    -1152679510,
+    -1098612289,
+    -1045968555,
+    -994622575,
+    -944461609,
+    -895384047,
+    -847297860,
+    -800119300,
+    -753771802,
+    -708185058,
+    -663294217,
+    -619039208,
+    -575364145,
+    -532216814,
+    -489548225,
+    -447312218,
+    -405465108,
+    -363965377,
+    -322773392,
+    -281851152,
+    -241162057,
+    -200670695,
+    -160342650,
+    -120144312,
+    -80042708,
+    -40005335,
+    0,
+    40005335,
+    80042708,
+    120144312,
+    160342650,
+    200670695,
+    241162057,
+    281851152,
+    322773392,
+    363965377,
+    405465108,
+    447312218,
+    489548225,
+    532216814,
+    575364145,
+    619039208,
+    663294217,
+    708185058,
+    753771802,
+    800119300,
+    847297860,
+    895384047,
+    944461609,
+    994622575,
+    1045968555,
+    1098612289,
+    1152679510,
+    1208311206,
+    1265666373,
+    1324925415,
+    1386294361,
+    1450010176,
+    1516347489,
+    1585627264,
+    1658228077,
+    1734601055,
+    1815289967,
+    1900958761,
+    1992430165,
+    2090741097,
+    2197224577,
+    2313634929,
+    2442347035,
+    2586689344,
+    2751535313,
+    2944438979,
+    3178053830,
+    3476098690,
+    3891820298,
+    4595119850,
+];
+
+/// The band (0 to 99) of a fall of `fall` milli-GPU × pods in a node's fragmentation for a
+/// workload of `pods` pods, in exact integers against [`BANDS`]; 50 (no change) for an empty
+/// workload.
+pub(crate) fn band(fall: i128, pods: u64) -> i128 {
+    if pods == 0 {
+        return 50;
+    }
+    // `fall / pods` milli-GPU is `fall × 10⁶ / pods` nano-GPU.
+    let scaled = fall.saturating_mul(1_000_000);
+    BANDS.partition_point(|&t| i128::from(t) * i128::from(pods) <= scaled) as i128
 }
 
 /// A node's free counters as read for one placement.
@@ -330,6 +463,7 @@ pub(crate) fn plan_nodes<S: Slot>(
     let table = catalog.node_table(request, key.as_str(), &layout)?;
     let state = &catalog.node_strategies;
     let strategy = request.strategy;
+    let order = mix(state.seed() ^ 0x006F_7264_6572);
     let draw = if strategy == ReservationStrategy::RandomFit {
         state.draw()
     } else {
@@ -375,12 +509,15 @@ pub(crate) fn plan_nodes<S: Slot>(
         admission: &admission,
         tags: tags.map(Vec::as_slice),
         draw,
+        order,
     };
     let mut best: Option<(i128, usize, Choice)> = None;
     // The fragmentation strategy's score depends only on a node's free capacity and which
-    // demands it admits: of nodes alike in both, only the first can win (ties go to the
-    // first), so the others are skipped.
+    // demands it admits: nodes alike in both are judged once. Without a rank only the first
+    // of them can win (ties go to the first), so the others are skipped; with one, each adds
+    // its rank to the state's score.
     let dedupe = strategy == ReservationStrategy::Fragmentation;
+    let ranked = dedupe && pod.gpus > 0;
     SEEN.with_borrow_mut(|seen| {
         seen.clear();
         for (n, node) in table.nodes.iter().enumerate() {
@@ -388,10 +525,11 @@ pub(crate) fn plan_nodes<S: Slot>(
             if free.cpu < pod.cpu || free.memory < pod.memory {
                 continue;
             }
-            if dedupe {
-                // A multiplicative hash of the state (the set does not hash again): a
-                // collision could only make an equal-looking node lose its turn, never place
-                // a pod where it does not fit.
+            let judged = if dedupe {
+                // A multiplicative hash of the state (the map does not hash again). A
+                // collision could only give a node another state's score; the devices it
+                // would take are checked again, so a pod is never placed where it does not
+                // fit.
                 let step =
                     |h: u64, x: u64| (h ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(31);
                 let mut key = admission.signatures.get(n).copied().unwrap_or(0);
@@ -400,12 +538,28 @@ pub(crate) fn plan_nodes<S: Slot>(
                 for (device, value) in node.devices.iter().zip(&free.devices) {
                     key = step(key, (*value as u64) ^ (u64::from(device.admitted) << 63));
                 }
-                if !seen.insert(mix(key)) {
-                    continue;
+                match seen.entry(mix(key)) {
+                    std::collections::hash_map::Entry::Occupied(_) if !ranked => continue,
+                    std::collections::hash_map::Entry::Occupied(seen) => match seen.get() {
+                        Some((_, choice)) if judge.still_fits(node, &free, choice) => {
+                            seen.get().clone()
+                        }
+                        _ => judge.node(n, node, &free),
+                    },
+                    std::collections::hash_map::Entry::Vacant(vacant) => {
+                        vacant.insert(judge.node(n, node, &free)).clone()
+                    }
                 }
-            }
-            let Some((score, choice)) = judge.node(n, node, &free) else {
+            } else {
+                judge.node(n, node, &free)
+            };
+            let Some((score, choice)) = judged else {
                 continue;
+            };
+            let score = if ranked {
+                score + judge.rank(node)
+            } else {
+                score
             };
             if best.as_ref().is_none_or(|(top, _, _)| score > *top) {
                 best = Some((score, n, choice));
@@ -480,9 +634,27 @@ struct Judge<'a> {
     admission: &'a Admission,
     tags: Option<&'a [Tags]>,
     draw: u64,
+    /// The seed of the fragmentation strategy's order of nodes.
+    order: u64,
 }
 
 impl Judge<'_> {
+    /// The node's place in the fragmentation strategy's seeded order of nodes (its host's
+    /// position mixed with the seed), below 2⁶³: among nodes in one band, the highest wins.
+    fn rank(&self, node: &Node) -> i128 {
+        i128::from(mix(self.order ^ u64::from(node.host)) >> 1)
+    }
+
+    /// Whether the devices `choice` names can still hold the pod on `node` as `free` reads.
+    fn still_fits(&self, node: &Node, free: &Free, choice: &Choice) -> bool {
+        let mut taken = [0i64; MAX_DEVICES];
+        choice.iter().all(|&k| {
+            let k = usize::from(k);
+            taken[k] += self.pod.gpu_share;
+            k < free.len && node.devices[k].admitted && free.devices[k] >= taken[k]
+        })
+    }
+
     /// The node's score (higher wins) and the devices the pod would take there, or `None`
     /// when its devices cannot hold the pod.
     fn node(&self, n: usize, node: &Node, free: &Free) -> Option<(i128, Choice)> {
@@ -599,9 +771,8 @@ impl Judge<'_> {
                     // Records of pods that left a node stay until its GPUs are all free.
                     let idle = gpu_free >= node.gpu_capacity();
                     let tags = if idle { &[][..] } else { tags };
-                    let same = tags
-                        .iter()
-                        .any(|(g, s, c)| *c > 0 && *g == pod.gpus && *s == pod.gpu_share);
+                    let class = gpu_class(pod.gpus, pod.gpu_share);
+                    let same = tags.iter().any(|(g, s, c)| *c > 0 && (*g, *s) == class);
                     let tier = match (same, tags.len()) {
                         (true, 1) => 4,
                         (true, _) => 3,
@@ -718,7 +889,10 @@ impl Judge<'_> {
             }
             let after = usable(cpu_after, memory_after, &devices[..len]);
             let gpu_after: i64 = devices[..len].iter().sum();
-            return Some((descent(after - before, gpu_after, cpu_after), choice));
+            return Some((
+                self.fall_score(after - before, gpu_after, cpu_after),
+                choice,
+            ));
         }
         let mut best: Option<(i128, usize)> = None;
         for k in 0..len {
@@ -739,6 +913,25 @@ impl Judge<'_> {
         let (after, k) = best?;
         choice[0] = k as u8;
         let gpu_after: i64 = free.devices[..len].iter().sum::<i64>() - pod.gpu_share;
-        Some((descent(after - before, gpu_after, cpu_after), choice))
+        Some((
+            self.fall_score(after - before, gpu_after, cpu_after),
+            choice,
+        ))
+    }
+
+    /// The fragmentation strategy's score of a node whose usable GPU for the workload changes
+    /// by `delta` (milli-GPU × pods): for a pod with GPUs, the band of the fall of its
+    /// fragmentation (the rank among nodes in one band is added by the caller); for a pod
+    /// without, the exact [`descent`].
+    fn fall_score(&self, delta: i128, gpu_after: i64, cpu_after: i64) -> i128 {
+        let pod = self.pod;
+        if pod.gpus == 0 {
+            return descent(delta, gpu_after, cpu_after);
+        }
+        let pods = self.workload.map_or(0, Workload::total);
+        // Fragmentation is pods × free GPU − usable GPU: the pod takes its GPU off the first
+        // term on every node, and `delta` is the change of the second.
+        let asked = i128::from(i64::from(pod.gpus) * pod.gpu_share);
+        band(asked * i128::from(pods) + delta, pods) << 64
     }
 }

@@ -23,7 +23,8 @@ pub struct NodeStrategies {
     pub(crate) epoch: AtomicU64,
     seed: AtomicU64,
     draws: AtomicU64,
-    /// Per label, per domain index: (GPU devices, share) of the pods placed there, counted.
+    /// Per label, per domain index: the GPU classes of the pods placed there (see
+    /// `nodes::gpu_class`), counted.
     pub(crate) tags: Mutex<HashMap<String, Vec<Tags>>>,
     pub(crate) tables: RwLock<HashMap<u64, Vec<Arc<NodeTable>>>>,
 }
@@ -76,6 +77,12 @@ impl NodeStrategies {
     pub fn set_seed(&self, seed: u64) {
         self.seed.store(seed, Ordering::Relaxed);
         self.draws.store(0, Ordering::Relaxed);
+    }
+
+    /// The placement seed (random fit's draws and the fragmentation strategy's order of
+    /// nodes come from it).
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed.load(Ordering::Relaxed)
     }
 
     /// The next of random fit's draws.

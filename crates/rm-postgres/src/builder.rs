@@ -145,7 +145,8 @@ impl PgLedgerBuilder {
         self
     }
 
-    /// Seeds the `random-fit` strategy's draws in this process (default 0).
+    /// Seeds the `random-fit` strategy's draws and the `fragmentation` strategy's order of
+    /// nodes within a band in this process (default 0).
     pub fn placement_seed(mut self, seed: u64) -> Self {
         self.placement_seed = seed;
         self

@@ -48,8 +48,9 @@ impl ReservationManagerBuilder {
         self
     }
 
-    /// Seeds the `random-fit` strategy's draws (default 0): the same seed and the same
-    /// requests give the same placements.
+    /// Seeds the `random-fit` strategy's draws and the `fragmentation` strategy's order of
+    /// nodes within a band (default 0): the same seed and the same requests give the same
+    /// placements.
     pub fn placement_seed(mut self, seed: u64) -> Self {
         self.placement_seed = seed;
         self
