@@ -16,6 +16,28 @@ use rm_model::{
 use rm_testkit::Rng;
 use rm_testkit::postgres::{Durability, server};
 
+/// The two ledgers compared, on one manual clock: the embedded one and a PostgreSQL one in
+/// a schema of its own on the server at `url`.
+fn ledgers(url: &str) -> (rm_reserve::ReservationManager, rm_postgres::PgLedger) {
+    let clock = Arc::new(ManualClock::new());
+    let embedded = rm_reserve::ReservationManager::builder()
+        .clock(clock.clone())
+        .default_ttl(Duration::from_secs(3600))
+        .build()
+        .expect("valid settings");
+    let shared = rm_postgres::PgLedger::builder(url.to_owned())
+        .schema(
+            server("schema", Durability::Throwaway)
+                .expect("the same server")
+                .name,
+        )
+        .clock(clock.clone())
+        .default_ttl(Duration::from_secs(3600))
+        .connect()
+        .expect("connect");
+    (embedded, shared)
+}
+
 fn cluster(rng: &mut Rng, nodes: u64) -> Vec<Resource> {
     (0..nodes)
         .map(|n| {
@@ -155,22 +177,7 @@ fn both_ledgers_choose_the_same_resources_on_random_clusters() {
     let operations = rm_testkit::stress_rounds(150) as u64;
     for seed in 1..=6_u64 {
         let mut rng = Rng::new(seed);
-        let clock = Arc::new(ManualClock::new());
-        let embedded = rm_reserve::ReservationManager::builder()
-            .clock(clock.clone())
-            .default_ttl(Duration::from_secs(3600))
-            .build()
-            .expect("valid settings");
-        let shared = rm_postgres::PgLedger::builder(test_server.url.clone())
-            .schema(
-                server("schema", Durability::Throwaway)
-                    .expect("the same server")
-                    .name,
-            )
-            .clock(clock.clone())
-            .default_ttl(Duration::from_secs(3600))
-            .connect()
-            .expect("connect");
+        let (embedded, shared) = ledgers(&test_server.url);
         let nodes = 8 + rng.below(32);
         for node in cluster(&mut rng, nodes) {
             embedded.register_resource(node.clone()).expect("register");
@@ -323,22 +330,7 @@ fn both_ledgers_place_gpu_pods_alike_under_every_node_strategy() {
         .collect();
     for (seed, &strategy) in strategies.iter().enumerate() {
         let mut rng = Rng::new(100 + seed as u64);
-        let clock = Arc::new(ManualClock::new());
-        let embedded = rm_reserve::ReservationManager::builder()
-            .clock(clock.clone())
-            .default_ttl(Duration::from_secs(3600))
-            .build()
-            .expect("valid settings");
-        let shared = rm_postgres::PgLedger::builder(test_server.url.clone())
-            .schema(
-                server("schema", Durability::Throwaway)
-                    .expect("the same server")
-                    .name,
-            )
-            .clock(clock.clone())
-            .default_ttl(Duration::from_secs(3600))
-            .connect()
-            .expect("connect");
+        let (embedded, shared) = ledgers(&test_server.url);
         let nodes = 4 + rng.below(12);
         for resource in gpu_cluster(&mut rng, nodes) {
             embedded
