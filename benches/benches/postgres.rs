@@ -4,8 +4,10 @@
 //! - `cycle`: reserve → confirm → release of one core on one connection, against `floor`:
 //!   a one-row `UPDATE … RETURNING` in its own transaction, the least a transactional round
 //!   trip costs on this server.
+//!   Beside it, a hold confirmed on grant (reserve → release), for reference.
 //! - `contention`: 8 connections on 8 threads, one pool of 16 resources, holds of 1 to 4
-//!   resources (reserve → confirm → release), against an Airflow-style slot table done right:
+//!   resources (reserve → confirm → release, and a hold confirmed on grant: reserve →
+//!   release, two commits as the slot table's), against an Airflow-style slot table done right:
 //!   the pool's row locked with `SELECT … FOR UPDATE` (waiting, not `NOWAIT`), the running
 //!   holders of each resource asked for counted against its slots, a row inserted per slot,
 //!   committed; released by deleting them. Time per hold of all threads together (lower is
@@ -97,6 +99,15 @@ fn cycle(c: &mut Criterion) {
     let mut group = c.benchmark_group("postgres cycle");
     group.bench_function("floor: one-row UPDATE RETURNING", |b| {
         b.iter(|| black_box(floor.query_one(&update, &[]).expect("update")));
+    });
+    let direct = one_core().confirm_on_grant(true);
+    group.bench_function("rm-postgres: reserve confirmed on grant, release", |b| {
+        b.iter(|| {
+            let hold = ledger.reserve(black_box(&direct)).expect("reserve");
+            ledger
+                .release(&hold.id, Some(hold.fencing_token))
+                .expect("release");
+        });
     });
     group.bench_function("rm-postgres: reserve, confirm, release", |b| {
         b.iter(|| {
@@ -235,47 +246,58 @@ fn contention(c: &mut Criterion) {
             .expect("register");
     }
     let table = SlotTable::create(&server);
-    let refused = AtomicU64::new(0);
-    let holds = AtomicU64::new(0);
     let mut group = c.benchmark_group("postgres contention 8 connections");
     group.sample_size(10);
-    group.bench_function(BenchmarkId::new("rm-postgres", "16 resources"), |b| {
-        b.iter_custom(|iters| {
-            on_eight_threads(iters, |t, iters| {
-                let mut state = t + 1;
-                for _ in 0..iters {
-                    let requirements = pick(&mut state)
-                        .into_iter()
-                        .map(|_| ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES))
-                        .collect();
-                    let request = ReservationRequest::new(
-                        RequesterId::new("bench").expect("valid"),
-                        requirements,
-                    )
-                    .with_strategy(ReservationStrategy::Balanced);
-                    match ledger.reserve(&request) {
-                        Ok(hold) => {
-                            let fence = Some(hold.fencing_token);
-                            ledger.confirm(&hold.id, fence).expect("confirm");
-                            ledger.release(&hold.id, fence).expect("release");
-                            holds.fetch_add(1, Ordering::Relaxed);
+    for direct in [false, true] {
+        let (holds, refused) = (AtomicU64::new(0), AtomicU64::new(0));
+        let name = if direct {
+            "rm-postgres, confirmed on grant"
+        } else {
+            "rm-postgres"
+        };
+        group.bench_function(BenchmarkId::new(name, "16 resources"), |b| {
+            b.iter_custom(|iters| {
+                on_eight_threads(iters, |t, iters| {
+                    let mut state = t + 1;
+                    for _ in 0..iters {
+                        let requirements = pick(&mut state)
+                            .into_iter()
+                            .map(|_| {
+                                ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES)
+                            })
+                            .collect();
+                        let request = ReservationRequest::new(
+                            RequesterId::new("bench").expect("valid"),
+                            requirements,
+                        )
+                        .with_strategy(ReservationStrategy::Balanced)
+                        .confirm_on_grant(direct);
+                        match ledger.reserve(&request) {
+                            Ok(hold) => {
+                                let fence = Some(hold.fencing_token);
+                                if !direct {
+                                    ledger.confirm(&hold.id, fence).expect("confirm");
+                                }
+                                ledger.release(&hold.id, fence).expect("release");
+                                holds.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(LedgerError::InsufficientCapacity { .. }) => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(other) => panic!("{other}"),
                         }
-                        Err(LedgerError::InsufficientCapacity { .. }) => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(other) => panic!("{other}"),
                     }
-                }
-            })
+                })
+            });
         });
-    });
-    let audit = ledger.audit().expect("audit");
-    eprintln!(
-        "rm-postgres: {} holds, {} refused, audit violations {}",
-        holds.load(Ordering::Relaxed),
-        refused.load(Ordering::Relaxed),
-        audit.violations.len()
-    );
+        let audit = ledger.audit().expect("audit");
+        eprintln!(
+            "{name}: {} holds, {} refused, audit violations {}",
+            holds.load(Ordering::Relaxed),
+            refused.load(Ordering::Relaxed),
+            audit.violations.len()
+        );
+    }
     let next_hold = AtomicU64::new(0);
     let (slot_holds, slot_refused) = (AtomicU64::new(0), AtomicU64::new(0));
     group.bench_function(BenchmarkId::new("slot table", "16 resources"), |b| {

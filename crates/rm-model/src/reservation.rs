@@ -378,6 +378,13 @@ pub struct ReservationRequest {
     /// memory on its machine and each GPU on one of that machine's devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colocate_by: Option<LabelKey>,
+    /// When set, the hold is granted already confirmed: no pending phase, no TTL, nothing to
+    /// confirm. For callers that start using the capacity as soon as it is granted (a
+    /// direct allocation, as Slurm's `salloc` or an Airflow pool slot gives); it saves the
+    /// confirm's round trip, which on a shared ledger is a commit. `ttl` must then be
+    /// absent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm_on_grant: bool,
 }
 
 fn yes() -> bool {
@@ -398,6 +405,7 @@ impl Clone for ReservationRequest {
             labels: self.labels.clone(),
             preemptible: self.preemptible,
             colocate_by: self.colocate_by.clone(),
+            confirm_on_grant: self.confirm_on_grant,
         }
     }
 
@@ -413,6 +421,7 @@ impl Clone for ReservationRequest {
             labels,
             preemptible,
             colocate_by,
+            confirm_on_grant,
         } = source;
         self.id.clone_from(id);
         self.requester.clone_from(requester);
@@ -423,6 +432,7 @@ impl Clone for ReservationRequest {
         self.labels.clone_from(labels);
         self.preemptible = *preemptible;
         self.colocate_by.clone_from(colocate_by);
+        self.confirm_on_grant = *confirm_on_grant;
     }
 }
 
@@ -443,6 +453,7 @@ impl ReservationRequest {
             labels: Labels::new(),
             preemptible: true,
             colocate_by: None,
+            confirm_on_grant: false,
         }
     }
 
@@ -502,6 +513,13 @@ impl ReservationRequest {
         self
     }
 
+    /// Sets whether the hold is granted already confirmed (see
+    /// [`ReservationRequest::confirm_on_grant`]).
+    pub fn confirm_on_grant(mut self, confirm_on_grant: bool) -> ReservationRequest {
+        self.confirm_on_grant = confirm_on_grant;
+        self
+    }
+
     /// Whether `other` asks for the same thing, ignoring the id: the test for an idempotent
     /// retry. Every field but the id is compared (a field added later must be compared too:
     /// the destructuring below does not compile until it is).
@@ -516,6 +534,7 @@ impl ReservationRequest {
             labels,
             preemptible,
             colocate_by,
+            confirm_on_grant,
         } = self;
         *requester == other.requester
             && *priority == other.priority
@@ -525,6 +544,7 @@ impl ReservationRequest {
             && *labels == other.labels
             && *preemptible == other.preemptible
             && *colocate_by == other.colocate_by
+            && *confirm_on_grant == other.confirm_on_grant
     }
 
     /// The requirements grouped for placement: those sharing a co-location group together,
@@ -573,6 +593,11 @@ impl ReservationRequest {
         }
         if self.ttl == Some(Duration::ZERO) {
             out.push(Violation::new("ttl", "must be positive"));
+        } else if self.confirm_on_grant && self.ttl.is_some() {
+            out.push(Violation::new(
+                "ttl",
+                "must be absent when the hold is confirmed on grant (it has no pending phase)",
+            ));
         }
         let requirements = FieldPath::root("requirements");
         for (i, requirement) in self.requirements.iter().enumerate() {
@@ -955,6 +980,41 @@ mod tests {
         assert!(named.same_request_as(&base));
         assert!(!named.same_request_as(&base.clone().with_priority(Priority(1))));
         assert!(!named.same_request_as(&base.clone().preemptible(false)));
+        assert!(!named.same_request_as(&base.clone().confirm_on_grant(true)));
+    }
+
+    #[test]
+    fn a_hold_confirmed_on_grant_has_no_ttl() {
+        use crate::{ResourceRequirement, ResourceType, Unit};
+        let direct = ReservationRequest::new(
+            RequesterId::new("t").unwrap(),
+            vec![ResourceRequirement::new(
+                ResourceType::Compute,
+                1,
+                Unit::CORES,
+            )],
+        )
+        .confirm_on_grant(true);
+        assert!(direct.violations().is_empty());
+        let paths: Vec<_> = direct
+            .clone()
+            .with_ttl(Duration::from_secs(5))
+            .violations()
+            .into_iter()
+            .map(|v| v.path)
+            .collect();
+        assert_eq!(paths, ["ttl"]);
+        // Absent from JSON unless set, so requests written before the field read the same.
+        let json = serde_json::to_string(&direct).unwrap();
+        assert!(json.contains("\"confirm_on_grant\":true"), "{json}");
+        let back: ReservationRequest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, direct);
+        let plain = direct.confirm_on_grant(false);
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("confirm_on_grant")
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use rm_model::{
 };
 
 use crate::ledger::{
-    Bind, COMMIT_ATTEMPTS, GrantCall, Holds, PgLedger, corrupt, held_from, invalid, nanos,
-    request_key, timestamp,
+    Bind, COMMIT_ATTEMPTS, GrantCall, Holds, PgLedger, corrupt, held_from, invalid, request_key,
+    timestamp,
 };
 use crate::pool::is_stale;
 
@@ -144,7 +144,7 @@ impl PgLedger {
         let mut sorted: Vec<String> = victims.iter().map(ToString::to_string).collect();
         sorted.sort();
         sorted.dedup();
-        let ttl = nanos(request.ttl.unwrap_or(self.default_ttl));
+        let ttl = self.grant_ttl(request);
         let labels =
             serde_json::to_string(&request.labels).map_err(|e| invalid("labels", e.to_string()))?;
         let now = self.now();

@@ -96,7 +96,8 @@ $$;
 -- (`p_session`, NULL for none), with whether a confirmed hold outlives it (`p_keep`); a
 -- session that is not alive refuses the grant with SQLSTATE RM003. A waiter's grant names its
 -- place in the queue (`p_waiter`), which it leaves in the same transaction (a retried grant
--- too), so a granted waiter needs no statement of its own to leave.
+-- too), so a granted waiter needs no statement of its own to leave. The hold is pending until
+-- `p_now + p_ttl`, or confirmed from the start when `p_ttl` is NULL.
 CREATE FUNCTION @schema.reserve(p_id text, p_key text, p_requester text, p_priority integer,
         p_labels text, p_preemptible boolean, p_items text,
         p_res text[], p_type text[], p_amount bigint[], p_gen bigint[],
@@ -130,11 +131,14 @@ BEGIN
         END IF;
     END IF;
     fencing := nextval('@schema.fencing');
+    -- No TTL: the hold is granted confirmed, without a deadline.
     expires_at := at + p_ttl;
     INSERT INTO @schema.reservation AS x (id, request_key, requester, priority, state,
         fencing, created_at, updated_at, expires_at, labels, preemptible, items,
         hold_resource, hold_type, hold_amount, session, keep_confirmed)
-    VALUES (p_id, p_key, p_requester, p_priority, 'pending', fencing, at, at, expires_at,
+    VALUES (p_id, p_key, p_requester, p_priority,
+        CASE WHEN p_ttl IS NULL THEN 'confirmed' ELSE 'pending' END, fencing, at, at,
+        expires_at,
         p_labels, p_preemptible, p_items, p_res, p_type, p_amount, p_session,
         coalesce(p_keep, false))
     ON CONFLICT (id) DO NOTHING;
@@ -179,6 +183,11 @@ BEGIN
             || to_json(p_requester) || ',"priority":' || p_priority || ',"items":[]'
             || ',"fencing_token":' || fencing || '}',
         at);
+    IF p_ttl IS NULL THEN
+        PERFORM @schema.notify(
+            '{"event":"confirmed","reservation":' || to_json(p_id) || ',"requester":'
+                || to_json(p_requester) || '}', '{}', at);
+    END IF;
     outcome := 'granted';
 END
 $$;

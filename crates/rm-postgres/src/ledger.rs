@@ -216,7 +216,8 @@ pub(crate) struct GrantCall<'a> {
     pub(crate) items: &'a str,
     pub(crate) holds: &'a Holds,
     pub(crate) now: Option<i64>,
-    pub(crate) ttl: i64,
+    /// The pending phase's length; none for a hold confirmed on grant.
+    pub(crate) ttl: Option<i64>,
     pub(crate) bind: Bind<'a>,
 }
 
@@ -667,7 +668,7 @@ impl PgLedger {
             items: "",
             holds: &Holds::default(),
             now: self.now(),
-            ttl: 0,
+            ttl: None,
             bind: Bind::default(),
         };
         let row = self.pool.run("reserve", |c| {
@@ -689,6 +690,12 @@ impl PgLedger {
         }
     }
 
+    /// The pending phase a grant of `request` has, in nanoseconds: its TTL or the default;
+    /// none when the hold is confirmed on grant.
+    pub(crate) fn grant_ttl(&self, request: &ReservationRequest) -> Option<i64> {
+        (!request.confirm_on_grant).then(|| nanos(request.ttl.unwrap_or(self.default_ttl)))
+    }
+
     pub(crate) fn reserve_with(
         &self,
         request: &ReservationRequest,
@@ -707,7 +714,7 @@ impl PgLedger {
         };
         let id_text = id.to_string();
         self.refresh_if_stale()?;
-        let ttl = nanos(request.ttl.unwrap_or(self.default_ttl));
+        let ttl = self.grant_ttl(request);
         let labels =
             serde_json::to_string(&request.labels).map_err(|e| invalid("labels", e.to_string()))?;
         let mut fresh = false;
@@ -809,24 +816,29 @@ impl PgLedger {
     ) -> Reservation {
         let at: i64 = row.get(1);
         let token: i64 = row.get(2);
-        let expires_at: i64 = row.get(3);
+        let expires_at: Option<i64> = row.get(3);
         {
             let view = self.read_view();
             for h in 0..holds.amounts.len() {
                 view.credit(&holds.resources[h], &holds.types[h], -holds.amounts[h]);
             }
-            view.due_at(expires_at);
+            if let Some(at) = expires_at {
+                view.due_at(at);
+            }
         }
         let reservation = Reservation {
             id: id.clone(),
             requester: request.requester.clone(),
             priority: request.priority,
-            state: ReservationState::Pending,
+            state: match expires_at {
+                Some(_) => ReservationState::Pending,
+                None => ReservationState::Confirmed,
+            },
             items: items.into(),
             fencing_token: FencingToken(u64::try_from(token).unwrap_or(0)),
             created_at: timestamp(at),
             updated_at: timestamp(at),
-            expires_at: Some(timestamp(expires_at)),
+            expires_at: expires_at.map(timestamp),
             labels: request.labels.clone(),
             preemptible: request.preemptible,
         };
@@ -837,6 +849,12 @@ impl PgLedger {
             items: reservation.items.clone(),
             fencing_token: reservation.fencing_token,
         });
+        if reservation.state == ReservationState::Confirmed {
+            self.publish(at, || EventKind::Confirmed {
+                reservation: reservation.id.clone(),
+                requester: reservation.requester.clone(),
+            });
+        }
         reservation
     }
 

@@ -61,11 +61,12 @@ pub(crate) struct Grant<'r> {
     pub(crate) request: &'r ReservationRequest,
     pub(crate) token: FencingToken,
     pub(crate) now: Timestamp,
-    pub(crate) expires_at: Timestamp,
+    /// The pending hold's deadline; none for a hold confirmed on grant.
+    pub(crate) expires_at: Option<Timestamp>,
 }
 
 impl Record {
-    /// The record of a new pending grant, filled into `spare` (a record emptied by
+    /// The record of a new grant (pending, or confirmed when it has no deadline), filled into `spare` (a record emptied by
     /// [`Record::empty_for_reuse`]) when one is given, so that its storage (the record, its
     /// items, holds and slot list) is reused instead of allocated.
     pub(crate) fn fill(
@@ -122,9 +123,12 @@ impl Record {
             .state
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        state.state = ReservationState::Pending;
+        state.state = match grant.expires_at {
+            Some(_) => ReservationState::Pending,
+            None => ReservationState::Confirmed,
+        };
         state.updated_at = grant.now;
-        state.expires_at = Some(grant.expires_at);
+        state.expires_at = grant.expires_at;
         state.timer = None;
         state.indexed = false;
         state.holds.clear();

@@ -64,6 +64,8 @@ pub enum Op {
         colocate: bool,
         strategy: u8,
         ttl: Option<u8>,
+        /// Confirmed on grant (with a TTL too, a malformed request).
+        direct: bool,
     },
     Confirm(u8),
     Release(u8),
@@ -85,9 +87,10 @@ pub fn op() -> impl Strategy<Value = Op> {
             prop::collection::vec((any::<bool>(), 1u8..6), 1..4),
             any::<bool>(),
             0u8..4,
-            prop::option::of(1u8..20)
+            prop::option::of(1u8..20),
+            prop::bool::weighted(0.25)
         )
-            .prop_map(|(id, parts, colocate, strategy, ttl)| Op::Reserve { id, parts, colocate, strategy, ttl }),
+            .prop_map(|(id, parts, colocate, strategy, ttl, direct)| Op::Reserve { id, parts, colocate, strategy, ttl, direct }),
         3 => (0u8..12).prop_map(Op::Confirm),
         3 => (0u8..12).prop_map(Op::Release),
         1 => (0u8..12).prop_map(Op::Cancel),
@@ -110,6 +113,7 @@ fn request(
     colocate: bool,
     strategy: u8,
     ttl: Option<u8>,
+    direct: bool,
 ) -> ReservationRequest {
     let group = rm_model::ColocationGroup::new("g").expect("valid group");
     let requirements = parts
@@ -142,7 +146,8 @@ fn request(
         requirements,
     )
     .with_id(rid(id))
-    .with_strategy(strategy);
+    .with_strategy(strategy)
+    .confirm_on_grant(direct);
     if let Some(ttl) = ttl {
         request = request.with_ttl(Duration::from_secs(u64::from(ttl)));
     }
@@ -231,8 +236,9 @@ pub fn run(
                 colocate,
                 strategy,
                 ttl,
+                direct,
             } => {
-                let request = request(*id, parts, *colocate, *strategy, *ttl);
+                let request = request(*id, parts, *colocate, *strategy, *ttl, *direct);
                 (
                     subject.reserve(&request).map(Some),
                     model.reserve(&request).map(Some),

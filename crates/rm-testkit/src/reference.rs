@@ -294,34 +294,44 @@ impl ReferenceLedger {
         let items = Self::place(state, request)?;
 
         // Everything is computed; apply.
+        let confirmed = request.confirm_on_grant;
         for item in &items {
             let index = Self::entry_index(state, &item.resource)?;
             let held = state.entries[index]
                 .held
                 .entry(item.resource_type.clone())
                 .or_default();
-            held.pending = sum(held.pending, item.amount);
+            if confirmed {
+                held.confirmed = sum(held.confirmed, item.amount);
+            } else {
+                held.pending = sum(held.pending, item.amount);
+            }
         }
         state.last_token += 1;
         let fencing_token = FencingToken(state.last_token);
-        let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
+        // A hold confirmed on grant has no deadline.
+        let expires_at = (!confirmed).then(|| now + request.ttl.unwrap_or(self.default_ttl));
         let id = request.id.clone().unwrap_or_else(ReservationId::generate);
         let reservation = Reservation {
             id: id.clone(),
             requester: request.requester.clone(),
             priority: request.priority,
-            state: ReservationState::Pending,
+            state: if confirmed {
+                ReservationState::Confirmed
+            } else {
+                ReservationState::Pending
+            },
             items: items.into(),
             fencing_token,
             created_at: now,
             updated_at: now,
-            expires_at: Some(expires_at),
+            expires_at,
             labels: request.labels.clone(),
             preemptible: request.preemptible,
         };
-        state
-            .expiries
-            .insert((expires_at, fencing_token), id.clone());
+        if let Some(at) = expires_at {
+            state.expiries.insert((at, fencing_token), id.clone());
+        }
         state.records.insert(
             id.clone(),
             Record {
@@ -333,13 +343,23 @@ impl ReferenceLedger {
             state,
             now,
             EventKind::Reserved {
-                reservation: id,
+                reservation: id.clone(),
                 requester: reservation.requester.clone(),
                 priority: reservation.priority,
                 items: reservation.items.clone(),
                 fencing_token,
             },
         );
+        if confirmed {
+            self.publish(
+                state,
+                now,
+                EventKind::Confirmed {
+                    reservation: id,
+                    requester: reservation.requester.clone(),
+                },
+            );
+        }
         Ok(reservation)
     }
 

@@ -84,14 +84,21 @@ impl ReservationManager {
                 return Err(Abort::Replan);
             }
         }
+        let confirmed = request.confirm_on_grant;
         for hold in &holds {
-            guards[hold.slot].dims[hold.dim].pending += hold.amount;
+            let dim = &mut guards[hold.slot].dims[hold.dim];
+            if confirmed {
+                dim.confirmed += hold.amount;
+            } else {
+                dim.pending += hold.amount;
+            }
         }
         for guard in guards.iter_mut() {
             guard.holders += 1;
         }
         let token = FencingToken(self.last_token.fetch_add(1, Ordering::AcqRel) + 1);
-        let expires_at = now + request.ttl.unwrap_or(self.default_ttl);
+        // A hold confirmed on grant has no deadline (and no timer).
+        let expires_at = (!confirmed).then(|| now + request.ttl.unwrap_or(self.default_ttl));
         let items = plan.into_iter().map(|p| {
             let requirement = &request.requirements[p.requirement];
             ReservationItem {
@@ -125,7 +132,9 @@ impl ReservationManager {
         if self.holders.is_kept() {
             self.holders.add(&record, &mut state);
         }
-        self.arm(&record, &mut state, expires_at);
+        if let Some(at) = expires_at {
+            self.arm(&record, &mut state, at);
+        }
         // Publish after the slot locks go (an observer woken by the event must not queue on
         // them).
         drop(guards);
@@ -136,6 +145,12 @@ impl ReservationManager {
             items: state.items.clone(),
             fencing_token: token,
         });
+        if confirmed {
+            self.observers.publish(now, || EventKind::Confirmed {
+                reservation: record.id.clone(),
+                requester: record.requester.clone(),
+            });
+        }
         drop(state);
         Ok(reservation)
     }

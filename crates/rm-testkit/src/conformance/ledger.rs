@@ -211,6 +211,7 @@ define_cases!($
     retries_by_id_are_idempotent,
     retries_that_change_any_field_conflict,
     confirm_and_release,
+    holds_confirmed_on_grant,
     pending_holds_expire,
     renew_extends_the_ttl,
     fencing_tokens_grow_and_guard,

@@ -170,6 +170,9 @@ pub fn single_field_changes(request: &ReservationRequest) -> Vec<(String, Reserv
         r.labels = labels;
     });
     change("preemptible", &|r| r.preemptible = !r.preemptible);
+    change("confirm_on_grant", &|r| {
+        r.confirm_on_grant = !r.confirm_on_grant
+    });
     change("colocate_by", &|r| {
         r.colocate_by = match &r.colocate_by {
             Some(_) => None,

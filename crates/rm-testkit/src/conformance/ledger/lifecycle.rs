@@ -39,6 +39,73 @@ pub fn confirm_and_release(make: MakeLedger<'_>) {
     assert_clean(&*ledger);
 }
 
+/// A request confirmed on grant is held from the start: confirmed, no deadline, never
+/// expired by the clock, published as reserved then confirmed, released as any confirmed
+/// hold; it cannot also name a TTL.
+pub fn holds_confirmed_on_grant(make: MakeLedger<'_>) {
+    let (fixture, ledger) = setup(make, vec![node("a", 8)]);
+    let direct = ask("t1", vec![cores(2)])
+        .with_id(rid("direct"))
+        .confirm_on_grant(true);
+    let held = ledger.reserve(&direct).unwrap();
+    assert_eq!(held.state, ReservationState::Confirmed);
+    assert_eq!(held.expires_at, None, "no pending phase, no deadline");
+    assert_eq!(held.created_at, held.updated_at);
+    assert_eq!(
+        ledger.reserve(&direct).unwrap(),
+        held,
+        "a retry is the same hold"
+    );
+    let usage = ledger.snapshot().unwrap();
+    let usage = usage.usage_of("a", &ResourceType::Compute).unwrap();
+    assert_eq!((usage.pending, usage.confirmed), (Quantity::ZERO, 2.into()));
+    assert_eq!(
+        fixture.events.names(),
+        ["resource-registered", "reserved", "confirmed"]
+    );
+    fixture.clock.advance(fixture.default_ttl * 3);
+    assert!(ledger.expire_due().unwrap().is_empty(), "nothing to expire");
+    assert_eq!(
+        ledger.get(&held.id).unwrap().state,
+        ReservationState::Confirmed
+    );
+    assert_eq!(free_cores(&*ledger, "a"), 6.into());
+    // Confirming (or renewing) it again is a no-op; cancelling is for pending holds only.
+    assert_eq!(ledger.confirm(&held.id, None).unwrap(), held);
+    assert_eq!(
+        ledger
+            .renew(&held.id, None, Duration::from_secs(5))
+            .unwrap()
+            .expires_at,
+        None
+    );
+    expect_err(ledger.cancel(&held.id, None), "invalid-state");
+    // With a TTL the request is malformed: the field is named, nothing changes.
+    let err = expect_err(
+        ledger.reserve(
+            &ask("t2", vec![cores(1)])
+                .confirm_on_grant(true)
+                .with_ttl(Duration::from_secs(5)),
+        ),
+        "invalid-input",
+    );
+    assert!(
+        matches!(&err, LedgerError::InvalidInput { field, .. } if field == "ttl"),
+        "{err}"
+    );
+    assert_eq!(free_cores(&*ledger, "a"), 6.into());
+    let stale = FencingToken(held.fencing_token.0 + 1);
+    expect_err(ledger.release(&held.id, Some(stale)), "stale-fencing-token");
+    let released = ledger.release(&held.id, Some(held.fencing_token)).unwrap();
+    assert_eq!(released.state, ReservationState::Released);
+    assert_eq!(free_cores(&*ledger, "a"), 8.into(), "credited once");
+    assert_eq!(
+        &fixture.events.names()[1..],
+        ["reserved", "confirmed", "ended:released"]
+    );
+    assert_clean(&*ledger);
+}
+
 /// A pending hold expires after its TTL by the ledger's clock; its capacity comes back once,
 /// and confirm, renew and release then fail with `expired`.
 pub fn pending_holds_expire(make: MakeLedger<'_>) {
