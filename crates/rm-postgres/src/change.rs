@@ -222,7 +222,7 @@ impl PgLedger {
                 tx.execute(
                     "SELECT 1 FROM capacity c JOIN unnest($1::text[], $2::text[]) AS h(res, typ) \
                      ON c.resource = h.res AND c.resource_type = h.typ \
-                     ORDER BY c.position, c.resource_type FOR UPDATE OF c",
+                     ORDER BY c.position, c.resource_type COLLATE \"C\" FOR UPDATE OF c",
                     &[&lock_res, &lock_type],
                 )?;
                 let mut ended = Vec::with_capacity(sorted.len());

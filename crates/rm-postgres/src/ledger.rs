@@ -197,7 +197,9 @@ pub(crate) struct Bind<'a> {
     pub(crate) waiter: Option<&'a str>,
 }
 
-/// What a grant sends for its holds: one per capacity, amounts summed over requirements.
+/// What a grant sends for its holds: one per capacity, amounts summed over requirements, in
+/// the global lock order (catalog position, then type by bytes), which the `reserve`
+/// function locks them in and the reservation keeps them in for its release.
 #[derive(Default)]
 pub(crate) struct Holds {
     pub(crate) resources: Vec<String>,
@@ -555,38 +557,47 @@ impl PgLedger {
 
     /// Sums a plan's placements per capacity, with the generations planned on.
     pub(crate) fn holds(catalog: &Catalog, plan: &[Placement]) -> Result<Holds, LedgerError> {
+        // In the global lock order: catalog position (the registration position: the view
+        // reads resources in that order), then type by bytes.
+        let mut order: Vec<&Placement> = plan.iter().collect();
+        order.sort_by(|a, b| {
+            (a.position, a.resource_type.as_str().as_bytes())
+                .cmp(&(b.position, b.resource_type.as_str().as_bytes()))
+        });
         let mut holds = Holds {
             resources: Vec::with_capacity(plan.len()),
             types: Vec::with_capacity(plan.len()),
             amounts: Vec::with_capacity(plan.len()),
             generations: Vec::with_capacity(plan.len()),
         };
-        for placement in plan {
-            let name = catalog.resources[placement.position].name().as_str();
+        let mut last: Option<(usize, &str)> = None;
+        for placement in order {
             let resource_type = placement.resource_type.as_str();
-            match (0..holds.amounts.len())
-                .find(|&h| holds.resources[h] == name && holds.types[h] == resource_type)
-            {
-                Some(h) => {
-                    holds.amounts[h] =
-                        holds.amounts[h]
-                            .checked_add(placement.amount)
-                            .ok_or_else(|| {
-                                invalid(
-                                    format!("requirements[{}].amount", placement.requirement),
-                                    "the amounts on one resource overflow",
-                                )
-                            })?;
-                }
-                None => {
-                    holds.resources.push(name.to_owned());
-                    holds.types.push(resource_type.to_owned());
-                    holds.amounts.push(placement.amount);
-                    holds
-                        .generations
-                        .push(catalog.slots[placement.position].generation);
-                }
+            if last == Some((placement.position, resource_type)) {
+                let h = holds.amounts.len() - 1;
+                holds.amounts[h] =
+                    holds.amounts[h]
+                        .checked_add(placement.amount)
+                        .ok_or_else(|| {
+                            invalid(
+                                format!("requirements[{}].amount", placement.requirement),
+                                "the amounts on one resource overflow",
+                            )
+                        })?;
+                continue;
             }
+            last = Some((placement.position, resource_type));
+            holds.resources.push(
+                catalog.resources[placement.position]
+                    .name()
+                    .as_str()
+                    .to_owned(),
+            );
+            holds.types.push(resource_type.to_owned());
+            holds.amounts.push(placement.amount);
+            holds
+                .generations
+                .push(catalog.slots[placement.position].generation);
         }
         Ok(holds)
     }

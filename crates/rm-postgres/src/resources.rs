@@ -192,7 +192,7 @@ impl PgLedger {
             let (position, generation): (i64, i64) = (row.get(0), row.get(1));
             let rows = tx.query(
                 "SELECT resource_type, unit, held FROM capacity \
-                 WHERE resource = $1 ORDER BY position, resource_type FOR UPDATE",
+                 WHERE resource = $1 ORDER BY position, resource_type COLLATE \"C\" FOR UPDATE",
                 &[&name.as_str()],
             )?;
             let mut removed = Vec::new();
@@ -277,7 +277,7 @@ impl PgLedger {
             // Locking its capacity rows waits for grants in flight on it.
             tx.execute(
                 "SELECT 1 FROM capacity WHERE resource = $1 \
-                 ORDER BY position, resource_type FOR UPDATE",
+                 ORDER BY position, resource_type COLLATE \"C\" FOR UPDATE",
                 &[&name.as_str()],
             )?;
             let active = Self::holders(tx, name.as_str())?;

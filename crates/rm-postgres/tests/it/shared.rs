@@ -375,3 +375,63 @@ fn listeners_register_and_dead_ones_are_swept() {
     ledger.expire_due().expect("sweep");
     assert_eq!(count(&mut client), 0, "the dead listener is swept");
 }
+
+/// A grant keeps its holds in the global lock order (registration position, then type by
+/// bytes), whatever the order of its requirements: the order its rows are locked in, by the
+/// grant and again by the release.
+#[test]
+fn holds_are_kept_in_the_lock_order() {
+    let Some(server) = test_server("holds_are_kept_in_the_lock_order") else {
+        return;
+    };
+    let ledger = builder(&server).connect().expect("connect");
+    let gpus = rm_model::ResourceCapacity::of(2, Unit::DEVICES).expect("valid");
+    // Registered first, named last.
+    let zz = rm_model::Resource::new(
+        "zz",
+        ResourceType::Compute,
+        rm_model::ResourceCapacity::of(8, Unit::CORES).expect("valid"),
+    )
+    .expect("valid")
+    .with_capacity(ResourceType::Gpu, gpus)
+    .with_label("host", "zz")
+    .expect("valid");
+    ledger.register_resource(zz).expect("register");
+    let aa = host("aa", 8, 16).with_label("host", "aa").expect("valid");
+    ledger.register_resource(aa).expect("register");
+    let on = |name: &str| rm_model::Constraint::label("host").expect("valid").eq(name);
+    let request = rm_model::ReservationRequest::new(
+        rm_model::RequesterId::new("t").expect("valid"),
+        vec![
+            rm_model::ResourceRequirement::new(ResourceType::Memory, 1, Unit::GIB),
+            rm_model::ResourceRequirement::new(ResourceType::Gpu, 1, Unit::DEVICES),
+            rm_model::ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES)
+                .with_constraint(on("aa")),
+            rm_model::ResourceRequirement::new(ResourceType::Compute, 2, Unit::CORES)
+                .with_constraint(on("zz")),
+        ],
+    );
+    let hold = ledger.reserve(&request).expect("granted");
+    let row = connect(&server)
+        .query_one(
+            &format!(
+                "SELECT hold_resource, hold_type, hold_amount FROM {}.reservation WHERE id = $1",
+                ledger.schema()
+            ),
+            &[&hold.id.to_string()],
+        )
+        .expect("the reservation's row");
+    let (resources, types, amounts): (Vec<String>, Vec<String>, Vec<i64>) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!(resources, ["zz", "zz", "aa", "aa"]);
+    assert_eq!(types, ["compute", "gpu", "compute", "memory"]);
+    assert_eq!(amounts, [2_000, 1_000, 1_000, 1_000]);
+    ledger.confirm(&hold.id, None).expect("confirm");
+    ledger.release(&hold.id, None).expect("release");
+    assert!(ledger.audit().expect("audit").is_clean());
+    let snapshot = ledger.snapshot().expect("snapshot");
+    assert!(
+        snapshot.usage.iter().all(|u| u.free == u.capacity),
+        "all given back"
+    );
+}
