@@ -87,9 +87,12 @@ fn eight_connections_never_overbook_under_an_independent_auditor() {
                         )
                         .with_strategy(strategy);
                         let expiring = rng.below(8) == 0;
+                        // Some holds are granted confirmed (no TTL), and only released.
+                        let direct = !expiring && rng.below(6) == 0;
                         if expiring {
                             request = request.with_ttl(Duration::from_millis(20));
                         }
+                        request = request.confirm_on_grant(direct);
                         let hold = match ledger.reserve(&request) {
                             Ok(hold) => hold,
                             Err(LedgerError::InsufficientCapacity { .. }) => continue,
@@ -98,6 +101,11 @@ fn eight_connections_never_overbook_under_an_independent_auditor() {
                         granted.fetch_add(1, Ordering::Relaxed);
                         let fence = Some(hold.fencing_token);
                         if expiring {
+                            continue;
+                        }
+                        if direct {
+                            assert_eq!(hold.state, rm_model::ReservationState::Confirmed);
+                            ledger.release(&hold.id, fence).expect("release own hold");
                             continue;
                         }
                         match rng.below(4) {

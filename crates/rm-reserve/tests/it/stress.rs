@@ -92,7 +92,8 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                             ReservationStrategy::Greedy,
                         ][rng.below(3) as usize];
                         let mut request = ReservationRequest::new(requester.clone(), requirements)
-                            .with_strategy(strategy);
+                            .with_strategy(strategy)
+                            .confirm_on_grant(rng.below(5) == 0);
                         if rng.below(4) == 0 {
                             request = request.with_id(
                                 ReservationId::new(&format!("w{t}-{round}")).expect("valid"),
