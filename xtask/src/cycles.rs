@@ -1,5 +1,6 @@
-//! No two files of a crate import each other, directly or round a loop; and every item a
-//! crate exports is named in its crate docs ([`unnamed_exports`]).
+//! No two files of a crate import each other, directly or round a loop; every item a crate
+//! exports is named in its crate docs ([`unnamed_exports`]); no source file passes
+//! [`MAX_LINES`] outside its tests ([`long_files`]).
 //!
 //! A crate's modules are its `src/*.rs` files; a module's directory (`src/manager/…`) counts
 //! as part of it (its children see it by `super`, which is nesting, not an import). A module
@@ -218,6 +219,54 @@ pub(crate) fn crate_sources(root: &Path) -> Result<Vec<std::path::PathBuf>, Stri
     Ok(sources)
 }
 
+/// The most lines a source file may have outside its tests: past it, a reader no longer
+/// finds things in it by name, and the file should be split.
+pub(crate) const MAX_LINES: usize = 1_000;
+
+/// The files under `src` longer than [`MAX_LINES`], each with a sentence saying so. Test
+/// files (`tests.rs`, `*_tests.rs`, anything under a `tests` directory) are not counted, nor
+/// a file's closing `#[cfg(test)] mod tests { … }`.
+pub(crate) fn long_files(src: &Path) -> Result<Vec<String>, String> {
+    let mut long = Vec::new();
+    for path in rust_files(src)? {
+        let is_test = path.components().any(|c| c.as_os_str() == "tests")
+            || path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == "tests.rs" || n.ends_with("_tests.rs"));
+        if is_test {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|err| format!("read {}: {err}", path.display()))?;
+        let lines = lines_outside_tests(&text);
+        if lines > MAX_LINES {
+            long.push(format!(
+                "{}: {lines} lines outside its tests (at most {MAX_LINES}): split it",
+                path.display()
+            ));
+        }
+    }
+    Ok(long)
+}
+
+/// How many lines `text` has before its `#[cfg(test)] mod tests {` (all of them without one).
+fn lines_outside_tests(text: &str) -> usize {
+    let mut count = 0;
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim() == "#[cfg(test)]"
+            && lines
+                .peek()
+                .is_some_and(|next| next.trim_start().starts_with("mod tests {"))
+        {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
+
 /// The items `lib.rs` exports (`pub use` and `pub mod`) that its crate docs (`//!`) never
 /// name: a reader of the docs should meet everything the crate exports.
 pub(crate) fn unnamed_exports(lib: &str) -> Vec<String> {
@@ -284,6 +333,35 @@ mod tests {
     }
 
     #[test]
+    fn lines_are_counted_up_to_the_test_module() {
+        assert_eq!(lines_outside_tests("a\nb\nc\n"), 3);
+        assert_eq!(
+            lines_outside_tests("a\n#[cfg(test)]\nmod tests {\n    x\n}\n"),
+            1
+        );
+        // A test module in a file of its own is declared, not opened: every line counts.
+        assert_eq!(lines_outside_tests("a\n#[cfg(test)]\nmod tests;\nb\n"), 4);
+    }
+
+    #[test]
+    fn long_source_files_are_named_and_test_files_skipped() {
+        let dir = std::env::temp_dir().join(format!("xtask-long-{}", std::process::id()));
+        let long = "x\n".repeat(MAX_LINES + 1);
+        std::fs::create_dir_all(dir.join("m")).unwrap();
+        std::fs::write(dir.join("big.rs"), &long).unwrap();
+        std::fs::write(dir.join("ok.rs"), "x\n".repeat(MAX_LINES)).unwrap();
+        std::fs::write(dir.join("m").join("tests.rs"), &long).unwrap();
+        std::fs::write(dir.join("node_tests.rs"), &long).unwrap();
+        let found = long_files(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("big.rs") && found[0].contains("1001 lines"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn tests_comments_and_one_way_imports_make_no_loop() {
         let graph = graph(
             "",
@@ -307,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn the_workspace_has_no_import_loops_and_its_docs_name_every_export() {
+    fn the_workspace_has_no_import_loops_no_long_files_and_its_docs_name_every_export() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut found = Vec::new();
         for src in crate_sources(&root).unwrap() {
@@ -322,6 +400,7 @@ mod tests {
             for component in loops(&graph_of(&src).unwrap()) {
                 found.push(format!("{}: {}", src.display(), component.join(" <-> ")));
             }
+            found.extend(long_files(&src).unwrap());
         }
         assert!(found.is_empty(), "{found:#?}");
     }

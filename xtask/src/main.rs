@@ -4,8 +4,9 @@
 //!   the tests, the docs with warnings denied, the layer tidy check, and `cargo check -p` for
 //!   each member on its own.
 //! - `cargo xtask tidy`: only the layer rules of `docs/architecture.md`, read from
-//!   `cargo metadata`, and that no two files of a crate import each other round a loop
-//!   (`cycles.rs`). The same checks run as `#[test]`s of this crate.
+//!   `cargo metadata`, that no two files of a crate import each other round a loop, that
+//!   every export is named in its crate's docs and that no source file passes 1,000 lines
+//!   outside its tests (`cycles.rs`). The same checks run as `#[test]`s of this crate.
 #![expect(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -48,7 +49,7 @@ fn with_args(mut command: Command, args: &[&str]) -> Command {
 }
 
 fn tidy_step() -> Result<(), String> {
-    println!("==> tidy: layer rules, import loops, exports the docs name");
+    println!("==> tidy: layer rules, import loops, exports the docs name, file lengths");
     let mut violations = tidy::check_workspace(&workspace_root())?;
     for src in cycles::crate_sources(&workspace_root())? {
         if let Ok(lib) = std::fs::read_to_string(src.join("lib.rs")) {
@@ -59,6 +60,7 @@ fn tidy_step() -> Result<(), String> {
                 ));
             }
         }
+        violations.extend(cycles::long_files(&src)?);
         for component in cycles::loops(&cycles::graph_of(&src)?) {
             violations.push(format!(
                 "{}: these files import each other round a loop: {}",
