@@ -71,7 +71,7 @@ impl PgLedger {
                 .map(|(k, (_, _, a))| if k == h { a - given_back } else { *a })
                 .collect();
             tx.execute(
-                "UPDATE capacity SET held = held - $3 WHERE resource = $1 AND resource_type = $2",
+                "UPDATE capacity SET held = held - $3::bigint WHERE resource = $1 AND resource_type = $2",
                 &[&resource, &resource_type, &given_back],
             )?;
             let at: i64 = row.get("at");

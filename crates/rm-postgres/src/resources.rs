@@ -133,7 +133,7 @@ impl PgLedger {
             for (resource_type, capacity) in resource.capacities() {
                 tx.execute(
                     "INSERT INTO capacity (resource, resource_type, position, generation, unit, \
-                     maximum, external) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     maximum, external) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7::bigint)",
                     &[
                         &name.as_str(),
                         &resource_type.as_str(),
@@ -230,7 +230,7 @@ impl PgLedger {
             for (resource_type, capacity) in resource.capacities() {
                 tx.execute(
                     "INSERT INTO capacity (resource, resource_type, position, generation, unit, \
-                     maximum, external) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     maximum, external) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7::bigint) \
                      ON CONFLICT (resource, resource_type) DO UPDATE SET \
                      generation = excluded.generation, unit = excluded.unit, \
                      maximum = excluded.maximum, external = excluded.external",
@@ -333,7 +333,7 @@ impl PgLedger {
                 Err(err) => return Ok(Err(invalid("maximum", err.to_string()))),
             };
             let changed = tx.execute(
-                "UPDATE capacity SET maximum = $3 WHERE resource = $1 AND resource_type = $2",
+                "UPDATE capacity SET maximum = $3::bigint WHERE resource = $1 AND resource_type = $2",
                 &[&name.as_str(), &resource_type.as_str(), &maximum.as_milli()],
             )?;
             if changed == 0 {

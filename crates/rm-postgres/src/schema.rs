@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sessions.sql"),
     include_str!("waiters.sql"),
     include_str!("queue.sql"),
+    include_str!("domains.sql"),
 ];
 
 /// The functions, replaced as a whole whenever their text differs from what the schema has.

@@ -435,3 +435,49 @@ fn holds_are_kept_in_the_lock_order() {
         "all given back"
     );
 }
+
+/// The schema's own rules hold whatever a client sends: no amount below zero, no state but
+/// the six (since version 5 as domains, checked without reading the rule again per
+/// statement), and a refused write changes nothing.
+#[test]
+fn the_tables_refuse_negative_amounts_and_unknown_states() {
+    let Some(server) = test_server("the_tables_refuse_negative_amounts_and_unknown_states") else {
+        return;
+    };
+    let ledger = builder(&server).connect().expect("connect");
+    ledger
+        .register_resource(host("n0", 4, 8))
+        .expect("register");
+    let hold = ledger.reserve(&cores("t", 1)).expect("granted");
+    let schema = ledger.schema().to_owned();
+    let mut client = connect(&server);
+    for (what, sql) in [
+        (
+            "a negative hold",
+            format!("UPDATE {schema}.capacity SET held = -1 WHERE resource = 'n0'"),
+        ),
+        (
+            "a negative maximum",
+            format!("UPDATE {schema}.capacity SET maximum = -5 WHERE resource = 'n0'"),
+        ),
+        (
+            "an unknown state",
+            format!("UPDATE {schema}.reservation SET state = 'lost'"),
+        ),
+    ] {
+        let err = client.batch_execute(&sql).expect_err(what);
+        assert_eq!(
+            err.code(),
+            Some(&postgres::error::SqlState::CHECK_VIOLATION),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(
+        ledger.get(&hold.id).expect("get").state,
+        ReservationState::Pending
+    );
+    let usage = ledger.snapshot().expect("snapshot");
+    let usage = usage.usage_of("n0", &ResourceType::Compute).expect("cores");
+    assert_eq!(usage.pending, 1.into(), "nothing changed");
+    assert!(ledger.audit().expect("audit").is_clean());
+}
