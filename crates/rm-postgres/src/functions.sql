@@ -229,11 +229,7 @@ BEGIN
         RETURNING x.* INTO r;
         IF FOUND THEN
             outcome := 'changed';
-            -- add_holds(…, -1), inlined: the release is the hot path.
-            FOR i IN 1 .. cardinality(r.hold_resource) LOOP
-                UPDATE @schema.capacity c SET held = c.held - r.hold_amount[i]
-                WHERE c.resource = r.hold_resource[i] AND c.resource_type = r.hold_type[i];
-            END LOOP;
+            PERFORM @schema.add_holds(r.hold_resource, r.hold_type, r.hold_amount, -1);
             IF EXISTS (SELECT 1 FROM @schema.listener) THEN
                 PERFORM @schema.notify_ended(r, NULL, at);
             END IF;
