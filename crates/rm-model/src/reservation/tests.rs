@@ -178,17 +178,22 @@ fn request_structure_is_checked_with_paths() {
     );
 }
 
-#[test]
-fn retries_compare_everything_but_the_id() {
+/// A request by `t` for one core.
+fn one_core() -> ReservationRequest {
     use crate::{ResourceRequirement, ResourceType, Unit};
-    let base = ReservationRequest::new(
+    ReservationRequest::new(
         RequesterId::new("t").unwrap(),
         vec![ResourceRequirement::new(
             ResourceType::Compute,
             1,
             Unit::CORES,
         )],
-    );
+    )
+}
+
+#[test]
+fn retries_compare_everything_but_the_id() {
+    let base = one_core();
     let named = base.clone().with_id(ReservationId::new("x").unwrap());
     assert!(named.same_request_as(&base));
     assert!(!named.same_request_as(&base.clone().with_priority(Priority(1))));
@@ -198,16 +203,7 @@ fn retries_compare_everything_but_the_id() {
 
 #[test]
 fn a_hold_confirmed_on_grant_has_no_ttl() {
-    use crate::{ResourceRequirement, ResourceType, Unit};
-    let direct = ReservationRequest::new(
-        RequesterId::new("t").unwrap(),
-        vec![ResourceRequirement::new(
-            ResourceType::Compute,
-            1,
-            Unit::CORES,
-        )],
-    )
-    .confirm_on_grant(true);
+    let direct = one_core().confirm_on_grant(true);
     assert!(direct.violations().is_empty());
     let paths: Vec<_> = direct
         .clone()
