@@ -274,7 +274,8 @@ impl PgLedger {
                         };
                         self.ended(&held, victim.get("at"), Some(preemptor.clone()));
                     }
-                    return Ok(self.granted(&preemptor, request, items, &holds, &row));
+                    holds.credit(&self.read_view(), -1);
+                    return Ok(self.granted(&preemptor, request, items, &row));
                 }
                 other => {
                     if let Some(existing) = self.answer_existing(other, &preemptor_text)? {

@@ -208,6 +208,48 @@ pub(crate) struct Holds {
     pub(crate) generations: Vec<i64>,
 }
 
+impl Holds {
+    /// Adds `sign` times the amounts to what `view` says is free of their capacities.
+    pub(crate) fn credit(&self, view: &View, sign: i64) {
+        for h in 0..self.amounts.len() {
+            view.credit(&self.resources[h], &self.types[h], sign * self.amounts[h]);
+        }
+    }
+}
+
+/// A plan's holds taken from the view while its grant is in flight, so that this process's
+/// other planners see them at once and choose other rows (instead of queueing on the same
+/// row locks); given back unless the grant commits ([`InFlight::landed`]).
+pub(crate) struct InFlight<'a> {
+    ledger: &'a PgLedger,
+    holds: &'a Holds,
+    landed: bool,
+}
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn take(ledger: &'a PgLedger, holds: &'a Holds) -> InFlight<'a> {
+        holds.credit(&ledger.read_view(), -1);
+        InFlight {
+            ledger,
+            holds,
+            landed: false,
+        }
+    }
+
+    /// The grant committed: the holds stay taken.
+    pub(crate) fn landed(mut self) {
+        self.landed = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.holds.credit(&self.ledger.read_view(), 1);
+        }
+    }
+}
+
 /// One call of the `reserve` function: the request with its key and labels as stored, the
 /// plan's items and holds (none: only look the id up), and what the hold is bound to.
 pub(crate) struct GrantCall<'a> {
@@ -765,6 +807,7 @@ impl PgLedger {
             };
             let items_json = serde_json::to_string(&items)
                 .map_err(|e| invalid("requirements", e.to_string()))?;
+            let in_flight = InFlight::take(self, &holds);
             let now = self.now();
             let call = GrantCall {
                 id: &id_text,
@@ -787,6 +830,7 @@ impl PgLedger {
             })??;
             let Some(row) = row else {
                 // The rows moved under the plan: read them and plan again.
+                drop(in_flight);
                 self.refresh(false)?;
                 fresh = true;
                 continue;
@@ -794,12 +838,13 @@ impl PgLedger {
             let outcome: &str = row.get(0);
             match outcome {
                 "granted" => {
+                    in_flight.landed();
                     if let Some(plan) = clustered {
                         // GPU clustering's record of what runs where (this process's grants).
                         let view = self.read_view();
                         view.catalog.record_placement(request, &plan);
                     }
-                    return Ok(self.granted(id, request, items, &holds, &row));
+                    return Ok(self.granted(id, request, items, &row));
                 }
                 other => {
                     if let Some(existing) = self.answer_existing(other, &id_text)? {
@@ -815,27 +860,20 @@ impl PgLedger {
         })
     }
 
-    /// The reservation a `granted` row of `reserve` made: debits the view, notes the
-    /// deadline, publishes.
+    /// The reservation a `granted` row of `reserve` made (its holds already taken from the
+    /// view): notes the deadline, publishes.
     pub(crate) fn granted(
         &self,
         id: &ReservationId,
         request: &ReservationRequest,
         items: Vec<ReservationItem>,
-        holds: &Holds,
         row: &Row,
     ) -> Reservation {
         let at: i64 = row.get(1);
         let token: i64 = row.get(2);
         let expires_at: Option<i64> = row.get(3);
-        {
-            let view = self.read_view();
-            for h in 0..holds.amounts.len() {
-                view.credit(&holds.resources[h], &holds.types[h], -holds.amounts[h]);
-            }
-            if let Some(at) = expires_at {
-                view.due_at(at);
-            }
+        if let Some(at) = expires_at {
+            self.read_view().due_at(at);
         }
         let reservation = Reservation {
             id: id.clone(),

@@ -1,5 +1,6 @@
 //! The process's view of the pool: the registered resources as the planner reads them, and
-//! what was free of each capacity when last read or changed by this process.
+//! what was free of each capacity when last read or changed by this process (a grant counts
+//! as taken from the moment it is sent: see `InFlight`).
 //!
 //! The view only guides planning. Every grant is checked against the rows themselves (the
 //! guarded update in `reserve`), so a view that is behind can cost a re-plan, never an

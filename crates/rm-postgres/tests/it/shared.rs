@@ -2,10 +2,14 @@
 //! server's clock, events by NOTIFY, migrations at once, retention, and failures mapped onto
 //! the contract.
 
+use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rm_model::{EventKind, LedgerError, ReservationLedger, ReservationState, ResourceType, Unit};
+use rm_model::{
+    EventKind, LedgerError, ReservationLedger, ReservationState, ReservationStrategy, ResourceType,
+    Unit,
+};
 use rm_postgres::{Error, PgLedger};
 
 use crate::support::{another, builder, connect, cores, host, test_server};
@@ -479,5 +483,101 @@ fn the_tables_refuse_negative_amounts_and_unknown_states() {
     let usage = ledger.snapshot().expect("snapshot");
     let usage = usage.usage_of("n0", &ResourceType::Compute).expect("cores");
     assert_eq!(usage.pending, 1.into(), "nothing changed");
+    assert!(ledger.audit().expect("audit").is_clean());
+}
+
+/// A transaction of `client` holding the capacity rows of `resource` locked.
+fn lock_rows<'c>(
+    client: &'c mut postgres::Client,
+    schema: &str,
+    resource: &str,
+) -> postgres::Transaction<'c> {
+    let mut tx = client.transaction().expect("begin");
+    tx.execute(
+        &format!("SELECT 1 FROM {schema}.capacity WHERE resource = $1 FOR UPDATE"),
+        &[&resource],
+    )
+    .expect("lock the rows");
+    tx
+}
+
+#[test]
+fn a_grant_in_flight_steers_the_processs_other_plans() {
+    let Some(server) = test_server("a_grant_in_flight_steers_the_processs_other_plans") else {
+        return;
+    };
+    // Balanced puts one core on the emptier share: n0 (7 of 8 left) before n1 (5 of 6),
+    // and n1 (5 of 6) before n0 once one core of n0 is taken (6 of 8).
+    let ledger = builder(&server)
+        .lock_timeout(Duration::from_secs(30))
+        .connect()
+        .expect("connect");
+    ledger
+        .register_resource(host("n0", 8, 16))
+        .expect("register");
+    ledger
+        .register_resource(host("n1", 6, 16))
+        .expect("register");
+    let one = || cores("t", 1).with_strategy(ReservationStrategy::Balanced);
+    // Another transaction holds n0's rows, so a grant on n0 waits in flight.
+    let mut blocker = connect(&server);
+    let tx = lock_rows(&mut blocker, ledger.schema(), "n0");
+    thread::scope(|scope| {
+        let ledger = &ledger;
+        let first = scope.spawn(move || ledger.reserve(&one()));
+        let mut watcher = connect(&server);
+        let waiting = |watcher: &mut postgres::Client| -> i64 {
+            watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                    &[],
+                )
+                .expect("pg_stat_activity")
+                .get(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while waiting(&mut watcher) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the first grant never waited on n0"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        // While it waits, the process's next plan counts its hold as taken: n1, at once.
+        let (sent, received) = mpsc::channel();
+        scope.spawn(move || {
+            // The receiver is gone only once the test has failed.
+            let _ = sent.send(ledger.reserve(&one()));
+        });
+        let second = received.recv_timeout(Duration::from_secs(20));
+        tx.rollback().expect("let n0 go");
+        let second = second
+            .expect("the second grant did not queue behind the first")
+            .expect("granted");
+        assert_eq!(second.items[0].resource.as_str(), "n1");
+        let first = first.join().expect("no panic").expect("granted");
+        assert_eq!(first.items[0].resource.as_str(), "n0");
+    });
+    // A grant that fails in flight gives its plan's holds back: after a lock timeout on n0,
+    // the same ledger's next plan sees n0 as it was.
+    for hold in ledger.snapshot().expect("snapshot").active {
+        ledger.cancel(&hold.id, None).expect("cancel");
+    }
+    let quick = builder(&server)
+        .schema(ledger.schema())
+        .lock_timeout(Duration::from_millis(50))
+        // No read between the two grants: the view says what the first one gave back.
+        .max_staleness(Duration::from_secs(600))
+        .connect()
+        .expect("connect");
+    let tx = lock_rows(&mut blocker, ledger.schema(), "n0");
+    let timed_out = quick.reserve(&one());
+    assert!(
+        matches!(timed_out, Err(LedgerError::Timeout { .. })),
+        "{timed_out:?}"
+    );
+    tx.rollback().expect("let n0 go");
+    let again = quick.reserve(&one()).expect("granted");
+    assert_eq!(again.items[0].resource.as_str(), "n0");
     assert!(ledger.audit().expect("audit").is_clean());
 }
