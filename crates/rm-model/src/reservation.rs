@@ -66,10 +66,21 @@ pub struct PriorityClass {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReservationId(IdRepr);
 
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum IdRepr {
     Generated(u128),
     Named(Arc<str>),
+}
+
+impl std::hash::Hash for IdRepr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            // The bits alone, without the variant's tag (a generated id never equals a named
+            // one): every lookup of a reservation by id hashes it.
+            IdRepr::Generated(value) => state.write_u128(*value),
+            IdRepr::Named(name) => name.hash(state),
+        }
+    }
 }
 
 impl ReservationId {

@@ -9,7 +9,7 @@ impl ReservationManager {
         &self,
         catalog: &Catalog,
         request: &ReservationRequest,
-        plan: Small<Placement>,
+        plan: &[Placement],
         now: Timestamp,
     ) -> Result<Reservation, Abort> {
         // Positions are in registration order, which is the lock order.
@@ -17,7 +17,7 @@ impl ReservationManager {
         positions.sort_unstable();
         positions.dedup();
         let mut holds: Small<Hold> = Small::new();
-        for placement in &plan {
+        for placement in plan {
             let slot = positions
                 .binary_search(&placement.position)
                 .unwrap_or_default();
@@ -47,7 +47,7 @@ impl ReservationManager {
             .map(|&p| lock(&catalog.slots[p].state))
             .collect();
         // The units planned with must still be the capacities' units.
-        for placement in &plan {
+        for placement in plan {
             let slot = positions
                 .binary_search(&placement.position)
                 .unwrap_or_default();
@@ -99,17 +99,17 @@ impl ReservationManager {
         let token = FencingToken(self.last_token.fetch_add(1, Ordering::AcqRel) + 1);
         // A hold confirmed on grant has no deadline (and no timer).
         let expires_at = (!confirmed).then(|| now + request.ttl.unwrap_or(self.default_ttl));
-        let items = plan.into_iter().map(|p| {
+        let items = plan.iter().map(|p| {
             let requirement = &request.requirements[p.requirement];
             ReservationItem {
                 requirement: p.requirement,
                 resource: catalog.resources[p.position].name().clone(),
-                resource_type: p.resource_type,
+                resource_type: p.resource_type.clone(),
                 amount: Quantity::from_milli(p.amount),
                 minimum: requirement
                     .minimum()
                     .and_then(|m| requirement.unit().convert(m, &p.unit).ok()),
-                unit: p.unit,
+                unit: p.unit.clone(),
             }
         });
         let grant = Grant {
@@ -121,7 +121,7 @@ impl ReservationManager {
         };
         let slots = positions.iter().map(|&p| catalog.slots[p].clone());
         let spare = lock(&self.spare).pop();
-        let record = Record::fill(spare, grant, items, holds, slots);
+        let record = Record::fill(spare, grant, items, holds.drain(..), slots);
         // Locked before it is reachable, and held until the event is out: nothing about this
         // reservation can be published before its grant, and its timer is armed before
         // anyone can end it.
@@ -195,8 +195,10 @@ impl ReservationManager {
         }
         catalog.node_strategies.observe(request);
         for _ in 0..COMMIT_ATTEMPTS {
-            let plan = match self.plan(catalog, request, explain, &[]) {
-                Ok(plan) => plan,
+            let planned = self.plan(catalog, request, explain, &[]);
+            // Borrowed, not moved out: the placements stay where the planner wrote them.
+            let plan = match planned {
+                Ok(ref plan) => plan,
                 Err(err) => {
                     // An expired hold must never block a grant: expire what is due, then plan
                     // again.
@@ -206,12 +208,10 @@ impl ReservationManager {
                     return Err(err);
                 }
             };
-            let clustering =
-                (request.strategy == ReservationStrategy::GpuClustering).then(|| plan.clone());
             match self.commit(catalog, request, plan, now) {
                 Ok(reservation) => {
-                    if let Some(plan) = clustering {
-                        catalog.record_placement(request, &plan);
+                    if request.strategy == ReservationStrategy::GpuClustering {
+                        catalog.record_placement(request, plan);
                     }
                     return Ok(reservation);
                 }

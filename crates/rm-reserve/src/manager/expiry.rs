@@ -32,6 +32,7 @@ impl ReservationManager {
     /// waits for that sweep (which may be expiring the very hold it needs) and then runs what
     /// is left. The hint is raised only at the end of a sweep, so no thread skips expiry while
     /// a due hold is still pending.
+    #[inline]
     pub(super) fn run_timers(&self, now: Timestamp) -> Vec<Reservation> {
         if now.as_nanos() >= self.next_forget.load(Ordering::Acquire) {
             // Forgetting frees no capacity, so nobody waits for it: threads share the work.
@@ -40,6 +41,13 @@ impl ReservationManager {
         if now.as_nanos() < self.next_timer.load(Ordering::Acquire) {
             return Vec::new();
         }
+        self.expire_due(now)
+    }
+
+    /// The sweep of [`Self::run_timers`], apart so that the check before it stays small
+    /// (every operation makes that check).
+    #[inline(never)]
+    fn expire_due(&self, now: Timestamp) -> Vec<Reservation> {
         let _sweep = lock(&self.sweep);
         let mut expired = Vec::new();
         loop {
@@ -91,6 +99,7 @@ impl ReservationManager {
 
     /// Forgets the ended reservations whose retention ran out by `now`, keeping their records
     /// for reuse.
+    #[inline(never)]
     pub(super) fn forget_due(&self, now: Timestamp) {
         /// Entries taken per lock of the retention queue (and records kept per lock of the
         /// spare list), on the stack.
@@ -100,10 +109,9 @@ impl ReservationManager {
                 SmallVec::new();
             {
                 let mut forgets = lock(&self.forgets);
-                while due.len() < BATCH {
-                    match forgets.front() {
-                        Some((at, _, _)) if *at <= now => due.extend(forgets.pop_front()),
-                        _ => break,
+                while due.len() < BATCH && forgets.front().is_some_and(|(at, _, _)| *at <= now) {
+                    if let Some(entry) = forgets.pop_front() {
+                        due.push(entry);
                     }
                 }
                 let next = forgets.front().map_or(u64::MAX, |(at, _, _)| at.as_nanos());
@@ -111,10 +119,14 @@ impl ReservationManager {
             }
             let more = due.len() == BATCH;
             let mut reusable: SmallVec<[Arc<Record>; BATCH]> = SmallVec::new();
-            for (_, token, id) in due {
-                let forgotten = self.records.remove_if(&id, |_, record| {
-                    record.token == token && lock(&record.state).state.is_terminal()
-                });
+            // Drained in place: moving the batch into the loop would copy all its slots.
+            for (_, token, id) in due.drain(..) {
+                // The token names the life that ended and queued this entry (a life ends
+                // once, and a reused id or record gets a new token), so a match is that
+                // ended reservation: no need to lock its state to ask.
+                let forgotten = self
+                    .records
+                    .remove_if(&id, |_, record| record.token == token);
                 if let Some((_, mut record)) = forgotten
                     && record.empty_for_reuse()
                 {
