@@ -196,7 +196,10 @@ fn plan_in<S: Slot>(
     let mut placed: Small<Placement> = Small::new();
     let mut shortfalls = Vec::new();
     for members in request.each_placement_group() {
-        let group: Small<usize> = members.collect();
+        let mut group: Small<usize> = Small::new();
+        for member in members {
+            group.push(member);
+        }
         let group = group.as_slice();
         let all_candidates = catalog.candidates(&request.requirements, group);
         // Within a domain, only its resources that are candidates (both in position order).

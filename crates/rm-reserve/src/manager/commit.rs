@@ -13,9 +13,13 @@ impl ReservationManager {
         now: Timestamp,
     ) -> Result<Reservation, Abort> {
         // Positions are in registration order, which is the lock order.
-        let mut positions: Small<usize> = plan.iter().map(|p| p.position).collect();
+        let mut positions: Small<usize> = Small::new();
+        for placement in plan {
+            if !positions.contains(&placement.position) {
+                positions.push(placement.position);
+            }
+        }
         positions.sort_unstable();
-        positions.dedup();
         let mut holds: Small<Hold> = Small::new();
         for placement in plan {
             let slot = positions
@@ -42,10 +46,10 @@ impl ReservationManager {
                 }),
             }
         }
-        let mut guards: Small<MutexGuard<'_, SlotState>> = positions
-            .iter()
-            .map(|&p| lock(&catalog.slots[p].state))
-            .collect();
+        let mut guards: Small<MutexGuard<'_, SlotState>> = Small::new();
+        for &p in &positions {
+            guards.push(lock(&catalog.slots[p].state));
+        }
         // The units planned with must still be the capacities' units.
         for placement in plan {
             let slot = positions
