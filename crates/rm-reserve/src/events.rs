@@ -37,10 +37,15 @@ impl Observers {
 
     /// Publishes the event `kind` builds, if anyone listens; `kind` is not called otherwise, so
     /// an unobserved ledger allocates nothing for events.
+    #[inline]
     pub(crate) fn publish(&self, at: Timestamp, kind: impl FnOnce() -> EventKind) {
-        if !self.listening.load(Ordering::Acquire) {
-            return;
+        if self.listening.load(Ordering::Acquire) {
+            self.publish_numbered(at, kind);
         }
+    }
+
+    /// [`Self::publish`] once someone listens: numbers the event and hands it on.
+    fn publish_numbered(&self, at: Timestamp, kind: impl FnOnce() -> EventKind) {
         let mut current = self.sequence.load(Ordering::Acquire);
         loop {
             if current & SUBSCRIBED != 0 {
