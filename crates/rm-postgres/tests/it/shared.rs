@@ -521,16 +521,22 @@ fn a_grant_in_flight_steers_the_processs_other_plans() {
     let one = || cores("t", 1).with_strategy(ReservationStrategy::Balanced);
     // Another transaction holds n0's rows, so a grant on n0 waits in flight.
     let mut blocker = connect(&server);
+    let blocker_pid: i32 = blocker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .expect("pid")
+        .get(0);
     let tx = lock_rows(&mut blocker, ledger.schema(), "n0");
     thread::scope(|scope| {
         let ledger = &ledger;
         let first = scope.spawn(move || ledger.reserve(&one()));
         let mut watcher = connect(&server);
+        // Waiting on this test's blocker (other tests may share the server).
         let waiting = |watcher: &mut postgres::Client| -> i64 {
             watcher
                 .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                    &[],
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE $1 = ANY (pg_blocking_pids(pid))",
+                    &[&blocker_pid],
                 )
                 .expect("pg_stat_activity")
                 .get(0)
