@@ -7,9 +7,9 @@ use rm_model::{
     ReservationRequest, ResourceName, shrink_item,
 };
 
+use crate::holds::Holds;
 use crate::ledger::{
-    Bind, COMMIT_ATTEMPTS, GrantCall, Holds, PgLedger, corrupt, held_from, invalid, request_key,
-    timestamp,
+    Bind, COMMIT_ATTEMPTS, GrantCall, PgLedger, corrupt, held_from, invalid, request_key, timestamp,
 };
 use crate::pool::is_stale;
 

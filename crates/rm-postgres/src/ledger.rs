@@ -13,9 +13,10 @@ use rm_model::{
 };
 use rm_plan::{Affinity, Placement};
 
+use crate::holds::{Holds, InFlight};
 use crate::pool::{Pool, is_session_ended, is_stale};
 use crate::schema::channel;
-use crate::view::{Catalog, PgSlot, View};
+use crate::view::{Catalog, PgSlot, View, read};
 use crate::{Error, Listener};
 
 /// How many times a grant plans again when the rows it planned on changed meanwhile.
@@ -197,59 +198,6 @@ pub(crate) struct Bind<'a> {
     pub(crate) waiter: Option<&'a str>,
 }
 
-/// What a grant sends for its holds: one per capacity, amounts summed over requirements, in
-/// the global lock order (catalog position, then type by bytes), which the `reserve`
-/// function locks them in and the reservation keeps them in for its release.
-#[derive(Default)]
-pub(crate) struct Holds {
-    pub(crate) resources: Vec<String>,
-    pub(crate) types: Vec<String>,
-    pub(crate) amounts: Vec<i64>,
-    pub(crate) generations: Vec<i64>,
-}
-
-impl Holds {
-    /// Adds `sign` times the amounts to what `view` says is free of their capacities.
-    pub(crate) fn credit(&self, view: &View, sign: i64) {
-        for h in 0..self.amounts.len() {
-            view.credit(&self.resources[h], &self.types[h], sign * self.amounts[h]);
-        }
-    }
-}
-
-/// A plan's holds taken from the view while its grant is in flight, so that this process's
-/// other planners see them at once and choose other rows (instead of queueing on the same
-/// row locks); given back unless the grant commits ([`InFlight::landed`]).
-pub(crate) struct InFlight<'a> {
-    ledger: &'a PgLedger,
-    holds: &'a Holds,
-    landed: bool,
-}
-
-impl<'a> InFlight<'a> {
-    pub(crate) fn take(ledger: &'a PgLedger, holds: &'a Holds) -> InFlight<'a> {
-        holds.credit(&ledger.read_view(), -1);
-        InFlight {
-            ledger,
-            holds,
-            landed: false,
-        }
-    }
-
-    /// The grant committed: the holds stay taken.
-    pub(crate) fn landed(mut self) {
-        self.landed = true;
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if !self.landed {
-            self.holds.credit(&self.ledger.read_view(), 1);
-        }
-    }
-}
-
 /// One call of the `reserve` function: the request with its key and labels as stored, the
 /// plan's items and holds (none: only look the id up), and what the hold is bound to.
 pub(crate) struct GrantCall<'a> {
@@ -346,7 +294,7 @@ impl PgLedger {
     }
 
     pub(crate) fn read_view(&self) -> RwLockReadGuard<'_, View> {
-        self.view.read().unwrap_or_else(PoisonError::into_inner)
+        read(&self.view)
     }
 
     pub(crate) fn write_view(&self) -> RwLockWriteGuard<'_, View> {
@@ -807,7 +755,7 @@ impl PgLedger {
             };
             let items_json = serde_json::to_string(&items)
                 .map_err(|e| invalid("requirements", e.to_string()))?;
-            let in_flight = InFlight::take(self, &holds);
+            let in_flight = InFlight::take(&self.view, &holds);
             let now = self.now();
             let call = GrantCall {
                 id: &id_text,

@@ -104,6 +104,7 @@ pub mod cluster;
 mod contract;
 mod error;
 mod events;
+mod holds;
 mod inspect;
 mod ledger;
 mod pool;

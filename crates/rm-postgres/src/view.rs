@@ -1,12 +1,14 @@
 //! The process's view of the pool: the registered resources as the planner reads them, and
-//! what was free of each capacity when last read or changed by this process (a grant counts
-//! as taken from the moment it is sent: see `InFlight`).
+//! what was free of each capacity when last read or changed by this process, less what its
+//! grants in flight take (a grant counts as taken from the moment it is sent: see
+//! `InFlight`).
 //!
 //! The view only guides planning. Every grant is checked against the rows themselves (the
 //! guarded update in `reserve`), so a view that is behind can cost a re-plan, never an
 //! over-allocation; a refusal is only given after planning against a fresh read.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use rm_model::{Quantity, ResourceType};
@@ -17,8 +19,12 @@ use rm_plan::MAX_DIMS;
 pub(crate) struct PgSlot {
     /// The capacity types, by dimension.
     pub(crate) types: Vec<ResourceType>,
-    /// Free per dimension (negative while draining), in thousandths of the unit.
+    /// Free per dimension (negative while draining), in thousandths of the unit: as last
+    /// read from the rows, with this process's committed changes since.
     pub(crate) free: [AtomicI64; MAX_DIMS],
+    /// Taken per dimension by this process's grants in flight (sent, not yet answered): not
+    /// in the rows until they commit, so a read of the rows leaves them alone.
+    pub(crate) in_flight: [AtomicI64; MAX_DIMS],
     /// The resource's generation: a grant planned on an older description is refused by the
     /// database.
     pub(crate) generation: i64,
@@ -29,12 +35,16 @@ impl PgSlot {
         PgSlot {
             types,
             free: Default::default(),
+            in_flight: Default::default(),
             generation,
         }
     }
 
+    /// What the planner may count on: free less what grants in flight take.
     pub(crate) fn raw_free(&self, dim: usize) -> i64 {
-        self.free[dim].load(Ordering::Acquire)
+        self.free[dim]
+            .load(Ordering::Acquire)
+            .saturating_sub(self.in_flight[dim].load(Ordering::Acquire))
     }
 
     pub(crate) fn set(&self, dim: usize, free: i64) {
@@ -43,6 +53,11 @@ impl PgSlot {
 
     pub(crate) fn add(&self, dim: usize, delta: i64) {
         self.free[dim].fetch_add(delta, Ordering::AcqRel);
+    }
+
+    /// Adds `delta` to what grants in flight take of dimension `dim`.
+    pub(crate) fn add_in_flight(&self, dim: usize, delta: i64) {
+        self.in_flight[dim].fetch_add(delta, Ordering::AcqRel);
     }
 }
 
@@ -117,15 +132,28 @@ impl View {
 
     /// Adds `delta` to what is free of `resource_type` on the resource named `resource`.
     pub(crate) fn credit(&self, resource: &str, resource_type: &str, delta: i64) {
-        let Ok(name) = rm_model::ResourceName::new(resource) else {
-            return;
-        };
-        let Some(position) = self.catalog.position(&name) else {
-            return;
-        };
-        let slot = &self.catalog.slots[position];
-        if let Some(d) = slot.types.iter().position(|t| t.as_str() == resource_type) {
+        if let Some((slot, d)) = self.slot(resource, resource_type) {
             slot.add(d, delta);
         }
     }
+
+    /// The slot of the resource named `resource`, and the dimension of `resource_type`.
+    pub(crate) fn slot(
+        &self,
+        resource: &str,
+        resource_type: &str,
+    ) -> Option<(&Arc<PgSlot>, usize)> {
+        let name = rm_model::ResourceName::new(resource).ok()?;
+        let slot = &self.catalog.slots[self.catalog.position(&name)?];
+        let d = slot
+            .types
+            .iter()
+            .position(|t| t.as_str() == resource_type)?;
+        Some((slot, d))
+    }
+}
+
+/// Reads the view, recovering from poisoning (every change to it is a store of its own).
+pub(crate) fn read(view: &RwLock<View>) -> RwLockReadGuard<'_, View> {
+    view.read().unwrap_or_else(PoisonError::into_inner)
 }

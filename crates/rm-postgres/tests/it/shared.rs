@@ -510,6 +510,9 @@ fn a_grant_in_flight_steers_the_processs_other_plans() {
     // and n1 (5 of 6) before n0 once one core of n0 is taken (6 of 8).
     let ledger = builder(&server)
         .lock_timeout(Duration::from_secs(30))
+        // Every plan reads the rows first: a grant in flight must survive that read (its
+        // hold is not in the rows until it commits).
+        .max_staleness(Duration::from_millis(1))
         .connect()
         .expect("connect");
     ledger
