@@ -28,7 +28,9 @@
 //!
 //! # How a grant works, and why it cannot overbook
 //! Each process plans against its view of what is free (read from the database, and kept
-//! current by its own operations). The plan goes to the server as one call of the
+//! current by its own operations; a grant of one of its threads counts as taken from the
+//! moment it is sent, so the others plan around it rather than queue on its rows). The
+//! plan goes to the server as one call of the
 //! `reserve` function, one round trip, which inserts the reservation, **locks the capacity
 //! rows it names in one global order** (registration position, then type) when there are
 //! several, and adds each amount with an update **whose own `WHERE` is the guard** (the
