@@ -115,49 +115,82 @@ fn to_ppm(share: f64) -> i64 {
 
 /// A built-in strategy's score of raw dimensions: the one formula behind
 /// [`ReservationStrategy`]'s [`PlacementScorer`] implementation, for ledgers that keep their
-/// counters as integers and want to skip building [`DimensionFit`]s.
+/// counters as integers and want to skip building [`DimensionFit`]s. (A scan over many
+/// candidates chooses the [`Scoring`] once instead.)
 #[inline]
 pub fn strategy_score(strategy: ReservationStrategy, dimensions: &[RawFit]) -> Option<i64> {
-    if dimensions.iter().any(|d| d.requested > d.free) {
-        return None;
-    }
-    let strategy = strategy.per_resource();
-    let left_share =
-        |d: &RawFit| d.free.saturating_sub(d.requested).max(0) as f64 * d.inverse_capacity;
-    // The usual task (cores and memory) spelled out for a ledger's scan over every candidate:
-    // the same operations in the same order as the sums below (which start from -0.0, and
-    // -0.0 + x is x), so the same scores, some 15% sooner.
-    if let [a, b] = dimensions {
-        match strategy {
-            ReservationStrategy::Balanced => {
-                let share = left_share(a) + left_share(b);
-                return Some(to_ppm(share * INVERSE_COUNT[2]).clamp(0, MAX_STRATEGY_SCORE));
-            }
-            ReservationStrategy::BinPack => {
-                let share = (1.0 - left_share(a)) + (1.0 - left_share(b));
-                return Some(to_ppm(share * INVERSE_COUNT[2]).clamp(0, MAX_STRATEGY_SCORE));
-            }
-            _ => {}
+    Scoring::of(strategy).score(dimensions)
+}
+
+/// What a built-in strategy computes per resource, chosen once per placement, so that a
+/// scan over many candidates does not ask the strategy again for each (see
+/// [`Scoring::score`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scoring {
+    /// Every fitting candidate scores 0 (greedy, and random fit, whose planner draws).
+    Fit,
+    /// The mean share of each capacity left free after the placement.
+    Balanced,
+    /// The mean share of each capacity used after the placement.
+    BinPack,
+    /// The cosine between the request and the free capacity.
+    Aligned,
+}
+
+impl Scoring {
+    /// The scoring `strategy` uses per resource (see [`ReservationStrategy::per_resource`]).
+    pub fn of(strategy: ReservationStrategy) -> Scoring {
+        match strategy.per_resource() {
+            ReservationStrategy::Balanced => Scoring::Balanced,
+            ReservationStrategy::BinPack => Scoring::BinPack,
+            ReservationStrategy::Aligned => Scoring::Aligned,
+            // Greedy and random fit; `per_resource` maps every other strategy onto these four.
+            _ => Scoring::Fit,
         }
     }
-    let inverse_count = INVERSE_COUNT
-        .get(dimensions.len())
-        .copied()
-        .unwrap_or_else(|| 1.0 / dimensions.len() as f64);
-    let score = match strategy {
-        // Random fit scores every fitting candidate alike here: the planner draws among them.
-        ReservationStrategy::Greedy | ReservationStrategy::RandomFit => 0,
-        ReservationStrategy::Balanced => {
-            to_ppm(dimensions.iter().map(left_share).sum::<f64>() * inverse_count)
+
+    /// The score of `dimensions` in parts per million, or `None` when one does not fit.
+    /// Always inlined: with `self` known at the call (a scan that matched on it once) the
+    /// choice between formulas disappears from the loop.
+    #[inline(always)]
+    pub fn score(self, dimensions: &[RawFit]) -> Option<i64> {
+        if dimensions.iter().any(|d| d.requested > d.free) {
+            return None;
         }
-        ReservationStrategy::BinPack => {
-            to_ppm(dimensions.iter().map(|d| 1.0 - left_share(d)).sum::<f64>() * inverse_count)
+        let left_share =
+            |d: &RawFit| d.free.saturating_sub(d.requested).max(0) as f64 * d.inverse_capacity;
+        // The usual task (cores and memory) spelled out for a ledger's scan over every
+        // candidate: the same operations in the same order as the sums below (which start
+        // from -0.0, and -0.0 + x is x), so the same scores, some 15% sooner.
+        if let [a, b] = dimensions {
+            match self {
+                Scoring::Balanced => {
+                    let share = left_share(a) + left_share(b);
+                    return Some(to_ppm(share * INVERSE_COUNT[2]).clamp(0, MAX_STRATEGY_SCORE));
+                }
+                Scoring::BinPack => {
+                    let share = (1.0 - left_share(a)) + (1.0 - left_share(b));
+                    return Some(to_ppm(share * INVERSE_COUNT[2]).clamp(0, MAX_STRATEGY_SCORE));
+                }
+                Scoring::Fit | Scoring::Aligned => {}
+            }
         }
-        ReservationStrategy::Aligned => alignment(dimensions),
-        // `per_resource` maps every other strategy onto the four above.
-        _ => 0,
-    };
-    Some(score.clamp(0, MAX_STRATEGY_SCORE))
+        let inverse_count = INVERSE_COUNT
+            .get(dimensions.len())
+            .copied()
+            .unwrap_or_else(|| 1.0 / dimensions.len() as f64);
+        let score = match self {
+            Scoring::Fit => 0,
+            Scoring::Balanced => {
+                to_ppm(dimensions.iter().map(left_share).sum::<f64>() * inverse_count)
+            }
+            Scoring::BinPack => {
+                to_ppm(dimensions.iter().map(|d| 1.0 - left_share(d)).sum::<f64>() * inverse_count)
+            }
+            Scoring::Aligned => alignment(dimensions),
+        };
+        Some(score.clamp(0, MAX_STRATEGY_SCORE))
+    }
 }
 
 /// The cosine between the requested and the free shares of capacity, in parts per million.

@@ -2,7 +2,7 @@
 //! constraints, soft preferences, affinity and co-location, against the free capacity a
 //! [`Catalog`]'s slots report. Pure: it reads and chooses; the ledger commits.
 
-use rm_model::placement::{RawFit, strategy_score};
+use rm_model::placement::{RawFit, Scoring, strategy_score};
 use rm_model::{
     LedgerError, Quantity, ReservationRequest, ReservationStrategy, ResourceRequirement,
     ResourceType, Shortfall, Unit,
@@ -10,7 +10,7 @@ use rm_model::{
 use std::sync::Arc;
 
 use crate::affinity::Affinity;
-use crate::catalog::{Candidate, Catalog, MAX_DIMS, Slot};
+use crate::catalog::{Candidate, Catalog, MAX_DIMS, MemberFit, Slot};
 use crate::placement::{Placement, Small};
 
 /// How well `placements` suit `strategy`, summed over the placed amounts: what decides
@@ -248,6 +248,27 @@ fn plan_in<S: Slot>(
                 amounts[k] = request.requirements[i].amount().as_milli();
             }
         }
+        // The commonest case of all (the plain case over every candidate, nothing to add to
+        // the counters) in a loop of its own per scoring and member count; `None` leaves it
+        // to the loop below, which chooses the same.
+        let scanned = (plain && domain.is_none() && extra.is_empty())
+            .then(|| {
+                scan_plain(
+                    &all_candidates,
+                    &amounts[..group.len()],
+                    Scoring::of(request.strategy),
+                    first_fit,
+                    random.then_some(draw),
+                )
+            })
+            .flatten();
+        let candidates: &mut dyn Iterator<Item = &Candidate<S>> = match scanned {
+            Some(found) => {
+                best = found;
+                &mut std::iter::empty()
+            }
+            None => candidates,
+        };
         'candidates: for candidate in candidates {
             let position = candidate.position as usize;
             if plain && candidate.all_same_unit() {
@@ -379,6 +400,91 @@ fn plan_in<S: Slot>(
             shortfalls,
         })
     }
+}
+
+/// The best candidate of a plain group (one member per type, amounts in each candidate's
+/// own unit, nothing placed or added yet) by `scoring`, as [`plan_in`]'s loop chooses it:
+/// the highest score, the first of equal ones, the first that fits for `first_fit`, random
+/// fit's score of the draw when `draw` is given. `None` when the group has more members
+/// than the scan is specialised for or a candidate needs a unit conversion: the general loop
+/// then chooses.
+fn scan_plain<S: Slot>(
+    candidates: &[Candidate<S>],
+    amounts: &[i64],
+    scoring: Scoring,
+    first_fit: bool,
+    draw: Option<u64>,
+) -> Option<Option<(i64, usize)>> {
+    match amounts.len() {
+        1 => scan_members::<S, 1>(candidates, amounts, scoring, first_fit, draw),
+        2 => scan_members::<S, 2>(candidates, amounts, scoring, first_fit, draw),
+        3 => scan_members::<S, 3>(candidates, amounts, scoring, first_fit, draw),
+        _ => None,
+    }
+}
+
+/// [`scan_plain`] for `N` members: one loop per scoring, so that neither the strategy nor
+/// the member count is asked again per candidate.
+fn scan_members<S: Slot, const N: usize>(
+    candidates: &[Candidate<S>],
+    amounts: &[i64],
+    scoring: Scoring,
+    first_fit: bool,
+    draw: Option<u64>,
+) -> Option<Option<(i64, usize)>> {
+    let amounts: [i64; N] = amounts.try_into().ok()?;
+    match scoring {
+        Scoring::Fit => scan_scored(candidates, amounts, first_fit, draw, |f| {
+            Scoring::Fit.score(f)
+        }),
+        Scoring::Balanced => scan_scored(candidates, amounts, first_fit, draw, |f| {
+            Scoring::Balanced.score(f)
+        }),
+        Scoring::BinPack => scan_scored(candidates, amounts, first_fit, draw, |f| {
+            Scoring::BinPack.score(f)
+        }),
+        Scoring::Aligned => scan_scored(candidates, amounts, first_fit, draw, |f| {
+            Scoring::Aligned.score(f)
+        }),
+    }
+}
+
+#[inline(always)]
+fn scan_scored<S: Slot, const N: usize>(
+    candidates: &[Candidate<S>],
+    amounts: [i64; N],
+    first_fit: bool,
+    draw: Option<u64>,
+    score: impl Fn(&[RawFit]) -> Option<i64>,
+) -> Option<Option<(i64, usize)>> {
+    let mut best: Option<(i64, usize)> = None;
+    for candidate in candidates {
+        if !candidate.all_same_unit() {
+            return None;
+        }
+        let members: &[MemberFit; N] = candidate.members().try_into().ok()?;
+        let mut fits = [RawFit::default(); N];
+        for ((fit, member), &requested) in fits.iter_mut().zip(members).zip(&amounts) {
+            *fit = RawFit {
+                requested,
+                free: candidate.slot.free(member.dim),
+                capacity: member.maximum,
+                inverse_capacity: member.inverse_capacity,
+            };
+        }
+        let Some(score) = score(&fits) else {
+            continue;
+        };
+        let position = candidate.position as usize;
+        let score = draw.map_or(score, |draw| random_score(draw, position));
+        if best.is_none_or(|(top, _)| score > top) {
+            best = Some((score, position));
+            if first_fit {
+                break;
+            }
+        }
+    }
+    Some(best)
 }
 
 fn shortfall<S: Slot>(

@@ -120,3 +120,161 @@ fn extra_capacity_counts_for_a_preemptor_and_refusals_are_explained() {
     // With a victim's 2 cores on `a` counted as free, `a` has room.
     assert_eq!(placed(&nodes, &request, &[(0, 0, 2000)]).unwrap(), ["a"]);
 }
+
+/// A plain request (requirements of distinct types, alone or co-located on one resource) on
+/// random nodes goes where the model's scorer puts it: `best_candidate` over each candidate's
+/// `DimensionFit`s, in the candidate's own unit, after what earlier groups of the same request
+/// took. Nodes measured in the request's units take the planner's specialised scan; some
+/// nodes measured in other units (converted) send it to the general loop.
+#[test]
+fn plain_requests_go_where_the_models_scorer_puts_them() {
+    use rm_model::placement::{DimensionFit, PlacementCandidate, best_candidate};
+    use rm_model::{ColocationGroup, Resource};
+
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    // (type, the request's unit, another unit the node may count in, how many of it make one
+    // of the request's)
+    let types = [
+        (ResourceType::Compute, Unit::CORES, Unit::MILLICORES, 1000),
+        (ResourceType::Memory, Unit::GIB, Unit::MIB, 1024),
+        (ResourceType::Gpu, Unit::DEVICES, Unit::DEVICES, 1),
+    ];
+    let strategies = [
+        ReservationStrategy::Greedy,
+        ReservationStrategy::Balanced,
+        ReservationStrategy::BinPack,
+        ReservationStrategy::Aligned,
+    ];
+    let mut scanned = 0;
+    for case in 0..400 {
+        let mixed_units = case % 4 == 0;
+        let mut catalog = Catalog::default();
+        for i in 0..1 + next(30) {
+            let mut resource: Option<Resource> = None;
+            let mut free = Vec::new();
+            for (t, (resource_type, unit, other, factor)) in types.iter().enumerate() {
+                if t > 0 && next(4) == 0 {
+                    continue;
+                }
+                let (unit, scale) = if mixed_units && next(3) == 0 {
+                    (other, *factor)
+                } else {
+                    (unit, 1)
+                };
+                let maximum = next(17) as i64 * scale;
+                let capacity =
+                    ResourceCapacity::of(Quantity::from_milli(maximum * 1000), unit.clone())
+                        .unwrap();
+                resource = Some(match resource {
+                    None => {
+                        Resource::new(&format!("n{i}"), resource_type.clone(), capacity).unwrap()
+                    }
+                    Some(r) => r.with_capacity(resource_type.clone(), capacity),
+                });
+                free.push((
+                    resource_type.clone(),
+                    next(maximum as u64 * 1000 + 1) as i64,
+                ));
+            }
+            catalog.insert(resource.unwrap(), Arc::new(Free(free)));
+        }
+        let colocated = case % 2 == 1;
+        let requirements: Vec<ResourceRequirement> = types[..1 + next(3) as usize]
+            .iter()
+            .map(|(resource_type, unit, _, _)| {
+                let r = ResourceRequirement::new(
+                    resource_type.clone(),
+                    1 + next(6) as i32,
+                    unit.clone(),
+                );
+                if colocated {
+                    r.colocated(ColocationGroup::new("pod").unwrap())
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let groups: Vec<Vec<usize>> = if colocated {
+            vec![(0..requirements.len()).collect()]
+        } else {
+            (0..requirements.len()).map(|i| vec![i]).collect()
+        };
+        for strategy in strategies {
+            let request =
+                ReservationRequest::new(RequesterId::new("t").unwrap(), requirements.clone())
+                    .with_strategy(strategy);
+            // The model's choice, group after group.
+            let mut taken: Vec<(usize, ResourceType, i64)> = Vec::new();
+            let mut expected = Some(Vec::new());
+            for group in &groups {
+                let fits: Vec<(usize, Vec<DimensionFit>)> = catalog
+                    .resources
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(position, resource)| {
+                        let dims = group
+                            .iter()
+                            .map(|&i| {
+                                let r = &requirements[i];
+                                let capacity = resource.capacity_of(r.resource_type())?;
+                                let d = catalog.slots[position].dim(r.resource_type())?;
+                                let before: i64 = taken
+                                    .iter()
+                                    .filter(|(p, t, _)| *p == position && t == r.resource_type())
+                                    .map(|(_, _, a)| a)
+                                    .sum();
+                                Some(DimensionFit {
+                                    resource_type: r.resource_type().clone(),
+                                    requested: r.amount_in(capacity.unit()).ok()?,
+                                    free: Quantity::from_milli(
+                                        catalog.slots[position].free(d) - before,
+                                    ),
+                                    capacity: capacity.maximum(),
+                                })
+                            })
+                            .collect::<Option<Vec<_>>>()?;
+                        Some((position, dims))
+                    })
+                    .collect();
+                let best = best_candidate(
+                    &strategy,
+                    fits.iter().map(|(position, dims)| {
+                        let candidate = PlacementCandidate {
+                            resource: &catalog.resources[*position],
+                            order: *position,
+                            dimensions: dims,
+                        };
+                        (candidate, 0)
+                    }),
+                );
+                match (best, expected.as_mut()) {
+                    (Some(index), Some(names)) => {
+                        let (position, dims) = &fits[index];
+                        for dim in dims {
+                            taken.push((
+                                *position,
+                                dim.resource_type.clone(),
+                                dim.requested.as_milli(),
+                            ));
+                        }
+                        for _ in group {
+                            names.push(catalog.resources[*position].name().to_string());
+                        }
+                    }
+                    _ => expected = None,
+                }
+            }
+            let got = placed(&catalog, &request, &[]).ok();
+            assert_eq!(got, expected, "case {case}, {strategy:?}, {requirements:?}");
+            scanned += usize::from(got.is_some());
+        }
+    }
+    // Most cases place something: the comparison is not only of refusals.
+    assert!(scanned > 800, "{scanned} placements");
+}
