@@ -550,9 +550,12 @@ impl AffinityTerm {
         self.verdict(any_selected, same)
     }
 
-    /// Affinity wants the candidate's domain among the selected holds' (or no selected hold
-    /// anywhere); anti-affinity wants it not among them.
-    fn verdict(&self, any_selected: bool, same_domain: bool) -> bool {
+    /// The term's verdict on a candidate whose domain the caller has judged already: whether
+    /// any selected hold is on a resource it knows, and whether one is in the candidate's
+    /// domain (a candidate in no domain never is). Affinity wants the candidate's domain
+    /// among the selected holds' (or no selected hold anywhere); anti-affinity wants it not
+    /// among them.
+    pub fn verdict(&self, any_selected: bool, same_domain: bool) -> bool {
         match self.kind {
             AffinityKind::Affinity => !any_selected || same_domain,
             AffinityKind::AntiAffinity => !same_domain,

@@ -142,6 +142,11 @@ impl<S: Slot> Catalog<S> {
         self.by_name.get(name).copied()
     }
 
+    /// [`Catalog::position`] of a name given as text.
+    pub(crate) fn position_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// Registers `resource` with the ledger's handle on its accounting, at the end.
     pub fn insert(&mut self, resource: Resource, slot: Arc<S>) {
         self.by_name

@@ -269,6 +269,8 @@ fn plan_in<S: Slot>(
             }
             None => candidates,
         };
+        // The group's affinity terms judged per resource once, not per candidate and term.
+        let terms = affinity.for_group(catalog, request, group);
         'candidates: for candidate in candidates {
             let position = candidate.position as usize;
             if plain && candidate.all_same_unit() {
@@ -299,7 +301,7 @@ fn plan_in<S: Slot>(
                 continue;
             }
             let resource = &catalog.resources[position];
-            if !affinity.required_ok(request, group, resource) {
+            if !terms.admits(position) {
                 continue;
             }
             for (m, ((member, &i), &(t, first))) in candidate
@@ -346,7 +348,7 @@ fn plan_in<S: Slot>(
                 score = random_score(draw, position);
             }
             let total = if soft {
-                score + affinity.soft_score(request, group, resource)
+                score + terms.soft_score(request, group, resource, position)
             } else {
                 score
             };
