@@ -1,8 +1,7 @@
 //! The replay: tasks arrive, wait, start, finish (or are preempted) in virtual time, every
 //! grant made by the facade's `ResourceManager` on a manual clock.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -45,12 +44,14 @@ fn amounts(cpu: Quantity, memory: Quantity, gpus: Quantity) -> Amounts {
 
 use rm_facade::model::ppm;
 
+mod events;
 mod finish;
 pub(crate) mod measure;
 pub(crate) mod nodes;
 mod replay;
 pub(crate) mod setup;
 
+use events::Events;
 use measure::{capacities, histogram, percentile, placement_ok};
 use nodes::{GroupTarget, Machine, Preemptions, node};
 use replay::{Parts, Replay};

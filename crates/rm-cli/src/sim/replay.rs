@@ -53,7 +53,7 @@ pub(super) struct Replay<'s> {
     job_arrival: Vec<u64>,
     job_left: Vec<u32>,
     instances: u64,
-    events: BinaryHeap<Reverse<(u64, Ev)>>,
+    events: Events,
     sample_every: u64,
     tick_every: u64,
     queues: Vec<VecDeque<usize>>,
@@ -119,11 +119,13 @@ impl<'s> Replay<'s> {
             device_gpus,
             may_preempt,
         } = parts;
-        let events: BinaryHeap<Reverse<(u64, Ev)>> = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Reverse((t.arrival, Ev::Arrive(i))))
-            .collect();
+        let events = Events::new(
+            tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.arrival, Ev::Arrive(i)))
+                .collect(),
+        );
         let horizon = tasks.iter().map(|t| t.arrival).max().unwrap_or(0);
         let sample_every = if scenario.simulation.sample_every_s > 0 {
             scenario.simulation.sample_every_s.saturating_mul(1000)
@@ -200,7 +202,7 @@ impl<'s> Replay<'s> {
     /// then one scheduling pass; `progress` told now and then.
     pub(super) fn run(&mut self, progress: &mut dyn FnMut(u64, usize, usize)) -> Result<(), Error> {
         let mut last_progress = std::time::Instant::now();
-        while let Some(&Reverse((at, _))) = self.events.peek() {
+        while let Some((at, _)) = self.events.peek() {
             self.sample(at);
             self.tick(at)?;
             self.now = at;
@@ -443,7 +445,7 @@ impl<'s> Replay<'s> {
     /// The events due now: arrivals queue their task once its parents are done; a finish
     /// releases its hold, and the task's last finish readies its children.
     fn handle(&mut self) -> Result<(), Error> {
-        while let Some(&Reverse((t, event))) = self.events.peek() {
+        while let Some((t, event)) = self.events.peek() {
             if t != self.now {
                 break;
             }
@@ -645,10 +647,10 @@ impl<'s> Replay<'s> {
         state.running += 1;
         let all_started = state.to_start == 0;
         if !self.fill {
-            self.events.push(Reverse((
+            self.events.push(
                 now.saturating_add(state.duration),
                 Ev::Finish(h, generation),
-            )));
+            );
         }
         if all_started {
             self.tasks[task].queued = false;
