@@ -28,7 +28,8 @@
 //!   [`ResolutionOutcome`], [`ECHO_LIMIT`], [`clip`], [`clip_lines`], [`DiscardEvents`],
 //!   [`AuditReport`], [`AuditViolation`], [`CapacityUsage`], [`LedgerSnapshot`], [`Shortfall`],
 //!   [`shrink_item`], [`CapabilityName`], [`LabelKey`], [`ResourceName`], [`DimensionFit`],
-//!   [`PlacementCandidate`], [`RawFit`], [`Admission`], [`AllocationResult`],
+//!   [`PlacementCandidate`], [`RawFit`] (with [`placement::Scoring`] and
+//!   [`placement::strategy_score`]), [`Admission`], [`AllocationResult`],
 //!   [`PendingRequest`], [`MILLI_PER_UNIT`], [`QuantityFormat`], [`AffinityKind`],
 //!   [`ConstraintBuilder`], [`ConstraintError`], [`ConstraintKey`], [`Operator`], [`Selector`],
 //!   [`Topology`], [`Ending`], [`PreemptionPolicy`], [`PriorityClass`], [`ReservationItem`],

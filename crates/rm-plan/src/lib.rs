@@ -33,9 +33,12 @@
 //!   moved meanwhile.
 //! - Candidate lists are cached per requirement shape until the catalog changes, so a scan
 //!   reads only each candidate's free counters: the cost of a placement is one pass over the
-//!   candidates, without locks or allocation.
+//!   candidates, without locks or allocation. The commonest group (one member per type, in
+//!   each candidate's own unit, nothing else placed) is scanned in a loop specialised per
+//!   scoring ([`rm_model::placement::Scoring`], chosen once per placement) and member count.
 //! - Gathering the holds that affinity terms select is the ledger's (an index, a scan, a
-//!   query); [`Affinity`] only records where they are and scores candidates by it.
+//!   query); [`Affinity`] only records where they are, and the planner judges a group's
+//!   terms once per label domain into a table by position before scoring candidates.
 //!
 //! # Concurrency
 //! [`Catalog`] is `Send + Sync` when its slots are; its caches sit behind read-write locks.
