@@ -41,8 +41,10 @@ pub use builder::ReservationManagerBuilder;
 const COMMIT_ATTEMPTS: usize = 32;
 
 /// How many forgotten records are kept for reuse, so that steady traffic does not allocate
-/// one per reservation.
-const SPARE_RECORDS: usize = 256;
+/// one per reservation. Enough for a burst (the instances of a large job ending together are
+/// forgotten together, and a smaller list dropped most of them only for the next grants to
+/// allocate them again); at well under a kilobyte each, the list holds at most a few MB.
+const SPARE_RECORDS: usize = 4096;
 
 /// Inline storage for the few placements, slots and holds of a typical request, so that
 /// planning and committing it does not allocate.
