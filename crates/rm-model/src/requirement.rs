@@ -538,23 +538,11 @@ impl AffinityTerm {
     }
 
     /// [`is_satisfied_by`](Self::is_satisfied_by) for a caller that has gathered the selected
-    /// holds by domain once (a ledger placing on many candidates): whether any selected hold
-    /// is on a resource it knows, and whether a domain (see [`Topology::domain`]) has one.
-    pub fn is_satisfied_in(
-        &self,
-        candidate: &Resource,
-        any_selected: bool,
-        occupied: impl Fn(&str) -> bool,
-    ) -> bool {
-        let same = self.topology.domain(candidate).is_some_and(occupied);
-        self.verdict(any_selected, same)
-    }
-
-    /// The term's verdict on a candidate whose domain the caller has judged already: whether
-    /// any selected hold is on a resource it knows, and whether one is in the candidate's
-    /// domain (a candidate in no domain never is). Affinity wants the candidate's domain
-    /// among the selected holds' (or no selected hold anywhere); anti-affinity wants it not
-    /// among them.
+    /// holds by domain once (a ledger placing on many candidates) and judged the candidate's
+    /// domain (see [`Topology::domain`]): whether any selected hold is on a resource it knows,
+    /// and whether one is in the candidate's domain (a candidate in no domain never is).
+    /// Affinity wants the candidate's domain among the selected holds' (or no selected hold
+    /// anywhere); anti-affinity wants it not among them.
     pub fn verdict(&self, any_selected: bool, same_domain: bool) -> bool {
         match self.kind {
             AffinityKind::Affinity => !any_selected || same_domain,

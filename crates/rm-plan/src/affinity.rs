@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use rm_model::{AffinityTerm, ReservationRequest, Resource, Topology};
+use rm_model::{ReservationRequest, Resource, Topology};
 
 use crate::catalog::{Catalog, Slot};
 
@@ -18,12 +18,6 @@ struct Occupied<'c> {
 }
 
 impl Occupied<'_> {
-    /// Whether placing on `resource` satisfies `term`, whose selected holds these are.
-    #[inline]
-    fn admits(&self, term: &AffinityTerm, resource: &Resource) -> bool {
-        term.is_satisfied_in(resource, self.any, |domain| self.domains.contains(domain))
-    }
-
     /// Marks in `same` (by catalog position) the resources in a domain of `topology` that
     /// holds a selected hold, from the catalog's cached label domains: one lookup per domain,
     /// not one per resource.
@@ -137,7 +131,7 @@ impl<'c> Affinity<'c> {
     }
 
     /// What the terms of `group` say of every resource of `catalog`, by position: the
-    /// verdicts of [`Affinity::required_ok`] and the weights of the preferred terms each
+    /// verdicts of the required terms and the weights of the preferred terms each
     /// satisfies, computed per domain.
     pub(crate) fn for_group<S: Slot>(
         &self,
@@ -187,27 +181,5 @@ impl<'c> Affinity<'c> {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.selected.is_empty()
-    }
-
-    /// Whether placing `group` of `request` on `resource` satisfies every required term.
-    #[inline]
-    pub fn required_ok(
-        &self,
-        request: &ReservationRequest,
-        group: &[usize],
-        resource: &Resource,
-    ) -> bool {
-        if self.selected.is_empty() {
-            return true;
-        }
-        for &i in group {
-            let terms = request.requirements[i].affinity();
-            for (term, occupied) in terms.iter().zip(&self.selected[i]) {
-                if term.weight.is_none() && !occupied.admits(term, resource) {
-                    return false;
-                }
-            }
-        }
-        true
     }
 }

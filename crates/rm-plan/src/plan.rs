@@ -503,14 +503,14 @@ fn shortfall<S: Slot>(
         .iter()
         .filter(|r| r.capacity_of(resource_type).is_some())
         .count();
+    let terms = affinity.for_group(catalog, request, &[index]);
     let matching = catalog
         .resources
         .iter()
         .zip(&catalog.slots)
-        .filter(|(resource, _)| {
-            requirement.admits(resource) && affinity.required_ok(request, &[index], resource)
-        })
-        .map(|(resource, slot)| {
+        .enumerate()
+        .filter(|(position, (resource, _))| requirement.admits(resource) && terms.admits(*position))
+        .map(|(_, (resource, slot))| {
             let (free, draining) = slot
                 .explain(resource_type)
                 .unwrap_or((Quantity::ZERO, false));

@@ -41,17 +41,13 @@ impl Events {
 
     /// Takes the next event.
     pub(super) fn pop(&mut self) -> Option<(u64, Ev)> {
-        let known = self.arrivals.get(self.next).copied();
-        match (known, self.scheduled.peek()) {
-            (Some(known), Some(&Reverse(scheduled))) if scheduled < known => {
-                self.scheduled.pop().map(|Reverse(event)| event)
-            }
-            (Some(known), _) => {
-                self.next += 1;
-                Some(known)
-            }
-            (None, _) => self.scheduled.pop().map(|Reverse(event)| event),
+        let next = self.peek()?;
+        if self.arrivals.get(self.next) == Some(&next) {
+            self.next += 1;
+        } else {
+            self.scheduled.pop();
         }
+        Some(next)
     }
 
     /// Schedules `event` at `at`.
