@@ -82,6 +82,9 @@
 //! within it, `get` and a retry by id (the same request) return the reservation as it
 //! ended, and a release or confirm of it fails clearly without crediting capacity twice.
 //! After it, the id is forgotten: `get` answers an unknown id, and a request under it is new.
+//! The memory is swept in batches, up to an eighth of the retention (at most a second) after
+//! it runs out, so that steady traffic does not pay a sweep per reservation; no answer shows
+//! the lag, because a lookup that finds a reservation past its retention forgets it first.
 //!
 //! # Metrics
 //! None directly: observers read events, so the hot path never calls into monitoring.

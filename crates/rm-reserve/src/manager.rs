@@ -134,6 +134,11 @@ pub struct ReservationManager {
     /// At most the earliest deadline of the retention queue (`u64::MAX` for none), kept under
     /// the queue's lock.
     next_forget: AtomicU64,
+    /// How long past a retention deadline forgetting may wait, so that one sweep forgets
+    /// many reservations instead of every operation forgetting one (an eighth of the
+    /// retention, at most a second). Lookups never wait: one that finds an ended
+    /// reservation past its retention forgets it first (see [`Self::lapsed`]).
+    forget_slack: Duration,
     /// Held by the one thread running due expiry timers, so that every other thread that
     /// finds a timer due waits until that hold is expired instead of planning around it.
     sweep: Mutex<()>,
@@ -226,7 +231,25 @@ impl ReservationManager {
 
     /// How many reservations are remembered (active ones and ended ones within retention).
     pub fn remembered(&self) -> usize {
+        self.forget_due(self.clock.now());
         self.records.len()
+    }
+
+    /// Whether an ended reservation's retention has run out by `now` (it is forgotten, even
+    /// if the sweep has not removed it yet).
+    fn lapsed(&self, state: &RecordState, now: Timestamp) -> bool {
+        !state.state.holds_capacity() && state.updated_at + self.retention <= now
+    }
+
+    /// The record of `id`, unless there is none or its retention has run out by `now` (then
+    /// it is forgotten on the spot).
+    fn find(&self, id: &ReservationId, now: Timestamp) -> Option<Arc<Record>> {
+        let record = self.records.get(id).map(|r| r.clone())?;
+        if self.lapsed(&lock(&record.state), now) {
+            self.forget_due(now);
+            return None;
+        }
+        Some(record)
     }
 
     fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
@@ -306,8 +329,12 @@ impl ReservationManager {
         outbox.push(Note::Ended { to, by });
         let at = now + self.retention;
         let mut forgets = lock(&self.forgets);
+        // Behind a queued entry, the sweep is already due no later than this one needs.
+        if forgets.is_empty() {
+            self.next_forget
+                .fetch_min((at + self.forget_slack).as_nanos(), Ordering::AcqRel);
+        }
         forgets.push_back((at, record.token, record.id.clone()));
-        self.next_forget.fetch_min(at.as_nanos(), Ordering::AcqRel);
     }
 
     /// Runs `change` on the record `id` with its slots and state locked, after applying a due
@@ -327,14 +354,19 @@ impl ReservationManager {
     ) -> Result<T, LedgerError> {
         let now = self.clock.now();
         self.run_timers(now);
+        let unknown = || LedgerError::UnknownReservation { id: id.clone() };
         let record = self
             .records
             .get(id)
             .map(|r| r.clone())
-            .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
+            .ok_or_else(unknown)?;
         if let Some(presented) = fence
             && presented != record.token
         {
+            if self.lapsed(&lock(&record.state), now) {
+                self.forget_due(now);
+                return Err(unknown());
+            }
             return Err(LedgerError::StaleFencingToken {
                 operation,
                 id: id.clone(),
@@ -344,6 +376,11 @@ impl ReservationManager {
         }
         let mut guards = record.lock_slots();
         let mut state = lock(&record.state);
+        if self.lapsed(&state, now) {
+            drop((guards, state));
+            self.forget_due(now);
+            return Err(unknown());
+        }
         let mut outbox = Outbox::default();
         self.expire_if_due(&record, &mut guards, &mut state, now, &mut outbox);
         let result = change(&record, &mut guards, &mut state, now, &mut outbox);

@@ -100,6 +100,7 @@ impl ReservationManagerBuilder {
             holders: HolderIndex::default(),
             next_timer: AtomicU64::new(u64::MAX),
             next_forget: AtomicU64::new(u64::MAX),
+            forget_slack: (self.retention / 8).min(Duration::from_secs(1)),
             sweep: Mutex::new(()),
             last_token: Arc::new(AtomicU64::new(0)),
         }

@@ -70,14 +70,19 @@ impl ReservationManager {
             }
         }
         let id = request.id.clone().unwrap_or_else(ReservationId::generate);
-        let vacant = match self.records.entry(id.clone()) {
-            Entry::Occupied(existing) => {
-                let existing = existing.get().clone();
+        let entry = self.records.entry(id.clone());
+        if let Entry::Occupied(existing) = &entry {
+            let existing = existing.get();
+            // An ended reservation past its retention that the sweep has not removed yet is
+            // forgotten: the new grant takes its place (the sweep's entry for it names its
+            // token, so it leaves the new record alone).
+            if !self.lapsed(&lock(&existing.state), now) {
+                let existing = existing.clone();
+                drop(entry);
                 drop(guards);
                 return Err(Abort::Done(Box::new(Self::retry_of(&existing, request))));
             }
-            Entry::Vacant(vacant) => vacant,
-        };
+        }
         // Take from the free counters, all or nothing: leases may have taken capacity since
         // the plan, without the locks.
         for (taken, hold) in holds.iter().enumerate() {
@@ -131,7 +136,7 @@ impl ReservationManager {
         // anyone can end it.
         let mut state = lock(&record.state);
         let reservation = record.reservation(&state);
-        vacant.insert(record.clone());
+        drop(entry.insert(record.clone()));
         // After the insertion: see `crate::holders` for why the order matters.
         if self.holders.is_kept() {
             self.holders.add(&record, &mut state);
@@ -181,7 +186,7 @@ impl ReservationManager {
         let now = self.clock.now();
         self.run_timers(now);
         if let Some(id) = &request.id
-            && let Some(existing) = self.records.get(id).map(|r| r.clone())
+            && let Some(existing) = self.find(id, now)
         {
             return Self::retry_of(&existing, request);
         }

@@ -114,7 +114,9 @@ impl ReservationManager {
                         due.push(entry);
                     }
                 }
-                let next = forgets.front().map_or(u64::MAX, |(at, _, _)| at.as_nanos());
+                let next = forgets
+                    .front()
+                    .map_or(u64::MAX, |(at, _, _)| (*at + self.forget_slack).as_nanos());
                 self.next_forget.store(next, Ordering::Release);
             }
             let more = due.len() == BATCH;

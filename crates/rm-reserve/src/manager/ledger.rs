@@ -153,9 +153,10 @@ impl ReservationLedger for ReservationManager {
         // the victims end and the request is placed, so the freed capacity goes to it.
         // (Permits take capacity without the catalog; they can still race for it.)
         let catalog = self.write_catalog();
-        self.run_timers(self.clock.now());
+        let now = self.clock.now();
+        self.run_timers(now);
         if let Some(id) = &request.id
-            && let Some(existing) = self.records.get(id).map(|r| r.clone())
+            && let Some(existing) = self.find(id, now)
         {
             return Self::retry_of(&existing, request);
         }
@@ -165,9 +166,7 @@ impl ReservationLedger for ReservationManager {
         let mut extra: Vec<(usize, usize, i64)> = Vec::new();
         for id in victims {
             let record = self
-                .records
-                .get(id)
-                .map(|r| r.clone())
+                .find(id, now)
                 .ok_or_else(|| LedgerError::UnknownReservation { id: id.clone() })?;
             let state = lock(&record.state);
             if !state.state.holds_capacity() {

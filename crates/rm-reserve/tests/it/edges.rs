@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rm_model::{
-    ColocationGroup, EventKind, Labels, LedgerError, LedgerSnapshot, ManualClock, Quantity,
-    RequesterId, Reservation, ReservationId, ReservationLedger, ReservationRequest,
+    ColocationGroup, EventKind, FencingToken, Labels, LedgerError, LedgerSnapshot, ManualClock,
+    Quantity, RequesterId, Reservation, ReservationId, ReservationLedger, ReservationRequest,
     ReservationState, ReservationStrategy, Resource, ResourceCapacity, ResourceRequirement,
     ResourceType, Unit, ValidationContext, ValidationErrors, Validator, Violation,
 };
@@ -317,6 +317,44 @@ fn ended_reservations_are_forgotten_after_retention() {
         manager.get(&hold.id).unwrap_err().code(),
         "unknown-reservation"
     );
+}
+
+/// Forgetting may be swept in batches a little after retention runs out, but no answer may
+/// show it: every lookup past the deadline treats the reservation as forgotten.
+#[test]
+fn answers_past_retention_treat_the_reservation_as_forgotten() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    manager.register_resource(host("h", 4, 8)).unwrap();
+    let named = |name: &str| ReservationId::new(name).unwrap();
+    let mut ended = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let hold = manager
+            .reserve(&ask(vec![cores(1)]).with_id(named(name)))
+            .unwrap();
+        manager.cancel(&hold.id, None).unwrap();
+        ended.push(hold);
+    }
+    // One reservation still active keeps the manager busy with other work.
+    let active = manager.reserve(&ask(vec![cores(1)])).unwrap();
+    manager.confirm(&active.id, None).unwrap();
+    clock.advance(Duration::from_secs(60));
+    let unknown = |result: Result<Reservation, LedgerError>| {
+        assert_eq!(result.unwrap_err().code(), "unknown-reservation");
+    };
+    // Each kind of lookup, each on a reservation no earlier lookup has forgotten.
+    unknown(manager.release(&ended[0].id, Some(ended[0].fencing_token)));
+    unknown(manager.confirm(&ended[1].id, Some(FencingToken(u64::MAX))));
+    unknown(manager.reserve_preempting(&ask(vec![cores(1)]), std::slice::from_ref(&ended[2].id)));
+    // The id is free again: a different request under it is a new grant, not a conflict.
+    let again = manager
+        .reserve(&ask(vec![cores(2)]).with_id(named("d")))
+        .unwrap();
+    assert_ne!(again.fencing_token, ended[3].fencing_token);
+    assert_eq!(again.state, ReservationState::Pending);
+    assert_eq!(manager.remembered(), 2, "the active hold and the new grant");
+    manager.release(&active.id, None).unwrap();
+    assert!(manager.audit().unwrap().violations.is_empty());
 }
 
 /// A forgotten record's storage is reused by a later grant: answers given in its earlier life
