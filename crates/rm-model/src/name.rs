@@ -53,8 +53,22 @@ pub(crate) fn check_name(kind: &'static str, name: &str, max_len: usize) -> Resu
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:literal) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
+
+        impl Clone for $name {
+            fn clone(&self) -> $name {
+                $name(Arc::clone(&self.0))
+            }
+
+            /// Leaves the reference count alone when both already share one text (a
+            /// record refilled for the same requester, say).
+            fn clone_from(&mut self, source: &$name) {
+                if !Arc::ptr_eq(&self.0, &source.0) {
+                    self.0 = Arc::clone(&source.0);
+                }
+            }
+        }
 
         impl $name {
             #[doc = concat!("A ", $kind, ", checked against the name rule (at most ", stringify!($max), " characters).")]
@@ -222,5 +236,15 @@ mod tests {
         assert_eq!(name, "gpu-7");
         assert_eq!(serde_json::to_string(&name).unwrap(), "\"gpu-7\"");
         assert!(serde_json::from_str::<ResourceName>("\"bad name\"").is_err());
+    }
+
+    #[test]
+    fn clone_from_takes_the_source_text() {
+        let mut name = RequesterId::new("a").unwrap();
+        name.clone_from(&RequesterId::new("b").unwrap());
+        assert_eq!(name, "b");
+        let shared = name.clone();
+        name.clone_from(&shared);
+        assert_eq!(name, "b");
     }
 }

@@ -50,8 +50,9 @@ pub(crate) struct Record {
     pub(crate) created_at: Timestamp,
     /// The slots it holds capacity on, by ascending order: the locks it takes, in that order.
     pub(crate) lock_set: Vec<Arc<Slot>>,
-    /// The request, kept when the caller named the id, to tell a retry from a conflict.
-    pub(crate) request: Option<ReservationRequest>,
+    /// The request, kept when the caller named the id, to tell a retry from a conflict
+    /// (boxed: most ids are generated, and a smaller record is cheaper to keep and reuse).
+    pub(crate) request: Option<Box<ReservationRequest>>,
     pub(crate) state: Mutex<RecordState>,
 }
 
@@ -74,7 +75,7 @@ impl Record {
         grant: Grant<'_>,
         items: impl ExactSizeIterator<Item = ReservationItem>,
         holds: impl IntoIterator<Item = Hold>,
-        slots: impl IntoIterator<Item = Arc<Slot>>,
+        slots: &[&Arc<Slot>],
     ) -> Arc<Record> {
         let request = grant.request;
         let mut record = spare.unwrap_or_else(|| {
@@ -111,13 +112,25 @@ impl Record {
         fields.preemptible = request.preemptible;
         fields.token = grant.token;
         fields.created_at = grant.now;
-        fields.lock_set.clear();
-        fields.lock_set.extend(slots);
+        // A spare keeps the slots of its last life: when they are the same, nothing changes
+        // (no reference counts move).
+        let same_slots = fields.lock_set.len() == slots.len()
+            && fields
+                .lock_set
+                .iter()
+                .zip(slots)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same_slots {
+            fields.lock_set.clear();
+            fields
+                .lock_set
+                .extend(slots.iter().map(|&slot| slot.clone()));
+        }
         // A named request is kept to tell a retry from a conflict; the kept copy of the
         // record's last life is refilled in place.
         match (&mut fields.request, request.id.is_some()) {
-            (Some(kept), true) => kept.clone_from(request),
-            (kept, named) => *kept = named.then(|| request.clone()),
+            (Some(kept), true) => kept.as_mut().clone_from(request),
+            (kept, named) => *kept = named.then(|| Box::new(request.clone())),
         }
         let state = fields
             .state
@@ -151,9 +164,9 @@ impl Record {
         let Some(fields) = Arc::get_mut(self) else {
             return false;
         };
-        // Let go of what the record refers to (slots, labels), keep the storage (the kept
-        // request too: a spare is unreachable, and the next grant overwrites or drops it).
-        fields.lock_set.clear();
+        // Let go of the labels, keep the storage (the kept request and the slots too: a spare
+        // is unreachable, and the next grant overwrites, keeps or drops them; the spare list
+        // is bounded, so this keeps at most that many slots of unregistered resources alive).
         fields.labels = Labels::default();
         let state = fields
             .state

@@ -128,9 +128,9 @@ impl ReservationManager {
             now,
             expires_at,
         };
-        let slots = positions.iter().map(|&p| catalog.slots[p].clone());
+        let slots: Small<&Arc<Slot>> = positions.iter().map(|&p| &catalog.slots[p]).collect();
         let spare = lock(&self.spare).pop();
-        let record = Record::fill(spare, grant, items, holds.drain(..), slots);
+        let record = Record::fill(spare, grant, items, holds.drain(..), &slots);
         // Locked before it is reachable, and held until the event is out: nothing about this
         // reservation can be published before its grant, and its timer is armed before
         // anyone can end it.

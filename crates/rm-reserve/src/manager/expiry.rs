@@ -14,8 +14,11 @@ impl ReservationManager {
         if !moved {
             state.timer = Some(timers.insert(at, record.token, record.id.clone()));
         }
-        // Under the heap's lock, so that a sweep finishing now cannot raise the hint past it.
-        self.next_timer.fetch_min(at.as_nanos(), Ordering::AcqRel);
+        // Under the heap's lock, so that a sweep finishing now cannot raise the hint past it
+        // (the hint only changes under that lock, so a load and a store are enough).
+        if at.as_nanos() < self.next_timer.load(Ordering::Acquire) {
+            self.next_timer.store(at.as_nanos(), Ordering::Release);
+        }
     }
 
     /// Cancels the hold's expiry timer, if it has one; the caller holds its state lock.
