@@ -35,7 +35,8 @@
 //!   reads only each candidate's free counters: the cost of a placement is one pass over the
 //!   candidates, without locks or allocation. The commonest group (one member per type, in
 //!   each candidate's own unit, nothing else placed) is scanned in a loop specialised per
-//!   scoring ([`rm_model::placement::Scoring`], chosen once per placement) and member count.
+//!   scoring ([`rm_model::placement::Scoring`], chosen once per placement) and member count;
+//!   a request of one requirement with only hard constraints goes to that scan directly.
 //! - Gathering the holds that affinity terms select is the ledger's (an index, a scan, a
 //!   query); [`Affinity`] only records where they are, and the planner judges a group's
 //!   terms once per label domain into a table by position before scoring candidates.

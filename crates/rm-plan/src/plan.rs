@@ -72,6 +72,9 @@ pub fn plan<S: Slot>(
     explain: bool,
     extra: &[(usize, usize, i64)],
 ) -> Result<Small<Placement>, LedgerError> {
+    if let Some(planned) = plan_single(catalog, request, affinity, explain, extra) {
+        return planned;
+    }
     if extra.is_empty()
         && affinity.is_empty()
         && let Some(planned) = crate::nodes::plan_nodes(catalog, request, explain)
@@ -82,6 +85,62 @@ pub fn plan<S: Slot>(
         });
     }
     plan_generic(catalog, request, affinity, explain, extra)
+}
+
+/// The commonest request of all, one requirement with nothing but hard constraints (no
+/// preferences, affinity, co-location or capacity to add), planned by the specialised scan
+/// alone, without the general search's set-up: the same choice as [`plan_in`] makes, which
+/// it is left to when a candidate needs a unit conversion or a refusal is to be explained.
+pub(crate) fn plan_single<S: Slot>(
+    catalog: &Catalog<S>,
+    request: &ReservationRequest,
+    affinity: &Affinity<'_>,
+    explain: bool,
+    extra: &[(usize, usize, i64)],
+) -> Option<Result<Small<Placement>, LedgerError>> {
+    let [requirement] = request.requirements.as_slice() else {
+        return None;
+    };
+    // Random fit draws once per placement: left to the search, so that a scan that gives up
+    // (a unit conversion) does not take a draw the search then takes again.
+    if request.strategy == ReservationStrategy::RandomFit
+        || request.colocate_by.is_some()
+        || !extra.is_empty()
+        || !affinity.is_empty()
+        || !requirement.preferences().is_empty()
+        || !requirement.affinity().is_empty()
+    {
+        return None;
+    }
+    let strategy = request.strategy;
+    let candidates = catalog.candidates(&request.requirements, &[0]);
+    let amount = requirement.amount().as_milli();
+    let found = scan_plain(
+        &candidates,
+        &[amount],
+        Scoring::of(strategy),
+        strategy == ReservationStrategy::Greedy,
+        None,
+    )?;
+    let Some((_, position)) = found else {
+        if explain {
+            return None;
+        }
+        return Some(Err(LedgerError::InsufficientCapacity {
+            requester: request.requester.clone(),
+            shortfalls: Vec::new(),
+        }));
+    };
+    // Every candidate measured the type in the requirement's own unit (the scan checked).
+    let mut placed = Small::new();
+    placed.push(Placement {
+        requirement: 0,
+        position,
+        resource_type: requirement.resource_type().clone(),
+        amount,
+        unit: requirement.unit().clone(),
+    });
+    Some(Ok(placed))
 }
 
 /// [`plan`] without the node planner: every request through the per-domain search.

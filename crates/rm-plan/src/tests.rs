@@ -278,3 +278,92 @@ fn plain_requests_go_where_the_models_scorer_puts_them() {
     // Most cases place something: the comparison is not only of refusals.
     assert!(scanned > 800, "{scanned} placements");
 }
+
+/// A request of one requirement with nothing but hard constraints is planned by the
+/// specialised scan alone: the same placements (resource, amount, unit) as the general
+/// search, and the same refusals, explained or not, for every strategy, with and without
+/// unit conversions and constraints.
+#[test]
+fn single_requirements_are_planned_as_the_general_search_plans_them() {
+    use rm_model::Constraint;
+
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let strategies = [
+        ReservationStrategy::Greedy,
+        ReservationStrategy::Balanced,
+        ReservationStrategy::BinPack,
+        ReservationStrategy::Aligned,
+        ReservationStrategy::RandomFit,
+        ReservationStrategy::Fragmentation,
+        ReservationStrategy::GpuClustering,
+    ];
+    let (mut fast, mut placed_count, mut refused) = (0, 0, 0);
+    for case in 0..300 {
+        let mut catalog = Catalog::default();
+        for i in 0..1 + next(20) {
+            // Some nodes count cores in millicores: the scan leaves those to the search.
+            let (unit, scale) = if case % 3 == 0 && next(4) == 0 {
+                (Unit::MILLICORES, 1000)
+            } else {
+                (Unit::CORES, 1)
+            };
+            let maximum = 1 + next(16) as i64;
+            let resource = Resource::new(
+                &format!("n{i}"),
+                ResourceType::Compute,
+                ResourceCapacity::of(Quantity::from_milli(maximum * scale * 1000), unit).unwrap(),
+            )
+            .unwrap()
+            .with_label("zone", if next(2) == 0 { "a" } else { "b" })
+            .unwrap();
+            let free = next((maximum * scale * 1000) as u64 + 1) as i64;
+            catalog.insert(
+                resource,
+                Arc::new(Free(vec![(ResourceType::Compute, free)])),
+            );
+        }
+        let mut requirement =
+            ResourceRequirement::new(ResourceType::Compute, 1 + next(8) as i32, Unit::CORES);
+        if next(3) == 0 {
+            requirement = requirement.with_constraint(Constraint::label("zone").unwrap().eq("a"));
+        }
+        for strategy in strategies {
+            let request =
+                ReservationRequest::new(RequesterId::new("t").unwrap(), vec![requirement.clone()])
+                    .with_strategy(strategy);
+            let affinity = Affinity::for_request(&request);
+            for explain in [true, false] {
+                catalog.node_strategies.set_seed(case);
+                let single = super::plan::plan_single(&catalog, &request, &affinity, explain, &[]);
+                catalog.node_strategies.set_seed(case);
+                let general =
+                    super::plan::plan_generic(&catalog, &request, &affinity, explain, &[]);
+                catalog.node_strategies.set_seed(case);
+                let planned = plan(&catalog, &request, &affinity, explain, &[]);
+                let context = format!("case {case}, {strategy:?}, explain {explain}");
+                // Errors compare by their text (every field shows in it).
+                let general_text = format!("{general:?}");
+                assert_eq!(format!("{planned:?}"), general_text, "{context}");
+                if let Some(single) = single {
+                    fast += 1;
+                    assert_eq!(format!("{single:?}"), general_text, "{context}");
+                }
+                match &general {
+                    Ok(_) => placed_count += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+    }
+    // The comparison covers the scan itself, grants and refusals alike.
+    assert!(
+        fast > 2_000 && placed_count > 1_000 && refused > 300,
+        "{fast} {placed_count} {refused}"
+    );
+}
