@@ -194,3 +194,123 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
         "ended reservations must be forgotten after retention"
     );
 }
+
+/// Eight threads reuse a few named ids each while the clock runs past a short retention:
+/// each id is in turn granted, ended, remembered (a retry answers the ended reservation, a
+/// different request a conflict) and forgotten, and a later grant under it is new, whichever
+/// thread's sweep forgets the earlier one (or whether one has yet). Every new grant under an
+/// id has a higher fencing token than the one before, no retry answers a forgotten life, and
+/// an auditor checks conservation meanwhile.
+#[test]
+fn named_ids_reused_across_retention_by_eight_threads() {
+    let rounds = rm_testkit::stress_rounds(3_000) as u64;
+    let clock = Arc::new(ManualClock::new());
+    let manager = Arc::new(
+        rm_reserve::ReservationManager::builder()
+            .clock(clock.clone())
+            .default_ttl(Duration::from_secs(10))
+            .retention(Duration::from_millis(40))
+            .build()
+            .expect("valid settings"),
+    );
+    for i in 0..4 {
+        manager
+            .register_resource(host(&format!("n{i}"), 16, 16))
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let auditor = {
+        let (manager, stop) = (manager.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let report = manager.audit().expect("audit");
+                assert!(report.is_clean(), "audit: {:#?}", report.violations);
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let (done, finished) = mpsc::channel();
+    for t in 0..8u64 {
+        let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
+        thread::spawn(move || {
+            let mut rng = Rng::new(0x2545_f491_4f6c_dd1d ^ (t + 1));
+            let requester = RequesterId::new(&format!("w{t}")).expect("valid");
+            // Per id: the last life granted (its token, and the cores it asked for).
+            let mut last: Vec<Option<(rm_model::FencingToken, i32)>> = vec![None; 4];
+            for _ in 0..rounds {
+                let k = rng.below(4) as usize;
+                let id = ReservationId::new(&format!("w{t}-{k}")).expect("valid");
+                let cores = 1 + rng.below(2) as i32;
+                let request = ReservationRequest::new(
+                    requester.clone(),
+                    vec![ResourceRequirement::new(
+                        ResourceType::Compute,
+                        cores,
+                        Unit::CORES,
+                    )],
+                )
+                .with_id(id.clone());
+                let before = rm_model::Clock::now(&*clock);
+                match manager.reserve(&request) {
+                    Ok(hold) => {
+                        let new_life = last[k].is_none_or(|(token, _)| token != hold.fencing_token);
+                        if new_life {
+                            if let Some((token, _)) = last[k] {
+                                assert!(hold.fencing_token > token, "{id}: a token went back");
+                            }
+                            assert_eq!(hold.state, ReservationState::Pending, "{id}");
+                            last[k] = Some((hold.fencing_token, cores));
+                        } else {
+                            // A retry of the life it remembers: the same request, and, if
+                            // that life has ended, within its retention.
+                            assert_eq!(last[k].map(|(_, c)| c), Some(cores), "{id}");
+                            assert!(
+                                hold.state.holds_capacity()
+                                    || hold.updated_at + Duration::from_millis(40) > before,
+                                "{id}: a retry answered a forgotten reservation"
+                            );
+                        }
+                        // End it one way or another (or leave it pending, to expire).
+                        match rng.below(3) {
+                            0 => {
+                                manager.confirm(&id, Some(hold.fencing_token)).ok();
+                                manager.release(&id, Some(hold.fencing_token)).ok();
+                            }
+                            1 => {
+                                manager.cancel(&id, Some(hold.fencing_token)).ok();
+                            }
+                            _ => {}
+                        }
+                    }
+                    Err(LedgerError::IdConflict { .. }) => {
+                        // Remembered under a different request.
+                        assert_ne!(last[k].map(|(_, c)| c), Some(cores), "{id}");
+                    }
+                    Err(LedgerError::InsufficientCapacity { .. }) => {}
+                    Err(other) => panic!("unexpected: {other}"),
+                }
+                if rng.below(4) == 0 {
+                    clock.advance(Duration::from_millis(rng.below(20)));
+                }
+            }
+            done.send(t).expect("the test waits");
+        });
+    }
+    drop(done);
+    for _ in 0..8 {
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a worker did not finish within 120 s: deadlock or livelock");
+    }
+    stop.store(true, Ordering::Release);
+    auditor.join().expect("the auditor found a violation");
+    // Pending holds expire, ended ones are forgotten: nothing is held or remembered.
+    clock.advance(Duration::from_secs(60));
+    manager.expire_due().unwrap();
+    let snapshot = manager.snapshot().unwrap();
+    assert!(snapshot.audit().is_clean());
+    assert!(snapshot.active.is_empty());
+    // Those that expired just now are remembered for the retention, then forgotten.
+    clock.advance(Duration::from_millis(40));
+    assert_eq!(manager.remembered(), 0);
+}
