@@ -56,6 +56,16 @@ fn cores(amounts: &[i32]) -> ReservationRequest {
     )
 }
 
+/// A small deterministic generator: each call gives the next number below its argument.
+fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 fn placed(
     catalog: &Catalog<Free>,
     request: &ReservationRequest,
@@ -131,13 +141,7 @@ fn plain_requests_go_where_the_models_scorer_puts_them() {
     use rm_model::placement::{DimensionFit, PlacementCandidate, best_candidate};
     use rm_model::{ColocationGroup, Resource};
 
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     // (type, the request's unit, another unit the node may count in, how many of it make one
     // of the request's)
     let types = [
@@ -287,13 +291,7 @@ fn plain_requests_go_where_the_models_scorer_puts_them() {
 fn single_requirements_are_planned_as_the_general_search_plans_them() {
     use rm_model::Constraint;
 
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let strategies = [
         ReservationStrategy::Greedy,
         ReservationStrategy::Balanced,

@@ -17,6 +17,24 @@ use rm_testkit::Rng;
 
 use crate::{host, manager};
 
+/// Waits for `workers` workers to report on `finished` (the watchdog: a deadlock shows as a
+/// worker that never finishes), then stops the auditor and joins it (a violation it found
+/// fails the test).
+fn await_workers(
+    finished: &mpsc::Receiver<u64>,
+    workers: usize,
+    stop: &AtomicBool,
+    auditor: thread::JoinHandle<()>,
+) {
+    for _ in 0..workers {
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a worker did not finish within 120 s: deadlock or livelock");
+    }
+    stop.store(true, Ordering::Release);
+    auditor.join().expect("the auditor found a violation");
+}
+
 #[test]
 fn eight_threads_sixteen_resources_with_an_auditor() {
     let rounds = rm_testkit::stress_rounds(4_000) as u64;
@@ -160,14 +178,7 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
         });
     }
     drop(done);
-    for _ in 0..8 {
-        // The watchdog: a deadlock shows as a worker that never finishes.
-        finished
-            .recv_timeout(Duration::from_secs(120))
-            .expect("a worker did not finish within 120 s: deadlock or livelock");
-    }
-    stop.store(true, Ordering::Release);
-    auditor.join().expect("the auditor found a violation");
+    await_workers(&finished, 8, &stop, auditor);
     assert!(audits.load(Ordering::Relaxed) > 0, "the auditor ran");
 
     // Everything is back: no holds, all capacity free, nothing remembered after retention.
@@ -297,13 +308,7 @@ fn named_ids_reused_across_retention_by_eight_threads() {
         });
     }
     drop(done);
-    for _ in 0..8 {
-        finished
-            .recv_timeout(Duration::from_secs(120))
-            .expect("a worker did not finish within 120 s: deadlock or livelock");
-    }
-    stop.store(true, Ordering::Release);
-    auditor.join().expect("the auditor found a violation");
+    await_workers(&finished, 8, &stop, auditor);
     // Pending holds expire, ended ones are forgotten: nothing is held or remembered.
     clock.advance(Duration::from_secs(60));
     manager.expire_due().unwrap();
