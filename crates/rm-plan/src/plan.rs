@@ -42,6 +42,14 @@ fn domain_score<S: Slot>(
     total
 }
 
+/// A refusal without an explanation (for a caller that only wants to know).
+fn unexplained(request: &ReservationRequest) -> LedgerError {
+    LedgerError::InsufficientCapacity {
+        requester: request.requester.clone(),
+        shortfalls: Vec::new(),
+    }
+}
+
 /// The amount of `requirement` in thousandths of `unit`, or `None` when it does not convert
 /// exactly.
 #[inline]
@@ -79,10 +87,7 @@ pub fn plan<S: Slot>(
         && affinity.is_empty()
         && let Some(planned) = crate::nodes::plan_nodes(catalog, request, explain)
     {
-        return planned.map_err(|()| LedgerError::InsufficientCapacity {
-            requester: request.requester.clone(),
-            shortfalls: Vec::new(),
-        });
+        return planned.map_err(|()| unexplained(request));
     }
     plan_generic(catalog, request, affinity, explain, extra)
 }
@@ -126,10 +131,7 @@ pub(crate) fn plan_single<S: Slot>(
         if explain {
             return None;
         }
-        return Some(Err(LedgerError::InsufficientCapacity {
-            requester: request.requester.clone(),
-            shortfalls: Vec::new(),
-        }));
+        return Some(Err(unexplained(request)));
     };
     // Every candidate measured the type in the requirement's own unit (the scan checked).
     let mut placed = Small::new();
@@ -189,10 +191,7 @@ pub(crate) fn plan_generic<S: Slot>(
         return Ok(placements);
     }
     if !explain {
-        return Err(LedgerError::InsufficientCapacity {
-            requester: request.requester.clone(),
-            shortfalls: Vec::new(),
-        });
+        return Err(unexplained(request));
     }
     // Explain as if the label did not bind; if even that fits, the label is the reason.
     plan_in(catalog, request, affinity, true, extra, None, draw)?;
@@ -441,10 +440,7 @@ fn plan_in<S: Slot>(
             None => {
                 if !explain {
                     // The caller only wants to know; skip the explanation.
-                    return Err(LedgerError::InsufficientCapacity {
-                        requester: request.requester.clone(),
-                        shortfalls: Vec::new(),
-                    });
+                    return Err(unexplained(request));
                 }
                 for &i in group {
                     shortfalls.push(shortfall(catalog, request, i, group.len() > 1, affinity));

@@ -64,13 +64,8 @@ mod tests {
     /// with the known ones, ties at one time included.
     #[test]
     fn events_come_out_in_the_order_of_one_heap() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = rm_testkit::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = |n: u64| rng.below(n);
         let known: Vec<(u64, Ev)> = (0..500).map(|i| (next(50), Ev::Arrive(i))).collect();
         let mut events = Events::new(known.clone());
         let mut heap: BinaryHeap<Reverse<(u64, Ev)>> = known.into_iter().map(Reverse).collect();
