@@ -122,6 +122,21 @@ impl ReservationId {
     pub fn is_generated(&self) -> bool {
         matches!(self.0, IdRepr::Generated(_))
     }
+
+    /// The 128 bits of a generated id (`None` for a chosen one).
+    pub fn generated_bits(&self) -> Option<u128> {
+        match self.0 {
+            IdRepr::Generated(bits) => Some(bits),
+            IdRepr::Named(_) => None,
+        }
+    }
+
+    /// The generated id of these bits: the id that prints as `r-` and their 32 hex digits.
+    /// A ledger may put a locator of its own in some of the bits of a [generated](Self::generate)
+    /// id, keeping the rest random (rm-reserve keeps 96 random bits).
+    pub fn from_generated_bits(bits: u128) -> ReservationId {
+        ReservationId(IdRepr::Generated(bits))
+    }
 }
 
 fn parse_generated(id: &str) -> Option<u128> {

@@ -45,6 +45,12 @@
 //!   finds a timer due meanwhile waits for it rather than planning around a hold that is
 //!   about to end, so a hold whose deadline has passed when a call begins never refuses
 //!   that call's grant and never shows as pending in its snapshot.
+//! - **Ids that say where their record is.** A generated id keeps 96 random bits (unique
+//!   across processes and hosts) and names its record's place in an append-only table in the
+//!   other 32, so confirm, release and forgetting find the record with an index and one
+//!   small lock, without hashing; a place is reused once its reservation is forgotten, and a
+//!   lookup compares the whole id, so an old id never reaches the place's next reservation.
+//!   Ids the caller chooses are kept in a concurrent hash map.
 //! - **No allocation in steady state.** A reserve → confirm → release cycle allocates nothing
 //!   once warm: a forgotten record nobody holds is refilled by a later grant (its items too,
 //!   unless a caller still keeps a reservation of its last life), and a request's few
@@ -56,10 +62,10 @@
 //! `ReservationManager` is `Send + Sync`; every operation takes `&self`. Lock order: the
 //! catalog (read for grants, write for registration and capacity changes), then the sweep
 //! (held by the thread running due expiry timers), then resource locks
-//! by registration order, then the reservation map's shard (a grant inserts its record, and
-//! forgetting checks a record's state, under it), then a reservation's state lock, then the
-//! timer heap, the retention queue, the spare records and the holder index's shards, which
-//! are leaves. Event sinks are
+//! by registration order, then the shard of the map of chosen ids (a grant under a chosen id
+//! holds its entry until it inserts the record), then a reservation's state lock, then the
+//! timer heap, the retention queue, the record table's places and free list, and the holder
+//! index's shards, which are leaves. Event sinks are
 //! called with resource locks held and must not call back.
 //!
 //! # Errors and panics
@@ -131,6 +137,7 @@ mod holders;
 mod manager;
 mod permit;
 mod record;
+mod table;
 mod timers;
 
 pub use error::Error;

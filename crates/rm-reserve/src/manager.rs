@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use rm_model::{
     AuditReport, CapacityUsage, Clock, Ending, EventKind, EventSink, FencingToken, LedgerError,
@@ -20,9 +19,10 @@ use smallvec::SmallVec;
 use crate::Error;
 use crate::catalog::{Catalog, MAX_DIMS, Slot, SlotState, lock};
 use crate::events::{Observers, Subscription};
-use crate::holders::{HolderIndex, IdHasher};
+use crate::holders::HolderIndex;
 use crate::permit::PermitPool;
 use crate::record::{Grant, Hold, Record, RecordState};
+use crate::table::RecordTable;
 use crate::timers::TimerHeap;
 
 mod builder;
@@ -39,12 +39,6 @@ pub use builder::ReservationManagerBuilder;
 /// How many times a grant re-plans when another thread took the capacity it planned on
 /// between planning (lock-free) and committing (under the slot locks).
 const COMMIT_ATTEMPTS: usize = 32;
-
-/// How many forgotten records are kept for reuse, so that steady traffic does not allocate
-/// one per reservation. Enough for a burst (the instances of a large job ending together are
-/// forgotten together, and a smaller list dropped most of them only for the next grants to
-/// allocate them again); at well under a kilobyte each, the list holds at most a few MB.
-const SPARE_RECORDS: usize = 4096;
 
 /// Inline storage for the few placements, slots and holds of a typical request, so that
 /// planning and committing it does not allocate.
@@ -116,14 +110,13 @@ pub struct ReservationManager {
     validator: Option<Arc<dyn Validator>>,
     observers: Observers,
     catalog: RwLock<Catalog>,
-    records: DashMap<ReservationId, Arc<Record>, IdHasher>,
+    /// Remembered reservations by id, and forgotten records kept for reuse.
+    records: RecordTable,
     /// The expiry timers of pending holds, one each.
     timers: Mutex<TimerHeap>,
     /// Ended reservations to forget, in the order they ended: retention is one duration for
     /// all, so the order they ended is the order they are due.
     forgets: Mutex<VecDeque<(Timestamp, FencingToken, ReservationId)>>,
-    /// Forgotten records nobody else holds, emptied, to be filled by the next grants.
-    spare: Mutex<Vec<Arc<Record>>>,
     /// Active holds by requester and label, kept once affinity is used.
     holders: HolderIndex,
     /// At most the earliest expiry timer, in nanoseconds of the clock (`u64::MAX` for none): a
@@ -244,7 +237,7 @@ impl ReservationManager {
     /// The record of `id`, unless there is none or its retention has run out by `now` (then
     /// it is forgotten on the spot).
     fn find(&self, id: &ReservationId, now: Timestamp) -> Option<Arc<Record>> {
-        let record = self.records.get(id).map(|r| r.clone())?;
+        let record = self.records.get(id)?;
         if self.lapsed(&lock(&record.state), now) {
             self.forget_due(now);
             return None;
@@ -355,11 +348,7 @@ impl ReservationManager {
         let now = self.clock.now();
         self.run_timers(now);
         let unknown = || LedgerError::UnknownReservation { id: id.clone() };
-        let record = self
-            .records
-            .get(id)
-            .map(|r| r.clone())
-            .ok_or_else(unknown)?;
+        let record = self.records.get(id).ok_or_else(unknown)?;
         if let Some(presented) = fence
             && presented != record.token
         {

@@ -138,9 +138,13 @@ fn generated_ids_are_unique_and_round_trip() {
         let parsed: ReservationId = text.parse().unwrap();
         assert_eq!(&parsed, id);
         assert!(parsed.is_generated());
+        let bits = id.generated_bits().unwrap();
+        assert_eq!(ReservationId::from_generated_bits(bits), *id);
+        assert_eq!(text, format!("r-{bits:032x}"));
     }
     let named = ReservationId::new("job-7/step-2").unwrap();
     assert!(!named.is_generated());
+    assert_eq!(named.generated_bits(), None);
     assert_eq!(named.to_string(), "job-7/step-2");
     assert!(ReservationId::new("").is_err());
 }

@@ -69,20 +69,28 @@ impl ReservationManager {
                 None => return Err(Abort::Replan),
             }
         }
-        let id = request.id.clone().unwrap_or_else(ReservationId::generate);
-        let entry = self.records.entry(id.clone());
-        if let Entry::Occupied(existing) = &entry {
-            let existing = existing.get();
-            // An ended reservation past its retention that the sweep has not removed yet is
-            // forgotten: the new grant takes its place (the sweep's entry for it names its
-            // token, so it leaves the new record alone).
-            if !self.lapsed(&lock(&existing.state), now) {
-                let existing = existing.clone();
-                drop(entry);
-                drop(guards);
-                return Err(Abort::Done(Box::new(Self::retry_of(&existing, request))));
+        // A chosen id is held in the map's entry from here to the insertion, so that a retry
+        // racing this grant finds one or the other; a generated one is new, and names a
+        // free cell of the table, taken once nothing can abort.
+        let entry = match &request.id {
+            Some(id) => {
+                let entry = self.records.entry(id.clone());
+                if let Entry::Occupied(existing) = &entry {
+                    let existing = existing.get();
+                    // An ended reservation past its retention that the sweep has not removed
+                    // yet is forgotten: the new grant takes its place (the sweep's entry for it
+                    // names its token, so it leaves the new record alone).
+                    if !self.lapsed(&lock(&existing.state), now) {
+                        let existing = existing.clone();
+                        drop(entry);
+                        drop(guards);
+                        return Err(Abort::Done(Box::new(Self::retry_of(&existing, request))));
+                    }
+                }
+                Some(entry)
             }
-        }
+            None => None,
+        };
         // Take from the free counters, all or nothing: leases may have taken capacity since
         // the plan, without the locks.
         for (taken, hold) in holds.iter().enumerate() {
@@ -121,6 +129,11 @@ impl ReservationManager {
                 unit: p.unit.clone(),
             }
         });
+        let (place, spare) = self.records.claim(entry.is_none());
+        let id = match &request.id {
+            Some(id) => id.clone(),
+            None => RecordTable::generated_id(&place),
+        };
         let grant = Grant {
             id: id.clone(),
             request,
@@ -129,14 +142,16 @@ impl ReservationManager {
             expires_at,
         };
         let slots: Small<&Arc<Slot>> = positions.iter().map(|&p| &catalog.slots[p]).collect();
-        let spare = lock(&self.spare).pop();
         let record = Record::fill(spare, grant, items, holds.drain(..), &slots);
         // Locked before it is reachable, and held until the event is out: nothing about this
         // reservation can be published before its grant, and its timer is armed before
         // anyone can end it.
         let mut state = lock(&record.state);
         let reservation = record.reservation(&state);
-        drop(entry.insert(record.clone()));
+        match entry {
+            Some(entry) => drop(entry.insert(record.clone())),
+            None => self.records.put(&place, record.clone()),
+        }
         // After the insertion: see `crate::holders` for why the order matters.
         if self.holders.is_kept() {
             self.holders.add(&record, &mut state);

@@ -70,7 +70,7 @@ impl ReservationManager {
             let Some(due) = due else {
                 break;
             };
-            let Some(record) = self.records.get(&due.id).map(|r| r.clone()) else {
+            let Some(record) = self.records.get(&due.id) else {
                 continue;
             };
             if record.token != due.token {
@@ -91,12 +91,12 @@ impl ReservationManager {
     /// Puts every active hold in the holder index, which was just switched on, and marks it
     /// ready (see [`crate::holders`]).
     pub(super) fn fill_holder_index(&self) {
-        for record in self.records.iter() {
+        self.records.for_each(|record| {
             let mut state = lock(&record.state);
             if state.state.holds_capacity() {
-                self.holders.add(&record, &mut state);
+                self.holders.add(record, &mut state);
             }
-        }
+        });
         self.holders.ready();
     }
 
@@ -104,8 +104,8 @@ impl ReservationManager {
     /// for reuse.
     #[inline(never)]
     pub(super) fn forget_due(&self, now: Timestamp) {
-        /// Entries taken per lock of the retention queue (and records kept per lock of the
-        /// spare list), on the stack.
+        /// Entries taken per lock of the retention queue (and cells and records given back
+        /// per lock of the free list), on the stack.
         const BATCH: usize = 16;
         loop {
             let mut due: SmallVec<[(Timestamp, FencingToken, ReservationId); BATCH]> =
@@ -123,25 +123,23 @@ impl ReservationManager {
                 self.next_forget.store(next, Ordering::Release);
             }
             let more = due.len() == BATCH;
+            let mut cells: SmallVec<[u32; BATCH]> = SmallVec::new();
             let mut reusable: SmallVec<[Arc<Record>; BATCH]> = SmallVec::new();
             // Drained in place: moving the batch into the loop would copy all its slots.
             for (_, token, id) in due.drain(..) {
                 // The token names the life that ended and queued this entry (a life ends
                 // once, and a reused id or record gets a new token), so a match is that
                 // ended reservation: no need to lock its state to ask.
-                let forgotten = self
-                    .records
-                    .remove_if(&id, |_, record| record.token == token);
-                if let Some((_, mut record)) = forgotten
-                    && record.empty_for_reuse()
-                {
+                let Some((cell, mut record)) = self.records.remove(&id, token) else {
+                    continue;
+                };
+                cells.extend(cell);
+                if record.empty_for_reuse() {
                     reusable.push(record);
                 }
             }
-            if !reusable.is_empty() {
-                let mut spare = lock(&self.spare);
-                let room = SPARE_RECORDS.saturating_sub(spare.len());
-                spare.extend(reusable.drain(..).take(room));
+            if !cells.is_empty() || !reusable.is_empty() {
+                self.records.give_back(cells.drain(..), reusable.drain(..));
             }
             if !more {
                 return;

@@ -215,17 +215,13 @@ impl ReservationLedger for ReservationManager {
             // consistent moment.
             let guards: Vec<MutexGuard<'_, SlotState>> =
                 catalog.slots.iter().map(|slot| lock(&slot.state)).collect();
-            let mut active: Vec<Reservation> = self
-                .records
-                .iter()
-                .filter_map(|record| {
-                    let state = lock(&record.state);
-                    state
-                        .state
-                        .holds_capacity()
-                        .then(|| record.reservation(&state))
-                })
-                .collect();
+            let mut active: Vec<Reservation> = Vec::new();
+            self.records.for_each(|record| {
+                let state = lock(&record.state);
+                if state.state.holds_capacity() {
+                    active.push(record.reservation(&state));
+                }
+            });
             // A grant that read the clock before `now` may have committed since the timers
             // ran, with a deadline already past: run its timer and look again, so that no
             // hold past its deadline is shown pending.

@@ -56,8 +56,8 @@ impl ReservationManager {
         }
         let term_at = |(i, j): (usize, usize)| &request.requirements[i].affinity()[j];
         let mut selecting: Small<(usize, usize)> = Small::new();
-        for record in self.records.iter() {
-            // Who a hold is and what it carries do not change while it is in the map: ask the
+        self.records.for_each(|record| {
+            // Who a hold is and what it carries do not change while it is remembered: ask the
             // selectors before looking at its state.
             selecting.clear();
             selecting.extend(unanswered.iter().copied().filter(|&at| {
@@ -66,12 +66,12 @@ impl ReservationManager {
                     .selects(&record.requester, &record.labels)
             }));
             if selecting.is_empty() {
-                continue;
+                return;
             }
             let items = {
                 let state = lock(&record.state);
                 if !state.state.holds_capacity() {
-                    continue;
+                    return;
                 }
                 state.items.clone()
             };
@@ -83,7 +83,7 @@ impl ReservationManager {
                     affinity.note(request, at, &catalog.resources[position]);
                 }
             }
-        }
+        });
         affinity
     }
 }

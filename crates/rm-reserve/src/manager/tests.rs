@@ -11,10 +11,10 @@ use super::*;
 /// label on each resource it holds.
 fn expected(manager: &ReservationManager) -> Vec<(String, String, u32)> {
     let mut counts: BTreeMap<(String, String), u32> = BTreeMap::new();
-    for record in manager.records.iter() {
+    manager.records.for_each(|record| {
         let state = lock(&record.state);
         if !state.state.holds_capacity() {
-            continue;
+            return;
         }
         for hold in &state.holds {
             let resource = hold.resource.to_string();
@@ -27,7 +27,7 @@ fn expected(manager: &ReservationManager) -> Vec<(String, String, u32)> {
                     .or_default() += 1;
             }
         }
-    }
+    });
     counts.into_iter().map(|((k, r), c)| (k, r, c)).collect()
 }
 

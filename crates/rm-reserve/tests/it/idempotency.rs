@@ -8,8 +8,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rm_model::{
     ColocationGroup, LabelKey, Labels, LedgerError, ManualClock, Priority, Quantity, RequesterId,
-    ReservationId, ReservationLedger, ReservationRequest, ReservationStrategy, ResourceRequirement,
-    ResourceType, Unit,
+    ReservationId, ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy,
+    ResourceRequirement, ResourceType, Unit,
 };
 use rm_testkit::conformance::ledger::single_field_changes;
 
@@ -91,4 +91,71 @@ proptest! {
         );
         prop_assert_eq!(manager.reserve(&request).unwrap(), first);
     }
+}
+
+/// Generated ids name the manager's place for their record, which a later grant reuses once
+/// the reservation is forgotten: the old id must then find nothing (not the place's new
+/// reservation), and an id the caller supplies that names a live record's place is still a
+/// reservation of its own.
+#[test]
+fn forgotten_ids_and_caller_ids_never_reach_another_reservation() {
+    let clock = Arc::new(ManualClock::new());
+    let manager = manager(&clock);
+    manager.register_resource(host("h", 8, 16)).unwrap();
+    let one = || {
+        ReservationRequest::new(
+            RequesterId::new("t").unwrap(),
+            vec![ResourceRequirement::new(
+                ResourceType::Compute,
+                1,
+                Unit::CORES,
+            )],
+        )
+    };
+    let place = |id: &ReservationId| id.generated_bits().map(|bits| bits as u32);
+    let unknown = |answer: Result<_, LedgerError>| {
+        matches!(answer, Err(LedgerError::UnknownReservation { .. }))
+    };
+    let first = manager.reserve(&one()).unwrap();
+    manager.cancel(&first.id, None).unwrap();
+    // Past the retention and the sweep's slack: the first is forgotten and its place free.
+    clock.advance(Duration::from_secs(70));
+    let second = manager.reserve(&one()).unwrap();
+    assert_eq!(place(&second.id), place(&first.id), "the place is reused");
+    assert_ne!(second.id, first.id);
+    assert!(unknown(manager.get(&first.id)));
+    assert!(unknown(manager.confirm(&first.id, None)));
+    assert!(unknown(manager.cancel(&first.id, None)));
+    assert_eq!(
+        manager.get(&second.id).unwrap().state,
+        ReservationState::Pending
+    );
+
+    // A generated id of the caller's own that names the second's place.
+    let bits = second.id.generated_bits().unwrap();
+    let theirs = ReservationId::from_generated_bits(bits ^ (1 << 100));
+    assert_eq!(place(&theirs), place(&second.id));
+    let named = one()
+        .with_id(theirs.clone())
+        .with_ttl(Duration::from_secs(600));
+    let third = manager.reserve(&named).unwrap();
+    assert_eq!(third.id, theirs);
+    assert_ne!(third.fencing_token, second.fencing_token);
+    // Its retry answers it, not the second.
+    let retried = manager.reserve(&named).unwrap();
+    assert_eq!(retried.fencing_token, third.fencing_token);
+    manager.cancel(&second.id, None).unwrap();
+    assert_eq!(
+        manager.get(&theirs).unwrap().state,
+        ReservationState::Pending
+    );
+    // Naming the generated id of a reservation granted without one is a conflict.
+    assert!(matches!(
+        manager.reserve(&one().with_id(second.id.clone())),
+        Err(LedgerError::IdConflict { .. })
+    ));
+    assert_eq!(manager.remembered(), 2);
+    clock.advance(Duration::from_secs(70));
+    assert_eq!(manager.remembered(), 1, "the third is still pending");
+    assert!(unknown(manager.get(&second.id)));
 }

@@ -35,6 +35,56 @@ fn await_workers(
     auditor.join().expect("the auditor found a violation");
 }
 
+/// A manager on `clock` with a 40 ms retention and four resources of 16 cores, and an
+/// auditor checking it every 200 µs until the flag is set.
+fn short_retention(
+    clock: &Arc<ManualClock>,
+    ttl: Duration,
+) -> (
+    Arc<rm_reserve::ReservationManager>,
+    Arc<AtomicBool>,
+    thread::JoinHandle<()>,
+) {
+    let manager = Arc::new(
+        rm_reserve::ReservationManager::builder()
+            .clock(clock.clone())
+            .default_ttl(ttl)
+            .retention(Duration::from_millis(40))
+            .build()
+            .expect("valid settings"),
+    );
+    for i in 0..4 {
+        manager
+            .register_resource(host(&format!("n{i}"), 16, 16))
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let auditor = {
+        let (manager, stop) = (manager.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let report = manager.audit().expect("audit");
+                assert!(report.is_clean(), "audit: {:#?}", report.violations);
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    (manager, stop, auditor)
+}
+
+/// After a run on [`short_retention`]'s manager: pending holds expire and ended ones are
+/// forgotten, so nothing is held or remembered (those that expire last are remembered for
+/// the retention, then forgotten).
+fn all_forgotten(clock: &ManualClock, manager: &rm_reserve::ReservationManager) {
+    clock.advance(Duration::from_secs(60));
+    manager.expire_due().unwrap();
+    let snapshot = manager.snapshot().unwrap();
+    assert!(snapshot.audit().is_clean());
+    assert!(snapshot.active.is_empty());
+    clock.advance(Duration::from_millis(40));
+    assert_eq!(manager.remembered(), 0);
+}
+
 #[test]
 fn eight_threads_sixteen_resources_with_an_auditor() {
     let rounds = rm_testkit::stress_rounds(4_000) as u64;
@@ -216,30 +266,7 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
 fn named_ids_reused_across_retention_by_eight_threads() {
     let rounds = rm_testkit::stress_rounds(3_000) as u64;
     let clock = Arc::new(ManualClock::new());
-    let manager = Arc::new(
-        rm_reserve::ReservationManager::builder()
-            .clock(clock.clone())
-            .default_ttl(Duration::from_secs(10))
-            .retention(Duration::from_millis(40))
-            .build()
-            .expect("valid settings"),
-    );
-    for i in 0..4 {
-        manager
-            .register_resource(host(&format!("n{i}"), 16, 16))
-            .unwrap();
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let auditor = {
-        let (manager, stop) = (manager.clone(), stop.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                let report = manager.audit().expect("audit");
-                assert!(report.is_clean(), "audit: {:#?}", report.violations);
-                thread::sleep(Duration::from_micros(200));
-            }
-        })
-    };
+    let (manager, stop, auditor) = short_retention(&clock, Duration::from_secs(10));
     let (done, finished) = mpsc::channel();
     for t in 0..8u64 {
         let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
@@ -309,13 +336,83 @@ fn named_ids_reused_across_retention_by_eight_threads() {
     }
     drop(done);
     await_workers(&finished, 8, &stop, auditor);
-    // Pending holds expire, ended ones are forgotten: nothing is held or remembered.
-    clock.advance(Duration::from_secs(60));
-    manager.expire_due().unwrap();
-    let snapshot = manager.snapshot().unwrap();
-    assert!(snapshot.audit().is_clean());
-    assert!(snapshot.active.is_empty());
-    // Those that expired just now are remembered for the retention, then forgotten.
-    clock.advance(Duration::from_millis(40));
-    assert_eq!(manager.remembered(), 0);
+    all_forgotten(&clock, &manager);
+}
+
+/// Eight threads take holds under generated ids while the clock runs past a short
+/// retention, so forgotten reservations' places are reused by later grants all the time
+/// (whichever thread's sweep forgets them). Every thread keeps asking about its own old
+/// ids: an answer is that very reservation (same id, same fencing token) or unknown, never
+/// another one, and no old id meets a stale token. An auditor checks conservation meanwhile.
+#[test]
+fn generated_ids_of_reused_places_by_eight_threads() {
+    let rounds = rm_testkit::stress_rounds(3_000) as u64;
+    let clock = Arc::new(ManualClock::new());
+    let (manager, stop, auditor) = short_retention(&clock, Duration::from_millis(30));
+    let (done, finished) = mpsc::channel();
+    for t in 0..8u64 {
+        let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
+        thread::spawn(move || {
+            let mut rng = Rng::new(0x5851_f42d_4c95_7f2d ^ (t + 1));
+            let request = ReservationRequest::new(
+                RequesterId::new(&format!("w{t}")).expect("valid"),
+                vec![ResourceRequirement::new(
+                    ResourceType::Compute,
+                    1,
+                    Unit::CORES,
+                )],
+            );
+            // The thread's last ids, with their tokens.
+            let mut old: std::collections::VecDeque<(ReservationId, rm_model::FencingToken)> =
+                std::collections::VecDeque::new();
+            for _ in 0..rounds {
+                match manager.reserve(&request) {
+                    Ok(hold) => {
+                        match rng.below(3) {
+                            0 => {
+                                manager.confirm(&hold.id, Some(hold.fencing_token)).ok();
+                                manager.release(&hold.id, Some(hold.fencing_token)).ok();
+                            }
+                            1 => {
+                                manager.cancel(&hold.id, Some(hold.fencing_token)).ok();
+                            }
+                            // Left pending, to expire.
+                            _ => {}
+                        }
+                        old.push_back((hold.id, hold.fencing_token));
+                        if old.len() > 64 {
+                            old.pop_front();
+                        }
+                    }
+                    Err(LedgerError::InsufficientCapacity { .. }) => {}
+                    Err(other) => panic!("unexpected: {other}"),
+                }
+                let (id, token) = old[rng.below(old.len() as u64) as usize].clone();
+                match manager.get(&id) {
+                    Ok(found) => {
+                        assert_eq!(found.id, id, "another reservation answered");
+                        assert_eq!(found.fencing_token, token, "{id}: another life answered");
+                    }
+                    Err(LedgerError::UnknownReservation { .. }) => {}
+                    Err(other) => panic!("unexpected: {other}"),
+                }
+                match manager.cancel(&id, Some(token)) {
+                    Ok(found) => assert_eq!((found.id, found.fencing_token), (id, token)),
+                    Err(
+                        LedgerError::UnknownReservation { .. }
+                        | LedgerError::InvalidState { .. }
+                        | LedgerError::Expired { .. },
+                    ) => {}
+                    Err(other) => panic!("{id}: unexpected: {other}"),
+                }
+                if rng.below(4) == 0 {
+                    clock.advance(Duration::from_millis(rng.below(20)));
+                }
+            }
+            done.send(t).expect("the test waits");
+        });
+    }
+    drop(done);
+    await_workers(&finished, 8, &stop, auditor);
+    all_forgotten(&clock, &manager);
 }
