@@ -1,7 +1,7 @@
 //! What the planner hands a ledger: one requirement placed on one resource, kept inline for
 //! the few placements of a typical request.
 
-use rm_model::{ResourceType, Unit};
+use rm_model::{Quantity, ReservationItem, ReservationRequest, ResourceName, ResourceType, Unit};
 use smallvec::SmallVec;
 
 /// Inline storage for the few placements of a typical request, so that planning does not
@@ -21,4 +21,67 @@ pub struct Placement {
     pub amount: i64,
     /// The resource's unit of the type.
     pub unit: Unit,
+}
+
+impl Placement {
+    /// What it grants of `request` on `resource` (the resource at its position), as the
+    /// reservation shows it: an elastic requirement's minimum is converted to the resource's
+    /// unit.
+    pub fn item(&self, request: &ReservationRequest, resource: &ResourceName) -> ReservationItem {
+        let requirement = &request.requirements[self.requirement];
+        ReservationItem {
+            requirement: self.requirement,
+            resource: resource.clone(),
+            resource_type: self.resource_type.clone(),
+            amount: Quantity::from_milli(self.amount),
+            minimum: requirement
+                .minimum()
+                .and_then(|m| requirement.unit().convert(m, &self.unit).ok()),
+            unit: self.unit.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rm_model::{RequesterId, ResourceRequirement};
+
+    use super::*;
+
+    #[test]
+    fn an_item_shows_the_amount_and_minimum_in_the_resources_unit() {
+        // 1 GiB asked, elastic down to 512 MiB, on a resource that counts in MiB.
+        let request = ReservationRequest::new(
+            RequesterId::new("t").unwrap(),
+            vec![
+                ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES),
+                ResourceRequirement::new(ResourceType::Memory, 1, Unit::GIB)
+                    .elastic(Quantity::from_milli(500)),
+            ],
+        );
+        let placement = Placement {
+            requirement: 1,
+            position: 3,
+            resource_type: ResourceType::Memory,
+            amount: 1024 * 1000,
+            unit: Unit::MIB,
+        };
+        let node = ResourceName::new("n3").unwrap();
+        let item = placement.item(&request, &node);
+        assert_eq!(item.requirement, 1);
+        assert_eq!(item.resource, node);
+        assert_eq!(item.resource_type, ResourceType::Memory);
+        assert_eq!(item.amount, Quantity::from(1024));
+        assert_eq!(item.unit, Unit::MIB);
+        assert_eq!(item.minimum, Some(Quantity::from(512)));
+        // A requirement that is not elastic has no minimum.
+        let first = Placement {
+            requirement: 0,
+            resource_type: ResourceType::Compute,
+            amount: 1000,
+            unit: Unit::CORES,
+            ..placement
+        };
+        assert_eq!(first.item(&request, &node).minimum, None);
+    }
 }

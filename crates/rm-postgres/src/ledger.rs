@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use postgres::Row;
 use rm_model::{
-    Clock, Event, EventKind, EventSink, FencingToken, Labels, LedgerError, Priority, Quantity,
-    RequesterId, Reservation, ReservationId, ReservationItem, ReservationLedger,
-    ReservationRequest, ReservationState, ReservationStrategy, Resource, ResourceName, Timestamp,
-    ValidationContext, ValidationErrors, Validator,
+    Clock, Event, EventKind, EventSink, FencingToken, Labels, LedgerError, Priority, RequesterId,
+    Reservation, ReservationId, ReservationItem, ReservationLedger, ReservationRequest,
+    ReservationState, ReservationStrategy, Resource, ResourceName, Timestamp, ValidationContext,
+    ValidationErrors, Validator,
 };
 use rm_plan::{Affinity, Placement};
 
@@ -598,19 +598,7 @@ impl PgLedger {
         plan: &[Placement],
     ) -> Vec<ReservationItem> {
         plan.iter()
-            .map(|p| {
-                let requirement = &request.requirements[p.requirement];
-                ReservationItem {
-                    requirement: p.requirement,
-                    resource: catalog.resources[p.position].name().clone(),
-                    resource_type: p.resource_type.clone(),
-                    amount: Quantity::from_milli(p.amount),
-                    minimum: requirement
-                        .minimum()
-                        .and_then(|m| requirement.unit().convert(m, &p.unit).ok()),
-                    unit: p.unit.clone(),
-                }
-            })
+            .map(|p| p.item(request, catalog.resources[p.position].name()))
             .collect()
     }
 

@@ -12,6 +12,9 @@ impl ReservationManager {
         plan: &[Placement],
         now: Timestamp,
     ) -> Result<Reservation, Abort> {
+        if let [placement] = plan {
+            return self.commit_one(catalog, request, placement, now);
+        }
         // Positions are in registration order, which is the lock order.
         let mut positions: Small<usize> = Small::new();
         for placement in plan {
@@ -55,11 +58,7 @@ impl ReservationManager {
             let slot = positions
                 .binary_search(&placement.position)
                 .unwrap_or_default();
-            let state = &guards[slot];
-            if state
-                .dim(&placement.resource_type)
-                .is_none_or(|d| state.dims[d].unit != placement.unit)
-            {
+            if planned_dim(&guards[slot], placement).is_none() {
                 return Err(Abort::Replan);
             }
         }
@@ -69,28 +68,7 @@ impl ReservationManager {
                 None => return Err(Abort::Replan),
             }
         }
-        // A chosen id is held in the map's entry from here to the insertion, so that a retry
-        // racing this grant finds one or the other; a generated one is new, and names a
-        // free cell of the table, taken once nothing can abort.
-        let entry = match &request.id {
-            Some(id) => {
-                let entry = self.records.entry(id.clone());
-                if let Entry::Occupied(existing) = &entry {
-                    let existing = existing.get();
-                    // An ended reservation past its retention that the sweep has not removed
-                    // yet is forgotten: the new grant takes its place (the sweep's entry for it
-                    // names its token, so it leaves the new record alone).
-                    if !self.lapsed(&lock(&existing.state), now) {
-                        let existing = existing.clone();
-                        drop(entry);
-                        drop(guards);
-                        return Err(Abort::Done(Box::new(Self::retry_of(&existing, request))));
-                    }
-                }
-                Some(entry)
-            }
-            None => None,
-        };
+        let entry = self.chosen_entry(request, now)?;
         // Take from the free counters, all or nothing: leases may have taken capacity since
         // the plan, without the locks.
         for (taken, hold) in holds.iter().enumerate() {
@@ -101,34 +79,108 @@ impl ReservationManager {
                 return Err(Abort::Replan);
             }
         }
-        let confirmed = request.confirm_on_grant;
         for hold in &holds {
-            let dim = &mut guards[hold.slot].dims[hold.dim];
-            if confirmed {
-                dim.confirmed += hold.amount;
-            } else {
-                dim.pending += hold.amount;
-            }
+            add_held(&mut guards[hold.slot], hold, request.confirm_on_grant);
         }
         for guard in guards.iter_mut() {
             guard.holders += 1;
         }
+        let items = plan
+            .iter()
+            .map(|p| p.item(request, catalog.resources[p.position].name()));
+        let slots: Small<&Arc<Slot>> = positions.iter().map(|&p| &catalog.slots[p]).collect();
+        let held = Held {
+            items,
+            holds: holds.drain(..),
+            slots: &slots,
+        };
+        Ok(self.install(request, now, entry, held, guards))
+    }
+
+    /// [`Self::commit`] of a plan with one placement (most requests): one slot, one hold
+    /// and one item, without the lists that several need.
+    fn commit_one(
+        &self,
+        catalog: &Catalog,
+        request: &ReservationRequest,
+        placement: &Placement,
+        now: Timestamp,
+    ) -> Result<Reservation, Abort> {
+        let slot = &catalog.slots[placement.position];
+        let mut guard = lock(&slot.state);
+        // The unit planned with must still be the capacity's unit.
+        let Some(dim) = planned_dim(&guard, placement) else {
+            return Err(Abort::Replan);
+        };
+        let entry = self.chosen_entry(request, now)?;
+        // Leases may have taken capacity since the plan, without the lock.
+        if !slot.take(dim, placement.amount) {
+            return Err(Abort::Replan);
+        }
+        let hold = Hold {
+            slot: 0,
+            resource: catalog.resources[placement.position].name().clone(),
+            dim,
+            resource_type: placement.resource_type.clone(),
+            amount: placement.amount,
+        };
+        add_held(&mut guard, &hold, request.confirm_on_grant);
+        guard.holders += 1;
+        let item = placement.item(request, catalog.resources[placement.position].name());
+        let held = Held {
+            items: std::iter::once(item),
+            holds: [hold],
+            slots: &[slot],
+        };
+        Ok(self.install(request, now, entry, held, guard))
+    }
+
+    /// The map's entry for a request's chosen id, held from here to the insertion so that a
+    /// retry racing this grant finds one or the other; `None` for a generated id (it is new,
+    /// and names a free cell of the table, taken once nothing can abort). A retry of a
+    /// remembered reservation is answered with `Abort::Done`.
+    fn chosen_entry(
+        &self,
+        request: &ReservationRequest,
+        now: Timestamp,
+    ) -> Result<Option<Entry<'_, ReservationId, Arc<Record>>>, Abort> {
+        let Some(id) = &request.id else {
+            return Ok(None);
+        };
+        let entry = self.records.entry(id.clone());
+        if let Entry::Occupied(existing) = &entry {
+            let existing = existing.get();
+            // An ended reservation past its retention that the sweep has not removed yet is
+            // forgotten: the new grant takes its place (the sweep's entry for it names its
+            // token, so it leaves the new record alone).
+            if !self.lapsed(&lock(&existing.state), now) {
+                let existing = existing.clone();
+                drop(entry);
+                return Err(Abort::Done(Box::new(Self::retry_of(&existing, request))));
+            }
+        }
+        Ok(Some(entry))
+    }
+
+    /// The end of a commit, once the capacity is taken under `guards`: the fencing token, the
+    /// record (refilled from a forgotten one when there is one), reachable by its id, its
+    /// timer armed and its events published.
+    fn install<I, H, G>(
+        &self,
+        request: &ReservationRequest,
+        now: Timestamp,
+        entry: Option<Entry<'_, ReservationId, Arc<Record>>>,
+        held: Held<'_, I, H>,
+        guards: G,
+    ) -> Reservation
+    where
+        I: ExactSizeIterator<Item = ReservationItem>,
+        H: IntoIterator<Item = Hold>,
+    {
+        let confirmed = request.confirm_on_grant;
         let token = FencingToken(self.last_token.fetch_add(1, Ordering::AcqRel) + 1);
         // A hold confirmed on grant has no deadline (and no timer).
         let expires_at = (!confirmed).then(|| now + request.ttl.unwrap_or(self.default_ttl));
-        let items = plan.iter().map(|p| {
-            let requirement = &request.requirements[p.requirement];
-            ReservationItem {
-                requirement: p.requirement,
-                resource: catalog.resources[p.position].name().clone(),
-                resource_type: p.resource_type.clone(),
-                amount: Quantity::from_milli(p.amount),
-                minimum: requirement
-                    .minimum()
-                    .and_then(|m| requirement.unit().convert(m, &p.unit).ok()),
-                unit: p.unit.clone(),
-            }
-        });
         let (place, spare) = self.records.claim(entry.is_none());
         let id = match &request.id {
             Some(id) => id.clone(),
@@ -141,8 +193,7 @@ impl ReservationManager {
             now,
             expires_at,
         };
-        let slots: Small<&Arc<Slot>> = positions.iter().map(|&p| &catalog.slots[p]).collect();
-        let record = Record::fill(spare, grant, items, holds.drain(..), &slots);
+        let record = Record::fill(spare, grant, held.items, held.holds, held.slots);
         // Locked before it is reachable, and held until the event is out: nothing about this
         // reservation can be published before its grant, and its timer is armed before
         // anyone can end it.
@@ -176,7 +227,35 @@ impl ReservationManager {
             });
         }
         drop(state);
-        Ok(reservation)
+        reservation
+    }
+}
+
+/// What a commit puts in the new record besides what the request says: its items, its
+/// holds, and the slots they are on (in lock order).
+struct Held<'a, I, H> {
+    items: I,
+    holds: H,
+    slots: &'a [&'a Arc<Slot>],
+}
+
+/// The capacity a placement was planned on, if the slot still has it in the unit planned
+/// with.
+fn planned_dim(state: &SlotState, placement: &Placement) -> Option<usize> {
+    state
+        .dim(&placement.resource_type)
+        .filter(|&d| state.dims[d].unit == placement.unit)
+}
+
+/// Counts a new hold in its slot's accounting (the caller took it from the free counter,
+/// and counts the reservation among the slot's holders once, however many holds it has
+/// there).
+fn add_held(state: &mut SlotState, hold: &Hold, confirmed: bool) {
+    let dim = &mut state.dims[hold.dim];
+    if confirmed {
+        dim.confirmed += hold.amount;
+    } else {
+        dim.pending += hold.amount;
     }
 }
 
