@@ -119,6 +119,8 @@ pub(crate) struct Slot {
     /// draining.
     free: [AtomicI64; MAX_DIMS],
     pub(crate) state: Mutex<SlotState>,
+    /// The resource's name (a resource keeps its name for its slot's life).
+    pub(crate) name: ResourceName,
 }
 
 impl Slot {
@@ -132,6 +134,7 @@ impl Slot {
             return None;
         }
         let slot = Slot {
+            name: resource.name().clone(),
             free: Default::default(),
             state: Mutex::new(SlotState { dims, holders: 0 }),
         };

@@ -86,6 +86,7 @@ impl HolderIndex {
                 .by_requester
                 .entry(record.requester.clone())
                 .or_default(),
+            record,
             state,
         );
         for (key, value) in record.labels.iter() {
@@ -95,7 +96,7 @@ impl HolderIndex {
                 values.insert(value.to_owned(), Counts::default());
             }
             if let Some(counts) = values.get_mut(value) {
-                count(counts, state);
+                count(counts, record, state);
             }
         }
     }
@@ -110,7 +111,7 @@ impl HolderIndex {
             .by_requester
             .get_mut(&record.requester)
             .is_some_and(|mut counts| {
-                uncount(&mut counts, state);
+                uncount(&mut counts, record, state);
                 counts.is_empty()
             });
         if emptied {
@@ -120,7 +121,7 @@ impl HolderIndex {
         for (key, value) in record.labels.iter() {
             let emptied = self.by_label.get_mut(key).is_some_and(|mut values| {
                 let now_empty = values.get_mut(value).is_some_and(|counts| {
-                    uncount(counts, state);
+                    uncount(counts, record, state);
                     counts.is_empty()
                 });
                 if now_empty {
@@ -167,19 +168,20 @@ impl HolderIndex {
 }
 
 /// Adds one count per hold of `state` to `counts`.
-fn count(counts: &mut Counts, state: &RecordState) {
+fn count(counts: &mut Counts, record: &Record, state: &RecordState) {
     for hold in &state.holds {
-        *counts.entry(hold.resource.clone()).or_default() += 1;
+        *counts.entry(record.resource_of(hold).clone()).or_default() += 1;
     }
 }
 
 /// Takes one count per hold of `state` off `counts`, dropping resources that reach zero.
-fn uncount(counts: &mut Counts, state: &RecordState) {
+fn uncount(counts: &mut Counts, record: &Record, state: &RecordState) {
     for hold in &state.holds {
-        if let Some(count) = counts.get_mut(&hold.resource) {
+        let resource = record.resource_of(hold);
+        if let Some(count) = counts.get_mut(resource) {
             *count -= 1;
             if *count == 0 {
-                counts.remove(&hold.resource);
+                counts.remove(resource);
             }
         }
     }

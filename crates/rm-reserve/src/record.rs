@@ -14,10 +14,9 @@ use crate::catalog::{Slot, SlotState, lock};
 /// slot are summed).
 #[derive(Debug)]
 pub(crate) struct Hold {
-    /// Index into [`Record::lock_set`].
+    /// Index into [`Record::lock_set`] (whose slot names the resource: see
+    /// [`Record::resource_of`]).
     pub(crate) slot: usize,
-    /// The slot's resource.
-    pub(crate) resource: ResourceName,
     /// Index of the capacity in the slot (stable for the slot's life).
     pub(crate) dim: usize,
     pub(crate) resource_type: ResourceType,
@@ -197,6 +196,11 @@ impl Record {
     /// own).
     pub(crate) fn current(&self) -> Reservation {
         self.reservation(&lock(&self.state))
+    }
+
+    /// The resource a hold of this record is on.
+    pub(crate) fn resource_of(&self, hold: &Hold) -> &ResourceName {
+        &self.lock_set[hold.slot].name
     }
 
     /// Locks the record's slots in the global order.

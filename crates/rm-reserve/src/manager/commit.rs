@@ -42,7 +42,6 @@ impl ReservationManager {
                 }
                 None => holds.push(Hold {
                     slot,
-                    resource: catalog.resources[placement.position].name().clone(),
                     dim: usize::MAX,
                     resource_type: placement.resource_type.clone(),
                     amount: placement.amount,
@@ -119,7 +118,6 @@ impl ReservationManager {
         }
         let hold = Hold {
             slot: 0,
-            resource: catalog.resources[placement.position].name().clone(),
             dim,
             resource_type: placement.resource_type.clone(),
             amount: placement.amount,

@@ -116,11 +116,9 @@ impl ReservationLedger for ReservationManager {
             let resource = items[index].resource.clone();
             let resource_type = items[index].resource_type.clone();
             // The hold of that type on that resource gives the difference back.
-            let Some(h) = state
-                .holds
-                .iter()
-                .position(|h| h.resource_type == resource_type && h.resource == resource)
-            else {
+            let Some(h) = state.holds.iter().position(|h| {
+                h.resource_type == resource_type && *record.resource_of(h) == resource
+            }) else {
                 return Err(invalid("requirement", "its hold is not found"));
             };
             let hold = &mut state.holds[h];
@@ -173,7 +171,7 @@ impl ReservationLedger for ReservationManager {
                 return Err(LedgerError::wrong_state("preempt", &record.id, state.state));
             }
             for hold in &state.holds {
-                if let Some(position) = catalog.position(&hold.resource) {
+                if let Some(position) = catalog.position(record.resource_of(hold)) {
                     extra.push((position, hold.dim, hold.amount));
                 }
             }

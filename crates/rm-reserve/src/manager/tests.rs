@@ -17,7 +17,7 @@ fn expected(manager: &ReservationManager) -> Vec<(String, String, u32)> {
             return;
         }
         for hold in &state.holds {
-            let resource = hold.resource.to_string();
+            let resource = record.resource_of(hold).to_string();
             *counts
                 .entry((record.requester.to_string(), resource.clone()))
                 .or_default() += 1;
