@@ -28,17 +28,38 @@ impl Placement {
     /// reservation shows it: an elastic requirement's minimum is converted to the resource's
     /// unit.
     pub fn item(&self, request: &ReservationRequest, resource: &ResourceName) -> ReservationItem {
-        let requirement = &request.requirements[self.requirement];
         ReservationItem {
             requirement: self.requirement,
             resource: resource.clone(),
             resource_type: self.resource_type.clone(),
             amount: Quantity::from_milli(self.amount),
-            minimum: requirement
-                .minimum()
-                .and_then(|m| requirement.unit().convert(m, &self.unit).ok()),
+            minimum: self.minimum(request),
             unit: self.unit.clone(),
         }
+    }
+
+    /// [`Self::item`] written over `item`, reusing what it holds: a name or unit it already
+    /// shares with the placement is left alone (no reference count moves).
+    pub fn write_item(
+        &self,
+        item: &mut ReservationItem,
+        request: &ReservationRequest,
+        resource: &ResourceName,
+    ) {
+        item.requirement = self.requirement;
+        item.resource.clone_from(resource);
+        item.resource_type.clone_from(&self.resource_type);
+        item.amount = Quantity::from_milli(self.amount);
+        item.minimum = self.minimum(request);
+        item.unit.clone_from(&self.unit);
+    }
+
+    /// An elastic requirement's minimum in the resource's unit.
+    fn minimum(&self, request: &ReservationRequest) -> Option<Quantity> {
+        let requirement = &request.requirements[self.requirement];
+        requirement
+            .minimum()
+            .and_then(|m| requirement.unit().convert(m, &self.unit).ok())
     }
 }
 
@@ -83,5 +104,9 @@ mod tests {
             ..placement
         };
         assert_eq!(first.item(&request, &node).minimum, None);
+        // Written over another item, it is the same item.
+        let mut over = first.item(&request, &ResourceName::new("other").unwrap());
+        placement.write_item(&mut over, &request, &node);
+        assert_eq!(over, item);
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use dashmap::mapref::entry::Entry;
 use rm_model::{
     AuditReport, CapacityUsage, Clock, Ending, EventKind, EventSink, FencingToken, LedgerError,
-    LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId, ReservationItem,
-    ReservationLedger, ReservationRequest, ReservationState, ReservationStrategy, Resource,
-    ResourceCapacity, ResourceName, ResourceRequirement, ResourceType, SystemClock, Timestamp,
-    ValidationContext, ValidationErrors, Validator, shrink_item,
+    LedgerSnapshot, Quantity, RequesterId, Reservation, ReservationId, ReservationLedger,
+    ReservationRequest, ReservationState, ReservationStrategy, Resource, ResourceCapacity,
+    ResourceName, ResourceRequirement, ResourceType, SystemClock, Timestamp, ValidationContext,
+    ValidationErrors, Validator, shrink_item,
 };
 use rm_plan::{Affinity, Placement};
 use smallvec::SmallVec;
@@ -21,7 +21,7 @@ use crate::catalog::{Catalog, MAX_DIMS, Slot, SlotState, lock};
 use crate::events::{Observers, Subscription};
 use crate::holders::HolderIndex;
 use crate::permit::PermitPool;
-use crate::record::{Grant, Hold, Record, RecordState};
+use crate::record::{Grant, Hold, Items, Record, RecordState};
 use crate::table::RecordTable;
 use crate::timers::TimerHeap;
 

@@ -8,7 +8,9 @@ use rm_model::{
     ReservationRequest, ReservationState, ResourceName, ResourceType, Timestamp,
 };
 
-use crate::catalog::{Slot, SlotState, lock};
+use rm_plan::Placement;
+
+use crate::catalog::{Catalog, Slot, SlotState, lock};
 
 /// What a reservation holds of one capacity of one slot (items of the same type on the same
 /// slot are summed).
@@ -55,6 +57,20 @@ pub(crate) struct Record {
     pub(crate) state: Mutex<RecordState>,
 }
 
+/// What a new grant's items are: one per placement of its plan.
+#[derive(Clone, Copy)]
+pub(crate) struct Items<'a> {
+    pub(crate) request: &'a ReservationRequest,
+    pub(crate) plan: &'a [Placement],
+    pub(crate) catalog: &'a Catalog,
+}
+
+impl Items<'_> {
+    fn resource(&self, placement: &Placement) -> &ResourceName {
+        self.catalog.resources[placement.position].name()
+    }
+}
+
 /// What a new grant puts in its record, besides the items, holds and slots.
 pub(crate) struct Grant<'r> {
     pub(crate) id: ReservationId,
@@ -72,7 +88,7 @@ impl Record {
     pub(crate) fn fill(
         spare: Option<Arc<Record>>,
         grant: Grant<'_>,
-        items: impl ExactSizeIterator<Item = ReservationItem>,
+        items: Items<'_>,
         holds: impl IntoIterator<Item = Hold>,
         slots: &[&Arc<Slot>],
     ) -> Arc<Record> {
@@ -147,12 +163,18 @@ impl Record {
         state.holds.extend(holds);
         match Arc::get_mut(&mut state.items) {
             // Nobody kept a reservation of the record's last life: overwrite its items.
-            Some(old) if old.len() == items.len() => {
-                for (old, new) in old.iter_mut().zip(items) {
-                    *old = new;
+            Some(old) if old.len() == items.plan.len() => {
+                for (old, placement) in old.iter_mut().zip(items.plan) {
+                    placement.write_item(old, items.request, items.resource(placement));
                 }
             }
-            _ => state.items = items.collect(),
+            _ => {
+                state.items = items
+                    .plan
+                    .iter()
+                    .map(|p| p.item(items.request, items.resource(p)))
+                    .collect();
+            }
         }
         record
     }

@@ -84,9 +84,11 @@ impl ReservationManager {
         for guard in guards.iter_mut() {
             guard.holders += 1;
         }
-        let items = plan
-            .iter()
-            .map(|p| p.item(request, catalog.resources[p.position].name()));
+        let items = Items {
+            request,
+            plan,
+            catalog,
+        };
         let slots: Small<&Arc<Slot>> = positions.iter().map(|&p| &catalog.slots[p]).collect();
         let held = Held {
             items,
@@ -124,9 +126,12 @@ impl ReservationManager {
         };
         add_held(&mut guard, &hold, request.confirm_on_grant);
         guard.holders += 1;
-        let item = placement.item(request, catalog.resources[placement.position].name());
         let held = Held {
-            items: std::iter::once(item),
+            items: Items {
+                request,
+                plan: std::slice::from_ref(placement),
+                catalog,
+            },
             holds: [hold],
             slots: &[slot],
         };
@@ -163,16 +168,15 @@ impl ReservationManager {
     /// The end of a commit, once the capacity is taken under `guards`: the fencing token, the
     /// record (refilled from a forgotten one when there is one), reachable by its id, its
     /// timer armed and its events published.
-    fn install<I, H, G>(
+    fn install<H, G>(
         &self,
         request: &ReservationRequest,
         now: Timestamp,
         entry: Option<Entry<'_, ReservationId, Arc<Record>>>,
-        held: Held<'_, I, H>,
+        held: Held<'_, H>,
         guards: G,
     ) -> Reservation
     where
-        I: ExactSizeIterator<Item = ReservationItem>,
         H: IntoIterator<Item = Hold>,
     {
         let confirmed = request.confirm_on_grant;
@@ -231,8 +235,8 @@ impl ReservationManager {
 
 /// What a commit puts in the new record besides what the request says: its items, its
 /// holds, and the slots they are on (in lock order).
-struct Held<'a, I, H> {
-    items: I,
+struct Held<'a, H> {
+    items: Items<'a>,
     holds: H,
     slots: &'a [&'a Arc<Slot>],
 }
