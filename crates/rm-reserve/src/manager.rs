@@ -223,6 +223,7 @@ impl ReservationManager {
     }
 
     /// How many reservations are remembered (active ones and ended ones within retention).
+    /// A diagnostic: it counts them one by one, so its cost grows with their number.
     pub fn remembered(&self) -> usize {
         self.forget_due(self.clock.now());
         self.records.len()
