@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use crate::strategies::NodeStrategies;
 use rm_model::placement::inverse_capacity;
@@ -15,6 +15,28 @@ use rm_model::{
 /// The most capacity types one resource may have (cores, memory, GPUs, … on one host): the
 /// planner scores candidates in arrays of this size.
 pub const MAX_DIMS: usize = 8;
+
+/// The built-in resource types, each with a slot of the plain cache (see
+/// [`Catalog::candidates`]).
+const PLAIN_TYPES: usize = 5;
+
+/// A slot of the plain cache: the unit that filled it, and the candidates.
+type PlainEntry<S> = (Unit, Arc<[Candidate<S>]>);
+
+/// The plain cache's slot for a requirement of a built-in type without constraints.
+fn plain_slot(requirement: &ResourceRequirement) -> Option<usize> {
+    if !requirement.constraints().is_empty() {
+        return None;
+    }
+    match requirement.resource_type() {
+        ResourceType::Compute => Some(0),
+        ResourceType::Memory => Some(1),
+        ResourceType::Storage => Some(2),
+        ResourceType::Network => Some(3),
+        ResourceType::Gpu => Some(4),
+        _ => None,
+    }
+}
 
 /// A ledger's handle on one resource's accounting: what the planner reads of it.
 ///
@@ -104,6 +126,10 @@ pub struct Catalog<S> {
     /// Positions of the resources that pass each requirement shape's type, unit and
     /// constraints; cleared whenever the catalog changes.
     candidates: RwLock<CandidateCache<S>>,
+    /// The candidate lists of the plainest shapes (one requirement of a built-in type,
+    /// without constraints, in the first unit asked for it), each set once until the catalog
+    /// changes, so that the commonest lookups take no lock and hash nothing.
+    plain: [OnceLock<PlainEntry<S>>; PLAIN_TYPES],
     /// Per label key: each value's resource positions, in order of first appearance;
     /// cleared whenever the catalog changes.
     domains: RwLock<HashMap<String, Arc<Domains>>>,
@@ -119,6 +145,7 @@ impl<S> Default for Catalog<S> {
             resources: Vec::new(),
             by_name: HashMap::default(),
             candidates: RwLock::default(),
+            plain: Default::default(),
             domains: RwLock::default(),
             node_strategies: NodeStrategies::default(),
         }
@@ -185,6 +212,7 @@ impl<S: Slot> Catalog<S> {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.plain = Default::default();
         self.domains
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
@@ -228,6 +256,49 @@ impl<S: Slot> Catalog<S> {
     /// The resources that offer every requirement of `group` in a convertible unit and pass
     /// its hard constraints, with what placement needs to score them without locks.
     pub fn candidates(
+        &self,
+        requirements: &[ResourceRequirement],
+        group: &[usize],
+    ) -> Arc<[Candidate<S>]> {
+        let plain = match group {
+            [i] => plain_slot(&requirements[*i]).map(|slot| (slot, &requirements[*i])),
+            _ => None,
+        };
+        if let Some((slot, requirement)) = plain
+            && let Some(found) = self.plain_in(slot, requirement)
+        {
+            return found.clone();
+        }
+        let found = self.cached_candidates(requirements, group);
+        if let Some((slot, requirement)) = plain {
+            // The first unit asked for wins the slot; other units keep to the general cache.
+            let _ = self.plain[slot].set((requirement.unit().clone(), found.clone()));
+        }
+        found
+    }
+
+    /// The candidates of one requirement when the plain cache holds them (a built-in type,
+    /// no constraints, the unit that filled the slot), borrowed: no lock, no hashing, no
+    /// reference count. [`Self::candidates`] fills the slot.
+    pub fn plain_candidates(&self, requirement: &ResourceRequirement) -> Option<&[Candidate<S>]> {
+        plain_slot(requirement)
+            .and_then(|slot| self.plain_in(slot, requirement))
+            .map(|found| &**found)
+    }
+
+    fn plain_in(
+        &self,
+        slot: usize,
+        requirement: &ResourceRequirement,
+    ) -> Option<&Arc<[Candidate<S>]>> {
+        self.plain[slot]
+            .get()
+            .filter(|(unit, _)| unit == requirement.unit())
+            .map(|(_, found)| found)
+    }
+
+    /// [`Self::candidates`] through the cache of every shape, by the shape's hash.
+    fn cached_candidates(
         &self,
         requirements: &[ResourceRequirement],
         group: &[usize],

@@ -118,10 +118,17 @@ pub(crate) fn plan_single<S: Slot>(
         return None;
     }
     let strategy = request.strategy;
-    let candidates = catalog.candidates(&request.requirements, &[0]);
+    let filled;
+    let candidates = match catalog.plain_candidates(requirement) {
+        Some(found) => found,
+        None => {
+            filled = catalog.candidates(&request.requirements, &[0]);
+            &filled[..]
+        }
+    };
     let amount = requirement.amount().as_milli();
     let found = scan_plain(
-        &candidates,
+        candidates,
         &[amount],
         Scoring::of(strategy),
         strategy == ReservationStrategy::Greedy,

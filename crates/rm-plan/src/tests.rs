@@ -365,3 +365,53 @@ fn single_requirements_are_planned_as_the_general_search_plans_them() {
         "{fast} {placed_count} {refused}"
     );
 }
+
+/// The plain cache (one requirement of a built-in type without constraints) answers what
+/// the cache of every shape answers, keeps other units and constrained shapes apart, and
+/// forgets its lists when the catalog changes.
+#[test]
+fn plain_candidate_lists_match_the_general_cache_and_follow_changes() {
+    let mut catalog = catalog(&[("a", 8, "x"), ("b", 2, "y")]);
+    let positions = |c: &Catalog<Free>, requirement: ResourceRequirement| -> Vec<(u32, usize)> {
+        let list = c.candidates(&[requirement], &[0]);
+        list.iter().map(|c| (c.position, c.units.len())).collect()
+    };
+    let in_cores = || ResourceRequirement::new(ResourceType::Compute, 1, Unit::CORES);
+    let in_millicores = || ResourceRequirement::new(ResourceType::Compute, 1, Unit::MILLICORES);
+    let expected = vec![(0, 0), (1, 0)];
+    let borrowed = |c: &Catalog<Free>, requirement: &ResourceRequirement| {
+        c.plain_candidates(requirement)
+            .map(|list| list.iter().map(|c| c.position).collect::<Vec<_>>())
+    };
+    assert_eq!(borrowed(&catalog, &in_cores()), None, "nothing asked yet");
+    // First asked (fills the slot), then answered by it.
+    assert_eq!(positions(&catalog, in_cores()), expected);
+    assert_eq!(positions(&catalog, in_cores()), expected);
+    assert_eq!(borrowed(&catalog, &in_cores()), Some(vec![0, 1]));
+    // Another unit keeps to the general cache: the candidates need a conversion.
+    assert_eq!(positions(&catalog, in_millicores()), vec![(0, 1), (1, 1)]);
+    assert_eq!(positions(&catalog, in_cores()), expected);
+    // A constrained shape is not plain.
+    let in_zone = in_cores().with_constraint(rm_model::Constraint::label("zone").unwrap().eq("y"));
+    assert_eq!(positions(&catalog, in_zone), vec![(1, 0)]);
+    // A new resource is a candidate at once: the change cleared the slot.
+    catalog.insert(
+        Resource::new(
+            "c",
+            ResourceType::Compute,
+            ResourceCapacity::of(4, Unit::CORES).unwrap(),
+        )
+        .unwrap(),
+        Arc::new(Free(vec![(ResourceType::Compute, 4000)])),
+    );
+    assert_eq!(
+        borrowed(&catalog, &in_cores()),
+        None,
+        "cleared by the change"
+    );
+    assert_eq!(
+        positions(&catalog, in_cores()),
+        vec![(0, 0), (1, 0), (2, 0)]
+    );
+    assert_eq!(borrowed(&catalog, &in_millicores()), None, "another unit");
+}
