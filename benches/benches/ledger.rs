@@ -195,10 +195,11 @@ fn single_node(ledger: &dyn ReservationLedger) {
 }
 
 /// Allocations per cycle once warm: the first cycles fill the pool of records that the
-/// retention (1 ms here) keeps in circulation, which takes a few retention periods while
-/// the cycle's speed settles (about 20,000 cycles), so 50,000 run first.
+/// retention (1 ms here) keeps in circulation, and the pool grows whenever the cycle runs
+/// faster than it has so far (more ended reservations fit in one retention), so 200,000
+/// run first (about a tenth of a second), past the slow start of a fresh process.
 fn allocations_per_cycle(ledger: &dyn Cycle, request: &ReservationRequest) -> f64 {
-    for _ in 0..50_000 {
+    for _ in 0..200_000 {
         ledger.cycle(request).expect("cycle");
     }
     let before = allocations();
