@@ -57,10 +57,10 @@ pub(crate) struct Record {
     pub(crate) state: Mutex<RecordState>,
 }
 
-/// What a new grant's items are: one per placement of its plan.
+/// What a new grant's items are: one per placement of its plan (of the grant's request),
+/// on the catalog's resources.
 #[derive(Clone, Copy)]
 pub(crate) struct Items<'a> {
-    pub(crate) request: &'a ReservationRequest,
     pub(crate) plan: &'a [Placement],
     pub(crate) catalog: &'a Catalog,
 }
@@ -165,14 +165,14 @@ impl Record {
             // Nobody kept a reservation of the record's last life: overwrite its items.
             Some(old) if old.len() == items.plan.len() => {
                 for (old, placement) in old.iter_mut().zip(items.plan) {
-                    placement.write_item(old, items.request, items.resource(placement));
+                    placement.write_item(old, request, items.resource(placement));
                 }
             }
             _ => {
                 state.items = items
                     .plan
                     .iter()
-                    .map(|p| p.item(items.request, items.resource(p)))
+                    .map(|p| p.item(request, items.resource(p)))
                     .collect();
             }
         }

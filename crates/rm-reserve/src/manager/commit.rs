@@ -84,11 +84,7 @@ impl ReservationManager {
         for guard in guards.iter_mut() {
             guard.holders += 1;
         }
-        let items = Items {
-            request,
-            plan,
-            catalog,
-        };
+        let items = Items { plan, catalog };
         let slots: Small<&Arc<Slot>> = positions.iter().map(|&p| &catalog.slots[p]).collect();
         let held = Held {
             items,
@@ -128,7 +124,6 @@ impl ReservationManager {
         guard.holders += 1;
         let held = Held {
             items: Items {
-                request,
                 plan: std::slice::from_ref(placement),
                 catalog,
             },
