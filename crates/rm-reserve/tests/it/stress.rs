@@ -35,6 +35,26 @@ fn await_workers(
     auditor.join().expect("the auditor found a violation");
 }
 
+/// Runs `work(t)` on eight threads, `t` from 0 to 7, then waits for all of them with
+/// [`await_workers`] (the watchdog), stops the auditor and joins it.
+fn run_eight(
+    work: impl Fn(u64) + Send + Sync + 'static,
+    stop: &AtomicBool,
+    auditor: thread::JoinHandle<()>,
+) {
+    let work = Arc::new(work);
+    let (done, finished) = mpsc::channel();
+    for t in 0..8u64 {
+        let (work, done) = (work.clone(), done.clone());
+        thread::spawn(move || {
+            work(t);
+            done.send(t).expect("the test waits");
+        });
+    }
+    drop(done);
+    await_workers(&finished, 8, stop, auditor);
+}
+
 /// A manager on `clock` with a 40 ms retention and four resources of 16 cores, and an
 /// auditor checking it every 200 µs until the flag is set.
 fn short_retention(
@@ -119,10 +139,9 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
             }
         })
     };
-    let (done, finished) = mpsc::channel();
-    for t in 0..8u64 {
-        let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
-        thread::spawn(move || {
+    let work = {
+        let (manager, clock) = (manager.clone(), clock.clone());
+        move |t: u64| {
             let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
             let mut mine: Vec<(ReservationId, rm_model::FencingToken)> = Vec::new();
             let group = ColocationGroup::new("g").expect("valid");
@@ -224,11 +243,9 @@ fn eight_threads_sixteen_resources_with_an_auditor() {
                 let _ = manager.cancel(&id, Some(token));
                 let _ = manager.release(&id, Some(token));
             }
-            done.send(t).expect("the test waits");
-        });
-    }
-    drop(done);
-    await_workers(&finished, 8, &stop, auditor);
+        }
+    };
+    run_eight(work, &stop, auditor);
     assert!(audits.load(Ordering::Relaxed) > 0, "the auditor ran");
 
     // Everything is back: no holds, all capacity free, nothing remembered after retention.
@@ -267,10 +284,9 @@ fn named_ids_reused_across_retention_by_eight_threads() {
     let rounds = rm_testkit::stress_rounds(3_000) as u64;
     let clock = Arc::new(ManualClock::new());
     let (manager, stop, auditor) = short_retention(&clock, Duration::from_secs(10));
-    let (done, finished) = mpsc::channel();
-    for t in 0..8u64 {
-        let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
-        thread::spawn(move || {
+    let work = {
+        let (manager, clock) = (manager.clone(), clock.clone());
+        move |t: u64| {
             let mut rng = Rng::new(0x2545_f491_4f6c_dd1d ^ (t + 1));
             let requester = RequesterId::new(&format!("w{t}")).expect("valid");
             // Per id: the last life granted (its token, and the cores it asked for).
@@ -331,11 +347,9 @@ fn named_ids_reused_across_retention_by_eight_threads() {
                     clock.advance(Duration::from_millis(rng.below(20)));
                 }
             }
-            done.send(t).expect("the test waits");
-        });
-    }
-    drop(done);
-    await_workers(&finished, 8, &stop, auditor);
+        }
+    };
+    run_eight(work, &stop, auditor);
     all_forgotten(&clock, &manager);
 }
 
@@ -349,10 +363,9 @@ fn generated_ids_of_reused_places_by_eight_threads() {
     let rounds = rm_testkit::stress_rounds(3_000) as u64;
     let clock = Arc::new(ManualClock::new());
     let (manager, stop, auditor) = short_retention(&clock, Duration::from_millis(30));
-    let (done, finished) = mpsc::channel();
-    for t in 0..8u64 {
-        let (manager, clock, done) = (manager.clone(), clock.clone(), done.clone());
-        thread::spawn(move || {
+    let work = {
+        let (manager, clock) = (manager.clone(), clock.clone());
+        move |t: u64| {
             let mut rng = Rng::new(0x5851_f42d_4c95_7f2d ^ (t + 1));
             let request = ReservationRequest::new(
                 RequesterId::new(&format!("w{t}")).expect("valid"),
@@ -409,10 +422,8 @@ fn generated_ids_of_reused_places_by_eight_threads() {
                     clock.advance(Duration::from_millis(rng.below(20)));
                 }
             }
-            done.send(t).expect("the test waits");
-        });
-    }
-    drop(done);
-    await_workers(&finished, 8, &stop, auditor);
+        }
+    };
+    run_eight(work, &stop, auditor);
     all_forgotten(&clock, &manager);
 }
