@@ -9,6 +9,9 @@
 //! - `placement`: a co-located task on 1,500 three-dimensional nodes with label constraints,
 //!   per strategy, against the reference ledger; the p99 of single placements is printed
 //!   before the criterion run.
+//! - `catalog`: 10,000 nodes registered into an empty manager, with rm-validate's
+//!   `ConstraintValidator` and without a validator (the ledger checks each name with its
+//!   own index, so validating adds a constant per resource, not a scan of those before it).
 //!
 //! The binary counts heap allocations (a counting global allocator) and prints allocations
 //! per reserve cycle.
@@ -503,7 +506,41 @@ fn placement(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cycle, multi, placement);
+fn catalog(c: &mut Criterion) {
+    let nodes = rm_benches::cluster(10_000).expect("valid");
+    let mut group = c.benchmark_group("catalog");
+    group.sample_size(10);
+    for validated in [false, true] {
+        let name = if validated {
+            "register 10,000, validated"
+        } else {
+            "register 10,000"
+        };
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let builder = ReservationManager::builder();
+                    let builder = if validated {
+                        builder.validator(Arc::new(rm_validate::ConstraintValidator::new()))
+                    } else {
+                        builder
+                    };
+                    (builder.build().expect("valid settings"), nodes.clone())
+                },
+                |(manager, nodes)| {
+                    for node in nodes {
+                        manager.register_resource(node).expect("register");
+                    }
+                    manager
+                },
+                criterion::BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cycle, multi, placement, catalog);
 
 fn main() {
     benches();

@@ -67,6 +67,7 @@ fn the_manager_admits_through_the_constraint_validator() -> Result<(), Box<dyn s
     let context = ValidationContext {
         resources: &snapshot.resources,
         active: &snapshot.active,
+        name_checked: false,
     };
     validator().validate_reservation(&grant, &request, &context)?;
     assert_eq!(grant.items[0].resource.as_str(), "b");
@@ -80,6 +81,13 @@ fn the_manager_admits_through_the_constraint_validator() -> Result<(), Box<dyn s
     let err = manager.register_resource(wrong_unit).unwrap_err();
     assert!(
         matches!(&err, LedgerError::InvalidInput { field, .. } if field == "capacity.unit"),
+        "{err}"
+    );
+    // The ledger checks names itself: an update keeps its own, a second `a` is a duplicate.
+    manager.update_resource(node("b", 8, "y"))?;
+    let err = manager.register_resource(node("a", 1, "x")).unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::DuplicateResource { .. }),
         "{err}"
     );
     Ok(())

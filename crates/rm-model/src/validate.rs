@@ -11,10 +11,17 @@ use crate::violation::ValidationErrors;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ValidationContext<'a> {
     /// The registered resources. For an update, the caller leaves out the resource being
-    /// replaced, so that its own name is not a duplicate.
+    /// replaced, so that its own name is not a duplicate (unless `name_checked`).
     pub resources: &'a [Resource],
     /// The reservations that hold capacity now (for affinity checks of grants).
     pub active: &'a [Reservation],
+    /// For [`Validator::validate_resource`]: the caller has already made sure that no other
+    /// registered resource has the checked resource's name, with an index of its own (the
+    /// ledgers do, under the lock that registers it), so the validator does not look for
+    /// the name in `resources`: registering n resources then costs n checks, not n² name
+    /// comparisons. An update may then leave the resource it replaces in `resources`.
+    /// `false` (the default): the validator compares the name with every resource.
+    pub name_checked: bool,
 }
 
 /// Checks resources, requests and grants against the constraints of the system.
@@ -26,7 +33,7 @@ pub struct ValidationContext<'a> {
 /// - It is cheap enough to run on every admission: implementations do not block or do I/O.
 pub trait Validator: Send + Sync {
     /// Checks a resource before it is registered or updated: capacities, units against the
-    /// type, name unique among `context.resources`.
+    /// type, name unique among `context.resources` (unless `context.name_checked`).
     fn validate_resource(
         &self,
         resource: &Resource,

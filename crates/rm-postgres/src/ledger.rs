@@ -613,6 +613,7 @@ impl PgLedger {
                 let context = ValidationContext {
                     resources: &view.catalog.resources,
                     active: &[],
+                    name_checked: false,
                 };
                 validator.validate_request(request, &context)
             };

@@ -89,7 +89,7 @@ impl PgLedger {
     }
 
     /// Checks a resource to register or update: at most `MAX_DIMS` capacity types, and the
-    /// validator's rules against the other registered resources. Returns its stored form.
+    /// validator's rules (its name is checked by the caller, in SQL). Returns its stored form.
     fn admit_resource(&self, resource: &Resource) -> Result<String, LedgerError> {
         if resource.capacities().count() > MAX_DIMS {
             return Err(invalid(
@@ -98,14 +98,13 @@ impl PgLedger {
             ));
         }
         if let Some(validator) = &self.validator {
-            let others: Vec<Resource> = self
-                .all_resources()?
-                .into_iter()
-                .filter(|r| r.name() != resource.name())
-                .collect();
+            // The name is checked in SQL, under the catalog's lock (`register`, `update`):
+            // the validator is given this process's view, not a read of every resource.
+            let view = self.read_view();
             let context = ValidationContext {
-                resources: &others,
+                resources: &view.catalog.resources,
                 active: &[],
+                name_checked: true,
             };
             validator
                 .validate_resource(resource, &context)

@@ -51,7 +51,7 @@
 //!     LimitRange::new(Unit::CORES).max(16).default(1),
 //! )?;
 //! let nodes = [Resource::new("n1", ResourceType::Compute, ResourceCapacity::of(8, Unit::CORES)?)?];
-//! let context = ValidationContext { resources: &nodes, active: &[] };
+//! let context = ValidationContext { resources: &nodes, active: &[], name_checked: false };
 //!
 //! let too_big = ReservationRequest::new(
 //!     RequesterId::new("t1")?,
@@ -398,10 +398,11 @@ impl Validator for ConstraintValidator {
         context: &ValidationContext<'_>,
     ) -> Result<(), ValidationErrors> {
         let mut out = Vec::new();
-        if context
-            .resources
-            .iter()
-            .any(|r| r.name() == resource.name())
+        if !context.name_checked
+            && context
+                .resources
+                .iter()
+                .any(|r| r.name() == resource.name())
         {
             out.push(Violation::new(
                 "name",

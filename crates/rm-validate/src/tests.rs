@@ -48,6 +48,7 @@ fn check(validator: &ConstraintValidator, request: ReservationRequest, expected:
     let context = ValidationContext {
         resources: &resources,
         active: &[],
+        name_checked: false,
     };
     let paths: Vec<String> = match validator.validate_request(&request, &context) {
         Ok(()) => Vec::new(),
@@ -126,6 +127,7 @@ fn messages_explain_why() {
     let context = ValidationContext {
         resources: &resources,
         active: &[],
+        name_checked: false,
     };
     let v = ConstraintValidator::new();
     let err = v
@@ -228,6 +230,7 @@ fn resources_are_checked() {
     let context = ValidationContext {
         resources: &resources,
         active: &[],
+        name_checked: false,
     };
     assert!(v.validate_resource(&node("n3", 1, 1), &context).is_ok());
     let wrong_units = Resource::new(
@@ -243,6 +246,16 @@ fn resources_are_checked() {
     let err = v.validate_resource(&wrong_units, &context).unwrap_err();
     let paths: Vec<_> = err.violations.iter().map(|v| v.path.as_str()).collect();
     assert_eq!(paths, ["name", "capacity.unit", "capacities.gpu.unit"]);
+    // A caller that checked the name with its own index (an update, here, of `n1` itself)
+    // gets every other rule, and no duplicate.
+    let checked = ValidationContext {
+        name_checked: true,
+        ..context
+    };
+    let err = v.validate_resource(&wrong_units, &checked).unwrap_err();
+    let paths: Vec<_> = err.violations.iter().map(|v| v.path.as_str()).collect();
+    assert_eq!(paths, ["capacity.unit", "capacities.gpu.unit"]);
+    assert!(v.validate_resource(&node("n1", 1, 1), &checked).is_ok());
 }
 
 fn granted(items: Vec<(usize, &str, ResourceType, i32, Unit)>) -> Reservation {
@@ -284,6 +297,7 @@ fn check_grant(
     let context = ValidationContext {
         resources: &resources,
         active,
+        name_checked: false,
     };
     let paths: Vec<String> =
         match ConstraintValidator::new().validate_reservation(reservation, request, &context) {

@@ -288,6 +288,7 @@ impl ReservationManager {
             let context = ValidationContext {
                 resources: &catalog.resources,
                 active: &[],
+                name_checked: false,
             };
             validator
                 .validate_request(request, &context)

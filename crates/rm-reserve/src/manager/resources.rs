@@ -14,9 +14,11 @@ impl ReservationManager {
             });
         }
         if let Some(validator) = &self.validator {
+            // The name was looked up in the catalog's index above.
             let context = ValidationContext {
                 resources: &catalog.resources,
                 active: &[],
+                name_checked: true,
             };
             validator
                 .validate_resource(&resource, &context)
@@ -48,15 +50,11 @@ impl ReservationManager {
                     name: resource.name().clone(),
                 })?;
         if let Some(validator) = &self.validator {
-            let others: Vec<Resource> = catalog
-                .resources
-                .iter()
-                .filter(|r| r.name() != resource.name())
-                .cloned()
-                .collect();
+            // The name is the replaced resource's own (found at `position` above).
             let context = ValidationContext {
-                resources: &others,
+                resources: &catalog.resources,
                 active: &[],
+                name_checked: true,
             };
             validator
                 .validate_resource(&resource, &context)

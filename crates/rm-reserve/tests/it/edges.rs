@@ -234,15 +234,21 @@ fn subscribers_see_every_change_and_can_leave() {
 }
 
 /// A validator that refuses requests asking for more than two requirements and resources
-/// named `bad-*`, to show the seam.
-struct Picky;
+/// named `bad-*`, to show the seam; it records what the ledger hands it for each resource
+/// (whether the name was checked, and how many resources it is lent).
+#[derive(Default)]
+struct Picky(std::sync::Mutex<Vec<(bool, usize)>>);
 
 impl Validator for Picky {
     fn validate_resource(
         &self,
         resource: &Resource,
-        _: &ValidationContext<'_>,
+        context: &ValidationContext<'_>,
     ) -> Result<(), ValidationErrors> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((context.name_checked, context.resources.len()));
         let mut out = Vec::new();
         if resource.name().as_str().starts_with("bad-") {
             out.push(Violation::new("name", "is reserved"));
@@ -276,7 +282,7 @@ impl Validator for Picky {
 #[test]
 fn the_validator_seam() {
     let manager = ReservationManager::builder()
-        .validator(Arc::new(Picky))
+        .validator(Arc::new(Picky::default()))
         .build()
         .unwrap();
     let err = manager.reserve(&ask(vec![cores(1)])).unwrap_err();
@@ -295,6 +301,31 @@ fn the_validator_seam() {
         "{err}"
     );
     manager.reserve(&ask(vec![cores(1), gib(1)])).unwrap();
+}
+
+/// The ledger checks a resource's name with its own index, so a validator need not compare
+/// it with every registered resource (n registrations would cost n² comparisons), and an
+/// update hands over the catalog as it is (no copy without the replaced resource).
+#[test]
+fn the_ledger_checks_names_and_lends_its_catalog_to_the_validator() {
+    let recording = Arc::new(Picky::default());
+    let manager = ReservationManager::builder()
+        .validator(recording.clone())
+        .build()
+        .unwrap();
+    for name in ["a", "b", "c"] {
+        manager.register_resource(host(name, 4, 8)).unwrap();
+    }
+    manager.update_resource(host("b", 8, 8)).unwrap();
+    let err = manager.register_resource(host("a", 1, 1)).unwrap_err();
+    assert!(
+        matches!(err, LedgerError::DuplicateResource { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        *recording.0.lock().unwrap(),
+        [(true, 0), (true, 1), (true, 2), (true, 3)]
+    );
 }
 
 #[test]
