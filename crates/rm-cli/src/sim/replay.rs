@@ -88,7 +88,11 @@ pub(super) struct Replay<'s> {
     saturation: Option<(u64, i128)>,
     /// The replay's own waiting reaches the manager's metrics as the wait queue's would
     /// (rm_wait_seconds, rm_queue_depth), so the live metrics show what the report shows.
+    /// The instances still to start of the queued tasks, kept as they change (samples and
+    /// ticks read it without a walk over a queue that may hold a million tasks).
     waiting_instances: u64,
+    /// The cores (in milli-cores) that the queued instances ask for, kept the same way.
+    queued_cpu: i128,
 }
 
 impl<'s> Replay<'s> {
@@ -195,6 +199,7 @@ impl<'s> Replay<'s> {
             placement_violations: 0,
             saturation: None,
             waiting_instances: 0,
+            queued_cpu: 0,
         })
     }
 
@@ -230,6 +235,7 @@ impl<'s> Replay<'s> {
 
     /// A queued task's instances that will not start leave the queue unanswered.
     fn abandon(&mut self, task: usize) {
+        self.queued_cpu -= self.tasks[task].amounts[0] * i128::from(self.tasks[task].to_start);
         for _ in 0..self.tasks[task].to_start {
             self.waiting_instances = self.waiting_instances.saturating_sub(1);
             self.observe(EventKind::Dequeued {
@@ -262,6 +268,7 @@ impl<'s> Replay<'s> {
         };
         queue.insert(position, task);
         self.waiting_instances += u64::from(to_start);
+        self.queued_cpu += self.tasks[task].amounts[0] * i128::from(to_start);
         self.observe(EventKind::Queued {
             requester: self.tasks[task].request.requester.clone(),
             depth: usize::try_from(self.waiting_instances).unwrap_or(usize::MAX),
@@ -313,6 +320,12 @@ impl<'s> Replay<'s> {
             if by_requester.is_some() {
                 state.preempted_by = by_requester;
             }
+            if state.queued {
+                // Its other instances still wait: this one waits with them.
+                let cpu = state.amounts[0];
+                self.waiting_instances += 1;
+                self.queued_cpu += cpu;
+            }
             self.enqueue(task);
         }
     }
@@ -324,12 +337,15 @@ impl<'s> Replay<'s> {
         while (self.next_sample < at || (self.next_sample == at && self.samples.is_empty()))
             && self.samples.len() < MAX_SAMPLES
         {
-            let waiting: u64 = self
-                .queues
-                .iter()
-                .flatten()
-                .map(|&t| u64::from(self.tasks[t].to_start))
-                .sum();
+            let waiting = self.waiting_instances;
+            debug_assert_eq!(
+                (waiting, self.queued_cpu),
+                self.queues.iter().flatten().fold((0, 0), |(n, cpu), &t| (
+                    n + u64::from(self.tasks[t].to_start),
+                    cpu + self.tasks[t].amounts[0] * i128::from(self.tasks[t].to_start)
+                )),
+                "the waiting kept as it changes is the waiting counted"
+            );
             let capacity = self.capacity;
             let shares: Vec<u64> = self
                 .held
@@ -405,14 +421,8 @@ impl<'s> Replay<'s> {
             self.clock.set(Timestamp::from_nanos(
                 self.next_tick.saturating_mul(1_000_000),
             ));
-            let waiting: i128 = self
-                .queues
-                .iter()
-                .flatten()
-                .map(|&t| self.tasks[t].amounts[0] * i128::from(self.tasks[t].to_start))
-                .sum();
             self.waiting_cpu.store(
-                i64::try_from(waiting).unwrap_or(i64::MAX),
+                i64::try_from(self.queued_cpu).unwrap_or(i64::MAX),
                 Ordering::Relaxed,
             );
             for (g, target) in &self.targets {
@@ -623,6 +633,7 @@ impl<'s> Replay<'s> {
             self.hold_of.insert(reservation.id.clone(), h);
         }
         self.waiting_instances = self.waiting_instances.saturating_sub(1);
+        self.queued_cpu -= self.tasks[task].amounts[0];
         self.observe(EventKind::Dequeued {
             requester: self.tasks[task].request.requester.clone(),
             waited: Duration::from_millis(self.now - self.tasks[task].ready_at),
