@@ -407,7 +407,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Scenario, ConfigError> {
     };
     // Sizes and times are checked before anything is generated, so that a count of billions
     // fails at once instead of allocating for it.
-    check_generators(&file.tasks, &file.generate)?;
+    check_generators(&file.tasks, &file.generate, &file.tenants)?;
     let mut tasks = file.tasks;
     for generator in &file.generate {
         tasks.extend(generator.expand());
@@ -556,8 +556,16 @@ pub const MAX_TASKS: u64 = 1_000_000;
 /// The most instances one task may have.
 pub const MAX_INSTANCES: u32 = 1_000_000;
 
-/// The most nodes one `[[cluster]]` group may have (at the start, or at its autoscaled most).
+/// The most nodes one `[[cluster]]` group may have (at the start, or at its autoscaled most),
+/// and all groups together.
 pub const MAX_NODES: u32 = 100_000;
+
+/// The most instances all tasks together may have, written out and generated (three times
+/// the Alibaba 2018 hour's 3.06 million).
+pub const MAX_ALL_INSTANCES: u64 = 10_000_000;
+
+/// The longest text a generator repeats in every task it makes (`prefix`, `contention`).
+pub const MAX_GENERATOR_TEXT: usize = 253;
 
 /// Whether `text` is a scenario (it has one of [`SCENARIO_KEYS`] as a top-level table or key),
 /// read from its lines, so that a file whose values do not parse is still told apart from a
@@ -587,13 +595,49 @@ pub fn looks_like_scenario(text: &str) -> bool {
     false
 }
 
-/// Every problem of the generators' sizes and times, and of the total number of tasks.
-fn check_generators(tasks: &[TaskSpec], generators: &[Generator]) -> Result<(), ConfigError> {
+/// Every problem of the generators (sizes, times, the tenant and the text each task repeats),
+/// and of the total numbers of tasks and instances: what must hold before a generator makes
+/// its tasks, so that it never makes a million of something the run would refuse.
+fn check_generators(
+    tasks: &[TaskSpec],
+    generators: &[Generator],
+    tenants: &[Tenant],
+) -> Result<(), ConfigError> {
     let mut problems = Problems(Vec::new());
     let mut total = tasks.len() as u64;
+    let mut instances = tasks
+        .iter()
+        .fold(0u64, |sum, task| sum.saturating_add(u64::from(task.count)));
     for (i, generator) in generators.iter().enumerate() {
         let path = |field: &str| format!("generate[{i}].{field}");
         total = total.saturating_add(u64::from(generator.tasks));
+        instances = instances
+            .saturating_add(u64::from(generator.tasks).saturating_mul(u64::from(generator.count)));
+        if !tenants.iter().any(|t| t.name == generator.tenant) {
+            problems.add(
+                path("tenant"),
+                format!(
+                    "no tenant named {:?}",
+                    rm_facade::model::clip(&generator.tenant)
+                ),
+            );
+        }
+        for (field, text) in [
+            ("prefix", Some(&generator.prefix)),
+            ("contention", generator.contention.as_ref()),
+        ] {
+            if let Some(text) = text
+                && text.len() > MAX_GENERATOR_TEXT
+            {
+                problems.add(
+                    path(field),
+                    format!(
+                        "{} bytes is longer than {MAX_GENERATOR_TEXT} (every task repeats it)",
+                        text.len()
+                    ),
+                );
+            }
+        }
         if u64::from(generator.tasks) > MAX_TASKS {
             problems.add(
                 path("tasks"),
@@ -631,6 +675,17 @@ fn check_generators(tasks: &[TaskSpec], generators: &[Generator]) -> Result<(), 
         problems.add(
             "generate".into(),
             format!("{total} tasks in all is more than {MAX_TASKS}"),
+        );
+    }
+    if instances > MAX_ALL_INSTANCES {
+        problems.add(
+            if generators.is_empty() {
+                "tasks"
+            } else {
+                "generate"
+            }
+            .into(),
+            format!("{instances} instances in all is more than {MAX_ALL_INSTANCES}"),
         );
     }
     if problems.0.is_empty() {
@@ -734,6 +789,7 @@ impl Scenario {
     pub fn check(&self) -> Result<(), ConfigError> {
         let mut problems = Problems(Vec::new());
         let mut prefixes = BTreeSet::new();
+        let mut all_nodes = 0u64;
         for (i, group) in self.cluster.iter().enumerate() {
             let path = |field: &str| format!("cluster[{i}].{field}");
             if !prefixes.insert(group.prefix.as_str()) {
@@ -745,6 +801,7 @@ impl Scenario {
             let most = group
                 .autoscale
                 .map_or(group.count, |a| a.max.max(group.count));
+            all_nodes += u64::from(most);
             if most > MAX_NODES {
                 problems.add(
                     path(if group.count > MAX_NODES {
@@ -772,6 +829,17 @@ impl Scenario {
                     ),
                 );
             }
+        }
+        if all_nodes > u64::from(MAX_NODES)
+            && self
+                .cluster
+                .iter()
+                .all(|g| g.count <= MAX_NODES && g.autoscale.is_none_or(|a| a.max <= MAX_NODES))
+        {
+            problems.add(
+                "cluster".into(),
+                format!("{all_nodes} nodes in all groups is more than {MAX_NODES}"),
+            );
         }
         let gpu_trace = matches!(self.trace, Some(TraceSettings::AlibabaGpu2023 { .. }));
         if self.cluster.is_empty() && self.config.resources.is_empty() && !gpu_trace {
@@ -808,7 +876,10 @@ impl Scenario {
         for (i, task) in self.tasks.iter().enumerate() {
             let path = |field: &str| format!("tasks[{i}].{field}");
             if !tenants.contains(task.tenant.as_str()) {
-                problems.add(path("tenant"), format!("no tenant named {:?}", task.tenant));
+                problems.add(
+                    path("tenant"),
+                    format!("no tenant named {:?}", rm_facade::model::clip(&task.tenant)),
+                );
             }
             if task.cpu <= Quantity::ZERO {
                 problems.add(path("cpu"), format!("must be positive, not {}", task.cpu));
