@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use metrics::{Counter, Gauge, Histogram};
 use rm_model::{
     CapacityUsage, Event, EventKind, EventSink, Quantity, ReservationState, ResourceName,
-    ResourceType, Timestamp,
+    ResourceType, Timestamp, Unit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -115,11 +115,32 @@ fn snapshot<K: Hash + Eq + Ord + Clone>(map: &DashMap<K, Counted>) -> BTreeMap<K
 
 pub(crate) use rm_model::ppm;
 
+/// One capacity's recent use as kept: per sample only its instant and amounts (24 bytes, not
+/// a whole [`UtilizationSample`]: a cluster of 100,000 nodes keeps 120 samples of each of
+/// their capacities), the rest from the key and the unit.
+struct Kept {
+    unit: Unit,
+    samples: VecDeque<(Timestamp, Quantity, Quantity)>,
+    gauge: Gauge,
+}
+
+impl Kept {
+    /// The kept samples, oldest first, as the collector gave them.
+    fn samples<'a>(
+        &'a self,
+        (resource, resource_type): &'a (ResourceName, ResourceType),
+    ) -> impl Iterator<Item = UtilizationSample> + 'a {
+        self.samples.iter().map(move |&(at, used, capacity)| {
+            UtilizationSample::new(at, resource, resource_type, &self.unit, used, capacity)
+        })
+    }
+}
+
 struct History {
     waits: VecDeque<Duration>,
     scaling: VecDeque<ScalingRecord>,
     expiries: VecDeque<Timestamp>,
-    utilization: BTreeMap<(ResourceName, ResourceType), (VecDeque<UtilizationSample>, Gauge)>,
+    utilization: BTreeMap<(ResourceName, ResourceType), Kept>,
     pools: BTreeMap<String, (PoolSample, Gauge, Gauge)>,
     reservations: Option<(ReservationCounts, [Gauge; 2])>,
     shares: BTreeMap<String, (ShareSample, Gauge, Gauge)>,
@@ -185,6 +206,28 @@ pub struct UtilizationSample {
     /// resources with different units.
     #[serde(skip)]
     pub(crate) base: (i128, i128),
+}
+
+impl UtilizationSample {
+    /// The sample of `used` of `capacity` (both in `unit`) at `at`.
+    fn new(
+        at: Timestamp,
+        resource: &ResourceName,
+        resource_type: &ResourceType,
+        unit: &Unit,
+        used: Quantity,
+        capacity: Quantity,
+    ) -> UtilizationSample {
+        UtilizationSample {
+            at,
+            resource: resource.clone(),
+            resource_type: resource_type.clone(),
+            used,
+            capacity,
+            ratio_ppm: ppm(i128::from(used.as_milli()), i128::from(capacity.as_milli())),
+            base: (unit.to_base_milli(used), unit.to_base_milli(capacity)),
+        }
+    }
 }
 
 /// A recorder the collector registers its metrics with instead of the global one.
@@ -407,40 +450,38 @@ impl MetricsCollector {
     /// does for each registered resource) and returns the sample.
     pub fn record_usage(&self, at: Timestamp, usage: &CapacityUsage) -> UtilizationSample {
         let used = usage.used();
-        let base = (
-            usage.unit.to_base_milli(used),
-            usage.unit.to_base_milli(usage.capacity),
-        );
-        let ratio_ppm = ppm(
-            i128::from(used.as_milli()),
-            i128::from(usage.capacity.as_milli()),
-        );
-        let sample = UtilizationSample {
+        let sample = UtilizationSample::new(
             at,
-            resource: usage.resource.clone(),
-            resource_type: usage.resource_type.clone(),
+            &usage.resource,
+            &usage.resource_type,
+            &usage.unit,
             used,
-            capacity: usage.capacity,
-            ratio_ppm,
-            base,
-        };
+            usage.capacity,
+        );
         let limit = self.shared.retention.utilization;
         let mut history = lock(&self.shared.history);
-        let (samples, gauge) = history
+        let kept = history
             .utilization
             .entry((usage.resource.clone(), usage.resource_type.clone()))
-            .or_insert_with(|| {
-                let gauge = self.registered(|| {
+            .or_insert_with(|| Kept {
+                unit: usage.unit.clone(),
+                samples: VecDeque::new(),
+                gauge: self.registered(|| {
                     metrics::gauge!(
                         names::UTILIZATION_RATIO,
                         "resource" => usage.resource.as_str().to_owned(),
                         "type" => usage.resource_type.as_str().to_owned()
                     )
-                });
-                (VecDeque::with_capacity(limit), gauge)
+                }),
             });
-        gauge.set(ratio_ppm as f64 / 1_000_000.0);
-        push_bounded(samples, limit, sample.clone());
+        if kept.unit != usage.unit {
+            // The capacity is measured anew (its resource was updated while free): its
+            // history starts again rather than mixing units.
+            kept.unit = usage.unit.clone();
+            kept.samples.clear();
+        }
+        kept.gauge.set(sample.ratio_ppm as f64 / 1_000_000.0);
+        push_bounded(&mut kept.samples, limit, (at, used, usage.capacity));
         sample
     }
 
@@ -569,19 +610,24 @@ impl MetricsCollector {
         resource: &ResourceName,
         resource_type: &ResourceType,
     ) -> Vec<UtilizationSample> {
+        let key = (resource.clone(), resource_type.clone());
         lock(&self.shared.history)
             .utilization
-            .get(&(resource.clone(), resource_type.clone()))
-            .map(|(samples, _)| samples.iter().cloned().collect())
+            .get(&key)
+            .map(|kept| kept.samples(&key).collect())
             .unwrap_or_default()
     }
 
-    /// Every capacity's recent samples, oldest first within each.
-    pub(crate) fn all_utilization(&self) -> Vec<Vec<UtilizationSample>> {
+    /// Every capacity's latest `n` samples (fewer where fewer are kept), oldest first within
+    /// each.
+    pub(crate) fn recent_utilization(&self, n: usize) -> Vec<Vec<UtilizationSample>> {
         lock(&self.shared.history)
             .utilization
-            .values()
-            .map(|(samples, _)| samples.iter().cloned().collect())
+            .iter()
+            .map(|(key, kept)| {
+                let skip = kept.samples.len().saturating_sub(n);
+                kept.samples(key).skip(skip).collect()
+            })
             .collect()
     }
 

@@ -150,7 +150,9 @@ impl ResourceDashboard {
 
     /// The summary as of `now` (expiries count within the collector's window before `now`).
     pub fn get_dashboard_data(&self, now: Timestamp) -> DashboardData {
-        let histories = self.metrics.all_utilization();
+        let needed = self.rules.saturation_samples.max(1);
+        // Only what the summary reads: each capacity's last samples, not its whole history.
+        let histories = self.metrics.recent_utilization(needed);
         let latest: Vec<UtilizationSample> = histories
             .iter()
             .filter_map(|samples| samples.last().cloned())
@@ -181,7 +183,6 @@ impl ResourceDashboard {
         most_contended.truncate(self.top);
 
         let mut alerts = Vec::new();
-        let needed = self.rules.saturation_samples.max(1);
         for samples in &histories {
             let saturated = samples.len() >= needed
                 && samples

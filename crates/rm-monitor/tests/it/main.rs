@@ -164,6 +164,47 @@ fn history_stays_bounded_and_unregistered_resources_are_forgotten() {
     );
 }
 
+/// The history keeps each sample's instant and amounts only: what it gives back is what each
+/// collection returned, field by field; a capacity measured in another unit starts anew.
+#[test]
+fn history_gives_back_the_samples_collected_and_restarts_with_a_new_unit() {
+    let s = setup(Retention {
+        utilization: 3,
+        ..Retention::default()
+    });
+    let first = node("n1", 10, 1, Unit::GIB);
+    s.ledger.register_resource(first.clone()).unwrap();
+    s.resources.register_resource(&first);
+    let mut returned = Vec::new();
+    for task in ["a", "b", "c", "d"] {
+        s.clock.advance(Duration::from_secs(1));
+        s.ledger.reserve(&cores(task, 2)).unwrap();
+        returned.extend(
+            s.resources
+                .collect_utilization_metrics()
+                .unwrap()
+                .into_iter()
+                .filter(|sample| sample.resource_type == ResourceType::Memory),
+        );
+    }
+    let history = s
+        .metrics
+        .utilization_history(first.name(), &ResourceType::Memory);
+    assert_eq!(history, returned[1..]);
+
+    let mut usage = s.ledger.snapshot().unwrap().usage.remove(0);
+    usage.unit = Unit::MIB;
+    usage.capacity = 1024.into();
+    usage.external = 512.into();
+    (usage.pending, usage.confirmed, usage.leased) = Default::default();
+    s.metrics.record_usage(s.clock.now(), &usage);
+    let history = s
+        .metrics
+        .utilization_history(&usage.resource, &usage.resource_type);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].ratio_ppm, 500_000);
+}
+
 #[test]
 fn sustained_saturation_raises_an_alert_only_after_enough_samples() {
     let s = setup(Retention::default());
