@@ -175,6 +175,36 @@ fn labels_are_shared_by_clones_and_copied_on_change() {
 }
 
 #[test]
+fn resources_are_shared_by_clones_and_copied_on_change() {
+    let original = Resource::new(
+        "n",
+        ResourceType::Compute,
+        ResourceCapacity::of(4, Unit::CORES).unwrap(),
+    )
+    .unwrap()
+    .with_capacity(
+        ResourceType::Memory,
+        ResourceCapacity::of(8, Unit::GIB).unwrap(),
+    );
+    let copy = original.clone();
+    // A clone shares the capacities: no copy of the map.
+    assert!(std::ptr::eq(original.capacity(), copy.capacity()));
+    // Building on a clone leaves the original as it was.
+    let grown = copy
+        .with_capacity(
+            ResourceType::Gpu,
+            ResourceCapacity::of(1, Unit::DEVICES).unwrap(),
+        )
+        .with_label("zone", "a")
+        .unwrap();
+    assert_eq!(grown.dimension_count(), 3);
+    assert_eq!(original.dimension_count(), 2);
+    assert_eq!(original.label("zone"), None);
+    assert_ne!(grown, original);
+    assert_eq!(original, original.clone());
+}
+
+#[test]
 fn no_labels_are_one_value() {
     let mut labels = Labels::new();
     assert!(labels.insert("bad key", "a").is_err());
