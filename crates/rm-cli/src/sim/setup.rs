@@ -101,6 +101,35 @@ pub(super) fn workload(scenario: &Scenario) -> Result<Workload, Error> {
     if !too_long.is_empty() {
         return Err(ConfigError::Invalid(too_long).into());
     }
+    // And so are imported sizes: each task's instances, and the totals, as for the file's.
+    use crate::scenario::{MAX_ALL_INSTANCES, MAX_INSTANCES, MAX_TASKS};
+    let mut too_large: Vec<Problem> = specs
+        .iter()
+        .filter(|t| t.count > MAX_INSTANCES)
+        .take(10)
+        .map(|t| Problem {
+            path: format!("trace: task {}", t.id),
+            message: format!("{} is more than {MAX_INSTANCES} instances", t.count),
+        })
+        .collect();
+    let instances = specs
+        .iter()
+        .fold(0u64, |sum, t| sum.saturating_add(u64::from(t.count)));
+    if specs.len() as u64 > MAX_TASKS {
+        too_large.push(Problem {
+            path: "trace".into(),
+            message: format!("{} tasks in all is more than {MAX_TASKS}", specs.len()),
+        });
+    }
+    if instances > MAX_ALL_INSTANCES {
+        too_large.push(Problem {
+            path: "trace".into(),
+            message: format!("{instances} instances in all is more than {MAX_ALL_INSTANCES}"),
+        });
+    }
+    if !too_large.is_empty() {
+        return Err(ConfigError::Invalid(too_large).into());
+    }
     // GPUs are devices of their own (fractions stay on one device, a task's parts on one
     // node) for the GPU trace and for groups that ask for it.
     let device_gpus = !gpu_machines.is_empty() || scenario.cluster.iter().any(|g| g.gpu_devices);

@@ -291,3 +291,40 @@ fn validate_refuses_what_the_run_would() {
     );
     assert!(stderr.len() < 2_000, "{} bytes", stderr.len());
 }
+
+/// A trace is input too: a task of four billion instances (each a reservation of the run) is
+/// refused with its id, as a scenario's own task would be, before anything is allocated for
+/// it.
+#[test]
+fn a_trace_task_of_billions_of_instances_is_refused() {
+    let dir = std::env::temp_dir().join(format!("rmctl-bad-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("batch_task.csv"),
+        "job_arrival_time,job_name,task_name,duration,plan_cpu,plan_mem,instance_num\n\
+         0,j_1,M1,10,50.0,0.3,4000000000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("batch_instance_by_task.csv"),
+        "job_name,task_name,instance_count,duration_min,duration_p50,duration_p90,\
+         duration_max,duration_sum,cpu_avg_mean,cpu_avg_max,mem_avg_mean,mem_avg_max\n\
+         j_1,M1,1,1,1,1,1,10,1,1,1,1\n",
+    )
+    .unwrap();
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[[cluster]]\nprefix = \"m\"\ncount = 1\ncpu = 96\nmemory = \"100Gi\"\n\
+         [trace]\nkind = \"alibaba-batch-2018\"\npath = \".\"\n",
+    )
+    .unwrap();
+    let output = rmctl(&["simulate", "--quiet", scenario.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("trace: task j_1/M1: 4000000000 is more than 1000000 instances"),
+        "{stderr}"
+    );
+}
