@@ -564,6 +564,13 @@ pub const MAX_NODES: u32 = 100_000;
 /// the Alibaba 2018 hour's 3.06 million).
 pub const MAX_ALL_INSTANCES: u64 = 10_000_000;
 
+/// The most GPU devices one node may have where each is a resource of its own
+/// (`gpu_devices`, and every node of the GPU trace).
+pub const MAX_NODE_DEVICES: i64 = 64;
+
+/// The most GPU devices of their own all nodes together may have (each is a resource).
+pub const MAX_DEVICES: u64 = 200_000;
+
 /// The longest text a generator repeats in every task it makes (`prefix`, `contention`).
 pub const MAX_GENERATOR_TEXT: usize = 253;
 
@@ -790,6 +797,7 @@ impl Scenario {
         let mut problems = Problems(Vec::new());
         let mut prefixes = BTreeSet::new();
         let mut all_nodes = 0u64;
+        let (mut all_devices, mut node_devices_refused) = (0u64, false);
         for (i, group) in self.cluster.iter().enumerate() {
             let path = |field: &str| format!("cluster[{i}].{field}");
             if !prefixes.insert(group.prefix.as_str()) {
@@ -818,6 +826,23 @@ impl Scenario {
             if group.gpus < Quantity::ZERO {
                 problems.add(path("gpus"), "must not be negative");
             }
+            if group.gpu_devices {
+                let devices = group.gpus.as_milli() / 1000;
+                all_devices = all_devices.saturating_add(
+                    u64::try_from(devices)
+                        .unwrap_or(0)
+                        .saturating_mul(u64::from(most)),
+                );
+                if devices > MAX_NODE_DEVICES {
+                    node_devices_refused = true;
+                    problems.add(
+                        path("gpus"),
+                        format!(
+                            "{devices} GPU devices on one node is more than {MAX_NODE_DEVICES} (gpu_devices makes each a resource)"
+                        ),
+                    );
+                }
+            }
             if let Some(range) = group.autoscale
                 && (range.min > range.max || group.count < range.min || group.count > range.max)
             {
@@ -839,6 +864,12 @@ impl Scenario {
             problems.add(
                 "cluster".into(),
                 format!("{all_nodes} nodes in all groups is more than {MAX_NODES}"),
+            );
+        }
+        if all_devices > MAX_DEVICES && !node_devices_refused {
+            problems.add(
+                "cluster".into(),
+                format!("{all_devices} GPU devices in all groups is more than {MAX_DEVICES}"),
             );
         }
         let gpu_trace = matches!(self.trace, Some(TraceSettings::AlibabaGpu2023 { .. }));

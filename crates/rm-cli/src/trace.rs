@@ -234,7 +234,19 @@ pub fn alibaba_gpu_nodes(path: &Path) -> Result<Vec<GpuNode>, ConfigError> {
             name: name.to_owned(),
             cpu: Quantity::from_milli(cpu),
             memory: Quantity::from_milli(memory.saturating_mul(MIB).saturating_mul(1000)),
-            gpus: number(gpus, || at("gpu"))?,
+            gpus: number(gpus, || at("gpu"))
+                .ok()
+                .filter(|gpus| i64::from(*gpus) <= crate::scenario::MAX_NODE_DEVICES)
+                .ok_or_else(|| {
+                    problem(
+                        at("gpu"),
+                        format!(
+                            "{:?} is not a count of GPUs from 0 to {}",
+                            rm_facade::model::clip(gpus),
+                            crate::scenario::MAX_NODE_DEVICES
+                        ),
+                    )
+                })?,
             model: model.to_owned(),
         });
     }

@@ -65,6 +65,31 @@ pub(super) fn workload(scenario: &Scenario) -> Result<Workload, Error> {
     {
         fill = *mode == GpuMode::Fill;
         gpu_machines = trace::alibaba_gpu_nodes(&scenario.base.join(nodes))?;
+        // The trace's nodes are held to the limits of the file's own groups.
+        let devices: u64 = gpu_machines.iter().map(|m| u64::from(m.gpus)).sum();
+        let mut too_many = Vec::new();
+        if gpu_machines.len() as u64 > u64::from(crate::scenario::MAX_NODES) {
+            too_many.push(Problem {
+                path: "trace: nodes".into(),
+                message: format!(
+                    "{} nodes is more than {}",
+                    gpu_machines.len(),
+                    crate::scenario::MAX_NODES
+                ),
+            });
+        }
+        if devices > crate::scenario::MAX_DEVICES {
+            too_many.push(Problem {
+                path: "trace: nodes".into(),
+                message: format!(
+                    "{devices} GPU devices in all is more than {}",
+                    crate::scenario::MAX_DEVICES
+                ),
+            });
+        }
+        if !too_many.is_empty() {
+            return Err(ConfigError::Invalid(too_many).into());
+        }
         let tenant = "pods";
         if !tenants.iter().any(|t| t.name == tenant) {
             tenants.push(Tenant {

@@ -328,3 +328,36 @@ fn a_trace_task_of_billions_of_instances_is_refused() {
         "{stderr}"
     );
 }
+
+/// The GPU trace's nodes too: a node of four billion GPUs (each would be a device resource)
+/// is refused at its row.
+#[test]
+fn a_gpu_trace_node_of_billions_of_devices_is_refused() {
+    let dir = std::env::temp_dir().join(format!("rmctl-bad-gpu-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("nodes.csv"),
+        "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,4000000000,P100\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pods.csv"),
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\np0,1000,1024,1,1000,\n",
+    )
+    .unwrap();
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[trace]\nkind = \"alibaba-gpu-2023\"\nnodes = \"nodes.csv\"\npods = \"pods.csv\"\n\
+         mode = \"fill\"\n",
+    )
+    .unwrap();
+    let output = rmctl(&["simulate", "--quiet", scenario.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("nodes.csv:2: gpu: \"4000000000\" is not a count of GPUs from 0 to 64"),
+        "{stderr}"
+    );
+}
