@@ -64,3 +64,18 @@ pub(crate) fn another(server: &TestServer, first: &PgLedger) -> PgLedger {
         .connect()
         .expect("connect")
 }
+
+/// `read` again while it fails indeterminately (a timeout or a lost connection on a loaded
+/// machine: the contract says a retry is safe), at most five times; any other error, or the
+/// fifth indeterminate one, is returned.
+pub(crate) fn retrying<T>(
+    mut read: impl FnMut() -> Result<T, rm_model::LedgerError>,
+) -> Result<T, rm_model::LedgerError> {
+    let mut attempt = 1;
+    loop {
+        match read() {
+            Err(err) if err.is_indeterminate() && attempt < 5 => attempt += 1,
+            answer => return answer,
+        }
+    }
+}
