@@ -361,9 +361,11 @@ impl MetricsCollector {
                 queue_depth: (AtomicU64::new(0), depth),
                 grants_by_type: DashMap::new(),
                 refusals,
+                // Grown as samples come, up to the retention (which may be far larger than
+                // what a run ever records: nothing is reserved for it up front).
                 history: Mutex::new(History {
-                    waits: VecDeque::with_capacity(retention.waits),
-                    scaling: VecDeque::with_capacity(retention.scaling),
+                    waits: VecDeque::new(),
+                    scaling: VecDeque::new(),
                     expiries: VecDeque::new(),
                     utilization: BTreeMap::new(),
                     pools: BTreeMap::new(),

@@ -205,6 +205,39 @@ fn history_gives_back_the_samples_collected_and_restarts_with_a_new_unit() {
     assert_eq!(history[0].ratio_ppm, 500_000);
 }
 
+/// A retention far beyond what a run records (a configuration's `utilization_samples =
+/// 1000000000000`) reserves nothing up front: collecting works and keeps what came.
+#[test]
+fn a_huge_retention_reserves_nothing_up_front() {
+    let s = setup(Retention {
+        waits: usize::MAX,
+        scaling: usize::MAX,
+        utilization: usize::MAX,
+        ..Retention::default()
+    });
+    let first = node("n1", 10, 1, Unit::GIB);
+    s.ledger.register_resource(first.clone()).unwrap();
+    s.resources.register_resource(&first);
+    for _ in 0..3 {
+        s.clock.advance(Duration::from_secs(1));
+        s.resources.collect_utilization_metrics().unwrap();
+    }
+    let history = s
+        .metrics
+        .utilization_history(first.name(), &ResourceType::Compute);
+    assert_eq!(history.len(), 3);
+    s.metrics.publish(&Event {
+        sequence: 0,
+        at: s.clock.now(),
+        kind: EventKind::Dequeued {
+            requester: RequesterId::new("t").unwrap(),
+            waited: Duration::from_secs(2),
+            granted: true,
+        },
+    });
+    assert_eq!(s.metrics.wait_percentile(100), Some(Duration::from_secs(2)));
+}
+
 #[test]
 fn sustained_saturation_raises_an_alert_only_after_enough_samples() {
     let s = setup(Retention::default());
