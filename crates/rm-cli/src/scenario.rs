@@ -566,7 +566,7 @@ pub const MAX_ALL_INSTANCES: u64 = 10_000_000;
 
 /// The most GPU devices one node may have where each is a resource of its own
 /// (`gpu_devices`, and every node of the GPU trace).
-pub const MAX_NODE_DEVICES: i64 = 64;
+pub const MAX_NODE_DEVICES: u64 = 64;
 
 /// The most GPU devices of their own all nodes together may have (each is a resource).
 pub const MAX_DEVICES: u64 = 200_000;
@@ -678,28 +678,33 @@ fn check_generators(
             );
         }
     }
-    if total > MAX_TASKS {
-        problems.add(
-            "generate".into(),
-            format!("{total} tasks in all is more than {MAX_TASKS}"),
-        );
-    }
-    if instances > MAX_ALL_INSTANCES {
-        problems.add(
-            if generators.is_empty() {
-                "tasks"
-            } else {
-                "generate"
-            }
-            .into(),
-            format!("{instances} instances in all is more than {MAX_ALL_INSTANCES}"),
-        );
-    }
+    let path = if generators.is_empty() {
+        "tasks"
+    } else {
+        "generate"
+    };
+    problems.0.extend(total_problems(path, total, instances));
     if problems.0.is_empty() {
         Ok(())
     } else {
         Err(ConfigError::Invalid(problems.0))
     }
+}
+
+/// What is wrong with `tasks` tasks of `instances` instances in all, at `path`: the totals
+/// every source of tasks is held to (the file's, generated, imported from a trace).
+pub(crate) fn total_problems(path: &str, tasks: u64, instances: u64) -> Vec<Problem> {
+    [
+        (tasks, MAX_TASKS, "tasks"),
+        (instances, MAX_ALL_INSTANCES, "instances"),
+    ]
+    .into_iter()
+    .filter(|(count, max, _)| count > max)
+    .map(|(count, max, what)| Problem {
+        path: path.into(),
+        message: format!("{count} {what} in all is more than {max}"),
+    })
+    .collect()
 }
 
 struct Problems(Vec<Problem>);
@@ -826,22 +831,17 @@ impl Scenario {
             if group.gpus < Quantity::ZERO {
                 problems.add(path("gpus"), "must not be negative");
             }
-            if group.gpu_devices {
-                let devices = group.gpus.as_milli() / 1000;
-                all_devices = all_devices.saturating_add(
-                    u64::try_from(devices)
-                        .unwrap_or(0)
-                        .saturating_mul(u64::from(most)),
+            let devices = u64::try_from(group.gpus.as_milli() / 1000).unwrap_or(0);
+            let devices = if group.gpu_devices { devices } else { 0 };
+            all_devices = all_devices.saturating_add(devices.saturating_mul(u64::from(most)));
+            if devices > MAX_NODE_DEVICES {
+                node_devices_refused = true;
+                let why = "(gpu_devices makes each a resource)";
+                let more = format!("is more than {MAX_NODE_DEVICES} {why}");
+                problems.add(
+                    path("gpus"),
+                    format!("{devices} GPU devices on one node {more}"),
                 );
-                if devices > MAX_NODE_DEVICES {
-                    node_devices_refused = true;
-                    problems.add(
-                        path("gpus"),
-                        format!(
-                            "{devices} GPU devices on one node is more than {MAX_NODE_DEVICES} (gpu_devices makes each a resource)"
-                        ),
-                    );
-                }
             }
             if let Some(range) = group.autoscale
                 && (range.min > range.max || group.count < range.min || group.count > range.max)

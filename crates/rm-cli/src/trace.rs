@@ -236,7 +236,7 @@ pub fn alibaba_gpu_nodes(path: &Path) -> Result<Vec<GpuNode>, ConfigError> {
             memory: Quantity::from_milli(memory.saturating_mul(MIB).saturating_mul(1000)),
             gpus: number(gpus, || at("gpu"))
                 .ok()
-                .filter(|gpus| i64::from(*gpus) <= crate::scenario::MAX_NODE_DEVICES)
+                .filter(|gpus| u64::from(*gpus) <= crate::scenario::MAX_NODE_DEVICES)
                 .ok_or_else(|| {
                     problem(
                         at("gpu"),

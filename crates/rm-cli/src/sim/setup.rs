@@ -127,7 +127,7 @@ pub(super) fn workload(scenario: &Scenario) -> Result<Workload, Error> {
         return Err(ConfigError::Invalid(too_long).into());
     }
     // And so are imported sizes: each task's instances, and the totals, as for the file's.
-    use crate::scenario::{MAX_ALL_INSTANCES, MAX_INSTANCES, MAX_TASKS};
+    use crate::scenario::MAX_INSTANCES;
     let mut too_large: Vec<Problem> = specs
         .iter()
         .filter(|t| t.count > MAX_INSTANCES)
@@ -140,18 +140,11 @@ pub(super) fn workload(scenario: &Scenario) -> Result<Workload, Error> {
     let instances = specs
         .iter()
         .fold(0u64, |sum, t| sum.saturating_add(u64::from(t.count)));
-    if specs.len() as u64 > MAX_TASKS {
-        too_large.push(Problem {
-            path: "trace".into(),
-            message: format!("{} tasks in all is more than {MAX_TASKS}", specs.len()),
-        });
-    }
-    if instances > MAX_ALL_INSTANCES {
-        too_large.push(Problem {
-            path: "trace".into(),
-            message: format!("{instances} instances in all is more than {MAX_ALL_INSTANCES}"),
-        });
-    }
+    too_large.extend(crate::scenario::total_problems(
+        "trace",
+        specs.len() as u64,
+        instances,
+    ));
     if !too_large.is_empty() {
         return Err(ConfigError::Invalid(too_large).into());
     }

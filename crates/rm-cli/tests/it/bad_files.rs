@@ -292,40 +292,50 @@ fn validate_refuses_what_the_run_would() {
     assert!(stderr.len() < 2_000, "{} bytes", stderr.len());
 }
 
+/// Runs `simulate` on `scenario` beside `files` (name, text) in a folder of their own, removed
+/// afterwards; asserts exit 2 and that stderr names `expect`.
+#[track_caller]
+fn refused_with_files(files: &[(&str, &str)], scenario: &str, expect: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "rmctl-bad-files-{}-{}",
+        std::process::id(),
+        files[0].0
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, scenario).unwrap();
+    let output = rmctl(&["simulate", "--quiet", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(expect), "expected {expect:?} in {stderr}");
+}
+
 /// A trace is input too: a task of four billion instances (each a reservation of the run) is
 /// refused with its id, as a scenario's own task would be, before anything is allocated for
 /// it.
 #[test]
 fn a_trace_task_of_billions_of_instances_is_refused() {
-    let dir = std::env::temp_dir().join(format!("rmctl-bad-trace-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("batch_task.csv"),
-        "job_arrival_time,job_name,task_name,duration,plan_cpu,plan_mem,instance_num\n\
-         0,j_1,M1,10,50.0,0.3,4000000000\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("batch_instance_by_task.csv"),
-        "job_name,task_name,instance_count,duration_min,duration_p50,duration_p90,\
-         duration_max,duration_sum,cpu_avg_mean,cpu_avg_max,mem_avg_mean,mem_avg_max\n\
-         j_1,M1,1,1,1,1,1,10,1,1,1,1\n",
-    )
-    .unwrap();
-    let scenario = dir.join("scenario.toml");
-    std::fs::write(
-        &scenario,
+    refused_with_files(
+        &[
+            (
+                "batch_task.csv",
+                "job_arrival_time,job_name,task_name,duration,plan_cpu,plan_mem,instance_num\n\
+                 0,j_1,M1,10,50.0,0.3,4000000000\n",
+            ),
+            (
+                "batch_instance_by_task.csv",
+                "job_name,task_name,instance_count,duration_min,duration_p50,duration_p90,\
+                 duration_max,duration_sum,cpu_avg_mean,cpu_avg_max,mem_avg_mean,mem_avg_max\n\
+                 j_1,M1,1,1,1,1,1,10,1,1,1,1\n",
+            ),
+        ],
         "[[cluster]]\nprefix = \"m\"\ncount = 1\ncpu = 96\nmemory = \"100Gi\"\n\
          [trace]\nkind = \"alibaba-batch-2018\"\npath = \".\"\n",
-    )
-    .unwrap();
-    let output = rmctl(&["simulate", "--quiet", scenario.to_str().unwrap()]);
-    std::fs::remove_dir_all(&dir).unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("trace: task j_1/M1: 4000000000 is more than 1000000 instances"),
-        "{stderr}"
+        "trace: task j_1/M1: 4000000000 is more than 1000000 instances",
     );
 }
 
@@ -333,31 +343,19 @@ fn a_trace_task_of_billions_of_instances_is_refused() {
 /// is refused at its row.
 #[test]
 fn a_gpu_trace_node_of_billions_of_devices_is_refused() {
-    let dir = std::env::temp_dir().join(format!("rmctl-bad-gpu-trace-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("nodes.csv"),
-        "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,4000000000,P100\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("pods.csv"),
-        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\np0,1000,1024,1,1000,\n",
-    )
-    .unwrap();
-    let scenario = dir.join("scenario.toml");
-    std::fs::write(
-        &scenario,
+    refused_with_files(
+        &[
+            (
+                "nodes.csv",
+                "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,4000000000,P100\n",
+            ),
+            (
+                "pods.csv",
+                "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\np0,1000,1024,1,1000,\n",
+            ),
+        ],
         "[trace]\nkind = \"alibaba-gpu-2023\"\nnodes = \"nodes.csv\"\npods = \"pods.csv\"\n\
          mode = \"fill\"\n",
-    )
-    .unwrap();
-    let output = rmctl(&["simulate", "--quiet", scenario.to_str().unwrap()]);
-    std::fs::remove_dir_all(&dir).unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("nodes.csv:2: gpu: \"4000000000\" is not a count of GPUs from 0 to 64"),
-        "{stderr}"
+        "nodes.csv:2: gpu: \"4000000000\" is not a count of GPUs from 0 to 64",
     );
 }
